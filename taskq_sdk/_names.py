@@ -1,0 +1,74 @@
+"""Validation of tenant, workspace, queue names and job ids, and how ids are qualified by tenant.
+
+A job's *full id* is a single string unique across tenants: ``report-1`` for the ``default``
+tenant (so jobs enqueued by plain arq belong to ``default``), ``acme:report-1`` for tenant ``acme``::
+
+    >>> qualify("acme", "report-1")
+    'acme:report-1'
+    >>> tenant_of("acme:report-1"), tenant_of("report-1")
+    ('acme', 'default')
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import InvalidName
+
+DEFAULT_TENANT = "default"
+DEFAULT_WORKSPACE = "default"
+DEFAULT_QUEUE = "default"
+
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+# user-chosen job ids: no ':' (that separates the tenant), no whitespace or control characters
+JOB_ID_RE = re.compile(r"[A-Za-z0-9_.\-=+@/]{1,200}")
+
+
+def check_name(value: object, what: str) -> str:
+    """Return ``value`` if it is a valid tenant/workspace/queue name, else raise :class:`InvalidName`.
+
+    >>> check_name("acme", "tenant")
+    'acme'
+    """
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
+        shown = repr(value) if not isinstance(value, str) or len(value) <= 80 else repr(value[:80] + "…")
+        raise InvalidName(
+            f"{what} {shown} is not a valid name: use 1-63 characters from a-z, 0-9, '_' and '-', "
+            "starting with a letter or digit (for example 'acme' or 'exp-1')."
+        )
+    return value
+
+
+def check_job_id(value: object) -> str:
+    """Return a user-chosen job id if valid (no ``:``, no spaces, at most 200 characters).
+
+    >>> check_job_id("report-2024.06")
+    'report-2024.06'
+    """
+    if not isinstance(value, str) or not JOB_ID_RE.fullmatch(value):
+        raise InvalidName(
+            f"job id {value!r} is not valid: use 1-200 characters from letters, digits and _ . - = + @ / "
+            "(no ':' and no spaces; the tenant prefix is added for you)."
+        )
+    return value
+
+
+def qualify(tenant: str, local_id: str) -> str:
+    """The full id of ``local_id`` in ``tenant``."""
+    return local_id if tenant == DEFAULT_TENANT else f"{tenant}:{local_id}"
+
+
+def tenant_of(full_id: str) -> str:
+    """The tenant a full id is namespaced under (``default`` when it carries no valid prefix)."""
+    head, sep, _ = full_id.partition(":")
+    if sep and NAME_RE.fullmatch(head):
+        return head
+    return DEFAULT_TENANT
+
+
+def local_part(full_id: str) -> str:
+    """The id without its tenant prefix."""
+    head, sep, rest = full_id.partition(":")
+    if sep and NAME_RE.fullmatch(head):
+        return rest
+    return full_id

