@@ -1,0 +1,113 @@
+"""Opening connections to the Redis-compatible server, and turning connection failures into taskq errors.
+
+Example::
+
+    redis = make_redis(settings)                 # arq's ArqRedis, with timeouts and retries set
+    async with broker_errors(settings):          # redis-py connection errors -> BrokerUnavailable
+        await redis.ping()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from arq.connections import ArqRedis
+from redis.asyncio.retry import Retry as RedisRetry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..config import Settings
+from ..errors import BrokerUnavailable, ConfigurationError
+from ..serialization import Codec
+
+__all__ = ["CONNECTION_ERRORS", "broker_errors", "is_connection_error", "make_redis"]
+
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` means "the server could not be reached or did not answer in time"."""
+    return isinstance(exc, CONNECTION_ERRORS) and not isinstance(exc, AuthenticationError)
+
+
+def make_redis(settings: Settings, codec: Codec | None = None, *, for_pubsub: bool = False) -> ArqRedis:
+    """An :class:`arq.connections.ArqRedis` for ``settings`` (connects lazily, on first command).
+
+    ``for_pubsub`` drops the per-call socket timeout, since a subscriber waits for messages.
+
+    Example::
+
+        redis = make_redis(Settings(redis_url="redis://localhost:6379/0"))
+    """
+    url = settings.url()
+    kwargs: dict[str, Any] = {
+        "socket_connect_timeout": settings.connect_timeout,
+        "socket_timeout": None if for_pubsub else settings.socket_timeout,
+        "socket_keepalive": True,
+        "retry": RedisRetry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError, ConnectionResetError],
+        "health_check_interval": 0 if for_pubsub else 30,
+        "decode_responses": False,
+    }
+    if url.startswith("rediss://"):
+        kwargs["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+        kwargs["ssl_check_hostname"] = settings.tls_check_hostname
+        if settings.tls_ca_certs:
+            kwargs["ssl_ca_certs"] = settings.tls_ca_certs
+    try:
+        redis: ArqRedis = ArqRedis.from_url(url, **kwargs)
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid server URL {settings.safe_url()}: {exc}") from None
+    if codec is not None:
+        redis.job_serializer = codec.serializer
+        redis.job_deserializer = codec.deserializer
+    return redis
+
+
+def describe(exc: BaseException) -> str:
+    """A short, password-free description of a connection failure."""
+    text = str(exc) or type(exc).__name__
+    return text.split("\n", 1)[0][:300]
+
+
+@asynccontextmanager
+async def broker_errors(settings: Settings, what: str = "reach") -> AsyncIterator[None]:
+    """Turn redis-py connection/timeout/auth failures inside the block into :class:`BrokerUnavailable`.
+
+    Example::
+
+        async with broker_errors(settings, "submit a job to"):
+            await redis.ping()
+    """
+    try:
+        yield
+    except AuthenticationError as exc:
+        raise BrokerUnavailable(
+            f"The server at {settings.safe_url()} refused the credentials ({describe(exc)}). "
+            "Check REDIS_PASSWORD / REDIS_URL."
+        ) from None
+    except ResponseError as exc:
+        if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+            raise BrokerUnavailable(
+                f"The server at {settings.safe_url()} needs a password ({describe(exc)}). "
+                "Set REDIS_PASSWORD or put it in REDIS_URL."
+            ) from None
+        raise
+    except CONNECTION_ERRORS as exc:
+        raise BrokerUnavailable(
+            f"Could not {what} the server at {settings.safe_url()} ({type(exc).__name__}: {describe(exc)}) "
+            f"within {settings.connect_timeout:g}s connect / {settings.socket_timeout:g}s call timeouts. "
+            "Is it running? For a local one: LocalCluster() in Python, or `taskq local` in a shell."
+        ) from None

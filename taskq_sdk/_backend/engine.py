@@ -1,0 +1,896 @@
+"""The taskq worker engine: arq's ``Worker`` with push wake-up, batched claims and writes, renewed claims.
+
+It keeps arq's key layout and envelopes (so plain arq clients and the stock ``arq`` worker
+interoperate) and changes how work is found and finished:
+
+* wakes on a pub/sub notice when work is submitted (polling every ``TASKQ_POLL_INTERVAL`` only
+  as a fallback), and sleeps exactly until the next deferred job is due;
+* claims up to its free slots in one Lua call that also loads the jobs and counts the attempt;
+* writes results, progress and state changes in batched, ordered pipelines;
+* renews the claims of running jobs, so a dead worker's job is retried within ``TASKQ_CLAIM_TTL``
+  and a live worker's job is never started twice;
+* cancels running jobs at once on request, drains gracefully on SIGTERM, and rides out server
+  outages instead of exiting.
+
+Example::
+
+    engine = Engine(collect_jobs(["mypkg.jobs"]), settings=Settings(), queue="default")
+    await engine.async_run()      # until SIGTERM / SIGINT (or, with burst=True, an empty queue)
+    await engine.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from signal import Signals
+from typing import Any
+
+from arq.worker import Worker, func
+
+from .._names import tenant_of
+from ..config import Settings
+from ..errors import DeserializationError, SerializationError
+from ..execution import JobContext, Outcome, execute, install_output_capture, remote_error
+from ..models import WorkerInfo
+from ..registry import JobSpec
+from ..serialization import Codec, RemoteError
+from . import layout
+from .connection import is_connection_error, make_redis
+from .events import EventHub
+from .store import now_ms
+
+logger = logging.getLogger("taskq_sdk.worker")
+
+__all__ = ["Engine", "codec_for"]
+
+SCAN_MAX = 1000  # queue entries one claim may look at (running jobs stay in arq's queue set)
+
+#: engines serving in this process, newest last (``taskq_sdk.worker.get_worker_stats`` reads it)
+RUNNING: list[Engine] = []
+
+
+def codec_for(settings: Settings) -> Codec:
+    """The wire codec the settings ask for (msgpack unless pickle was opted into)."""
+    return Codec("pickle" if settings.serializer == "pickle" else "msgpack")
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else ("" if v is None else str(v))
+
+
+async def _never_called(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> None:  # pragma: no cover
+    raise RuntimeError("the taskq engine runs job specs directly")
+
+
+class Engine(Worker):
+    """A taskq worker process's engine (see the module docstring).
+
+    Example::
+
+        engine = Engine(specs, settings=Settings(max_jobs=20), queue="heavy", burst=True)
+        await engine.async_run(); await engine.close()
+    """
+
+    def __init__(
+        self,
+        specs: Mapping[str, JobSpec],
+        *,
+        settings: Settings,
+        queue: str = "default",
+        burst: bool = False,
+        handle_signals: bool = True,
+        codec: Codec | None = None,
+        worker_id: str | None = None,
+        ctx: dict[str, Any] | None = None,
+        cron_jobs: Sequence[Any] | None = None,
+    ) -> None:
+        if not specs:
+            raise ValueError("a worker needs at least one job function")
+        self.settings = settings
+        self.specs = dict(specs)
+        self.codec = codec or codec_for(settings)
+        self.taskq_queue = queue
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        functions = [
+            func(_never_called, name=spec.name, timeout=spec.timeout, max_tries=spec.max_tries)
+            for spec in self.specs.values()
+        ]
+        super().__init__(
+            functions=functions,
+            queue_name=layout.queue_key(queue),
+            burst=burst,
+            handle_signals=handle_signals,
+            max_jobs=settings.max_jobs,
+            job_timeout=settings.job_timeout,
+            keep_result=settings.keep_result,
+            max_tries=settings.max_tries,
+            poll_delay=settings.poll_interval,
+            allow_abort_jobs=True,
+            job_serializer=self.codec.serializer,
+            job_deserializer=self.codec.deserializer,
+            ctx=ctx,
+            cron_jobs=cron_jobs,
+            log_results=False,
+        )
+        self.jobs_cancelled = 0
+        self._running: dict[str, JobContext] = {}
+        self._wake = asyncio.Event()
+        self._saturated = False
+        self._stopping = False
+        self._stop_now = False
+        self._drain_deadline: float | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._hub: EventHub | None = None
+        self._bg: list[asyncio.Task[None]] = []
+        self._pending_progress: dict[str, tuple[dict[str, str], list[str], str]] = {}
+        self._pending_finish: list[tuple[list[Any], asyncio.Future[str]]] = []
+        self._flush_wakeup = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._started_ms = now_ms()
+        self._outage_since: float | None = None
+        self._closed = False
+        self.status = "starting"
+
+    # ================================================================== lifecycle
+    async def main(self) -> None:
+        self._pool = make_redis(self.settings, self.codec)
+        self._claim_script = self._pool.register_script(layout.CLAIM)
+        self._finish_script = self._pool.register_script(layout.FINISH)
+        self._progress_script = self._pool.register_script(layout.PROGRESS)
+        self._renew_script = self._pool.register_script(layout.RENEW)
+        await self._wait_for_server()
+        self.ctx.update(redis=self._pool, settings=self.settings, worker_id=self.worker_id)
+        install_output_capture()
+        self._executor = ThreadPoolExecutor(max_workers=self.max_jobs + 4, thread_name_prefix="taskq-job")
+        if self.on_startup:
+            await self.on_startup(self.ctx)
+        self._hub = EventHub(self.settings)
+        self._flusher = asyncio.create_task(self._flush_loop(), name="taskq-flush")
+        self._bg = [
+            asyncio.create_task(self._listen(layout.wake_channel(self.taskq_queue)), name="taskq-wake"),
+            asyncio.create_task(self._listen(layout.CONTROL_CHANNEL), name="taskq-control"),
+            asyncio.create_task(self._heartbeat_loop(), name="taskq-heartbeat"),
+        ]
+        self.status = "running"
+        RUNNING.append(self)
+        await self._heartbeat()
+        logger.info(
+            "worker %s serving %d functions on queue %r (%s), max_jobs=%d: %s",
+            self.worker_id,
+            len(self.specs),
+            self.taskq_queue,
+            self.settings.safe_url(),
+            self.max_jobs,
+            ", ".join(sorted(self.specs)),
+        )
+        await self._serve()
+
+    async def _wait_for_server(self) -> None:
+        deadline = time.monotonic() + max(self.settings.outage_budget, self.settings.connect_timeout)
+        delay = 0.1
+        while True:
+            try:
+                await self.pool.ping()
+                return
+            except Exception as exc:
+                if not is_connection_error(exc) or time.monotonic() > deadline:
+                    raise
+                logger.warning("server %s not reachable yet (%s); retrying", self.settings.safe_url(), exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _serve(self) -> None:
+        next_due: float | None = None
+        while True:
+            if self._stopping and await self._drained():
+                return
+            self._wake.clear()
+            try:
+                claimed, next_due = await self._claim_batch()
+                if self._outage_since is not None:
+                    logger.warning("server reachable again after %.1fs", time.monotonic() - self._outage_since)
+                    self._outage_since = None
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
+                await self._outage(exc)
+                continue
+            idle = self.burst and not self.tasks and claimed == 0 and not self._stopping
+            if idle and await self.pool.zcard(self.queue_name) == 0:
+                return
+            timeout = self.settings.poll_interval
+            if next_due is not None:
+                timeout = min(timeout, max(0.0, next_due / 1000.0 - time.time()))
+            if self._stopping:
+                timeout = 0.05
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _outage(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = now
+            logger.warning(
+                "lost the server %s (%s: %s); reconnecting and keeping running jobs",
+                self.settings.safe_url(),
+                type(exc).__name__,
+                str(exc)[:200],
+            )
+        await asyncio.sleep(min(2.0, 0.1 * 2 ** min(5, int(now - self._outage_since))))
+
+    async def _drained(self) -> bool:
+        """In drain mode: True once running jobs finished, or were sent back to the queue at the deadline."""
+        if self._drain_deadline is None:
+            self._drain_deadline = time.monotonic() + self.settings.drain_timeout
+        if self.tasks and (self._stop_now or time.monotonic() >= self._drain_deadline):
+            for job_id, jctx in list(self._running.items()):
+                if jctx.stop_reason is None:
+                    jctx.stop_reason = "worker shutdown"
+                task = self.tasks.get(job_id)
+                if task is not None:
+                    task.cancel()
+            self._stop_now = True
+        if self.tasks:
+            await asyncio.wait(list(self.tasks.values()), timeout=0.2)
+            return not self.tasks
+        return True
+
+    def handle_sig(self, signum: Signals) -> None:
+        """First SIGTERM/SIGINT: stop taking jobs, let running ones finish (drain). Second: stop now."""
+        sig = Signals(signum)
+        if self._stopping:
+            logger.warning("%s again: stopping now; %d running jobs go back to the queue", sig.name, len(self.tasks))
+            self._stop_now = True
+        else:
+            self._stopping = True
+            self.allow_pick_jobs = False
+            self.status = "draining"
+            logger.info(
+                "%s: draining - finishing %d running jobs (up to %gs; send it again to stop at once)",
+                sig.name,
+                len(self.tasks),
+                self.settings.drain_timeout,
+            )
+        self._wake.set()
+        if self.on_stop:
+            self.on_stop(sig)
+
+    def request_stop(self, *, now: bool = False) -> None:
+        """Stop from code (in-process workers): drain, or with ``now`` stop at once."""
+        self.handle_sig(Signals.SIGTERM)
+        if now:
+            self.handle_sig(Signals.SIGTERM)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self in RUNNING:
+            RUNNING.remove(self)
+        for t in list(self.tasks.values()):
+            t.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        for t in self._bg:
+            t.cancel()
+        await asyncio.gather(*self._bg, return_exceptions=True)
+        if self._flusher is not None:
+            await self._drain_writes(timeout=5.0)
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        self.status = "stopped"
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                await self._heartbeat()
+        if self._hub is not None:
+            await self._hub.close()
+        if self.on_shutdown and self._pool is not None:
+            await self.on_shutdown(self.ctx)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.aclose(close_connection_pool=True)
+            self._pool = None
+        logger.info(
+            "worker %s stopped: %d complete, %d failed, %d retried, %d cancelled",
+            self.worker_id,
+            self.jobs_complete,
+            self.jobs_failed,
+            self.jobs_retried,
+            self.jobs_cancelled,
+        )
+
+    # ================================================================== claiming
+    async def _claim_batch(self) -> tuple[int, float | None]:
+        free = self.max_jobs - len(self.tasks)
+        if free <= 0 or not self.allow_pick_jobs:
+            return 0, None
+        rows, nxt = await self._claim_script(
+            keys=[],
+            args=[
+                self.queue_name,
+                now_ms(),
+                free,
+                int(self.settings.claim_ttl * 1000),
+                self.worker_id,
+                SCAN_MAX,
+            ],
+        )
+        for row in rows:
+            job_id = _s(row[0])
+            task = asyncio.create_task(self._run(job_id, row), name=f"taskq-job-{job_id}")
+            self.tasks[job_id] = task
+            task.add_done_callback(self._task_done)
+        self._saturated = len(rows) == free
+        return len(rows), (float(nxt) if nxt is not None else None)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        for job_id, t in list(self.tasks.items()):
+            if t is task:
+                del self.tasks[job_id]
+                break
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("internal error while running a job", exc_info=task.exception())
+        if self._saturated or self._stopping:
+            self._wake.set()
+
+    # ================================================================== running
+    async def _run(self, job_id: str, row: list[Any]) -> None:
+        score = int(float(row[1]))
+        blob: bytes | None = row[2]
+        attempt = int(row[3])
+        aborted = bool(row[4])
+        meta = [_s(x) for x in row[5]] if row[5] else ["", "", "", "", ""]
+        timeout_s, max_tries_s, workspace, _batch, _enq = meta
+        start_ms = now_ms()
+
+        if blob is None:
+            await self._finish_error(
+                job_id,
+                "failed",
+                remote_error(
+                    "JobExpired",
+                    "the job's definition expired before a worker started it (see _expires=); it was not run",
+                    kind="lost",
+                ),
+                attempt=attempt,
+                start_ms=start_ms,
+            )
+            return
+        try:
+            d = self.codec.deserializer(blob)
+            function = str(d["f"])
+            args: list[Any] = list(d.get("a") or [])
+            kwargs: dict[str, Any] = dict(d.get("k") or {})
+            enq_ms = int(d.get("et") or start_ms)
+        except (DeserializationError, KeyError, TypeError, ValueError) as exc:
+            logger.error("job %s refused: %s", job_id, exc)
+            await self._finish_error(
+                job_id,
+                "failed",
+                remote_error(
+                    "DeserializationError",
+                    f"the worker refused to decode the job's arguments, so it was never run: {exc}",
+                    kind="deserialization",
+                ),
+                attempt=attempt,
+                start_ms=start_ms,
+            )
+            return
+
+        spec = self.specs.get(function)
+        if spec is None:
+            await self._finish_error(
+                job_id,
+                "failed",
+                remote_error(
+                    "UnknownJob",
+                    f"worker {self.worker_id} does not serve {function!r} (it serves "
+                    f"{', '.join(sorted(self.specs))}); start a worker that imports it on queue "
+                    f"{self.taskq_queue!r}",
+                    kind="error",
+                ),
+                attempt=attempt,
+                start_ms=start_ms,
+                call=(function, args, kwargs, enq_ms),
+            )
+            return
+        max_tries = int(max_tries_s) if max_tries_s else (spec.max_tries or self.settings.max_tries)
+        if aborted:
+            await self._finish_error(
+                job_id,
+                "cancelled",
+                remote_error("JobCancelled", "cancelled before it started", kind="cancelled"),
+                attempt=attempt,
+                start_ms=start_ms,
+                call=(function, args, kwargs, enq_ms),
+            )
+            return
+        if attempt > max_tries:
+            await self._finish_error(
+                job_id,
+                "failed",
+                remote_error(
+                    "AttemptsExhausted",
+                    f"gave up after {max_tries} attempt{'s' if max_tries != 1 else ''}: the earlier "
+                    "attempts ended without a result (the worker running it died or was stopped each time)",
+                    kind="error",
+                    details={"attempts": max_tries},
+                ),
+                attempt=attempt - 1,
+                start_ms=start_ms,
+                call=(function, args, kwargs, enq_ms),
+            )
+            return
+
+        timeout = float(timeout_s) if timeout_s else (spec.timeout or self.settings.job_timeout)
+        jctx = JobContext(
+            job_id=job_id,
+            function=function,
+            tenant=tenant_of(job_id),
+            workspace=workspace or "default",
+            attempt=attempt,
+            max_tries=max_tries,
+            loop=asyncio.get_running_loop(),
+            sink=self._progress_sink,
+            log_limit=self.settings.log_lines,
+        )
+        self._running[job_id] = jctx
+        arq_ctx = {
+            **self.ctx,
+            "job_id": job_id,
+            "job_try": attempt,
+            "enqueue_time": datetime.fromtimestamp(enq_ms / 1000, tz=UTC),
+            "score": score,
+            "tenant": jctx.tenant,
+            "workspace": jctx.workspace,
+        }
+        try:
+            outcome = await execute(
+                spec,
+                jctx,
+                args,
+                kwargs,
+                arq_ctx=arq_ctx,
+                timeout=timeout,
+                executor=self._executor,
+                retry_base=self.settings.retry_delay,
+                retry_cap=self.settings.retry_max_delay,
+            )
+        except asyncio.CancelledError:
+            reason = jctx.stop_reason
+            jctx.flush()
+            if reason == "cancelled":
+                note = "cancelled while running"
+                if not spec.is_async:
+                    note += (
+                        " (its thread runs on until the function returns, since threads cannot be "
+                        "interrupted; its result will be discarded and its next report_progress() "
+                        "call stops it)"
+                    )
+                err = remote_error("JobCancelled", note, kind="cancelled")
+                await self._finish_error(
+                    job_id,
+                    "cancelled",
+                    err,
+                    attempt=attempt,
+                    start_ms=start_ms,
+                    call=(function, args, kwargs, enq_ms),
+                )
+                return
+            if reason == "claim lost":
+                logger.warning("job %s: claim lost to another worker; this attempt's result is discarded", job_id)
+                return
+            jctx.stop_reason = reason or "worker shutdown"
+            await asyncio.shield(self._release(job_id))
+            raise
+        finally:
+            self._running.pop(job_id, None)
+
+        jctx.flush()
+        await self._finish_outcome(job_id, outcome, spec, attempt, start_ms, (function, args, kwargs, enq_ms))
+
+    async def _finish_outcome(
+        self,
+        job_id: str,
+        outcome: Outcome,
+        spec: JobSpec,
+        attempt: int,
+        start_ms: int,
+        call: tuple[str, list[Any], dict[str, Any], int],
+    ) -> None:
+        function = call[0]
+        if outcome.kind == "retry":
+            assert outcome.error is not None
+            assert outcome.retry_delay is not None
+            score = now_ms() + int(outcome.retry_delay * 1000)
+            err = f"{outcome.error.type}: {outcome.error.message}"[:500]
+            event = json.dumps({"e": "retrying", "a": attempt, "n": score, "err": err})
+            logger.info(
+                "job %s %s attempt %d failed (%s); retrying in %.1fs",
+                job_id,
+                function,
+                attempt,
+                err,
+                outcome.retry_delay,
+            )
+            self.jobs_retried += 1
+            await self._write(
+                [
+                    "retry",
+                    job_id,
+                    self.queue_name,
+                    "",
+                    0,
+                    "retrying",
+                    0,
+                    now_ms(),
+                    err,
+                    int(outcome.duration * 1000),
+                    self.worker_id,
+                    score,
+                    event,
+                ]
+            )
+            return
+        if outcome.kind == "complete":
+            try:
+                blob = self._envelope(call, attempt, start_ms, True, outcome.value)
+                if len(blob) > self.settings.max_result_bytes:
+                    raise SerializationError(
+                        f"the job's result takes {len(blob):,} bytes, over the limit of "
+                        f"{self.settings.max_result_bytes:,} (TASKQ_MAX_RESULT_BYTES): return a reference "
+                        "(a path or URL) to large data instead"
+                    )
+            except SerializationError as exc:
+                outcome = Outcome(
+                    "failed",
+                    error=remote_error("ResultError", str(exc), kind="error"),
+                    duration=outcome.duration,
+                )
+            else:
+                self.jobs_complete += 1
+                logger.info("job %s %s complete in %.3fs (attempt %d)", job_id, function, outcome.duration, attempt)
+                await self._done(job_id, "complete", blob, "", outcome.duration)
+                return
+        assert outcome.error is not None
+        state = "cancelled" if outcome.error.kind == "cancelled" else "failed"
+        logger.info(
+            "job %s %s %s after %.3fs (attempt %d): %s: %s",
+            job_id,
+            function,
+            state,
+            outcome.duration,
+            attempt,
+            outcome.error.type,
+            outcome.error.message[:300],
+        )
+        await self._finish_error(
+            job_id,
+            state,
+            outcome.error,
+            attempt=attempt,
+            start_ms=start_ms,
+            call=call,
+            duration=outcome.duration,
+        )
+
+    def _envelope(
+        self,
+        call: tuple[str, list[Any], dict[str, Any], int],
+        attempt: int,
+        start_ms: int,
+        success: bool,
+        value: Any,
+    ) -> bytes:
+        function, args, kwargs, enq_ms = call
+        return self.codec.serializer(
+            {
+                "t": attempt,
+                "f": function,
+                "a": args,
+                "k": kwargs,
+                "et": enq_ms,
+                "s": success,
+                "r": value,
+                "st": start_ms,
+                "ft": now_ms(),
+                "q": self.queue_name,
+                "id": "",
+            }
+        )
+
+    async def _finish_error(
+        self,
+        job_id: str,
+        state: str,
+        error: RemoteError,
+        *,
+        attempt: int,
+        start_ms: int,
+        call: tuple[str, list[Any], dict[str, Any], int] | None = None,
+        duration: float = 0.0,
+    ) -> None:
+        if state == "cancelled":
+            self.jobs_cancelled += 1
+        else:
+            self.jobs_failed += 1
+        try:
+            blob = self._envelope(call or ("?", [], {}, start_ms), attempt, start_ms, False, error)
+        except SerializationError:
+            blob = self._envelope(("?", [], {}, start_ms), attempt, start_ms, False, error)
+        await self._done(job_id, state, blob, f"{error.type}: {error.message}"[:500], duration)
+
+    async def _done(self, job_id: str, state: str, blob: bytes, err: str, duration: float) -> None:
+        keep = -1 if self.keep_result_forever else int(self.keep_result_s * 1000)
+        meta_ttl = int((self.settings.keep_result + self.settings.tombstone_ttl) * 1000)
+        event = json.dumps({"e": "done", "s": state})
+        await self._write(
+            [
+                "done",
+                job_id,
+                self.queue_name,
+                blob if keep != 0 else "",
+                keep,
+                state,
+                meta_ttl,
+                now_ms(),
+                err,
+                int(duration * 1000),
+                self.worker_id,
+                0,
+                event,
+            ]
+        )
+
+    async def _release(self, job_id: str) -> None:
+        event = json.dumps({"e": "released"})
+        with contextlib.suppress(Exception):
+            await self._write(
+                [
+                    "release",
+                    job_id,
+                    self.queue_name,
+                    "",
+                    0,
+                    "queued",
+                    0,
+                    now_ms(),
+                    "",
+                    0,
+                    self.worker_id,
+                    0,
+                    event,
+                ]
+            )
+
+    # ================================================================== batched writes
+    def _progress_sink(self, jctx: JobContext, payload: dict[str, Any]) -> None:
+        lines: list[str] = payload.pop("_logs", [])
+        fields = {k: str(v) for k, v in payload.items()}
+        prev = self._pending_progress.get(jctx.job_id)
+        if prev is not None:
+            prev[0].update(fields)
+            prev[1].extend(lines)
+            fields, lines = prev[0], prev[1]
+        event = ""
+        if "p" in fields:
+            event = json.dumps({"e": "progress", "p": float(fields["p"]), "m": fields.get("pmsg")})
+        elif prev is not None:
+            event = prev[2]
+        self._pending_progress[jctx.job_id] = (fields, lines, event)
+        self._flush_wakeup.set()
+
+    async def _write(self, argv: list[Any]) -> str:
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending_finish.append((argv, fut))
+        self._flush_wakeup.set()
+        return await fut
+
+    async def _flush_loop(self) -> None:
+        backoff = 0.05
+        while True:
+            await self._flush_wakeup.wait()
+            self._flush_wakeup.clear()
+            progress, self._pending_progress = self._pending_progress, {}
+            finishes, self._pending_finish = self._pending_finish, []
+            if not progress and not finishes:
+                continue
+            while True:
+                try:
+                    outs = await self._flush_once(progress, finishes)
+                    backoff = 0.05
+                    break
+                except asyncio.CancelledError:
+                    for _, fut in finishes:
+                        if not fut.done():
+                            fut.cancel()
+                    raise
+                except Exception as exc:
+                    if not is_connection_error(exc):
+                        logger.exception("writing job results failed; retrying")
+                    elif self._outage_since is None:
+                        self._outage_since = time.monotonic()
+                        logger.warning("server unreachable while writing %d results; retrying", len(finishes))
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+            for (argv, fut), out in zip(finishes, outs, strict=True):
+                if out == "claim-lost":
+                    logger.warning(
+                        "job %s: another worker holds it now; this worker's %s was dropped", argv[1], argv[0]
+                    )
+                if not fut.done():
+                    fut.set_result(out)
+
+    async def _flush_once(
+        self,
+        progress: dict[str, tuple[dict[str, str], list[str], str]],
+        finishes: list[tuple[list[Any], Any]],
+    ) -> list[str]:
+        async with self.pool.pipeline(transaction=False) as pipe:
+            if progress:
+                pargv: list[Any] = []
+                for job_id, (fields, lines, event) in progress.items():
+                    pargv += [
+                        job_id,
+                        json.dumps(fields),
+                        json.dumps(lines) if lines else "",
+                        self.settings.log_lines,
+                        event,
+                    ]
+                await self._progress_script(keys=[], args=pargv, client=pipe)
+            if finishes:
+                fargv: list[Any] = []
+                for argv, _ in finishes:
+                    fargv += argv
+                await self._finish_script(keys=[], args=fargv, client=pipe)
+            results = await pipe.execute()
+        return [_s(x) for x in results[-1]] if finishes else []
+
+    async def _drain_writes(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while (self._pending_finish or self._pending_progress) and time.monotonic() < deadline:
+            self._flush_wakeup.set()
+            await asyncio.sleep(0.01)
+        if self._pending_finish:
+            logger.error(
+                "could not write %d job outcomes before shutdown (server unreachable): %s - these jobs will "
+                "be retried by another worker once their claims expire",
+                len(self._pending_finish),
+                ", ".join(str(a[1]) for a, _ in self._pending_finish[:20]),
+            )
+
+    # ================================================================== notifications
+    async def _listen(self, channel: str) -> None:
+        assert self._hub is not None
+        while True:
+            try:
+                async with self._hub.subscribe(channel) as sub:
+                    while True:
+                        event = await sub.get(timeout=None)
+                        if event is None:
+                            continue
+                        kind = event.get("e")
+                        if kind in ("wake", "reconnected", "disconnected"):
+                            self._wake.set()
+                        elif kind == "cancel":
+                            self.cancel_running(str(event.get("id", "")))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.debug("listener for %s failed (%s); retrying", channel, exc)
+                self._wake.set()
+                await asyncio.sleep(1.0)
+
+    def cancel_running(self, job_id: str) -> bool:
+        """Cancel a job this worker is running (the control channel calls this)."""
+        jctx = self._running.get(job_id)
+        task = self.tasks.get(job_id)
+        if jctx is None or task is None:
+            return False
+        jctx.stop_reason = "cancelled"
+        task.cancel()
+        return True
+
+    # ================================================================== health
+    async def _heartbeat_loop(self) -> None:
+        last_renew = time.monotonic()
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval)
+            try:
+                await self._heartbeat()
+                if self._running and time.monotonic() - last_renew >= self.settings.claim_ttl / 3:
+                    last_renew = time.monotonic()
+                    lost = await self._renew_script(
+                        keys=[],
+                        args=[self.worker_id, int(self.settings.claim_ttl * 1000), *self._running],
+                    )
+                    for job_id in (_s(x) for x in lost):
+                        jctx = self._running.get(job_id)
+                        task = self.tasks.get(job_id)
+                        if jctx is not None and task is not None:
+                            jctx.stop_reason = "claim lost"
+                            task.cancel()
+                if self.cron_jobs:
+                    await self.run_cron(datetime.now(tz=self.timezone), self.settings.heartbeat_interval)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    logger.exception("heartbeat failed")
+                self._wake.set()
+
+    def get_worker_stats(self) -> dict[str, Any]:
+        """The seed's worker-health dict: status, max_jobs, jobs complete/failed/retried/ongoing, uptime.
+
+        Example::
+
+            stats = engine.get_worker_stats(); stats["status"], stats["max_jobs"]
+        """
+        return self.info().as_stats()
+
+    def info(self) -> WorkerInfo:
+        """This worker as a :class:`WorkerInfo`."""
+        now = now_ms()
+        return WorkerInfo(
+            id=self.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            status=self.status,
+            queue=self.taskq_queue,
+            max_jobs=self.max_jobs,
+            ongoing=len(self.tasks),
+            complete=self.jobs_complete,
+            failed=self.jobs_failed,
+            retried=self.jobs_retried,
+            cancelled=self.jobs_cancelled,
+            started_at=datetime.fromtimestamp(self._started_ms / 1000, tz=UTC),
+            last_seen=datetime.fromtimestamp(now / 1000, tz=UTC),
+            functions=sorted(self.specs),
+        )
+
+    async def _heartbeat(self) -> None:
+        now = now_ms()
+        interval_ms = int(self.settings.heartbeat_interval * 1000)
+        key = layout.worker_key(self.worker_id)
+        info = self.info()
+        async with self.pool.pipeline(transaction=False) as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "host": info.host,
+                    "pid": info.pid,
+                    "status": info.status,
+                    "queue": info.queue,
+                    "max_jobs": info.max_jobs,
+                    "ongoing": info.ongoing,
+                    "complete": info.complete,
+                    "failed": info.failed,
+                    "retried": info.retried,
+                    "cancelled": info.cancelled,
+                    "started": self._started_ms,
+                    "seen": now,
+                    "functions": ",".join(info.functions),
+                },
+            )
+            # a live worker refreshes this every interval; a dead one vanishes within 3 intervals + 5s,
+            # a stopped one stays listed as "stopped" for a minute
+            pipe.pexpire(key, 60_000 if self.status == "stopped" else 3 * interval_ms + 5000)
+            pipe.zadd(layout.WORKERS_ZSET, {self.worker_id: now})
+            pipe.zremrangebyscore(layout.WORKERS_ZSET, "-inf", now - 120_000)
+            pipe.pexpire(layout.WORKERS_ZSET, 3_600_000)
+            reg = layout.registry_key(self.taskq_queue)
+            pipe.hset(reg, mapping=dict.fromkeys(self.specs, now))
+            pipe.pexpire(reg, 30 * 86_400_000)
+            await pipe.execute()

@@ -1,0 +1,238 @@
+"""One pub/sub connection per client that fans job events out to whoever waits on them.
+
+Waiters subscribe to a job's channel, then check the job's state, then wait for an event; a
+missed event is covered by the waiter's fallback re-check, and a reconnect is announced to every
+subscriber (``{"e": "reconnected"}``) so each re-checks at once::
+
+    async with hub.subscribe(job_channel(job_id)) as sub:
+        ...                         # check state first
+        event = await sub.get(timeout=1.0)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from arq.connections import ArqRedis
+
+from ..config import Settings
+from .connection import is_connection_error, make_redis
+
+logger = logging.getLogger("taskq_sdk.events")
+
+__all__ = ["EventHub", "Subscription"]
+
+PING_EVERY = 5.0  # seconds of silence before the subscriber pings the server
+DEAD_AFTER = 15.0  # seconds without any answer after which the connection is rebuilt
+
+
+class Subscription:
+    """A queue of events for one channel; several waiters on one channel each get their own.
+
+    Example::
+
+        event = await sub.get(timeout=1.0)   # dict like {"e": "done", "s": "complete"}, or None
+    """
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    def put(self, event: dict[str, Any]) -> None:
+        self._queue.put_nowait(event)
+
+    async def get(self, timeout: float | None) -> dict[str, Any] | None:
+        """The next event, or ``None`` after ``timeout`` seconds."""
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return None
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Everything queued right now, without waiting."""
+        out: list[dict[str, Any]] = []
+        while not self._queue.empty():
+            out.append(self._queue.get_nowait())
+        return out
+
+
+class EventHub:
+    """Shares one subscriber connection among all waiters of a client.
+
+    Example::
+
+        hub = EventHub(settings)
+        async with hub.subscribe("taskq:default:ev:abc") as sub: ...
+        await hub.close()
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._redis: ArqRedis | None = None
+        self._pubsub: Any = None
+        self._subs: dict[str, set[Subscription]] = {}
+        self._confirmed: dict[str, asyncio.Future[None]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self._last_heard = time.monotonic()
+        self._ping_sent: float | None = None
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, channel: str, *, confirm: float = 2.0) -> AsyncIterator[Subscription]:
+        """Subscribe to ``channel`` for the duration of the block (confirmed by the server first)."""
+        sub = Subscription(channel)
+        await self._add(sub, confirm)
+        try:
+            yield sub
+        finally:
+            await self._remove(sub)
+
+    async def _add(self, sub: Subscription, confirm: float) -> None:
+        async with self._lock:
+            if self._closed:
+                raise RuntimeError("event hub closed")
+            subs = self._subs.setdefault(sub.channel, set())
+            subs.add(sub)
+            first = len(subs) == 1
+            if first:
+                if self._pubsub is None:
+                    self._redis = make_redis(self._settings, for_pubsub=True)
+                    self._pubsub = self._redis.pubsub()
+                fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._confirmed[sub.channel] = fut
+                try:
+                    await self._pubsub.subscribe(sub.channel)
+                except Exception as exc:
+                    subs.discard(sub)
+                    self._subs.pop(sub.channel, None)
+                    self._confirmed.pop(sub.channel, None)
+                    if is_connection_error(exc):
+                        # a waiter falls back to polling; the reader reconnects later
+                        return
+                    raise
+                if self._reader is None or self._reader.done():
+                    self._reader = asyncio.create_task(self._read(), name="taskq-events")
+            fut_or_none = self._confirmed.get(sub.channel)
+        if fut_or_none is not None and not fut_or_none.done():
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(fut_or_none), confirm)
+
+    async def _remove(self, sub: Subscription) -> None:
+        async with self._lock:
+            subs = self._subs.get(sub.channel)
+            if subs is None:
+                return
+            subs.discard(sub)
+            if subs:
+                return
+            del self._subs[sub.channel]
+            self._confirmed.pop(sub.channel, None)
+            if self._pubsub is not None and not self._closed:
+                with contextlib.suppress(Exception):
+                    await self._pubsub.unsubscribe(sub.channel)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        channel = message.get("channel")
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        if kind == "subscribe" and isinstance(channel, str):
+            fut = self._confirmed.get(channel)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+            return
+        if kind != "message" or not isinstance(channel, str):
+            return
+        data = message.get("data") or b"{}"
+        try:
+            event = json.loads(data)
+            if not isinstance(event, dict):
+                return
+        except ValueError:
+            return
+        for sub in list(self._subs.get(channel, ())):
+            sub.put(event)
+
+    def _broadcast(self, event: dict[str, Any]) -> None:
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
+                sub.put(event)
+
+    async def _read(self) -> None:
+        backoff = 0.05
+        while not self._closed:
+            try:
+                if not self._subs:
+                    # nothing to listen to: park until someone subscribes (reader restarts then)
+                    return
+                message = await self._pubsub.get_message(timeout=1.0)
+                now = time.monotonic()
+                if message is not None:
+                    self._last_heard = now
+                    self._ping_sent = None
+                    self._dispatch(message)
+                elif self._ping_sent is not None and now - self._ping_sent > DEAD_AFTER:
+                    raise ConnectionError("no answer from the server on the event connection")
+                elif self._ping_sent is None and now - self._last_heard > PING_EVERY:
+                    self._ping_sent = now
+                    await self._pubsub.ping()
+                backoff = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.closed:
+                    return
+                logger.debug("event connection failed (%s); reconnecting", type(exc).__name__)
+                self._broadcast({"e": "disconnected"})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                await self._reconnect()
+
+    async def _reconnect(self) -> None:
+        async with self._lock:
+            old = self._pubsub
+            channels = list(self._subs)
+            self._pubsub = None
+            if old is not None:
+                with contextlib.suppress(Exception):
+                    await old.aclose()
+            if self._redis is not None:
+                with contextlib.suppress(Exception):
+                    await self._redis.aclose()
+            self._redis = make_redis(self._settings, for_pubsub=True)
+            self._pubsub = self._redis.pubsub()
+            try:
+                if channels:
+                    await self._pubsub.subscribe(*channels)
+            except Exception:
+                return  # the reader loop retries with backoff
+            self._last_heard = time.monotonic()
+            self._ping_sent = None
+        self._broadcast({"e": "reconnected"})
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def close(self) -> None:
+        """Stop the reader and close the subscriber connection (idempotent)."""
+        self._closed = True
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.aclose()
+        self._pubsub = None
+        self._redis = None

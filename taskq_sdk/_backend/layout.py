@@ -1,0 +1,356 @@
+"""The key layout in Redis and the Lua scripts that change it atomically.
+
+arq's own keys are kept as arq writes them, so that plain arq clients and the stock ``arq``
+worker interoperate: ``arq:job:<id>`` (the job), ``arq:queue[:<name>]`` (a sorted set scored by
+start time), ``arq:in-progress:<id>`` (the claim), ``arq:retry:<id>`` (the attempt counter),
+``arq:result:<id>`` and ``arq:abort``. taskq adds, per tenant::
+
+    taskq:<tenant>:job:<id>        hash: function, workspace, state, attempt, worker, progress, ...
+    taskq:<tenant>:ev:<id>         pub/sub channel: started / progress / retrying / done events
+    taskq:<tenant>:logs:<id>       list: captured log lines and prints (capped)
+    taskq:<tenant>:idx[:<ws>]      sorted set of job ids by enqueue time (listings)
+
+and, shared: ``taskq:wake:<queue>`` (worker wake-up channel), ``taskq:control`` (cancel
+requests), ``taskq:workers`` / ``taskq:worker:<id>`` (liveness), ``taskq:registry:<queue>``
+(function names served). Every key gets a TTL. The Python builders and the Lua prelude below
+are the one place this layout is written down::
+
+    meta_key("acme:r1")   # 'taskq:acme:job:acme:r1'
+"""
+
+from __future__ import annotations
+
+from arq.constants import (
+    abort_jobs_ss,
+    default_queue_name,
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
+
+from .._names import DEFAULT_QUEUE, tenant_of
+
+ABORT_SET = abort_jobs_ss
+CONTROL_CHANNEL = "taskq:control"
+WORKERS_ZSET = "taskq:workers"
+
+
+def queue_key(queue: str) -> str:
+    """The arq sorted set behind a taskq queue name (``default`` is arq's ``arq:queue``)."""
+    return default_queue_name if queue == DEFAULT_QUEUE else f"{default_queue_name}:{queue}"
+
+
+def queue_name(key: str) -> str:
+    """The taskq queue name of an arq queue key (inverse of :func:`queue_key`)."""
+    if key == default_queue_name:
+        return DEFAULT_QUEUE
+    prefix = default_queue_name + ":"
+    return key[len(prefix) :] if key.startswith(prefix) else key
+
+
+def job_key(job_id: str) -> str:
+    return job_key_prefix + job_id
+
+
+def result_key(job_id: str) -> str:
+    return result_key_prefix + job_id
+
+
+def in_progress_key(job_id: str) -> str:
+    return in_progress_key_prefix + job_id
+
+
+def retry_key(job_id: str) -> str:
+    return retry_key_prefix + job_id
+
+
+def meta_key(job_id: str) -> str:
+    return f"taskq:{tenant_of(job_id)}:job:{job_id}"
+
+
+def job_channel(job_id: str) -> str:
+    return f"taskq:{tenant_of(job_id)}:ev:{job_id}"
+
+
+def logs_key(job_id: str) -> str:
+    return f"taskq:{tenant_of(job_id)}:logs:{job_id}"
+
+
+def index_key(tenant: str, workspace: str | None = None) -> str:
+    return f"taskq:{tenant}:idx" if workspace is None else f"taskq:{tenant}:idx:{workspace}"
+
+
+def wake_channel(queue: str) -> str:
+    return f"taskq:wake:{queue}"
+
+
+def worker_key(worker_id: str) -> str:
+    return f"taskq:worker:{worker_id}"
+
+
+def registry_key(queue: str) -> str:
+    return f"taskq:registry:{queue}"
+
+
+# ----------------------------------------------------------------------------- Lua
+PRELUDE = f"""
+local JOB, RES, INP, RTY, ABORT = '{job_key_prefix}', '{result_key_prefix}', '{in_progress_key_prefix}', \
+'{retry_key_prefix}', '{abort_jobs_ss}'
+local function tenant_of(id)
+  local t = string.match(id, '^([a-z0-9][a-z0-9_-]*):')
+  if t and string.len(t) <= 63 then return t end
+  return 'default'
+end
+local function meta_key(id) return 'taskq:' .. tenant_of(id) .. ':job:' .. id end
+local function chan(id) return 'taskq:' .. tenant_of(id) .. ':ev:' .. id end
+local function logs_key(id) return 'taskq:' .. tenant_of(id) .. ':logs:' .. id end
+"""
+
+SUBMIT_STRIDE = 14
+#: ARGV: now, wake_channel, then per job (SUBMIT_STRIDE values):
+#: id, job_bytes, score, job_ttl_ms, meta_ttl_ms, queue_key, workspace, function, timeout, max_tries,
+#: state, retry_of, batch, args_repr.  Returns 1 (created) or 0 (id taken) per job.
+SUBMIT = (
+    PRELUDE
+    + """
+local now = tonumber(ARGV[1])
+local out = {}
+local created = false
+for i = 3, #ARGV, 14 do
+  local id = ARGV[i]
+  if redis.call('EXISTS', JOB .. id, RES .. id) > 0 then
+    out[#out + 1] = 0
+  else
+    local tenant = tenant_of(id)
+    local mk = 'taskq:' .. tenant .. ':job:' .. id
+    local meta_ttl = tonumber(ARGV[i + 4])
+    redis.call('SET', JOB .. id, ARGV[i + 1], 'PX', ARGV[i + 3])
+    redis.call('ZADD', ARGV[i + 5], ARGV[i + 2], id)
+    redis.call('ZREM', ABORT, id)
+    redis.call('DEL', mk, RTY .. id, logs_key(id))
+    redis.call('HSET', mk, 'fn', ARGV[i + 7], 'tenant', tenant, 'ws', ARGV[i + 6], 'queue', ARGV[i + 5],
+      'enq', now, 'sched', ARGV[i + 2], 'timeout', ARGV[i + 8], 'max_tries', ARGV[i + 9],
+      'state', ARGV[i + 10], 'retry_of', ARGV[i + 11], 'batch', ARGV[i + 12], 'args', ARGV[i + 13],
+      'attempt', 0)
+    redis.call('PEXPIRE', mk, meta_ttl)
+    for _, ik in ipairs({'taskq:' .. tenant .. ':idx', 'taskq:' .. tenant .. ':idx:' .. ARGV[i + 6]}) do
+      redis.call('ZADD', ik, now, id)
+      redis.call('ZREMRANGEBYSCORE', ik, '-inf', now - meta_ttl)
+      if redis.call('PTTL', ik) < meta_ttl then redis.call('PEXPIRE', ik, meta_ttl) end
+    end
+    if ARGV[i + 11] ~= '' then
+      local ok = meta_key(ARGV[i + 11])
+      if redis.call('EXISTS', ok) == 1 then redis.call('HSET', ok, 'retried_by', id) end
+    end
+    out[#out + 1] = 1
+    created = true
+  end
+end
+if created and ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], '{"e":"wake"}') end
+return out
+"""
+)
+
+#: ARGV: queue_key, now, limit, claim_ttl_ms, worker_id, scan_max.
+#: Returns {claimed, next_score}; each claimed row is
+#: {id, score, job_bytes|nil, attempt, aborted, {timeout, max_tries, ws, batch, enq}|nil}.
+CLAIM = (
+    PRELUDE
+    + """
+local qk, now, limit, ttl, wid = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local scan_max = tonumber(ARGV[6])
+local out = {}
+local offset = 0
+local page = 64
+while #out < limit and offset < scan_max do
+  local ids = redis.call('ZRANGEBYSCORE', qk, '-inf', now, 'WITHSCORES', 'LIMIT', offset, page)
+  if #ids == 0 then break end
+  for j = 1, #ids, 2 do
+    local id = ids[j]
+    if redis.call('EXISTS', INP .. id) == 0 then
+      redis.call('SET', INP .. id, wid, 'PX', ttl)
+      local job = redis.call('GET', JOB .. id)
+      local try = redis.call('INCR', RTY .. id)
+      redis.call('EXPIRE', RTY .. id, 88400)
+      local aborted = redis.call('ZREM', ABORT, id)
+      local mk = meta_key(id)
+      local meta = false
+      if redis.call('EXISTS', mk) == 1 then
+        meta = redis.call('HMGET', mk, 'timeout', 'max_tries', 'ws', 'batch', 'enq')
+        for k = 1, 5 do if not meta[k] then meta[k] = '' end end
+        redis.call('HSET', mk, 'state', 'in_progress', 'attempt', try, 'worker', wid, 'started', now)
+        redis.call('PUBLISH', chan(id), cjson.encode({e = 'started', a = try, w = wid}))
+      end
+      out[#out + 1] = {id, ids[j + 1], job, try, aborted, meta}
+      if #out >= limit then break end
+    end
+  end
+  offset = offset + page
+end
+local nxt = redis.call('ZRANGEBYSCORE', qk, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+return {out, nxt[2] or false}
+"""
+)
+
+FINISH_STRIDE = 13
+#: ARGV per job (FINISH_STRIDE values): op ('done' | 'retry' | 'release'), id, queue_key,
+#: result_bytes, result_ttl_ms (<0: forever), state, meta_ttl_ms, now, error, duration_ms,
+#: worker_id, retry_score, event_json.  Returns 'ok' or 'claim-lost' per job.
+FINISH = (
+    PRELUDE
+    + """
+local out = {}
+for i = 1, #ARGV, 13 do
+  local op, id, qk, wid = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 10]
+  local holder = redis.call('GET', INP .. id)
+  local mk = meta_key(id)
+  local has_meta = redis.call('EXISTS', mk) == 1
+  if holder and holder ~= wid then
+    out[#out + 1] = 'claim-lost'
+  elseif op == 'done' then
+    if ARGV[i + 3] ~= '' then
+      local ttl = tonumber(ARGV[i + 4])
+      if ttl > 0 then
+        redis.call('SET', RES .. id, ARGV[i + 3], 'PX', ttl)
+      elseif ttl < 0 then
+        redis.call('SET', RES .. id, ARGV[i + 3])
+      end
+    end
+    redis.call('DEL', INP .. id, JOB .. id, RTY .. id)
+    redis.call('ZREM', qk, id)
+    redis.call('ZREM', ABORT, id)
+    if has_meta then
+      redis.call('HSET', mk, 'state', ARGV[i + 5], 'finished', ARGV[i + 7], 'err', ARGV[i + 8],
+        'dur', ARGV[i + 9])
+      redis.call('PEXPIRE', mk, ARGV[i + 6])
+      redis.call('PEXPIRE', logs_key(id), ARGV[i + 6])
+      redis.call('PUBLISH', chan(id), ARGV[i + 12])
+    end
+    out[#out + 1] = 'ok'
+  elseif op == 'retry' then
+    local score = tonumber(ARGV[i + 11])
+    redis.call('ZADD', qk, score, id)
+    redis.call('DEL', INP .. id)
+    local need = score - tonumber(ARGV[i + 7]) + 86400000
+    local pttl = redis.call('PTTL', JOB .. id)
+    if pttl > 0 and pttl < need then redis.call('PEXPIRE', JOB .. id, need) end
+    if has_meta then
+      redis.call('HSET', mk, 'state', 'retrying', 'next_try', score, 'err', ARGV[i + 8], 'dur', ARGV[i + 9])
+      redis.call('PUBLISH', chan(id), ARGV[i + 12])
+    end
+    out[#out + 1] = 'ok'
+  else
+    redis.call('DEL', INP .. id)
+    if has_meta then
+      redis.call('HSET', mk, 'state', 'queued')
+      redis.call('PUBLISH', chan(id), ARGV[i + 12])
+    end
+    out[#out + 1] = 'ok'
+  end
+end
+return out
+"""
+)
+
+PROGRESS_STRIDE = 5
+#: ARGV per job (PROGRESS_STRIDE values): id, fields_json (string values), log_lines_json or '',
+#: log_cap, event_json or ''.
+PROGRESS = (
+    PRELUDE
+    + """
+for i = 1, #ARGV, 5 do
+  local id = ARGV[i]
+  local mk = meta_key(id)
+  if redis.call('EXISTS', mk) == 1 then
+    local flat = {}
+    for k, v in pairs(cjson.decode(ARGV[i + 1])) do
+      flat[#flat + 1] = k
+      flat[#flat + 1] = v
+    end
+    if #flat > 0 then redis.call('HSET', mk, unpack(flat)) end
+    if ARGV[i + 2] ~= '' then
+      local lk = logs_key(id)
+      local lines = cjson.decode(ARGV[i + 2])
+      for s = 1, #lines, 500 do
+        redis.call('RPUSH', lk, unpack(lines, s, math.min(s + 499, #lines)))
+      end
+      redis.call('LTRIM', lk, -tonumber(ARGV[i + 3]), -1)
+      redis.call('PEXPIRE', lk, math.max(redis.call('PTTL', mk), 1000))
+    end
+    if ARGV[i + 4] ~= '' then redis.call('PUBLISH', chan(id), ARGV[i + 4]) end
+  end
+end
+return #ARGV / 5
+"""
+)
+
+#: ARGV: id, now, cancel_result_bytes, result_ttl_ms, meta_ttl_ms, event_json.
+#: Returns 'finished', 'running' (cancel requested), 'cancelled' (removed from the queue) or 'unknown'.
+CANCEL = (
+    PRELUDE
+    + """
+local id, now = ARGV[1], ARGV[2]
+local mk = meta_key(id)
+local has_meta = redis.call('EXISTS', mk) == 1
+local qk = redis.call('HGET', mk, 'queue') or 'arq:queue'
+if redis.call('EXISTS', RES .. id) == 1 then return 'finished' end
+if redis.call('EXISTS', INP .. id) == 1 then
+  redis.call('ZADD', ABORT, now, id)
+  redis.call('PUBLISH', 'taskq:control', cjson.encode({e = 'cancel', id = id}))
+  if has_meta then redis.call('HSET', mk, 'cancel_requested', now) end
+  return 'running'
+end
+if redis.call('ZSCORE', qk, id) then
+  redis.call('ZREM', qk, id)
+  local ttl = tonumber(ARGV[4])
+  if ttl > 0 then
+    redis.call('SET', RES .. id, ARGV[3], 'PX', ttl)
+    redis.call('PEXPIRE', JOB .. id, ttl)
+  else
+    redis.call('SET', RES .. id, ARGV[3])
+  end
+  redis.call('DEL', RTY .. id)
+  if has_meta then
+    redis.call('HSET', mk, 'state', 'cancelled', 'finished', now, 'err', 'JobCancelled: cancelled before it started')
+    redis.call('PEXPIRE', mk, ARGV[5])
+    redis.call('PUBLISH', chan(id), ARGV[6])
+  end
+  return 'cancelled'
+end
+return 'unknown'
+"""
+)
+
+#: ARGV: id.  Returns {meta_flat, result_exists, in_progress_holder|nil, queue_score|nil, job_exists}.
+STATE = (
+    PRELUDE
+    + """
+local id = ARGV[1]
+local mk = meta_key(id)
+local meta = redis.call('HGETALL', mk)
+local qk = redis.call('HGET', mk, 'queue') or 'arq:queue'
+return {meta, redis.call('EXISTS', RES .. id), redis.call('GET', INP .. id), redis.call('ZSCORE', qk, id),
+  redis.call('EXISTS', JOB .. id)}
+"""
+)
+
+#: ARGV: worker_id, claim_ttl_ms, ids...  Renews this worker's claims; returns the ids it lost.
+RENEW = (
+    PRELUDE
+    + """
+local lost = {}
+for i = 3, #ARGV do
+  local k = INP .. ARGV[i]
+  local holder = redis.call('GET', k)
+  if holder == ARGV[1] then
+    redis.call('PEXPIRE', k, ARGV[2])
+  elseif not holder and redis.call('EXISTS', RES .. ARGV[i]) == 0 then
+    redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+return lost
+"""
+)

@@ -1,0 +1,403 @@
+"""Client-side reads and writes of jobs: submit, state, result, cancel, listings, workers, registry.
+
+Everything is one round trip where it can be (Lua scripts, pipelines). The :class:`Store` returns
+taskq models, never arq's::
+
+    store = Store(redis, codec, settings)
+    created = await store.submit([SubmitRow(...)], wake_queue="default")
+    state = await store.state(job_id)      # JobState(status=JobStatus.queued, info=JobInfo(...))
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from arq.connections import ArqRedis
+
+from .._names import tenant_of
+from ..config import Settings
+from ..errors import DeserializationError
+from ..models import JobInfo, JobStatus, Progress, WorkerInfo, ms_to_dt
+from ..serialization import Codec, RemoteError
+from . import layout
+
+__all__ = ["JobState", "ResultRecord", "Store", "SubmitRow", "now_ms"]
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds, as arq uses for queue scores."""
+    return int(time.time() * 1000)
+
+
+@dataclass
+class SubmitRow:
+    """One job ready to be written: its full id, encoded definition and taskq metadata."""
+
+    job_id: str
+    function: str
+    job_bytes: bytes
+    queue: str
+    workspace: str
+    score_ms: int
+    job_ttl_ms: int
+    timeout: float | None
+    max_tries: int | None
+    state: str
+    args_repr: str
+    retry_of: str | None = None
+    batch: str | None = None
+
+
+@dataclass
+class JobState:
+    """A job's status and info, read in one round trip."""
+
+    status: JobStatus
+    info: JobInfo
+    exists: bool  # any trace of the job (meta, queue entry, claim, result)
+    has_meta: bool
+
+
+@dataclass
+class ResultRecord:
+    """A decoded result envelope: success flag, value or error, timing and the original call."""
+
+    success: bool
+    value: Any
+    error: RemoteError | None
+    function: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    attempt: int
+    started_ms: int | None
+    finished_ms: int | None
+
+
+def _s(v: Any) -> str:
+    if v is None:
+        return ""
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _f(v: Any) -> float | None:
+    s = _s(v)
+    if not s:
+        return None
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
+def _i(v: Any) -> int | None:
+    f = _f(v)
+    return None if f is None else int(f)
+
+
+class Store:
+    """Reads and writes jobs in Redis for a client (see module docstring).
+
+    Example::
+
+        store = Store(redis, codec, settings)
+        await store.cancel(job_id)   # 'cancelled' | 'running' | 'finished' | 'unknown'
+    """
+
+    def __init__(self, redis: ArqRedis, codec: Codec, settings: Settings) -> None:
+        self.redis = redis
+        self.codec = codec
+        self.settings = settings
+        self._submit = redis.register_script(layout.SUBMIT)
+        self._state = redis.register_script(layout.STATE)
+        self._cancel = redis.register_script(layout.CANCEL)
+
+    # ------------------------------------------------------------------ ttl policy
+    @property
+    def result_ttl_ms(self) -> int:
+        return int(self.settings.keep_result * 1000)
+
+    @property
+    def meta_ttl_after_finish_ms(self) -> int:
+        return int((self.settings.keep_result + self.settings.tombstone_ttl) * 1000)
+
+    # ------------------------------------------------------------------ submit
+    async def submit(self, rows: Sequence[SubmitRow], *, wake_queue: str | None, chunk: int = 2000) -> list[bool]:
+        """Write jobs atomically per chunk; returns, per row, whether it was created (False: id taken)."""
+        now = now_ms()
+        created: list[bool] = []
+        wake = layout.wake_channel(wake_queue) if wake_queue else ""
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            argv: list[Any] = [now, wake]
+            for r in part:
+                meta_ttl = r.job_ttl_ms + self.meta_ttl_after_finish_ms
+                argv += [
+                    r.job_id,
+                    r.job_bytes,
+                    r.score_ms,
+                    r.job_ttl_ms,
+                    meta_ttl,
+                    layout.queue_key(r.queue),
+                    r.workspace,
+                    r.function,
+                    "" if r.timeout is None else repr(float(r.timeout)),
+                    "" if r.max_tries is None else str(r.max_tries),
+                    r.state,
+                    r.retry_of or "",
+                    r.batch or "",
+                    r.args_repr,
+                ]
+            out = await self._submit(keys=[], args=argv)
+            created.extend(bool(x) for x in out)
+        return created
+
+    # ------------------------------------------------------------------ state
+    async def state(self, job_id: str) -> JobState:
+        """The job's status and info in one round trip (plus one read for plain-arq results)."""
+        raw = await self._state(keys=[], args=[job_id])
+        return await self._interpret(job_id, raw)
+
+    async def states(self, job_ids: Sequence[str]) -> list[JobState]:
+        """Many jobs' states in one pipelined round trip."""
+        if not job_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for jid in job_ids:
+                await self._state(keys=[], args=[jid], client=pipe)
+            raws = await pipe.execute()
+        return [await self._interpret(jid, raw) for jid, raw in zip(job_ids, raws, strict=True)]
+
+    async def _interpret(self, job_id: str, raw: list[Any]) -> JobState:
+        meta_flat, result_exists, holder, score, job_exists = raw
+        meta = {_s(meta_flat[i]): meta_flat[i + 1] for i in range(0, len(meta_flat), 2)}
+        has_meta = bool(meta)
+        state = _s(meta.get("state"))
+        now = now_ms()
+        status: JobStatus
+        if result_exists:
+            if state in ("complete", "failed", "cancelled"):
+                status = JobStatus(state)
+            else:
+                record = await self.result(job_id)
+                if record is None:
+                    status = JobStatus.expired
+                elif record.success:
+                    status = JobStatus.complete
+                elif record.error is not None and record.error.kind == "cancelled":
+                    status = JobStatus.cancelled
+                else:
+                    status = JobStatus.failed
+        elif holder is not None:
+            status = JobStatus.in_progress
+        elif score is not None:
+            if state == "retrying":
+                status = JobStatus.retrying
+            elif float(score) > now:
+                status = JobStatus.deferred
+            else:
+                status = JobStatus.queued
+        elif has_meta:
+            status = JobStatus.expired if state in ("complete", "failed", "cancelled") else JobStatus.lost
+        else:
+            status = JobStatus.not_found
+        exists = has_meta or bool(result_exists) or holder is not None or score is not None or bool(job_exists)
+        info = self._info(job_id, status, meta, score, _s(holder) if holder is not None else None)
+        return JobState(status=status, info=info, exists=exists, has_meta=has_meta)
+
+    def _info(self, job_id: str, status: JobStatus, meta: dict[str, Any], score: Any, holder: str | None) -> JobInfo:
+        prog = Progress(
+            fraction=_f(meta.get("p")),
+            done=_f(meta.get("pd")),
+            total=_f(meta.get("pt")),
+            message=_s(meta.get("pmsg")) or None,
+            updated_at=ms_to_dt(_s(meta.get("pts")) or None),
+        )
+        if status is JobStatus.complete and prog.fraction is None:
+            prog = Progress(fraction=1.0, updated_at=ms_to_dt(_s(meta.get("finished")) or None))
+        queue_key = _s(meta.get("queue")) or layout.queue_key("default")
+        return JobInfo(
+            id=job_id,
+            status=status,
+            function=_s(meta.get("fn")) or None,
+            tenant=_s(meta.get("tenant")) or tenant_of(job_id) if meta else "default",
+            workspace=_s(meta.get("ws")) or "default",
+            queue=layout.queue_name(queue_key),
+            attempts=_i(meta.get("attempt")) or 0,
+            max_tries=_i(meta.get("max_tries")),
+            timeout=_f(meta.get("timeout")),
+            enqueued_at=ms_to_dt(_s(meta.get("enq")) or None),
+            scheduled_for=ms_to_dt(_s(meta.get("next_try")) or _s(meta.get("sched")) or (score or None)),
+            started_at=ms_to_dt(_s(meta.get("started")) or None),
+            finished_at=ms_to_dt(_s(meta.get("finished")) or None),
+            worker=_s(meta.get("worker")) or holder or None,
+            progress=prog,
+            error=_s(meta.get("err")) or None,
+            retry_of=_s(meta.get("retry_of")) or None,
+            retried_by=_s(meta.get("retried_by")) or None,
+            batch_id=_s(meta.get("batch")) or None,
+            args_repr=_s(meta.get("args")) or None,
+        )
+
+    # ------------------------------------------------------------------ results
+    async def result(self, job_id: str) -> ResultRecord | None:
+        """The decoded result envelope, or ``None`` when there is none (yet, or any more)."""
+        blob = await self.redis.get(layout.result_key(job_id))
+        if blob is None:
+            return None
+        return self.decode_result(blob)
+
+    def decode_result(self, blob: bytes) -> ResultRecord:
+        """Decode a result envelope written by a taskq or arq worker (or by a cancel)."""
+        try:
+            d = self.codec.deserializer(blob)
+        except DeserializationError as exc:
+            err = RemoteError(
+                type="DeserializationError",
+                message=str(exc),
+                traceback="",
+                kind="deserialization",
+                details={},
+            )
+            return ResultRecord(False, None, err, "?", [], {}, 0, None, None)
+        success = bool(d.get("s"))
+        value = d.get("r")
+        error: RemoteError | None = None
+        if not success:
+            if isinstance(value, RemoteError):
+                error = value
+            else:
+                error = RemoteError(type="RemoteError", message=str(value), traceback="", kind="error", details={})
+            value = None
+        return ResultRecord(
+            success=success,
+            value=value,
+            error=error,
+            function=str(d.get("f", "?")),
+            args=list(d.get("a") or []),
+            kwargs=dict(d.get("k") or {}),
+            attempt=int(d.get("t") or 0),
+            started_ms=d.get("st"),
+            finished_ms=d.get("ft"),
+        )
+
+    async def job_definition(self, job_id: str) -> tuple[str, list[Any], dict[str, Any]] | None:
+        """The function, args and kwargs a job was submitted with (from its result or its definition)."""
+        record = await self.result(job_id)
+        if record is not None and record.function != "?" and (record.args or record.kwargs):
+            return record.function, record.args, record.kwargs
+        blob = await self.redis.get(layout.job_key(job_id))
+        if blob is not None:
+            d = self.codec.deserializer(blob)
+            return str(d["f"]), list(d.get("a") or []), dict(d.get("k") or {})
+        if record is not None and record.function != "?":
+            return record.function, record.args, record.kwargs
+        return None
+
+    def cancel_blob(self, job_id: str, queue: str) -> bytes:
+        """The result envelope a cancel-before-start leaves behind."""
+        now = now_ms()
+        err = RemoteError(
+            type="JobCancelled",
+            message="cancelled before it started",
+            traceback="",
+            kind="cancelled",
+            details={},
+        )
+        return self.codec.serializer(
+            {
+                "t": 0,
+                "f": "",
+                "a": [],
+                "k": {},
+                "et": now,
+                "s": False,
+                "r": err,
+                "st": now,
+                "ft": now,
+                "q": layout.queue_key(queue),
+                "id": job_id,
+            }
+        )
+
+    # ------------------------------------------------------------------ cancel
+    async def cancel(self, job_id: str, queue: str) -> str:
+        """Cancel: 'cancelled' (was queued), 'running' (requested), 'finished' or 'unknown' (no change)."""
+        event = json.dumps({"e": "done", "s": "cancelled"})
+        out = await self._cancel(
+            keys=[],
+            args=[
+                job_id,
+                now_ms(),
+                self.cancel_blob(job_id, queue),
+                self.result_ttl_ms,
+                self.meta_ttl_after_finish_ms,
+                event,
+            ],
+        )
+        return _s(out)
+
+    # ------------------------------------------------------------------ listings
+    async def job_ids(self, tenant: str, workspace: str | None, *, limit: int, offset: int = 0) -> list[str]:
+        """Newest-first job ids of a tenant (optionally one workspace)."""
+        key = layout.index_key(tenant, workspace)
+        raw = await self.redis.zrevrange(key, offset, offset + limit - 1)
+        return [_s(x) for x in raw]
+
+    async def logs(self, job_id: str, last: int | None = None) -> list[str]:
+        """Captured log lines of a job (the last ``last`` of them)."""
+        start = -last if last else 0
+        raw: list[Any] = await self.redis.lrange(layout.logs_key(job_id), start, -1)  # type: ignore[misc]
+        return [_s(x) for x in raw]
+
+    async def queue_depth(self, queue: str) -> int:
+        """Jobs waiting or running in a queue (arq keeps running jobs in the queue set)."""
+        return int(await self.redis.zcard(layout.queue_key(queue)))
+
+    async def registry(self, queue: str) -> dict[str, float]:
+        """Function names ever served on ``queue``, with the last time a worker said so (epoch s)."""
+        raw: dict[Any, Any] = await self.redis.hgetall(layout.registry_key(queue))  # type: ignore[misc]
+        return {_s(k): float(_s(v)) / 1000.0 for k, v in raw.items()}
+
+    async def workers(self, *, include_stopped: bool = True) -> list[WorkerInfo]:
+        """Workers seen recently: live ones, and (briefly) ones that stopped gracefully."""
+        ids = [_s(x) for x in await self.redis.zrange(layout.WORKERS_ZSET, 0, -1)]
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for wid in ids:
+                pipe.hgetall(layout.worker_key(wid))
+            rows = await pipe.execute()
+        out: list[WorkerInfo] = []
+        stale: list[str] = []
+        for wid, row in zip(ids, rows, strict=True):
+            if not row:
+                stale.append(wid)
+                continue
+            d = {_s(k): _s(v) for k, v in row.items()}
+            if d.get("status") == "stopped" and not include_stopped:
+                continue
+            out.append(
+                WorkerInfo(
+                    id=wid,
+                    host=d.get("host", "?"),
+                    pid=int(d.get("pid") or 0),
+                    status=d.get("status", "?"),
+                    queue=d.get("queue", "default"),
+                    max_jobs=int(d.get("max_jobs") or 0),
+                    ongoing=int(d.get("ongoing") or 0),
+                    complete=int(d.get("complete") or 0),
+                    failed=int(d.get("failed") or 0),
+                    retried=int(d.get("retried") or 0),
+                    cancelled=int(d.get("cancelled") or 0),
+                    started_at=ms_to_dt(d.get("started") or None),
+                    last_seen=ms_to_dt(d.get("seen") or None),
+                    functions=[f for f in d.get("functions", "").split(",") if f],
+                )
+            )
+        if stale:
+            await self.redis.zrem(layout.WORKERS_ZSET, *stale)
+        return out

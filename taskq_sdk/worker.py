@@ -1,0 +1,216 @@
+"""The worker: ``python -m taskq_sdk.worker [modules...]``, ``run_worker()``, ``WorkerSettings`` and stats.
+
+Configured by the environment as in the seed (``REDIS_*``, ``ARQ_MAX_JOBS``, ``ARQ_TIMEOUT``,
+``ARQ_MAX_RETRIES``, ``ARQ_RETRY_DELAY``) plus ``TASKQ_*``; it serves the built-in jobs and the
+``@taskq_sdk.job`` functions of the modules you name::
+
+    $ python -m taskq_sdk.worker                       # built-in jobs
+    $ ARQ_MAX_JOBS=20 python -m taskq_sdk.worker mypkg.jobs --queue heavy
+    $ arq taskq_sdk.worker.WorkerSettings             # the stock arq command (fewer features)
+
+SIGTERM (or Ctrl-C) drains: running jobs finish (up to ``TASKQ_DRAIN_TIMEOUT``), no new ones
+start; a second signal stops at once and sends running jobs back to the queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from .config import Settings
+from .registry import JobSpec, collect_jobs
+
+__all__ = ["get_worker_stats", "main", "make_worker_settings", "run_worker", "run_worker_async"]
+
+logger = logging.getLogger("taskq_sdk.worker")
+
+
+def make_worker_settings(
+    modules: Sequence[str] = (), *, settings: Settings | None = None, queue: str | None = None
+) -> type:
+    """A ``WorkerSettings`` class for the stock ``arq`` command, serving built-ins plus ``modules``.
+
+    Example::
+
+        WorkerSettings = make_worker_settings(["mypkg.jobs"])   # then: arq mypkg.settings.WorkerSettings
+    """
+    from ._backend.stock import build_worker_settings
+
+    settings = settings or Settings()
+    specs = collect_jobs([*settings.job_module_list(), *modules])
+    return build_worker_settings(specs, settings, queue)
+
+
+def __getattr__(name: str) -> Any:
+    # `arq taskq_sdk.worker.WorkerSettings`: built when asked for, so the environment is read then
+    if name == "WorkerSettings":
+        return make_worker_settings()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+async def run_worker_async(
+    modules: Sequence[str] = (),
+    *,
+    settings: Settings | None = None,
+    specs: dict[str, JobSpec] | None = None,
+    queue: str | None = None,
+    burst: bool = False,
+    handle_signals: bool = True,
+    ready: asyncio.Event | None = None,
+) -> Any:
+    """Run a taskq worker on the current event loop until it is stopped; returns the engine.
+
+    Example::
+
+        engine = await run_worker_async(["mypkg.jobs"], burst=True)
+        engine.jobs_complete
+    """
+    from ._backend.engine import Engine
+
+    settings = settings or Settings()
+    if specs is None:
+        specs = collect_jobs([*settings.job_module_list(), *modules])
+    engine = Engine(specs, settings=settings, queue=queue or settings.queue, burst=burst, handle_signals=handle_signals)
+    try:
+        if ready is not None:
+            ready.set()
+        await engine.async_run()
+    finally:
+        await engine.close()
+    return engine
+
+
+def run_worker(modules: Sequence[str] = (), **kwargs: Any) -> Any:
+    """Blocking :func:`run_worker_async` in a fresh event loop (what ``python -m taskq_sdk.worker`` runs).
+
+    Example::
+
+        run_worker(["mypkg.jobs"], burst=True)
+    """
+    return asyncio.run(run_worker_async(modules, **kwargs))
+
+
+def get_worker_stats(settings: Settings | None = None) -> dict[str, Any]:
+    """The seed's worker health: this process's worker, else a summary of the live workers on the server.
+
+    Keys: ``status``, ``max_jobs``, ``jobs_complete``, ``jobs_failed``, ``jobs_retried``,
+    ``jobs_ongoing``, ``uptime`` (and ``workers`` for the server-wide summary).
+
+    Example::
+
+        stats = worker.get_worker_stats()
+        print(f"Status: {stats['status']}")
+        print(f"Max Jobs: {stats['max_jobs']}")
+    """
+    from ._backend.engine import RUNNING
+
+    if RUNNING:
+        stats: dict[str, Any] = RUNNING[-1].get_worker_stats()
+        return stats
+    from .client import Client
+
+    with Client(settings=settings or Settings()) as client:
+        workers = [w for w in client.workers() if w.status != "stopped"]
+    summary: dict[str, Any] = {
+        "status": "running" if workers else "no_workers",
+        "max_jobs": sum(w.max_jobs for w in workers),
+        "jobs_complete": sum(w.complete for w in workers),
+        "jobs_failed": sum(w.failed for w in workers),
+        "jobs_retried": sum(w.retried for w in workers),
+        "jobs_cancelled": sum(w.cancelled for w in workers),
+        "jobs_ongoing": sum(w.ongoing for w in workers),
+        "uptime": max((w.uptime for w in workers), default=0.0),
+        "workers": [w.as_stats() for w in workers],
+    }
+    return summary
+
+
+def _watch_lifeline() -> None:
+    from ._lifeline import ENV_VAR, watch_owner
+
+    raw = os.environ.get(ENV_VAR)
+    if not raw:
+        return
+
+    def owner_died() -> None:
+        # the process that started us is gone: stop now (running jobs go back to the queue)
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        threading.Timer(10.0, lambda: os._exit(3)).start()
+
+    watch_owner(int(raw), owner_died)
+
+
+def _configure_logging(settings: Settings, verbose: bool) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    if settings.log_format == "json":
+        from ._logs import JsonFormatter
+
+        handler = logging.StreamHandler(sys.__stderr__)
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler = logging.StreamHandler(sys.__stderr__)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("taskq_sdk").setLevel(level)
+
+
+def build_parser(prog: str = "python -m taskq_sdk.worker") -> argparse.ArgumentParser:
+    """The worker's command line (shared by ``taskq worker``)."""
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Run a taskq worker: serves the built-in jobs plus the @taskq_sdk.job functions of the "
+        "modules you name. Connection and limits come from the environment (REDIS_URL or REDIS_HOST/PORT/"
+        "PASSWORD/DB, ARQ_MAX_JOBS, ARQ_TIMEOUT, ARQ_MAX_RETRIES, ARQ_RETRY_DELAY, TASKQ_*).",
+        epilog="Examples:\n  ARQ_MAX_JOBS=20 python -m taskq_sdk.worker mypkg.jobs\n"
+        "  python -m taskq_sdk.worker mypkg.jobs --queue heavy --burst",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("modules", nargs="*", help="modules whose @taskq_sdk.job functions to serve")
+    p.add_argument("--queue", help="queue to serve (default: TASKQ_QUEUE or 'default')")
+    p.add_argument("--max-jobs", type=int, help="jobs at once (default: ARQ_MAX_JOBS or 10)")
+    p.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    p.add_argument("--url", help="server URL (default: REDIS_URL / REDIS_HOST...)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m taskq_sdk.worker") -> int:
+    """Entry point of ``python -m taskq_sdk.worker`` and ``taskq worker``; returns the exit code."""
+    args = build_parser(prog).parse_args(argv)
+    from .errors import TaskqError
+
+    overrides: dict[str, Any] = {}
+    if args.max_jobs is not None:
+        overrides["max_jobs"] = args.max_jobs
+    try:
+        settings = Settings(**overrides)
+        if args.url:
+            settings = settings.with_url(args.url)
+    except (TaskqError, ValueError) as exc:
+        print(f"taskq worker: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings, args.verbose)
+    sys.path.insert(0, os.getcwd())
+    _watch_lifeline()
+    try:
+        run_worker(args.modules, settings=settings, queue=args.queue, burst=args.burst)
+    except TaskqError as exc:
+        print(f"taskq worker: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
