@@ -1,0 +1,129 @@
+"""An event loop in a daemon thread, and blocking calls into it: how the sync client wraps the async one.
+
+It works in scripts, in threads and inside a running loop (Jupyter) without patching anything.
+Ctrl-C (Jupyter's stop button) while blocked cancels the *wait* and re-raises
+``KeyboardInterrupt``; the coroutine is cancelled on the portal's loop, jobs are untouched::
+
+    portal = Portal("taskq-client")
+    value = portal.call(some_coroutine_function, 1, 2)
+    portal.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+from .errors import ClientClosed
+
+__all__ = ["Portal"]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+class Portal:
+    """Runs an event loop in a daemon thread and lets other threads block on coroutines in it.
+
+    Example::
+
+        portal = Portal()
+        portal.call(asyncio.sleep, 0.1)
+        portal.stop()
+    """
+
+    def __init__(self, name: str = "taskq-portal") -> None:
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+        self._ready.wait()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.call_soon(self._ready.set)
+        try:
+            self._loop.run_forever()
+        finally:
+            try:
+                pending = [t for t in asyncio.all_tasks(self._loop) if not t.done()]
+                for t in pending:
+                    t.cancel()
+                if pending:
+                    self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            finally:
+                self._loop.close()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The portal's event loop (every arq/redis object of a sync client lives on it)."""
+        return self._loop
+
+    @property
+    def running(self) -> bool:
+        return not self._stopped and self._thread.is_alive()
+
+    def in_portal_thread(self) -> bool:
+        return threading.get_ident() == self._thread.ident
+
+    def _check(self) -> None:
+        if not self.running:
+            raise ClientClosed("This client is closed. Create a new Client to continue.")
+        if self.in_portal_thread():
+            raise ClientClosed(
+                "A blocking Client method was called from the client's own event-loop thread (for example "
+                "inside a callback). Use the AsyncClient there, or hand the work to another thread."
+            )
+
+    def call(self, fn: Callable[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(*args, **kwargs)`` on the portal's loop and block until it returns.
+
+        Example::
+
+            portal.call(client.submit, "add", 1, 2)
+        """
+        self._check()
+        future = asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self._loop)
+        return self.wait(future)
+
+    def wait(self, future: concurrent.futures.Future[T]) -> T:
+        """Block on a future of the portal's loop; Ctrl-C cancels the future and re-raises."""
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            future.cancel()
+            raise
+        except concurrent.futures.CancelledError:
+            if not self.running:
+                raise ClientClosed("The client was closed while this call was waiting.") from None
+            raise
+
+    def submit(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
+        """Schedule a coroutine on the portal's loop without waiting for it."""
+        if not self.running:
+            raise ClientClosed("This client is closed. Create a new Client to continue.")
+
+        async def _wrap() -> T:
+            return await coro
+
+        return asyncio.run_coroutine_threadsafe(_wrap(), self._loop)
+
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run a plain callable on the portal's loop thread, soon."""
+        if self.running:
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the loop (cancelling what still runs on it) and join the thread (idempotent)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if not self.in_portal_thread():
+                self._thread.join(timeout)

@@ -1,0 +1,212 @@
+"""The ``taskq`` command: run workers or a local server, and inspect or steer jobs from a shell.
+
+Connection comes from the same environment variables as the worker (``REDIS_URL`` or
+``REDIS_HOST``/``PORT``/``PASSWORD``/``DB``), or ``--url``::
+
+    $ taskq local --workers 2              # embedded server + workers in the foreground; Ctrl-C stops both
+    $ taskq worker mypkg.jobs              # same as python -m taskq_sdk.worker
+    $ taskq status 3f2a9c...               # one job (--json for scripts)
+    $ taskq cancel 3f2a9c...  /  taskq retry 3f2a9c...
+    $ taskq jobs --status failed           # recent jobs
+    $ taskq workers                        # live workers
+
+Exit codes: 0 ok, 1 the job/operation did not succeed (failed job, nothing cancelled),
+2 usage or configuration error, 3 server unreachable, 4 not found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import BrokerUnavailable, JobNotFound, TaskqError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from .client import Client
+    from .config import Settings
+
+    settings = Settings()
+    if args.url:
+        settings = settings.with_url(args.url)
+    return Client(settings=settings, tenant=getattr(args, "tenant", None))
+
+
+def _print(args: argparse.Namespace, data: Any, text: str) -> None:
+    if args.json:
+        print(json.dumps(data, default=str, indent=2))
+    else:
+        print(text)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    if not rows:
+        return "(none)"
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = client.job(args.job_id)
+        info = job.info()
+        data = info.model_dump(mode="json")
+        text = (
+            f"{info.id}  {info.status.value}  {info.function or '?'}  attempts={info.attempts}"
+            f"  progress={info.progress}  worker={info.worker or '-'}"
+            + (f"\n  error: {info.error}" if info.error else "")
+        )
+        _print(args, data, text)
+        return EXIT_FAILED if info.status.value in ("failed", "cancelled", "lost") else EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        ok = client.job(args.job_id).cancel()
+        _print(
+            args, {"job_id": args.job_id, "cancelled": ok}, "cancelled" if ok else "not cancelled (finished already)"
+        )
+        return EXIT_OK if ok else EXIT_FAILED
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        new = client.job(args.job_id).retry()
+        _print(args, {"job_id": args.job_id, "new_job_id": new.id}, new.id)
+        return EXIT_OK
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        infos = client.jobs(status=args.status, workspace=args.workspace, limit=args.limit)
+        rows = [
+            {
+                "id": i.id,
+                "status": i.status.value,
+                "function": i.function,
+                "workspace": i.workspace,
+                "attempts": i.attempts,
+                "enqueued": i.enqueued_at.strftime("%Y-%m-%d %H:%M:%S") if i.enqueued_at else "",
+            }
+            for i in infos
+        ]
+        _print(args, [i.model_dump(mode="json") for i in infos], _table(rows, list(rows[0]) if rows else []))
+        return EXIT_OK
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        workers = client.workers()
+        rows = [
+            {
+                "id": w.id,
+                "status": w.status,
+                "queue": w.queue,
+                "max_jobs": w.max_jobs,
+                "ongoing": w.ongoing,
+                "complete": w.complete,
+                "failed": w.failed,
+                "uptime_s": round(w.uptime),
+            }
+            for w in workers
+        ]
+        _print(args, [w.model_dump(mode="json") for w in workers], _table(rows, list(rows[0]) if rows else []))
+        return EXIT_OK
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from .local import LocalCluster
+
+    cluster = LocalCluster(n_workers=args.workers, jobs=args.modules, persist_dir=args.persist_dir)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        print(f"taskq local: server {cluster.safe_url}, {args.workers} worker(s). Ctrl-C stops both.")
+        print(f"connect with: REDIS_URL='{cluster.url}'")
+        if args.url_file:
+            with open(args.url_file, "w") as fh:
+                fh.write(cluster.url)
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.close()
+        print("taskq local: stopped")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskq",
+        description="Run taskq workers or a local server, and inspect or steer jobs.",
+        epilog=__doc__.split("\n\n")[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--url", help="server URL (default: REDIS_URL / REDIS_HOST...)")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.add_argument("--tenant", help="act as this tenant")
+        return p
+
+    sub.add_parser("worker", help="run a worker (python -m taskq_sdk.worker)", add_help=False)
+    p = sub.add_parser("local", help="embedded server + workers in the foreground")
+    p.add_argument("modules", nargs="*", help="job modules the workers import")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--persist-dir", help="keep the server's data here (append-only file)")
+    p.add_argument("--url-file", help="write the server URL (with its password) to this file")
+    p.set_defaults(func=cmd_local)
+    for name, fn, helptext in (
+        ("status", cmd_status, "show one job"),
+        ("cancel", cmd_cancel, "cancel a queued or running job"),
+        ("retry", cmd_retry, "submit a finished job again"),
+    ):
+        p = common(sub.add_parser(name, help=helptext))
+        p.add_argument("job_id")
+        p.set_defaults(func=fn)
+    p = common(sub.add_parser("jobs", help="list recent jobs"))
+    p.add_argument("--status")
+    p.add_argument("--workspace")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_jobs)
+    p = common(sub.add_parser("workers", help="list live workers"))
+    p.set_defaults(func=cmd_workers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``taskq`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "worker":
+        from .worker import main as worker_main
+
+        return worker_main(argv[1:], prog="taskq worker")
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except JobNotFound as exc:
+        print(f"taskq: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except BrokerUnavailable as exc:
+        print(f"taskq: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except TaskqError as exc:
+        print(f"taskq: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

