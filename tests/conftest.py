@@ -1,0 +1,184 @@
+"""Fixtures: a real embedded server for the session, real workers (threads or subprocesses) per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from taskq_sdk._lifeline import Lifeline
+from taskq_sdk._server import LocalServer
+from taskq_sdk.config import Settings
+from taskq_sdk.local import WorkerProcess, WorkerThread
+
+ROOT = Path(__file__).resolve().parent.parent
+JOBS = "tests.jobfns"
+
+#: fast settings for tests: quick retries, heartbeats and claim expiry
+FAST = {
+    "retry_delay": 0.1,
+    "retry_max_delay": 1.0,
+    "claim_ttl": 3.0,
+    "heartbeat_interval": 0.25,
+    "poll_interval": 0.5,
+    "drain_timeout": 10.0,
+    "keep_result": 60,
+    "connect_timeout": 2.0,
+    "socket_timeout": 5.0,
+    "outage_budget": 10.0,
+}
+FAST_ENV = {
+    "ARQ_RETRY_DELAY": "0.1",
+    "TASKQ_RETRY_MAX_DELAY": "1.0",
+    "TASKQ_CLAIM_TTL": "3.0",
+    "TASKQ_HEARTBEAT_INTERVAL": "0.25",
+    "TASKQ_POLL_INTERVAL": "0.5",
+    "TASKQ_DRAIN_TIMEOUT": "10",
+    "TASKQ_KEEP_RESULT": "60",
+}
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+async def async_wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        await asyncio.sleep(0.02)
+
+
+def figure(name: str, value: Any) -> None:
+    """Print one FIGURE line (the suite doubles as a report)."""
+    print(f"FIGURE {name}={value}")
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[LocalServer]:
+    srv = LocalServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def redis_url(server: LocalServer) -> str:
+    r = redis.Redis.from_url(server.url)
+    r.flushall()
+    r.close()
+    return server.url
+
+
+@pytest.fixture
+def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
+    r = redis.Redis.from_url(redis_url)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return Settings(redis_url=redis_url, **FAST)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def worker(settings: Settings) -> Iterator[WorkerThread]:
+    """An in-process worker serving tests.jobfns (on its own loop in a thread)."""
+    w = WorkerThread(settings, [JOBS]).start()
+    wait_until(lambda: w.engine is not None and w.engine.status == "running", what="worker running")
+    yield w
+    w.stop(now=True)
+
+
+@pytest.fixture
+def start_worker(settings: Settings) -> Iterator[Callable[..., WorkerThread]]:
+    started: list[WorkerThread] = []
+
+    def start(**overrides: Any) -> WorkerThread:
+        s = settings.model_copy(update=overrides) if overrides else settings
+        w = WorkerThread(s, [JOBS]).start()
+        wait_until(lambda: w.engine is not None and w.engine.status == "running", what="worker running")
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop(now=True)
+
+
+@pytest.fixture
+def lifeline() -> Iterator[Lifeline]:
+    line = Lifeline()
+    yield line
+    line.close()
+
+
+@pytest.fixture
+def start_worker_process(redis_url: str, tmp_path: Path, lifeline: Lifeline) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start `python -m taskq_sdk.worker tests.jobfns` subprocesses; all are stopped at the end."""
+    procs: list[WorkerProcess] = []
+
+    def start(
+        *, env: dict[str, str] | None = None, wait: bool = True, modules: tuple[str, ...] = (JOBS,)
+    ) -> WorkerProcess:
+        e = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ARQ_", "TASKQ_"))}
+        e.update(FAST_ENV)
+        e.update({"REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)})
+        e.update(env or {})
+        w = WorkerProcess(e, list(modules), tmp_path / f"worker-{len(procs)}.log", lifeline=lifeline)
+        w.start()
+        procs.append(w)
+        if wait:
+            r = redis.Redis.from_url(redis_url)
+            try:
+                wait_until(
+                    lambda: r.hget(f"taskq:worker:{_worker_id(r, w.pid)}", "status") == b"running",
+                    timeout=30,
+                    what=f"worker process {w.pid} running\n{w.log_tail()}",
+                )
+            finally:
+                r.close()
+        return w
+
+    yield start
+    for w in procs:
+        w.stop(now=True, timeout=10)
+
+
+def _worker_id(r: redis.Redis, pid: int) -> str:
+    for wid in r.zrange("taskq:workers", 0, -1):
+        if f":{pid}:" in wid.decode():
+            return str(wid.decode())
+    return "none"
+
+
+@pytest.fixture(autouse=True)
+def _no_env_leak(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never inherit connection settings from the developer's shell."""
+    for key in list(os.environ):
+        if key.startswith(("REDIS_", "ARQ_", "TASKQ_")) and key != "TASKQ_REDIS_SERVER":
+            monkeypatch.delenv(key, raising=False)
+
+
+sys.path.insert(0, str(ROOT))

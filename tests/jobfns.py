@@ -1,0 +1,110 @@
+"""Job functions the test suite runs on real workers (in-process threads and subprocesses)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any
+
+import taskq_sdk
+from taskq_sdk import report_progress
+
+log = logging.getLogger("tests.jobfns")
+
+
+@taskq_sdk.job
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@taskq_sdk.job
+async def aadd(a: int, b: int) -> int:
+    return a + b
+
+
+@taskq_sdk.job
+def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@taskq_sdk.job
+async def slow(n: int, step: float = 0.05) -> int:
+    for i in range(n):
+        await asyncio.sleep(step)
+        report_progress(i + 1, total=n, message=f"step {i + 1}")
+    return n
+
+
+@taskq_sdk.job
+def sync_slow(n: int, step: float = 0.05) -> int:
+    for i in range(n):
+        time.sleep(step)
+        report_progress(i + 1, total=n, message=f"step {i + 1}")
+    return n
+
+
+@taskq_sdk.job
+def boom(x: Any) -> None:
+    print(f"about to fail on {x}")
+    log.warning("failing on %s", x)
+    raise ValueError(f"bad row {x}")
+
+
+@taskq_sdk.job
+def flaky(ctx: dict[str, Any], succeed_on: int) -> int:
+    """Raises a transient error until attempt ``succeed_on``."""
+    if ctx["job_try"] < succeed_on:
+        raise ConnectionError(f"transient failure on attempt {ctx['job_try']}")
+    return int(ctx["job_try"])
+
+
+@taskq_sdk.job
+def always_transient() -> None:
+    raise TimeoutError("upstream timed out")
+
+
+@taskq_sdk.job
+async def sleeper(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@taskq_sdk.job
+def sync_sleeper(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@taskq_sdk.job
+async def record_pid(ctx: dict[str, Any], key: str, seconds: float) -> int:
+    """Writes (pid, attempt) to Redis so a test can kill the worker that provably holds the job."""
+    await ctx["redis"].rpush(key, f"{os.getpid()}:{ctx['job_try']}")
+    await asyncio.sleep(seconds)
+    return os.getpid()
+
+
+@taskq_sdk.job
+def tenant_echo(ctx: dict[str, Any], tenant: str = "?", workspace: str = "?") -> dict[str, str]:
+    return {"tenant": tenant, "workspace": workspace, "job_id": ctx["job_id"]}
+
+
+@taskq_sdk.job
+def big_result(n_bytes: int) -> bytes:
+    return b"x" * n_bytes
+
+
+@taskq_sdk.job
+def returns_object() -> Any:
+    return object()
+
+
+@taskq_sdk.job(timeout=0.5)
+async def limited() -> None:
+    await asyncio.sleep(30)
+
+
+@taskq_sdk.job(retries=1)
+def no_retry_transient() -> None:
+    raise ConnectionError("down")

@@ -1,0 +1,60 @@
+"""The `taskq` command against a real server: each subcommand, --json output, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from taskq_sdk import Client
+from taskq_sdk.config import Settings
+
+from .conftest import ROOT
+
+
+def taskq(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ARQ_", "TASKQ_"))}
+    env["REDIS_URL"] = redis_url
+    return subprocess.run(
+        [sys.executable, "-m", "taskq_sdk.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_help_lists_subcommands(redis_url: str) -> None:
+    out = taskq(redis_url, "--help")
+    assert out.returncode == 0
+    for sub in ("worker", "local", "status", "cancel", "retry", "jobs", "workers"):
+        assert sub in out.stdout
+
+
+def test_status_cancel_retry_jobs_workers(settings: Settings, redis_url: str, worker: Any) -> None:
+    with Client(settings=settings) as client:
+        done = client.submit("add", 1, 2)
+        done.result(timeout=10)
+        failed = client.submit("boom", 1)
+        failed.exception(timeout=10)
+        waiting = client.submit("add", 5, 5, _defer_by=60)
+
+    out = taskq(redis_url, "status", done.id, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["status"] == "complete"
+    assert taskq(redis_url, "status", failed.id).returncode == 1
+    assert taskq(redis_url, "status", "nope").returncode == 4
+
+    assert taskq(redis_url, "cancel", waiting.id).returncode == 0
+    assert taskq(redis_url, "cancel", waiting.id).returncode == 1
+
+    out = taskq(redis_url, "retry", failed.id, "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["new_job_id"] != failed.id
+
+    out = taskq(redis_url, "jobs", "--json")
+    assert {done.id, failed.id, waiting.id} <= {j["id"] for j in json.loads(out.stdout)}
+    out = taskq(redis_url, "workers")
+    assert out.returncode == 0 and "running" in out.stdout
+
+
+def test_unreachable_server_exit_code() -> None:
+    out = taskq("redis://127.0.0.1:1/0", "jobs")
+    assert out.returncode == 3 and "Could not reach" in out.stderr
