@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
 import os
 import signal
@@ -83,7 +84,11 @@ async def run_worker_async(
             ready.set()
         await engine.async_run()
     finally:
-        await engine.close()
+        try:
+            await asyncio.wait_for(engine.close(), 20)
+        except TimeoutError:
+            logger.error("worker %s: shutting down took over 20s; exiting anyway", engine.worker_id)
+            faulthandler.dump_traceback(all_threads=True)
     return engine
 
 
@@ -200,6 +205,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m taskq_sdk.wor
         print(f"taskq worker: invalid configuration: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings, args.verbose)
+    # `kill -USR1 <pid>` dumps every thread's stack to stderr: how to see what a stuck worker is doing
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     sys.path.insert(0, os.getcwd())
     _watch_lifeline()
     try:

@@ -42,7 +42,13 @@ def test_sigterm_drains_running_jobs(settings: Settings, start_worker_process: A
         wait_until(lambda: job.status() is JobStatus.in_progress, what="job running")
         os.kill(w.pid, signal.SIGTERM)
         assert job.result(timeout=15) == 1.0, "the running job finished during the drain"
-        assert w.proc.wait(15) == 0
+        try:
+            code = w.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.kill(w.pid, signal.SIGUSR1)  # dump the stuck worker's stacks into its log
+            time.sleep(0.5)
+            raise AssertionError(f"worker did not exit after draining:\n{w.log_tail(120)}") from None
+        assert code == 0
         stopped = [x for x in client.workers() if x.pid == w.pid]
         assert stopped and stopped[0].status == "stopped"
 

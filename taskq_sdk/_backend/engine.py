@@ -275,6 +275,7 @@ class Engine(Worker):
         if self._closed:
             return
         self._closed = True
+        logger.debug("worker %s closing", self.worker_id)
         if self in RUNNING:
             RUNNING.remove(self)
         for t in list(self.tasks.values()):
