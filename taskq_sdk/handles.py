@@ -42,7 +42,8 @@ from .progress import ProgressView, make_view
 from .serialization import RemoteError
 
 if TYPE_CHECKING:
-    from .client import AsyncClient, Client
+    from ._client_core import AsyncClientCore as AsyncClient
+    from ._client_core import ClientCore as Client
 
 __all__ = ["AsyncJob", "Job", "exception_for"]
 

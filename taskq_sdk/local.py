@@ -77,6 +77,7 @@ class WorkerThread:
 
     def _main(self) -> None:
         from ._backend.engine import Engine
+        from .extensions import default_extensions
         from .registry import collect_jobs
 
         loop = asyncio.new_event_loop()
@@ -91,6 +92,7 @@ class WorkerThread:
                     settings=self.settings,
                     queue=self.queue or self.settings.queue,
                     handle_signals=False,
+                    extensions=default_extensions(self.settings),
                 )
                 self._ready.set()
                 try:

@@ -78,7 +78,16 @@ async def run_worker_async(
     settings = settings or Settings()
     if specs is None:
         specs = collect_jobs([*settings.job_module_list(), *modules])
-    engine = Engine(specs, settings=settings, queue=queue or settings.queue, burst=burst, handle_signals=handle_signals)
+    from .extensions import default_extensions
+
+    engine = Engine(
+        specs,
+        settings=settings,
+        queue=queue or settings.queue,
+        burst=burst,
+        handle_signals=handle_signals,
+        extensions=default_extensions(settings),
+    )
     try:
         if ready is not None:
             ready.set()

@@ -29,7 +29,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from signal import Signals
@@ -41,6 +41,7 @@ from .._names import tenant_of
 from ..config import Settings
 from ..errors import DeserializationError, SerializationError
 from ..execution import JobContext, Outcome, execute, install_output_capture, remote_error
+from ..extensions import EngineExtension, FinishedJob
 from ..models import WorkerInfo
 from ..registry import JobSpec
 from ..serialization import Codec, RemoteError
@@ -93,6 +94,7 @@ class Engine(Worker):
         worker_id: str | None = None,
         ctx: dict[str, Any] | None = None,
         cron_jobs: Sequence[Any] | None = None,
+        extensions: Sequence[EngineExtension] = (),
     ) -> None:
         if not specs:
             raise ValueError("a worker needs at least one job function")
@@ -124,6 +126,10 @@ class Engine(Worker):
         )
         self.jobs_cancelled = 0
         self._running: dict[str, JobContext] = {}
+        self._workspaces: dict[str, str] = {}
+        #: called (on the loop, must be quick) with a FinishedJob after each job's final write
+        self.finish_listeners: list[Callable[[FinishedJob], None]] = []
+        self.extensions: list[EngineExtension] = list(extensions)
         self._wake = asyncio.Event()
         self._saturated = False
         self._stopping = False
@@ -161,6 +167,8 @@ class Engine(Worker):
             asyncio.create_task(self._listen(layout.CONTROL_CHANNEL), name="taskq-control"),
             asyncio.create_task(self._heartbeat_loop(), name="taskq-heartbeat"),
         ]
+        for ext in self.extensions:
+            await ext.start(self)
         self.status = "running"
         RUNNING.append(self)
         await self._heartbeat()
@@ -285,6 +293,11 @@ class Engine(Worker):
         for t in self._bg:
             t.cancel()
         await asyncio.gather(*self._bg, return_exceptions=True)
+        for ext in reversed(self.extensions):
+            try:
+                await ext.stop()
+            except Exception:
+                logger.exception("stopping extension %r failed", ext)
         if self._flusher is not None:
             await self._drain_writes(timeout=5.0)
             self._flusher.cancel()
@@ -355,6 +368,7 @@ class Engine(Worker):
         meta = [_s(x) for x in row[5]] if row[5] else ["", "", "", "", ""]
         timeout_s, max_tries_s, workspace, _batch, _enq = meta
         start_ms = now_ms()
+        self._workspaces[job_id] = workspace or "default"
 
         if blob is None:
             await self._finish_error(
@@ -563,7 +577,14 @@ class Engine(Worker):
             else:
                 self.jobs_complete += 1
                 logger.info("job %s %s complete in %.3fs (attempt %d)", job_id, function, outcome.duration, attempt)
-                await self._done(job_id, "complete", blob, "", outcome.duration)
+                await self._done(
+                    job_id,
+                    "complete",
+                    blob,
+                    "",
+                    outcome.duration,
+                    finished=(function, attempt, start_ms, outcome.value, None),
+                )
                 return
         assert outcome.error is not None
         state = "cancelled" if outcome.error.kind == "cancelled" else "failed"
@@ -631,13 +652,30 @@ class Engine(Worker):
             blob = self._envelope(call or ("?", [], {}, start_ms), attempt, start_ms, False, error)
         except SerializationError:
             blob = self._envelope(("?", [], {}, start_ms), attempt, start_ms, False, error)
-        await self._done(job_id, state, blob, f"{error.type}: {error.message}"[:500], duration)
+        function = call[0] if call else "?"
+        await self._done(
+            job_id,
+            state,
+            blob,
+            f"{error.type}: {error.message}"[:500],
+            duration,
+            finished=(function, attempt, start_ms, None, error),
+        )
 
-    async def _done(self, job_id: str, state: str, blob: bytes, err: str, duration: float) -> None:
+    async def _done(
+        self,
+        job_id: str,
+        state: str,
+        blob: bytes,
+        err: str,
+        duration: float,
+        *,
+        finished: tuple[str, int, int, Any, RemoteError | None],
+    ) -> None:
         keep = -1 if self.keep_result_forever else int(self.keep_result_s * 1000)
         meta_ttl = int((self.settings.keep_result + self.settings.tombstone_ttl) * 1000)
         event = json.dumps({"e": "done", "s": state})
-        await self._write(
+        out = await self._write(
             [
                 "done",
                 job_id,
@@ -654,6 +692,28 @@ class Engine(Worker):
                 event,
             ]
         )
+        if out == "ok" and self.finish_listeners:
+            function, attempt, start_ms, value, error = finished
+            record = FinishedJob(
+                job_id=job_id,
+                tenant=tenant_of(job_id),
+                workspace=self._workspaces.get(job_id, "default"),
+                function=function,
+                state=state,
+                attempt=attempt,
+                started_ms=start_ms,
+                finished_ms=now_ms(),
+                duration=duration,
+                value=value,
+                error=error,
+                worker_id=self.worker_id,
+            )
+            for listener in self.finish_listeners:
+                try:
+                    listener(record)
+                except Exception:
+                    logger.exception("finish listener %r failed", listener)
+        self._workspaces.pop(job_id, None)
 
     async def _release(self, job_id: str) -> None:
         event = json.dumps({"e": "released"})

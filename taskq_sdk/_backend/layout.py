@@ -105,7 +105,32 @@ end
 local function meta_key(id) return 'taskq:' .. tenant_of(id) .. ':job:' .. id end
 local function chan(id) return 'taskq:' .. tenant_of(id) .. ':ev:' .. id end
 local function logs_key(id) return 'taskq:' .. tenant_of(id) .. ':logs:' .. id end
+-- job metrics: all-time and per-minute hashes per tenant, fields '<ws>|<fn>|<counter>';
+-- durations also land in log2 buckets (8 per doubling) for percentiles
+local function count(tenant, ws, fn, now, field, dur)
+  local prefix = 'taskq:' .. tenant .. ':m:'
+  local keys = {{prefix .. 'all', prefix .. math.floor(now / 60000)}}
+  local f = ws .. '|' .. fn .. '|'
+  for k = 1, 2 do
+    redis.call('HINCRBY', keys[k], f .. field, 1)
+    if dur then
+      redis.call('HINCRBY', keys[k], f .. 'dur', dur)
+      redis.call('HINCRBY', keys[k], f .. 'h' .. math.floor(math.log(dur + 1) / math.log(2) * 8), 1)
+    end
+  end
+  redis.call('PEXPIRE', keys[1], 2592000000)
+  redis.call('PEXPIRE', keys[2], 7200000)
+end
 """
+
+
+#: metrics hashes: all-time, and one per minute (kept two hours) - fields ``<ws>|<fn>|<counter>``
+def metrics_key(tenant: str, minute: int | None = None) -> str:
+    return f"taskq:{tenant}:m:all" if minute is None else f"taskq:{tenant}:m:{minute}"
+
+
+#: buckets per doubling of the duration histogram (bucket b holds durations ~2**(b/8) - 1 ms)
+HISTOGRAM_BUCKETS_PER_DOUBLING = 8
 
 SUBMIT_STRIDE = 14
 #: ARGV: now, wake_channel, then per job (SUBMIT_STRIDE values):
@@ -139,6 +164,7 @@ for i = 3, #ARGV, 14 do
       redis.call('ZREMRANGEBYSCORE', ik, '-inf', now - meta_ttl)
       if redis.call('PTTL', ik) < meta_ttl then redis.call('PEXPIRE', ik, meta_ttl) end
     end
+    count(tenant, ARGV[i + 6], ARGV[i + 7], now, 'enq', nil)
     if ARGV[i + 11] ~= '' then
       local ok = meta_key(ARGV[i + 11])
       if redis.call('EXISTS', ok) == 1 then redis.call('HSET', ok, 'retried_by', id) end
@@ -223,6 +249,9 @@ for i = 1, #ARGV, 13 do
     if has_meta then
       redis.call('HSET', mk, 'state', ARGV[i + 5], 'finished', ARGV[i + 7], 'err', ARGV[i + 8],
         'dur', ARGV[i + 9])
+      local m = redis.call('HMGET', mk, 'ws', 'fn')
+      count(tenant_of(id), m[1] or 'default', m[2] or '?', tonumber(ARGV[i + 7]), ARGV[i + 5],
+        tonumber(ARGV[i + 9]))
       redis.call('PEXPIRE', mk, ARGV[i + 6])
       redis.call('PEXPIRE', logs_key(id), ARGV[i + 6])
       redis.call('PUBLISH', chan(id), ARGV[i + 12])
@@ -237,6 +266,8 @@ for i = 1, #ARGV, 13 do
     if pttl > 0 and pttl < need then redis.call('PEXPIRE', JOB .. id, need) end
     if has_meta then
       redis.call('HSET', mk, 'state', 'retrying', 'next_try', score, 'err', ARGV[i + 8], 'dur', ARGV[i + 9])
+      local m = redis.call('HMGET', mk, 'ws', 'fn')
+      count(tenant_of(id), m[1] or 'default', m[2] or '?', tonumber(ARGV[i + 7]), 'retried', nil)
       redis.call('PUBLISH', chan(id), ARGV[i + 12])
     end
     out[#out + 1] = 'ok'
@@ -313,6 +344,8 @@ if redis.call('ZSCORE', qk, id) then
   redis.call('DEL', RTY .. id)
   if has_meta then
     redis.call('HSET', mk, 'state', 'cancelled', 'finished', now, 'err', 'JobCancelled: cancelled before it started')
+    local m = redis.call('HMGET', mk, 'ws', 'fn')
+    count(tenant_of(id), m[1] or 'default', m[2] or '?', tonumber(now), 'cancelled', nil)
     redis.call('PEXPIRE', mk, ARGV[5])
     redis.call('PUBLISH', chan(id), ARGV[6])
   end
