@@ -14,20 +14,21 @@ loop (a Jupyter cell) without patching anything::
         await job                          # 3
 
 Each feature is a mixin in its own module: the core (:mod:`taskq_sdk._client_core`), batches,
-service views (health, metrics, results) and notebook views.
+service views (health, results), observability (metrics, dashboard) and notebook views.
 """
 
 from __future__ import annotations
 
 from ._client_batches import AsyncBatchMethods, BatchFacade
 from ._client_core import ClientSource
+from ._client_observe import AsyncObserveMethods, ObserveFacade
 from ._client_service import AsyncServiceMethods, ServiceFacade
 from ._client_views import AsyncViewMethods, ViewFacade
 
 __all__ = ["AsyncClient", "Client", "ClientSource"]
 
 
-class AsyncClient(AsyncBatchMethods, AsyncServiceMethods, AsyncViewMethods):
+class AsyncClient(AsyncBatchMethods, AsyncServiceMethods, AsyncObserveMethods, AsyncViewMethods):
     """Submit jobs and follow them from ``async`` code; the implementation behind :class:`Client`.
 
     ``AsyncClient()`` connects as the environment says (``REDIS_URL`` or ``REDIS_HOST``/``PORT``/
@@ -42,7 +43,7 @@ class AsyncClient(AsyncBatchMethods, AsyncServiceMethods, AsyncViewMethods):
     """
 
 
-class Client(BatchFacade, ServiceFacade, ViewFacade):
+class Client(BatchFacade, ServiceFacade, ObserveFacade, ViewFacade):
     """The blocking client: every :class:`AsyncClient` method, each call waiting for its answer.
 
     Works in scripts, from several threads and inside Jupyter's running loop. Ctrl-C (the stop

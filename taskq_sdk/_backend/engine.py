@@ -127,6 +127,8 @@ class Engine(Worker):
         self.jobs_cancelled = 0
         self._running: dict[str, JobContext] = {}
         self._workspaces: dict[str, str] = {}
+        #: consulted before ``specs`` for each job (newest registration wins): notebook functions
+        self.spec_resolvers: list[Callable[[str], JobSpec | None]] = []
         #: called (on the loop, must be quick) with a FinishedJob after each job's final write
         self.finish_listeners: list[Callable[[FinishedJob], None]] = []
         self.extensions: list[EngineExtension] = list(extensions)
@@ -155,7 +157,9 @@ class Engine(Worker):
         self._progress_script = self._pool.register_script(layout.PROGRESS)
         self._renew_script = self._pool.register_script(layout.RENEW)
         await self._wait_for_server()
-        self.ctx.update(redis=self._pool, settings=self.settings, worker_id=self.worker_id)
+        self.ctx.update(
+            redis=self._pool, settings=self.settings, worker_id=self.worker_id, taskq_resolve=self.resolve_spec
+        )
         install_output_capture()
         self._executor = ThreadPoolExecutor(max_workers=self.max_jobs + 4, thread_name_prefix="taskq-job")
         if self.on_startup:
@@ -404,7 +408,7 @@ class Engine(Worker):
             )
             return
 
-        spec = self.specs.get(function)
+        spec = self.resolve_spec(function)
         if spec is None:
             await self._finish_error(
                 job_id,
@@ -853,6 +857,14 @@ class Engine(Worker):
                 logger.debug("listener for %s failed (%s); retrying", channel, exc)
                 self._wake.set()
                 await asyncio.sleep(1.0)
+
+    def resolve_spec(self, name: str) -> JobSpec | None:
+        """The spec that runs job ``name`` now: extension resolvers first, then the served specs."""
+        for resolver in self.spec_resolvers:
+            spec = resolver(name)
+            if spec is not None:
+                return spec
+        return self.specs.get(name)
 
     def cancel_running(self, job_id: str) -> bool:
         """Cancel a job this worker is running (the control channel calls this)."""

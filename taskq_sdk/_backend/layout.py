@@ -77,6 +77,16 @@ def logs_key(job_id: str) -> str:
     return f"taskq:{tenant_of(job_id)}:logs:{job_id}"
 
 
+def batch_counts_key(tenant: str, batch_id: str) -> str:
+    """Hash of a batch's job counts (started, complete, failed, cancelled, retried), kept 7 days."""
+    return f"taskq:{tenant}:batch:{batch_id}:n"
+
+
+def batch_channel(tenant: str, batch_id: str) -> str:
+    """Channel where each job of a batch announces started / complete / failed / cancelled / retried."""
+    return f"taskq:{tenant}:bev:{batch_id}"
+
+
 def index_key(tenant: str, workspace: str | None = None) -> str:
     return f"taskq:{tenant}:idx" if workspace is None else f"taskq:{tenant}:idx:{workspace}"
 
@@ -105,6 +115,15 @@ end
 local function meta_key(id) return 'taskq:' .. tenant_of(id) .. ':job:' .. id end
 local function chan(id) return 'taskq:' .. tenant_of(id) .. ':ev:' .. id end
 local function logs_key(id) return 'taskq:' .. tenant_of(id) .. ':logs:' .. id end
+-- per-batch counters and event channel, for jobs submitted as part of a batch
+local function batch_count(id, batch, field, now)
+  if not batch or batch == '' then return end
+  local t = tenant_of(id)
+  local k = 'taskq:' .. t .. ':batch:' .. batch .. ':n'
+  redis.call('HINCRBY', k, field, 1)
+  if redis.call('PTTL', k) < 0 then redis.call('PEXPIRE', k, 604800000) end
+  redis.call('PUBLISH', 'taskq:' .. t .. ':bev:' .. batch, cjson.encode({{e = field, id = id, t = now}}))
+end
 -- job metrics: all-time and per-minute hashes per tenant, fields '<ws>|<fn>|<counter>';
 -- durations also land in log2 buckets (8 per doubling) for percentiles
 local function count(tenant, ws, fn, now, field, dur)
@@ -205,6 +224,7 @@ while #out < limit and offset < scan_max do
       if redis.call('EXISTS', mk) == 1 then
         meta = redis.call('HMGET', mk, 'timeout', 'max_tries', 'ws', 'batch', 'enq')
         for k = 1, 5 do if not meta[k] then meta[k] = '' end end
+        if try == 1 then batch_count(id, meta[4], 'started', now) end
         redis.call('HSET', mk, 'state', 'in_progress', 'attempt', try, 'worker', wid, 'started', now)
         redis.call('PUBLISH', chan(id), cjson.encode({e = 'started', a = try, w = wid}))
       end
@@ -249,9 +269,10 @@ for i = 1, #ARGV, 13 do
     if has_meta then
       redis.call('HSET', mk, 'state', ARGV[i + 5], 'finished', ARGV[i + 7], 'err', ARGV[i + 8],
         'dur', ARGV[i + 9])
-      local m = redis.call('HMGET', mk, 'ws', 'fn')
+      local m = redis.call('HMGET', mk, 'ws', 'fn', 'batch')
       count(tenant_of(id), m[1] or 'default', m[2] or '?', tonumber(ARGV[i + 7]), ARGV[i + 5],
         tonumber(ARGV[i + 9]))
+      batch_count(id, m[3], ARGV[i + 5], ARGV[i + 7])
       redis.call('PEXPIRE', mk, ARGV[i + 6])
       redis.call('PEXPIRE', logs_key(id), ARGV[i + 6])
       redis.call('PUBLISH', chan(id), ARGV[i + 12])
@@ -266,8 +287,9 @@ for i = 1, #ARGV, 13 do
     if pttl > 0 and pttl < need then redis.call('PEXPIRE', JOB .. id, need) end
     if has_meta then
       redis.call('HSET', mk, 'state', 'retrying', 'next_try', score, 'err', ARGV[i + 8], 'dur', ARGV[i + 9])
-      local m = redis.call('HMGET', mk, 'ws', 'fn')
+      local m = redis.call('HMGET', mk, 'ws', 'fn', 'batch')
       count(tenant_of(id), m[1] or 'default', m[2] or '?', tonumber(ARGV[i + 7]), 'retried', nil)
+      batch_count(id, m[3], 'retried', ARGV[i + 7])
       redis.call('PUBLISH', chan(id), ARGV[i + 12])
     end
     out[#out + 1] = 'ok'
@@ -344,8 +366,9 @@ if redis.call('ZSCORE', qk, id) then
   redis.call('DEL', RTY .. id)
   if has_meta then
     redis.call('HSET', mk, 'state', 'cancelled', 'finished', now, 'err', 'JobCancelled: cancelled before it started')
-    local m = redis.call('HMGET', mk, 'ws', 'fn')
+    local m = redis.call('HMGET', mk, 'ws', 'fn', 'batch')
     count(tenant_of(id), m[1] or 'default', m[2] or '?', tonumber(now), 'cancelled', nil)
+    batch_count(id, m[3], 'cancelled', now)
     redis.call('PEXPIRE', mk, ARGV[5])
     redis.call('PUBLISH', chan(id), ARGV[6])
   end

@@ -189,6 +189,7 @@ def build_worker_settings(specs: Mapping[str, JobSpec], settings: Settings, queu
     async def on_startup(ctx: dict[str, Any]) -> None:
         install_output_capture()
         ctx["settings"] = settings
+        ctx["taskq_resolve"] = specs.get
         reg = layout.registry_key(queue_name)
         await ctx["redis"].hset(reg, mapping=dict.fromkeys(specs, now_ms()))
 
