@@ -3,11 +3,19 @@
 A mixin over the client core, so that this feature lives in its own module::
 
     client.metrics(window=300).to_frame()
+    client.dashboard()            # in a notebook: live queue depth, workers, throughput, recent jobs
 """
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+
+from ._backend.metrics_io import metric_tenants, queue_names, read_metric_hashes
 from ._client_core import AsyncClientCore, ClientCore
+from ._names import check_name
+from .errors import ConfigurationError
+from .metrics import Metrics, aggregate
 
 __all__ = ["AsyncObserveMethods", "ObserveFacade"]
 
@@ -15,6 +23,70 @@ __all__ = ["AsyncObserveMethods", "ObserveFacade"]
 class AsyncObserveMethods(AsyncClientCore):
     """Observability methods of :class:`~taskq_sdk.AsyncClient`."""
 
+    async def metrics(
+        self,
+        *,
+        window: float | None = None,
+        workspace: str | None = None,
+        function: str | None = None,
+        tenant: str | None = None,
+    ) -> Metrics:
+        """Job counts, failure rate and p50/p95 processing time, per tenant, workspace and function.
+
+        ``window`` is in seconds (up to two hours, minute resolution); ``None`` means all time. A
+        client bound to a tenant sees only that tenant; an unbound one sees all tenants unless
+        ``tenant=`` narrows it.
+
+        Example::
+
+            m = await client.metrics(window=300, workspace="exp1")
+            m.totals.failure_rate, m.totals.p95_seconds, m.queue_depth
+        """
+        if window is not None and not 0 < window <= 7200:
+            raise ConfigurationError("window is in seconds, between 1 and 7200 (two hours), or None for all time")
+        ws = check_name(workspace, "workspace") if workspace is not None else None
+        if self.tenant is not None:
+            if tenant is not None and tenant != self.tenant:
+                raise ConfigurationError(f"this client is bound to tenant {self.tenant!r}")
+            tenants = [self.tenant]
+        elif tenant is not None:
+            tenants = [check_name(tenant, "tenant")]
+        else:
+            tenants = await self._store_call(lambda s: metric_tenants(s.redis))
+        now = time.time()
+        minutes = None
+        if window is not None:
+            last = int(now // 60)
+            first = int((now - window) // 60)
+            minutes = range(first, last + 1)
+        hashes = await self._store_call(lambda s: read_metric_hashes(s.redis, tenants, minutes))
+        rows, totals = aggregate(hashes, workspace=ws, function=function)
+        queues = await self._store_call(lambda s: queue_names(s.redis))
+        depth = {q: await self.queue_depth(q) for q in queues}
+        return Metrics(
+            window=window,
+            since=None if window is None else datetime.fromtimestamp(now - window, tz=UTC),
+            until=datetime.fromtimestamp(now, tz=UTC),
+            rows=rows,
+            totals=totals,
+            queue_depth=depth,
+        )
+
 
 class ObserveFacade(ClientCore):
     """Blocking observability methods of :class:`~taskq_sdk.Client`."""
+
+    def metrics(
+        self,
+        *,
+        window: float | None = None,
+        workspace: str | None = None,
+        function: str | None = None,
+        tenant: str | None = None,
+    ) -> Metrics:
+        return self._call(self._observe.metrics, window=window, workspace=workspace, function=function, tenant=tenant)
+
+    @property
+    def _observe(self) -> AsyncObserveMethods:
+        assert isinstance(self._async, AsyncObserveMethods)
+        return self._async

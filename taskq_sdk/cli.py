@@ -9,6 +9,7 @@ Connection comes from the same environment variables as the worker (``REDIS_URL`
     $ taskq cancel 3f2a9c...  /  taskq retry 3f2a9c...
     $ taskq jobs --status failed           # recent jobs
     $ taskq workers                        # live workers
+    $ taskq metrics --window 300           # counts, failure rate, p50/p95 over the last 5 minutes
 
 Exit codes: 0 ok, 1 the job/operation did not succeed (failed job, nothing cancelled),
 2 usage or configuration error, 3 server unreachable, 4 not found.
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -125,6 +128,38 @@ def cmd_workers(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        m = client.metrics(window=args.window, workspace=args.workspace, function=args.function)
+        rows = [
+            {
+                "tenant": r.tenant,
+                "workspace": r.workspace,
+                "function": r.function,
+                "enqueued": r.enqueued,
+                "complete": r.complete,
+                "failed": r.failed,
+                "retried": r.retried,
+                "cancelled": r.cancelled,
+                "fail_rate": f"{r.failure_rate:.1%}",
+                "avg_s": "" if r.avg_seconds is None else f"{r.avg_seconds:.3f}",
+                "p50_s": "" if r.p50_seconds is None else f"{r.p50_seconds:.3f}",
+                "p95_s": "" if r.p95_seconds is None else f"{r.p95_seconds:.3f}",
+            }
+            for r in [*m.rows, m.totals]
+        ]
+        if rows:
+            rows[-1].update(tenant="TOTAL", workspace="", function="")
+        span = f"last {args.window:g}s" if args.window else "all time"
+        depth = ", ".join(f"{q}={n}" for q, n in m.queue_depth.items())
+        _print(
+            args,
+            m.model_dump(mode="json"),
+            f"metrics ({span}); queue depth: {depth}\n" + _table(rows, list(rows[0]) if rows else []),
+        )
+        return EXIT_OK
+
+
 def cmd_local(args: argparse.Namespace) -> int:
     from .local import LocalCluster
 
@@ -132,11 +167,13 @@ def cmd_local(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
+        # the full URL carries the password: it goes to a 0600 file, never to the terminal
+        url_file = args.url_file or os.path.join(tempfile.mkdtemp(prefix="taskq-local-"), "url")
+        fd = os.open(url_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(cluster.url)
         print(f"taskq local: server {cluster.safe_url}, {args.workers} worker(s). Ctrl-C stops both.")
-        print(f"connect with: REDIS_URL='{cluster.url}'")
-        if args.url_file:
-            with open(args.url_file, "w") as fh:
-                fh.write(cluster.url)
+        print(f'connect from another shell:  export REDIS_URL="$(cat {url_file})"')
         stop.wait()
     except KeyboardInterrupt:
         pass
@@ -183,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_jobs)
     p = common(sub.add_parser("workers", help="list live workers"))
     p.set_defaults(func=cmd_workers)
+    p = common(sub.add_parser("metrics", help="job counts, failure rate, p50/p95 times, queue depth"))
+    p.add_argument("--window", type=float, help="seconds (up to 7200); default: all time")
+    p.add_argument("--workspace")
+    p.add_argument("--function")
+    p.set_defaults(func=cmd_metrics)
     return parser
 
 

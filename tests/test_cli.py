@@ -25,7 +25,7 @@ def taskq(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_subcommands(redis_url: str) -> None:
     out = taskq(redis_url, "--help")
     assert out.returncode == 0
-    for sub in ("worker", "local", "status", "cancel", "retry", "jobs", "workers"):
+    for sub in ("worker", "local", "status", "cancel", "retry", "jobs", "workers", "metrics"):
         assert sub in out.stdout
 
 
@@ -53,8 +53,62 @@ def test_status_cancel_retry_jobs_workers(settings: Settings, redis_url: str, wo
     assert {done.id, failed.id, waiting.id} <= {j["id"] for j in json.loads(out.stdout)}
     out = taskq(redis_url, "workers")
     assert out.returncode == 0 and "running" in out.stdout
+    out = taskq(redis_url, "metrics", "--window", "600")
+    assert out.returncode == 0 and "TOTAL" in out.stdout and "queue depth" in out.stdout
+    out = taskq(redis_url, "metrics", "--json")
+    assert json.loads(out.stdout)["totals"]["complete"] >= 1
 
 
 def test_unreachable_server_exit_code() -> None:
     out = taskq("redis://127.0.0.1:1/0", "jobs")
     assert out.returncode == 3 and "Could not reach" in out.stderr
+
+
+def test_taskq_worker_serves_in_burst_mode(settings: Settings, redis_url: str) -> None:
+    with Client(settings=settings) as client:
+        job = client.submit("add", 20, 22)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ARQ_", "TASKQ_"))}
+        env.update({"REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)})
+        out = subprocess.run(
+            [sys.executable, "-m", "taskq_sdk.cli", "worker", "tests.jobfns", "--burst"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert job.result(timeout=5) == 42
+
+
+def test_taskq_local_runs_a_server_and_workers_until_ctrl_c(tmp_path: Any) -> None:
+    import signal
+
+    from .conftest import wait_until
+
+    url_file = tmp_path / "url"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ARQ_", "TASKQ_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taskq_sdk.cli", "local", "tests.jobfns", "--url-file", str(url_file)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until(url_file.exists, timeout=60, what="taskq local wrote its URL")
+        url = url_file.read_text()
+        with Client(url) as client:
+            assert client.submit("add", 1, 2).result(timeout=30) == 3
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        assert "stopped" in out
+        password = url.split("@")[0].rsplit(":", 1)[-1]
+        assert password not in out, "the password never reaches the terminal"
+        assert str(url_file) in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -69,6 +69,22 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else ("" if v is None else str(v))
 
 
+def _log_job(event: str, job_id: str, function: str, attempt: int, duration: float, text: str, **extra: Any) -> None:
+    """One log line per job activity, with fields a log system can parse (TASKQ_LOG_FORMAT=json)."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    fields = {
+        "event": event,
+        "job_id": job_id,
+        "tenant": tenant_of(job_id),
+        "function": function,
+        "attempt": attempt,
+        "duration": round(duration, 4),
+        **extra,
+    }
+    logger.info("job %s %s (attempt %d, %.3fs): %s", job_id, function, attempt, duration, text, extra=fields)
+
+
 async def _never_called(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> None:  # pragma: no cover
     raise RuntimeError("the taskq engine runs job specs directly")
 
@@ -466,6 +482,7 @@ class Engine(Worker):
             log_limit=self.settings.log_lines,
         )
         self._running[job_id] = jctx
+        _log_job("started", job_id, function, attempt, 0.0, "started", workspace=jctx.workspace)
         arq_ctx = {
             **self.ctx,
             "job_id": job_id,
@@ -536,13 +553,15 @@ class Engine(Worker):
             score = now_ms() + int(outcome.retry_delay * 1000)
             err = f"{outcome.error.type}: {outcome.error.message}"[:500]
             event = json.dumps({"e": "retrying", "a": attempt, "n": score, "err": err})
-            logger.info(
-                "job %s %s attempt %d failed (%s); retrying in %.1fs",
+            _log_job(
+                "retrying",
                 job_id,
                 function,
                 attempt,
-                err,
-                outcome.retry_delay,
+                outcome.duration,
+                f"failed ({err}); retrying in {outcome.retry_delay:.1f}s",
+                error=outcome.error.type,
+                retry_in=round(outcome.retry_delay, 3),
             )
             self.jobs_retried += 1
             await self._write(
@@ -580,7 +599,7 @@ class Engine(Worker):
                 )
             else:
                 self.jobs_complete += 1
-                logger.info("job %s %s complete in %.3fs (attempt %d)", job_id, function, outcome.duration, attempt)
+                _log_job("complete", job_id, function, attempt, outcome.duration, "complete")
                 await self._done(
                     job_id,
                     "complete",
@@ -592,15 +611,14 @@ class Engine(Worker):
                 return
         assert outcome.error is not None
         state = "cancelled" if outcome.error.kind == "cancelled" else "failed"
-        logger.info(
-            "job %s %s %s after %.3fs (attempt %d): %s: %s",
+        _log_job(
+            state,
             job_id,
             function,
-            state,
-            outcome.duration,
             attempt,
-            outcome.error.type,
-            outcome.error.message[:300],
+            outcome.duration,
+            f"{state}: {outcome.error.type}: {outcome.error.message[:300]}",
+            error=outcome.error.type,
         )
         await self._finish_error(
             job_id,
