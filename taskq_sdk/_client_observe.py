@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from ._backend.metrics_io import metric_tenants, queue_names, read_metric_hashes
 from ._client_core import AsyncClientCore, ClientCore
 from ._names import check_name
 from .errors import ConfigurationError
 from .metrics import Metrics, aggregate
+
+if TYPE_CHECKING:
+    from .dashboard import Dashboard
 
 __all__ = ["AsyncObserveMethods", "ObserveFacade"]
 
@@ -72,6 +76,18 @@ class AsyncObserveMethods(AsyncClientCore):
             queue_depth=depth,
         )
 
+    def dashboard(self, *, workspace: str | None = None, interval: float = 2.0, minutes: int = 15) -> Dashboard:
+        """A live notebook dashboard refreshing on this client's loop (call it inside a running loop).
+
+        Example::
+
+            dash = client.dashboard(workspace="exp1")
+            dash           # shows the widget; dash.close() stops updating
+        """
+        from .dashboard import Dashboard
+
+        return Dashboard(self, workspace=workspace, interval=interval, minutes=minutes).start()
+
 
 class ObserveFacade(ClientCore):
     """Blocking observability methods of :class:`~taskq_sdk.Client`."""
@@ -85,6 +101,13 @@ class ObserveFacade(ClientCore):
         tenant: str | None = None,
     ) -> Metrics:
         return self._call(self._observe.metrics, window=window, workspace=workspace, function=function, tenant=tenant)
+
+    def dashboard(self, *, workspace: str | None = None, interval: float = 2.0, minutes: int = 15) -> Dashboard:
+        from .dashboard import Dashboard
+
+        return Dashboard(
+            self._observe, workspace=workspace, interval=interval, minutes=minutes, run=self._portal.submit
+        ).start()
 
     @property
     def _observe(self) -> AsyncObserveMethods:
