@@ -232,6 +232,9 @@ class AsyncClientCore:
         async with broker_errors(self._settings, what):
             return await fn(store)
 
+    def _store_call_sync(self, fn: Callable[[Store], T]) -> T:
+        return fn(self._open())
+
     async def _event_hub(self) -> EventHub:
         self._open()
         if self._hub is None:
@@ -270,8 +273,8 @@ class AsyncClientCore:
         owner = state.info.tenant if state.has_meta else DEFAULT_TENANT
         return owner == self._tenant
 
-    async def _fetch_state(self, job_id: str) -> JobState:
-        state = await self._store_call(lambda s: s.state(job_id))
+    async def _fetch_state(self, job_id: str, *, with_result: bool = False) -> JobState:
+        state = await self._store_call(lambda s: s.state(job_id, with_result=with_result))
         if not self._visible(state):
             return JobState(JobStatus.not_found, JobInfo(id=job_id, status=JobStatus.not_found), False, False)
         return state

@@ -24,7 +24,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._backend import layout
-from ._backend.store import JobState
+from ._backend.store import JobState, ResultRecord
 from .errors import (
     BrokerUnavailable,
     JobCancelled,
@@ -49,7 +49,8 @@ __all__ = ["AsyncJob", "Job", "exception_for"]
 
 T = TypeVar("T")
 
-_STATE_EVENTS = {"done", "retrying", "started", "released", "reconnected", "disconnected"}
+# events after which a waiter re-reads the job's state ("started" and "progress" only refresh views)
+_STATE_EVENTS = {"done", "retrying", "released", "reconnected", "disconnected"}
 
 
 def _local_error_class(remote_type: str) -> type[TaskqError] | None:
@@ -156,8 +157,8 @@ class AsyncJob:
         )
 
     # ------------------------------------------------------------------ state
-    async def _state(self) -> JobState:
-        state = await self._client._fetch_state(self._id)
+    async def _state(self, *, with_result: bool = False) -> JobState:
+        state = await self._client._fetch_state(self._id, with_result=with_result)
         if state.exists:
             self._known = True
         elif self._known:
@@ -186,8 +187,6 @@ class AsyncJob:
 
     async def progress(self) -> Progress:
         """The latest progress the job reported (fraction in 0..1, message, time)."""
-        if self._final is not None and self._last is not None:
-            return self._last.info.progress
         return (await self._state()).info.progress
 
     async def done(self) -> bool:
@@ -205,11 +204,20 @@ class AsyncJob:
         started = time.monotonic()
         outage_since: float | None = None
         fallback = 0.5
+        # fast path (no view to feed): read the result envelope directly, first and after each
+        # "done" event; the full state (lost / expired / not found) is read on the fallback timer
+        quick = view is None and self._known  # a handle this client made or looked up: visible to it
+        state: JobState | None = None
         hub = await self._client._event_hub()
         async with hub.subscribe(layout.job_channel(self._id)) as sub:
             while True:
                 try:
-                    state = await self._state()
+                    if quick:
+                        final = await self._quick_final()
+                        if final is not None:
+                            return final
+                    else:
+                        state = await self._state(with_result=True)
                     outage_since = None
                 except BrokerUnavailable:
                     now = time.monotonic()
@@ -218,16 +226,21 @@ class AsyncJob:
                         raise
                     await asyncio.sleep(min(1.0, fallback))
                     continue
-                if view is not None:
-                    view.update(state.status, state.info.progress)
-                if state.status.finished:
-                    return state
-                if state.status is JobStatus.not_found:
-                    raise JobNotFound(self._id)
+                if state is not None and not quick:
+                    if view is not None:
+                        view.update(state.status, state.info.progress)
+                    if state.status.finished:
+                        return state
+                    if state.status is JobStatus.not_found:
+                        raise JobNotFound(self._id)
                 # wait for a state-changing event; progress events only refresh the view
                 while True:
                     remaining = None if deadline is None else deadline - loop.time()
                     if remaining is not None and remaining <= 0:
+                        if state is None or quick:
+                            state = await self._state()
+                            if state.status.finished:
+                                return await self._state(with_result=True)
                         raise WaitTimeout(
                             self._id,
                             round(time.monotonic() - started, 3),
@@ -238,6 +251,7 @@ class AsyncJob:
                     event = await sub.get(timeout=wait)
                     if event is None:
                         fallback = min(fallback * 1.5, 5.0)
+                        quick = False
                         break
                     kind = event.get("e")
                     if kind == "progress":
@@ -252,7 +266,29 @@ class AsyncJob:
                                 view.update(JobStatus.in_progress, self._progress)
                         continue
                     if kind in _STATE_EVENTS:
+                        quick = kind == "done" and view is None and self._known
                         break
+
+    async def _quick_final(self) -> JobState | None:
+        """The final state read from the result envelope alone, or None if there is no result yet."""
+        blob = await self._client._store_call(lambda s: s.redis.get(layout.result_key(self._id)))
+        if blob is None:
+            return None
+        record = self._client._store_call_sync(lambda s: s.decode_result(blob))
+        if record.success:
+            status = JobStatus.complete
+        elif record.error is not None and record.error.kind == "cancelled":
+            status = JobStatus.cancelled
+        else:
+            status = JobStatus.failed
+        base = self._last.info if self._last is not None else JobInfo(id=self._id, status=status)
+        info = base.model_copy(update={"status": status, "attempts": record.attempt or base.attempts})
+        if status is JobStatus.complete:
+            info = info.model_copy(update={"progress": Progress(fraction=1.0, message=self._progress.message)})
+        state = JobState(status=status, info=info, exists=True, has_meta=False, result_blob=blob)
+        self._known = True
+        self._last = state
+        return state
 
     async def _settle(
         self, timeout: float | None, progress: bool | str = False
@@ -278,7 +314,11 @@ class AsyncJob:
             return (state.status, None, JobLost(self._id, attempts=attempts))
         if state.status is JobStatus.expired:
             return (state.status, None, ResultExpired(self._id, (state.info.error and "failed") or "complete"))
-        record = await self._client._store_call(lambda s: s.result(self._id))
+        record: ResultRecord | None
+        if state.result_blob is not None:
+            record = self._client._store_call_sync(lambda s: s.decode_result(state.result_blob or b""))
+        else:
+            record = await self._client._store_call(lambda s: s.result(self._id))
         if record is None:
             return (JobStatus.expired, None, ResultExpired(self._id, state.status.value))
         if record.success:

@@ -378,7 +378,8 @@ return 'unknown'
 """
 )
 
-#: ARGV: id.  Returns {meta_flat, result_exists, in_progress_holder|nil, queue_score|nil, job_exists}.
+#: ARGV: id, want_result ('1' to also return the result envelope).
+#: Returns {meta_flat, result_exists, in_progress_holder|nil, queue_score|nil, job_exists, result|nil}.
 STATE = (
     PRELUDE
     + """
@@ -386,8 +387,11 @@ local id = ARGV[1]
 local mk = meta_key(id)
 local meta = redis.call('HGETALL', mk)
 local qk = redis.call('HGET', mk, 'queue') or 'arq:queue'
-return {meta, redis.call('EXISTS', RES .. id), redis.call('GET', INP .. id), redis.call('ZSCORE', qk, id),
-  redis.call('EXISTS', JOB .. id)}
+local res = false
+local has_res = redis.call('EXISTS', RES .. id)
+if has_res == 1 and ARGV[2] == '1' then res = redis.call('GET', RES .. id) end
+return {meta, has_res, redis.call('GET', INP .. id), redis.call('ZSCORE', qk, id),
+  redis.call('EXISTS', JOB .. id), res}
 """
 )
 

@@ -60,6 +60,7 @@ class JobState:
     info: JobInfo
     exists: bool  # any trace of the job (meta, queue entry, claim, result)
     has_meta: bool
+    result_blob: bytes | None = None  # the result envelope, when asked for and present
 
 
 @dataclass
@@ -156,9 +157,9 @@ class Store:
         return created
 
     # ------------------------------------------------------------------ state
-    async def state(self, job_id: str) -> JobState:
-        """The job's status and info in one round trip (plus one read for plain-arq results)."""
-        raw = await self._state(keys=[], args=[job_id])
+    async def state(self, job_id: str, *, with_result: bool = False) -> JobState:
+        """The job's status and info in one round trip (``with_result``: and its result envelope)."""
+        raw = await self._state(keys=[], args=[job_id, "1" if with_result else "0"])
         return await self._interpret(job_id, raw)
 
     async def states(self, job_ids: Sequence[str]) -> list[JobState]:
@@ -167,12 +168,12 @@ class Store:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for jid in job_ids:
-                await self._state(keys=[], args=[jid], client=pipe)
+                await self._state(keys=[], args=[jid, "0"], client=pipe)
             raws = await pipe.execute()
         return [await self._interpret(jid, raw) for jid, raw in zip(job_ids, raws, strict=True)]
 
     async def _interpret(self, job_id: str, raw: list[Any]) -> JobState:
-        meta_flat, result_exists, holder, score, job_exists = raw
+        meta_flat, result_exists, holder, score, job_exists, result_blob = raw
         meta = {_s(meta_flat[i]): meta_flat[i + 1] for i in range(0, len(meta_flat), 2)}
         has_meta = bool(meta)
         state = _s(meta.get("state"))
@@ -182,7 +183,7 @@ class Store:
             if state in ("complete", "failed", "cancelled"):
                 status = JobStatus(state)
             else:
-                record = await self.result(job_id)
+                record = self.decode_result(result_blob) if result_blob else await self.result(job_id)
                 if record is None:
                     status = JobStatus.expired
                 elif record.success:
@@ -206,7 +207,7 @@ class Store:
             status = JobStatus.not_found
         exists = has_meta or bool(result_exists) or holder is not None or score is not None or bool(job_exists)
         info = self._info(job_id, status, meta, score, _s(holder) if holder is not None else None)
-        return JobState(status=status, info=info, exists=exists, has_meta=has_meta)
+        return JobState(status=status, info=info, exists=exists, has_meta=has_meta, result_blob=result_blob)
 
     def _info(self, job_id: str, status: JobStatus, meta: dict[str, Any], score: Any, holder: str | None) -> JobInfo:
         prog = Progress(
