@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -150,11 +149,15 @@ class AsyncJob:
         return f"<AsyncJob {short_id(self._id)}{fn} {status}>"
 
     def _repr_html_(self) -> str:
-        status = self._last.status.value if self._last else "unknown (call status())"
-        return (
-            f"<code>AsyncJob</code> <b>{html.escape(self._id)}</b> &mdash; {html.escape(status)}"
-            f"{' · ' + html.escape(str(self._progress)) if self._progress.fraction is not None else ''}"
-        )
+        from ._html import job_html
+
+        return job_html(self._id, self._last.info if self._last else None, kind=type(self).__name__)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any] | None:
+        # in a notebook: a live widget (taskq_sdk.widgets); elsewhere None, so IPython uses the reprs
+        from .widgets import job_mimebundle
+
+        return job_mimebundle(self)
 
     # ------------------------------------------------------------------ state
     async def _state(self, *, with_result: bool = False) -> JobState:
@@ -206,7 +209,8 @@ class AsyncJob:
         fallback = 0.5
         # fast path (no view to feed): read the result envelope directly, first and after each
         # "done" event; the full state (lost / expired / not found) is read on the fallback timer
-        quick = view is None and self._known  # a handle this client made or looked up: visible to it
+        # quick only for a handle this client made or looked up (visible to it), not known to be over
+        quick = view is None and self._known and (self._last is None or not self._last.status.finished)
         state: JobState | None = None
         hub = await self._client._event_hub()
         async with hub.subscribe(layout.job_channel(self._id)) as sub:
@@ -291,9 +295,11 @@ class AsyncJob:
         return state
 
     async def _settle(
-        self, timeout: float | None, progress: bool | str = False
+        self, timeout: float | None, progress: bool | str | ProgressView = False
     ) -> tuple[JobStatus, Any, BaseException | None]:
         if self._final is not None:
+            if isinstance(progress, ProgressView):  # made by Job.wait in the caller's thread
+                progress.close(self._final[0])
             return self._final
         label = f"{short_id(self._id)}"
         view = make_view(progress, label) if progress else None
@@ -327,7 +333,7 @@ class AsyncJob:
         exc = exception_for(self._id, record.error, attempts or record.attempt or None)
         return (state.status, None, exc)
 
-    async def result(self, timeout: float | None = None, *, progress: bool | str = False) -> Any:
+    async def result(self, timeout: float | None = None, *, progress: bool | str | ProgressView = False) -> Any:
         """Wait for the job and return its result, or raise its error.
 
         Raises :class:`WaitTimeout` if ``timeout`` seconds pass first (the job lives on),
@@ -343,7 +349,7 @@ class AsyncJob:
             raise exc
         return value
 
-    async def wait(self, timeout: float | None = None, *, progress: bool | str = False) -> Any:
+    async def wait(self, timeout: float | None = None, *, progress: bool | str | ProgressView = False) -> Any:
         """Same as :meth:`result`; ``progress=True`` shows a bar while waiting.
 
         Example::
@@ -444,6 +450,11 @@ class Job:
     def _repr_html_(self) -> str:
         return self._job._repr_html_().replace("AsyncJob", "Job", 1)
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any] | None:
+        from .widgets import job_mimebundle
+
+        return job_mimebundle(self)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Job) and other.id == self.id
 
@@ -465,11 +476,13 @@ class Job:
     def logs(self, last: int | None = None) -> list[str]:
         return self._client._call(self._job.logs, last)
 
-    def result(self, timeout: float | None = None, *, progress: bool | str = False) -> Any:
-        return self._client._call(self._job.result, timeout, progress=progress)
+    def result(self, timeout: float | None = None, *, progress: bool | str | ProgressView = False) -> Any:
+        # the view is made here, in the caller's thread, so a notebook shows it under the running cell
+        view = (make_view(progress, short_id(self.id)) or False) if progress else False
+        return self._client._call(self._job.result, timeout, progress=view)
 
-    def wait(self, timeout: float | None = None, *, progress: bool | str = False) -> Any:
-        return self._client._call(self._job.wait, timeout, progress=progress)
+    def wait(self, timeout: float | None = None, *, progress: bool | str | ProgressView = False) -> Any:
+        return self.result(timeout, progress=progress)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         return self._client._call(self._job.exception, timeout)

@@ -108,3 +108,38 @@ async def limited() -> None:
 @taskq_sdk.job(retries=1)
 def no_retry_transient() -> None:
     raise ConnectionError("down")
+
+
+@taskq_sdk.job(timeout=60)
+async def blocks_loop(ctx: dict[str, Any], key: str, seconds: float) -> int:
+    """Badly written: blocks the worker's event loop (time.sleep in an async function)."""
+    await ctx["redis"].rpush(key, f"{os.getpid()}:{ctx['job_try']}")
+    time.sleep(seconds)
+    return os.getpid()
+
+
+# ---- issue 5: user analyzers registered by a module the worker imports, a job that ignores cancellation
+from taskq_sdk.analyzers import analyzer  # noqa: E402
+
+
+@analyzer("shouting")
+def shouting(text: str) -> dict[str, float]:
+    letters = [c for c in text if c.isalpha()]
+    return {"ratio": round(sum(c.isupper() for c in letters) / max(1, len(letters)), 4)}
+
+
+@analyzer("fragile")
+def fragile(text: str) -> dict[str, int]:
+    if "boom" in text:
+        raise ValueError("fragile analyzer cannot read 'boom'")
+    return {"length": len(text)}
+
+
+@taskq_sdk.job(timeout=0.5)
+async def ignores_cancel(seconds: float) -> str:
+    """Swallows the first cancellation (its time limit) and runs on: a 'stuck' job for monitoring."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        await asyncio.sleep(seconds)
+    return "finished late"

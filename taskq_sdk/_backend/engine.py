@@ -28,6 +28,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -163,6 +164,9 @@ class Engine(Worker):
         self._started_ms = now_ms()
         self._outage_since: float | None = None
         self._closed = False
+        self._keeper_thread: threading.Thread | None = None
+        self._keeper_stop = threading.Event()
+        self._loop_alive = time.monotonic()
         self.status = "starting"
 
     # ================================================================== lifecycle
@@ -171,7 +175,6 @@ class Engine(Worker):
         self._claim_script = self._pool.register_script(layout.CLAIM)
         self._finish_script = self._pool.register_script(layout.FINISH)
         self._progress_script = self._pool.register_script(layout.PROGRESS)
-        self._renew_script = self._pool.register_script(layout.RENEW)
         await self._wait_for_server()
         self.ctx.update(
             redis=self._pool, settings=self.settings, worker_id=self.worker_id, taskq_resolve=self.resolve_spec
@@ -189,6 +192,12 @@ class Engine(Worker):
         ]
         for ext in self.extensions:
             await ext.start(self)
+        self._loop_alive = time.monotonic()
+        self._keeper_stop = threading.Event()
+        self._keeper_thread = threading.Thread(
+            target=self._keeper, args=(self._keeper_stop,), name="taskq-claims", daemon=True
+        )
+        self._keeper_thread.start()
         self.status = "running"
         RUNNING.append(self)
         await self._heartbeat()
@@ -313,6 +322,8 @@ class Engine(Worker):
         for t in self._bg:
             t.cancel()
         await asyncio.gather(*self._bg, return_exceptions=True)
+        if self._keeper_thread is not None:
+            self._keeper_stop.set()
         for ext in reversed(self.extensions):
             try:
                 await ext.stop()
@@ -896,23 +907,11 @@ class Engine(Worker):
 
     # ================================================================== health
     async def _heartbeat_loop(self) -> None:
-        last_renew = time.monotonic()
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
+            self._loop_alive = time.monotonic()
             try:
                 await self._heartbeat()
-                if self._running and time.monotonic() - last_renew >= self.settings.claim_ttl / 3:
-                    last_renew = time.monotonic()
-                    lost = await self._renew_script(
-                        keys=[],
-                        args=[self.worker_id, int(self.settings.claim_ttl * 1000), *self._running],
-                    )
-                    for job_id in (_s(x) for x in lost):
-                        jctx = self._running.get(job_id)
-                        task = self.tasks.get(job_id)
-                        if jctx is not None and task is not None:
-                            jctx.stop_reason = "claim lost"
-                            task.cancel()
                 if self.cron_jobs:
                     await self.run_cron(datetime.now(tz=self.timezone), self.settings.heartbeat_interval)
             except asyncio.CancelledError:
@@ -921,6 +920,53 @@ class Engine(Worker):
                 if not is_connection_error(exc):
                     logger.exception("heartbeat failed")
                 self._wake.set()
+
+    def _claim_lost(self, job_id: str) -> None:
+        jctx = self._running.get(job_id)
+        task = self.tasks.get(job_id)
+        if jctx is not None and task is not None:
+            jctx.stop_reason = "claim lost"
+            task.cancel()
+
+    def _keeper(self, stop: threading.Event) -> None:
+        """Renew running jobs' claims from a thread, so a blocked event loop cannot lose them.
+
+        An async job that blocks the loop (``time.sleep`` in an ``async def``) would otherwise stop
+        renewals, let the claim expire, and another worker would start the job a second time.
+        """
+        import redis as sync_redis
+
+        client = sync_redis.Redis.from_url(
+            self.settings.url(), socket_timeout=self.settings.socket_timeout, socket_connect_timeout=5
+        )
+        renew = client.register_script(layout.RENEW)
+        interval = self.settings.claim_ttl / 3
+        warned_at = 0.0
+        try:
+            while not stop.wait(interval):
+                held = list(self._running)  # a snapshot; the loop mutates the dict
+                blocked = time.monotonic() - self._loop_alive
+                if blocked > max(5.0, 3 * self.settings.heartbeat_interval) and time.monotonic() - warned_at > 30:
+                    warned_at = time.monotonic()
+                    logger.warning(
+                        "worker %s: event loop blocked for %.0fs (an async job doing blocking work? running: %s); "
+                        "its claims are kept alive",
+                        self.worker_id,
+                        blocked,
+                        ", ".join(held[:5]),
+                    )
+                if not held:
+                    continue
+                try:
+                    lost = renew(keys=[], args=[self.worker_id, int(self.settings.claim_ttl * 1000), *held])
+                except Exception as exc:
+                    logger.debug("claim renewal failed: %s", exc)
+                    continue
+                for job_id in (_s(x) for x in lost or ()):
+                    with contextlib.suppress(RuntimeError):
+                        self.loop.call_soon_threadsafe(self._claim_lost, job_id)
+        finally:
+            client.close()
 
     def get_worker_stats(self) -> dict[str, Any]:
         """The seed's worker-health dict: status, max_jobs, jobs complete/failed/retried/ongoing, uptime.
