@@ -455,7 +455,15 @@ async def execute(
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout) as deadline:
-            if spec.is_async:
+            if spec.isolate:
+                from ._isolation import run_isolated
+
+                kind, value, transient, defer = await run_isolated(
+                    spec.fn, call_args, call_kwargs, job, takes_ctx=spec.takes_ctx, timeout=None
+                )
+                if kind == "err":
+                    return _isolated_failure(value, transient, defer, job, spec, retry_base, retry_cap, started)
+            elif spec.is_async:
                 value = await spec.fn(*call_args, **call_kwargs)
             else:
                 cv = contextvars.copy_context()
@@ -469,7 +477,9 @@ async def execute(
         if deadline.expired():
             job.stop_reason = "timed out"
             note = f"the job exceeded its time limit of {timeout:g}s and was stopped"
-            if not spec.is_async:
+            if spec.isolate:
+                note += " (its process was killed)"
+            elif not spec.is_async:
                 note += (
                     " (a sync function's thread cannot be interrupted: its result will be discarded, "
                     "and its next report_progress() call raises StopJob)"
@@ -493,6 +503,26 @@ def _failure(exc: BaseException, job: JobContext, spec: JobSpec, base: float, ca
     if is_transient(exc) and job.attempt < job.max_tries:
         if isinstance(exc, Retry) and exc.defer is not None:
             delay = float(exc.defer)
+        else:
+            delay = retry_delay_for(job.attempt, spec.retry_delay if spec.retry_delay is not None else base, cap)
+        return Outcome("retry", error=error, retry_delay=delay, duration=duration)
+    return Outcome("failed", error=error, duration=duration)
+
+
+def _isolated_failure(
+    error: RemoteError,
+    transient: bool,
+    defer: float | None,
+    job: JobContext,
+    spec: JobSpec,
+    base: float,
+    cap: float,
+    started: float,
+) -> Outcome:
+    duration = time.perf_counter() - started
+    if transient and job.attempt < job.max_tries:
+        if defer is not None:
+            delay = float(defer)
         else:
             delay = retry_delay_for(job.attempt, spec.retry_delay if spec.retry_delay is not None else base, cap)
         return Outcome("retry", error=error, retry_delay=delay, duration=duration)

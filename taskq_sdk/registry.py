@@ -26,7 +26,12 @@ __all__ = ["BUILTIN_JOB_MODULES", "JobSpec", "collect_jobs", "job", "spec_for"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: modules whose jobs every taskq worker serves
-BUILTIN_JOB_MODULES: tuple[str, ...] = ("taskq_sdk.jobs.video",)
+BUILTIN_JOB_MODULES: tuple[str, ...] = (
+    "taskq_sdk.jobs.video",
+    "taskq_sdk.jobs.analysis",
+    "taskq_sdk.jobs.monitoring",
+    "taskq_sdk.jobs.mapping",
+)
 
 _ATTR = "__taskq_job__"
 
@@ -49,6 +54,7 @@ class JobSpec:
     timeout: float | None = None
     max_tries: int | None = None
     retry_delay: float | None = None
+    isolate: bool = False
     module: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -64,6 +70,7 @@ def _build_spec(
     timeout: float | None,
     retries: int | None,
     retry_delay: float | None,
+    isolate: bool = False,
 ) -> JobSpec:
     if not callable(fn):
         raise ConfigurationError(f"@job needs a function, got {type(fn).__name__}")
@@ -97,6 +104,7 @@ def _build_spec(
         timeout=timeout,
         max_tries=retries,
         retry_delay=retry_delay,
+        isolate=isolate,
         module=getattr(target, "__module__", "") or "",
     )
 
@@ -112,6 +120,7 @@ def job(
     timeout: float | None = None,
     retries: int | None = None,
     retry_delay: float | None = None,
+    isolate: bool = False,
 ) -> Callable[[F], F]: ...
 
 
@@ -123,10 +132,13 @@ def job(
     timeout: float | None = None,
     retries: int | None = None,
     retry_delay: float | None = None,
+    isolate: bool = False,
 ) -> Any:
     """Mark a function as a taskq job; it stays callable as a normal function.
 
     ``retries`` counts attempts in total, like ``ARQ_MAX_RETRIES`` (1 = never retry).
+    ``isolate=True`` runs each attempt in its own process, killed on timeout or cancel (a thread
+    cannot be stopped; a process can).
 
     Example::
 
@@ -138,7 +150,7 @@ def job(
     """
 
     def mark(f: Callable[..., Any]) -> Callable[..., Any]:
-        spec = _build_spec(f, name=name, timeout=timeout, retries=retries, retry_delay=retry_delay)
+        spec = _build_spec(f, name=name, timeout=timeout, retries=retries, retry_delay=retry_delay, isolate=isolate)
         try:
             setattr(f, _ATTR, spec)
         except (AttributeError, TypeError) as exc:  # builtins, some callables

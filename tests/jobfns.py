@@ -143,3 +143,22 @@ async def ignores_cancel(seconds: float) -> str:
     except asyncio.CancelledError:
         await asyncio.sleep(seconds)
     return "finished late"
+
+
+@taskq_sdk.job(isolate=True)
+def isolated_spin(key_file: str, seconds: float) -> int:
+    """CPU/blocking work in its own process: writes a heartbeat file until done or killed."""
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        with open(key_file, "w") as fh:
+            fh.write(f"{os.getpid()} {n}")
+        n += 1
+        report_progress(min(1.0, n / 100), message=f"tick {n}")
+        time.sleep(0.02)
+    return os.getpid()
+
+
+@taskq_sdk.job(isolate=True)
+def isolated_boom() -> None:
+    raise ValueError("isolated failure")

@@ -1,0 +1,64 @@
+"""Jobs marked isolate=True run in a killable process: on timeout or cancel the work really stops."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskq_sdk import Client, JobCancelled, JobFailed, JobStatus, JobTimedOut
+from taskq_sdk.config import Settings
+
+from .conftest import wait_until
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def _spinner_pid(path: Path) -> int:
+    return int(path.read_text().split()[0]) if path.exists() and path.read_text() else 0
+
+
+def test_isolated_job_runs_in_its_own_process(settings: Settings, worker: Any, tmp_path: Path) -> None:
+    with Client(settings=settings) as client:
+        job = client.submit("isolated_spin", str(tmp_path / "beat"), 0.3)
+        pid = job.result(timeout=60)
+        assert pid != os.getpid()
+        assert job.progress().fraction is not None
+        with pytest.raises(JobFailed) as info:
+            client.submit("isolated_boom").result(timeout=60)
+        assert info.value.remote_type == "ValueError"
+        assert "isolated failure" in info.value.remote_message
+        assert "jobfns.py" in info.value.remote_traceback
+
+
+def test_timeout_kills_the_process(settings: Settings, worker: Any, tmp_path: Path) -> None:
+    beat = tmp_path / "beat"
+    with Client(settings=settings) as client:
+        job = client.submit("isolated_spin", str(beat), 60, _timeout=2)
+        with pytest.raises(JobTimedOut) as info:
+            job.result(timeout=60)
+        assert "process was killed" in str(info.value)
+        pid = _spinner_pid(beat)
+        assert pid
+        wait_until(lambda: not _pid_alive(pid), timeout=10, what="the isolated process is gone")
+
+
+def test_cancel_kills_the_process(settings: Settings, worker: Any, tmp_path: Path) -> None:
+    beat = tmp_path / "beat"
+    with Client(settings=settings) as client:
+        job = client.submit("isolated_spin", str(beat), 60)
+        wait_until(lambda: _spinner_pid(beat), timeout=30, what="the isolated process started")
+        pid = _spinner_pid(beat)
+        assert job.cancel()
+        with pytest.raises(JobCancelled):
+            job.result(timeout=10)
+        assert job.status() is JobStatus.cancelled
+        wait_until(lambda: not _pid_alive(pid), timeout=10, what="the isolated process is gone")
