@@ -65,7 +65,8 @@ class AsyncObserveMethods(AsyncClientCore):
             minutes = range(first, last + 1)
         hashes = await self._store_call(lambda s: read_metric_hashes(s.redis, tenants, minutes))
         rows, totals = aggregate(hashes, workspace=ws, function=function)
-        queues = await self._store_call(lambda s: queue_names(s.redis))
+        # a bound client reports its own queue (an ACL-confined user may not read the others)
+        queues = [self.queue] if self.tenant is not None else await self._store_call(lambda s: queue_names(s.redis))
         depth = {q: await self.queue_depth(q) for q in queues}
         return Metrics(
             window=window,

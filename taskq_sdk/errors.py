@@ -16,6 +16,7 @@ The tree::
      │    └── InvalidName                          bad tenant / workspace / queue / job id
      ├── ClientClosed              (RuntimeError)  the client was closed, or is used from the wrong thread
      ├── BrokerUnavailable         (ConnectionError) the Redis-compatible server cannot be reached
+     ├── PermissionDenied          (PermissionError) the server's ACL refused this user (tenant boundary)
      ├── ServerError                               the embedded server could not be found or started
      ├── SubmitError                               nothing was enqueued
      │    ├── UnknownJob           (LookupError)   no worker has ever served that function name
@@ -67,6 +68,7 @@ __all__ = [
     "JobTimeout",
     "NotAVideo",
     "PayloadTooLarge",
+    "PermissionDenied",
     "RemoteTraceback",
     "ResultExpired",
     "SerializationError",
@@ -102,6 +104,12 @@ class TaskqError(Exception):
 
     job_id: str | None = None
 
+    def _repr_html_(self) -> str:
+        # in a notebook, `job.exception()` shows the message and a failed job's remote traceback, escaped
+        from ._html import error_html
+
+        return error_html(self)
+
 
 class ConfigurationError(TaskqError, ValueError):
     """A setting, URL or submit option is invalid; the message says which and how to fix it.
@@ -136,6 +144,15 @@ class BrokerUnavailable(TaskqError, ConnectionError):
     Example::
 
         Client(redis_url="redis://127.0.0.1:1").submit("add", 1, 2)   # BrokerUnavailable
+    """
+
+
+class PermissionDenied(TaskqError, PermissionError):
+    """The server's ACL refused a command: this user may not touch that key or channel.
+
+    Example::
+
+        Client("redis://acme:pw@host/0", tenant="acme").job("globex:r1")   # JobNotFound, never data
     """
 
 

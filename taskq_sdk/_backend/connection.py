@@ -18,12 +18,12 @@ from typing import Any
 from arq.connections import ArqRedis
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import Settings
-from ..errors import BrokerUnavailable, ConfigurationError
+from ..errors import BrokerUnavailable, ConfigurationError, PermissionDenied
 from ..serialization import Codec
 
 __all__ = ["CONNECTION_ERRORS", "broker_errors", "is_connection_error", "make_redis"]
@@ -98,7 +98,17 @@ async def broker_errors(settings: Settings, what: str = "reach") -> AsyncIterato
             f"The server at {settings.safe_url()} refused the credentials ({describe(exc)}). "
             "Check REDIS_PASSWORD / REDIS_URL."
         ) from None
+    except NoPermissionError as exc:
+        raise PermissionDenied(
+            f"The server at {settings.safe_url()} refused this user ({describe(exc)}). Its ACL confines it to "
+            "one tenant's keys: use a client bound to that tenant and its queue (tenant=..., queue=...)."
+        ) from None
     except ResponseError as exc:
+        if "NOPERM" in str(exc) or "ACL failure" in str(exc):
+            raise PermissionDenied(
+                f"The server at {settings.safe_url()} refused this user ({describe(exc)}). Its ACL confines it "
+                "to one tenant's keys: use a client bound to that tenant and its queue (tenant=..., queue=...)."
+            ) from None
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
             raise BrokerUnavailable(
                 f"The server at {settings.safe_url()} needs a password ({describe(exc)}). "

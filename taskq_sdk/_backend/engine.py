@@ -187,7 +187,7 @@ class Engine(Worker):
         self._flusher = asyncio.create_task(self._flush_loop(), name="taskq-flush")
         self._bg = [
             asyncio.create_task(self._listen(layout.wake_channel(self.taskq_queue)), name="taskq-wake"),
-            asyncio.create_task(self._listen(layout.CONTROL_CHANNEL), name="taskq-control"),
+            asyncio.create_task(self._listen(layout.control_channel(self.taskq_queue)), name="taskq-control"),
             asyncio.create_task(self._heartbeat_loop(), name="taskq-heartbeat"),
         ]
         for ext in self.extensions:

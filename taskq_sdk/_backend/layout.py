@@ -10,7 +10,7 @@ start time), ``arq:in-progress:<id>`` (the claim), ``arq:retry:<id>`` (the attem
     taskq:<tenant>:logs:<id>       list: captured log lines and prints (capped)
     taskq:<tenant>:idx[:<ws>]      sorted set of job ids by enqueue time (listings)
 
-and, shared: ``taskq:wake:<queue>`` (worker wake-up channel), ``taskq:control`` (cancel
+and, per queue: ``taskq:wake:<queue>`` (worker wake-up channel), ``taskq:control:<queue>`` (cancel
 requests), ``taskq:workers`` / ``taskq:worker:<id>`` (liveness), ``taskq:registry:<queue>``
 (function names served). Every key gets a TTL. The Python builders and the Lua prelude below
 are the one place this layout is written down::
@@ -32,7 +32,6 @@ from arq.constants import (
 from .._names import DEFAULT_QUEUE, tenant_of
 
 ABORT_SET = abort_jobs_ss
-CONTROL_CHANNEL = "taskq:control"
 WORKERS_ZSET = "taskq:workers"
 
 
@@ -95,6 +94,17 @@ def wake_channel(queue: str) -> str:
     return f"taskq:wake:{queue}"
 
 
+def control_channel(queue: str) -> str:
+    """Where cancel requests for a queue's running jobs are announced to its workers."""
+    return f"taskq:control:{queue}"
+
+
+def abort_key(queue: str) -> str:
+    """The set of cancel requests of a queue (arq's own ``arq:abort`` for the default queue)."""
+    key = queue_key(queue)
+    return abort_jobs_ss if key == default_queue_name else f"{key}:abort"
+
+
 def worker_key(worker_id: str) -> str:
     return f"taskq:worker:{worker_id}"
 
@@ -113,6 +123,10 @@ local function tenant_of(id)
   return 'default'
 end
 local function meta_key(id) return 'taskq:' .. tenant_of(id) .. ':job:' .. id end
+-- cancel requests are per queue (arq's own 'arq:abort' for the default queue), so that a tenant
+-- with its own queue and ACL user never shares a writable set with another tenant
+local function abort_key(qk) if qk == 'arq:queue' then return ABORT end return qk .. ':abort' end
+local function queue_of(qk) if qk == 'arq:queue' then return 'default' end return string.sub(qk, 11) end
 local function chan(id) return 'taskq:' .. tenant_of(id) .. ':ev:' .. id end
 local function logs_key(id) return 'taskq:' .. tenant_of(id) .. ':logs:' .. id end
 -- per-batch counters and event channel, for jobs submitted as part of a batch
@@ -171,7 +185,7 @@ for i = 3, #ARGV, 14 do
     local meta_ttl = tonumber(ARGV[i + 4])
     redis.call('SET', JOB .. id, ARGV[i + 1], 'PX', ARGV[i + 3])
     redis.call('ZADD', ARGV[i + 5], ARGV[i + 2], id)
-    redis.call('ZREM', ABORT, id)
+    redis.call('ZREM', abort_key(ARGV[i + 5]), id)
     redis.call('DEL', mk, RTY .. id, logs_key(id))
     redis.call('HSET', mk, 'fn', ARGV[i + 7], 'tenant', tenant, 'ws', ARGV[i + 6], 'queue', ARGV[i + 5],
       'enq', now, 'sched', ARGV[i + 2], 'timeout', ARGV[i + 8], 'max_tries', ARGV[i + 9],
@@ -218,7 +232,7 @@ while #out < limit and offset < scan_max do
       local job = redis.call('GET', JOB .. id)
       local try = redis.call('INCR', RTY .. id)
       redis.call('EXPIRE', RTY .. id, 88400)
-      local aborted = redis.call('ZREM', ABORT, id)
+      local aborted = redis.call('ZREM', abort_key(qk), id)
       local mk = meta_key(id)
       local meta = false
       if redis.call('EXISTS', mk) == 1 then
@@ -265,7 +279,7 @@ for i = 1, #ARGV, 13 do
     end
     redis.call('DEL', INP .. id, JOB .. id, RTY .. id)
     redis.call('ZREM', qk, id)
-    redis.call('ZREM', ABORT, id)
+    redis.call('ZREM', abort_key(qk), id)
     if has_meta then
       redis.call('HSET', mk, 'state', ARGV[i + 5], 'finished', ARGV[i + 7], 'err', ARGV[i + 8],
         'dur', ARGV[i + 9])
@@ -349,8 +363,8 @@ local has_meta = redis.call('EXISTS', mk) == 1
 local qk = redis.call('HGET', mk, 'queue') or 'arq:queue'
 if redis.call('EXISTS', RES .. id) == 1 then return 'finished' end
 if redis.call('EXISTS', INP .. id) == 1 then
-  redis.call('ZADD', ABORT, now, id)
-  redis.call('PUBLISH', 'taskq:control', cjson.encode({e = 'cancel', id = id}))
+  redis.call('ZADD', abort_key(qk), now, id)
+  redis.call('PUBLISH', 'taskq:control:' .. queue_of(qk), cjson.encode({e = 'cancel', id = id}))
   if has_meta then redis.call('HSET', mk, 'cancel_requested', now) end
   return 'running'
 end

@@ -1,0 +1,84 @@
+"""Per-tenant server users: make tenant isolation a security boundary, not only SDK checks.
+
+On a shared queue, isolation is namespacing plus checks in the SDK. With a queue per tenant and
+a server ACL user per tenant confined to that tenant's keys and channels, a tenant's credentials
+cannot read, write, cancel or list another tenant's jobs - whatever code holds them::
+
+    import redis
+    from taskq_sdk.security import create_tenant_user
+    admin = redis.Redis.from_url(ADMIN_URL)
+    url = create_tenant_user(admin, "acme", password="...", base_url=ADMIN_URL)
+    # clients:  Client(url, tenant="acme", queue="acme")
+    # workers:  REDIS_URL=<url> TASKQ_QUEUE=acme python -m taskq_sdk.worker mypkg.jobs
+
+What the user may still touch, honestly: the shared worker-liveness keys (``taskq:workers``,
+``taskq:worker:*``), so a tenant could tamper with the *listing* of workers, never with jobs,
+results, cancels or metrics of another tenant.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from ._backend import layout
+from ._names import check_name
+
+__all__ = ["create_tenant_user", "tenant_acl_rules"]
+
+
+def tenant_acl_rules(tenant: str, *, queue: str | None = None) -> list[str]:
+    """``ACL SETUSER`` rules confining a user to ``tenant``'s keys and its own ``queue`` (default: the tenant).
+
+    Example::
+
+        admin.execute_command("ACL", "SETUSER", "acme", "on", ">s3cret", *tenant_acl_rules("acme"))
+    """
+    t = check_name(tenant, "tenant")
+    q = check_name(queue or tenant, "queue")
+    if q == "default":
+        raise ValueError("a tenant with its own ACL user needs its own queue, not 'default'")
+    qk = layout.queue_key(q)
+    keys = [
+        qk,
+        layout.abort_key(q),
+        f"arq:job:{t}:*",
+        f"arq:result:{t}:*",
+        f"arq:in-progress:{t}:*",
+        f"arq:retry:{t}:*",
+        f"taskq:{t}:*",
+        layout.registry_key(q),
+        layout.WORKERS_ZSET,
+        "taskq:worker:*",
+    ]
+    channels = [f"taskq:{t}:*", layout.wake_channel(q), layout.control_channel(q)]
+    return [
+        "resetkeys",
+        "resetchannels",
+        *[f"~{k}" for k in keys],
+        *[f"&{c}" for c in channels],
+        "-@all",
+        "+@read",
+        "+@write",
+        "+@pubsub",
+        "+@scripting",
+        "+@connection",
+        "+@transaction",
+        "-@dangerous",
+        "+info",
+    ]
+
+
+def create_tenant_user(admin: Any, tenant: str, *, password: str, base_url: str, queue: str | None = None) -> str:
+    """Create (or reset) the ACL user for ``tenant`` with an admin connection; returns its connection URL.
+
+    Example::
+
+        url = create_tenant_user(admin, "acme", password="s3cret", base_url="redis://:admin@host:6379/0")
+    """
+    rules = tenant_acl_rules(tenant, queue=queue)
+    admin.execute_command("ACL", "SETUSER", tenant, "reset", "on", f">{password}", *rules)
+    parts = urlsplit(base_url)
+    host = parts.hostname or "localhost"
+    netloc = f"{quote(tenant, safe='')}:{quote(password, safe='')}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme or "redis", netloc, parts.path, parts.query, parts.fragment))
