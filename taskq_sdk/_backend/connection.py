@@ -10,7 +10,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -62,7 +61,7 @@ def make_redis(settings: Settings, codec: Codec | None = None, *, for_pubsub: bo
         "decode_responses": False,
     }
     if url.startswith("rediss://"):
-        kwargs["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+        kwargs["ssl_cert_reqs"] = "required"
         kwargs["ssl_check_hostname"] = settings.tls_check_hostname
         if settings.tls_ca_certs:
             kwargs["ssl_ca_certs"] = settings.tls_ca_certs
