@@ -162,3 +162,105 @@ def isolated_spin(key_file: str, seconds: float) -> int:
 @taskq_sdk.job(isolate=True)
 def isolated_boom() -> None:
     raise ValueError("isolated failure")
+
+
+@taskq_sdk.job
+async def record_job_id(ctx: dict[str, Any], key: str) -> str:
+    """Appends its own job id to a Redis list (scheduler tests count executions per slot)."""
+    await ctx["redis"].rpush(key, ctx["job_id"])
+    return str(ctx["job_id"])
+
+
+@taskq_sdk.job
+async def mark(ctx: dict[str, Any], i: int, seconds: float = 0.0) -> int:
+    """Counts its executions per input in Redis (duplicates show as counts above 1)."""
+    await ctx["redis"].hincrby("load:runs", str(i), 1)
+    if seconds:
+        await asyncio.sleep(seconds)
+    return i * 2
+
+
+# ---------------------------------------------------------------- batches and DataFrame fan-out (tests/test_batch.py,
+# tests/test_pandas.py, tests/test_mapping.py): pure functions, so the tests compare with a local df.apply
+
+
+@taskq_sdk.job
+def toy_sentiment(text: Any) -> dict[str, Any]:
+    """A toy per-row analysis returning a dict; raises on texts containing 'bad'."""
+    if not isinstance(text, str):
+        return {"score": None, "label": "empty"}
+    if "bad" in text:
+        raise ValueError(f"cannot score {text!r}")
+    score = sum(map(ord, text)) % 100 / 100
+    return {"score": score, "label": "pos" if score >= 0.5 else "neg"}
+
+
+@taskq_sdk.job
+def double(x: Any) -> Any:
+    return x * 2
+
+
+@taskq_sdk.job
+async def adouble(x: Any) -> Any:
+    return x * 2
+
+
+@taskq_sdk.job
+def shape_shifter(x: int) -> Any:
+    """Mixed result shapes: dicts with varying keys, scalars, None and lists; fails on multiples of 7."""
+    if x % 7 == 0 and x:
+        raise ArithmeticError(f"seven divides {x}")
+    kind = x % 5
+    if kind == 0:
+        return {"a": x, "b": str(x)}
+    if kind == 1:
+        return {"a": x * 10}
+    if kind == 2:
+        return x + 0.5
+    if kind == 3:
+        return None
+    return [x, x]
+
+
+@taskq_sdk.job
+def pair_sum(a: Any, b: Any) -> Any:
+    return a + b
+
+
+@taskq_sdk.job
+def row_text(row: dict[str, Any]) -> str:
+    return "|".join(f"{k}={row[k]}" for k in sorted(row, key=str))
+
+
+@taskq_sdk.job
+def fail_if_flagged(x: int, flags: str = "") -> int:
+    """Fails on items listed in the file ``flags`` (tests empty it, then re-run the failures)."""
+    if flags and os.path.exists(flags):
+        with open(flags) as fh:
+            flagged = {int(v) for v in fh.read().split()}
+        if x in flagged:
+            raise RuntimeError(f"item {x} is flagged")
+    return x * 3
+
+
+@taskq_sdk.job
+async def slow_item(x: int, seconds: float = 0.2) -> int:
+    await asyncio.sleep(seconds)
+    return x
+
+
+@taskq_sdk.job
+def sync_slow_item(x: int, seconds: float = 0.2) -> int:
+    time.sleep(seconds)
+    return x
+
+
+@taskq_sdk.job
+def kwarg_echo(x: Any, scale: int = 1, tenant: str = "?") -> dict[str, Any]:
+    return {"x": x, "scale": scale, "tenant": tenant}
+
+
+@taskq_sdk.job
+def describe(value: Any) -> str:
+    """The type and repr of what a call received (checks the fan-out passes what Series.apply passes)."""
+    return f"{type(value).__name__}:{value!r}"

@@ -579,6 +579,7 @@ def test_ssrf_blocked_before_connecting(
     monkeypatch.setattr(_fetch, "resolve", dns)
     with MediaServer(media_dir) as srv:  # the real target, if the guard were broken
         run = run_job(env.ctx("job-ssrf", allow_private_urls=False), f"http://{host}:{srv.port}/files/cuts.mp4")
+        print(f"FIGURE ssrf_requests_reaching_target[{host}]={srv.connections}")
         assert srv.connections == 0
         assert srv.requests == []
     assert isinstance(run.error, BlockedDestination), repr(run.error)

@@ -1,0 +1,78 @@
+"""Run the reliability, security and bad-input tests and write their figures to docs/RELIABILITY_FIGURES.md.
+
+    python -m bench.reliability_figures            # fast tier (what CI runs)
+    python -m bench.reliability_figures --full     # plus the heavy load and crash tests (-m heavy)
+
+Each test prints ``FIGURE name=value`` lines; this collects them into one table, with the six
+headline numbers (lost jobs, concurrent duplicate executions, cross-tenant leaks, pickle payloads
+executed, passwords printed, SSRF requests reaching the target) summed first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADLINES = {
+    "lost jobs": re.compile(r"(^|_)lost$"),
+    "concurrent duplicate executions": re.compile(r"concurrent_duplicate_executions|_duplicated$"),
+    "cross-tenant leaks": re.compile(r"cross_tenant_leaks"),
+    "pickle payloads executed": re.compile(r"pickle_payloads_executed"),
+    "passwords printed": re.compile(r"passwords_printed"),
+    "SSRF requests reaching the target": re.compile(r"ssrf_requests_reaching_target"),
+}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--full", action="store_true", help="include the heavy tier")
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "RELIABILITY_FIGURES.md")
+    args = p.parse_args()
+    marker = "chaos or security or badinput" + (" or heavy" if args.full else "")
+    files = ["tests/test_chaos.py", "tests/test_load.py", "tests/test_tenancy.py", "tests/test_acl.py",
+             "tests/test_wire_security.py", "tests/test_secrets.py", "tests/test_tls.py", "tests/test_badinput.py",
+             "tests/test_video.py", "tests/test_worker_process.py", "tests/test_isolation.py"]  # fmt: skip
+    cmd = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-m", marker, *files]
+    t0 = time.monotonic()
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    took = time.monotonic() - t0
+    figures: dict[str, str] = {}
+    for line in out.stdout.splitlines():
+        m = re.search(r"FIGURE (\S+)=(\S+)", line)
+        if m:
+            figures[m.group(1)] = m.group(2)
+    sums: dict[str, int] = defaultdict(int)
+    for name, value in figures.items():
+        for headline, pattern in HEADLINES.items():
+            if pattern.search(name) and value.lstrip("-").isdigit():
+                sums[headline] += int(value)
+    summary = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "(no output)"
+    lines = [
+        "# Reliability figures",
+        "",
+        f"Made by `python -m bench.reliability_figures{' --full' if args.full else ''}` "
+        f"({time.strftime('%Y-%m-%d')}, {took:.0f} s): `{summary}`",
+        "",
+        "| headline | total |",
+        "|---|---|",
+        *[f"| {h} | {sums.get(h, 0)} |" for h in HEADLINES],
+        "",
+        "| figure | value |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in sorted(figures.items())],
+        "",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    print("\n".join(lines))
+    return out.returncode
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
