@@ -1,0 +1,1 @@
+"""Example scripts and a worker module (``examples.jobs``) for taskq_sdk."""
