@@ -155,6 +155,40 @@ class Settings(BaseSettings):
         900.0, gt=0, validation_alias=_env("download_total_timeout", "TASKQ_DOWNLOAD_TOTAL_TIMEOUT")
     )
     log_format: Literal["text", "json"] = Field("text", validation_alias=_env("log_format", "TASKQ_LOG_FORMAT"))
+    # --- schedules, monitoring, results DB, webhooks (issue 5) ---
+    scheduler: bool = Field(
+        True,
+        validation_alias=_env("scheduler", "TASKQ_SCHEDULER"),
+        description="whether this worker submits due scheduled jobs (any number of workers may; each slot runs once)",
+    )
+    monitoring_cron: str = Field(
+        "*/5 * * * *",
+        validation_alias=_env("monitoring_cron", "TASKQ_MONITORING_CRON"),
+        description="cron schedule (UTC) of scheduled_monitoring_async; 6 fields = seconds first; 'off' disables",
+    )
+    monitoring_history: int = Field(
+        288, ge=1, le=100_000, validation_alias=_env("monitoring_history", "TASKQ_MONITORING_HISTORY")
+    )
+    results_db: str | None = Field(
+        None,
+        validation_alias=_env("results_db", "TASKQ_RESULTS_DB"),
+        description="sqlite:///path (default: DATA_DIR/results.db) or 'off'",
+    )
+    results_db_flush_interval: float = Field(
+        0.5, gt=0, le=60, validation_alias=_env("results_db_flush_interval", "TASKQ_RESULTS_DB_FLUSH_INTERVAL")
+    )
+    results_db_retention_days: float = Field(
+        30.0,
+        ge=0,
+        validation_alias=_env("results_db_retention_days", "TASKQ_RESULTS_DB_RETENTION_DAYS"),
+        description="rows older than this are pruned hourly by the workers; 0 keeps them forever",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        validation_alias=_env("webhook_secret", "TASKQ_WEBHOOK_SECRET"),
+        description="signs webhook bodies (X-Taskq-Signature: sha256=HMAC)",
+    )
+    webhook_timeout: float = Field(10.0, gt=0, validation_alias=_env("webhook_timeout", "TASKQ_WEBHOOK_TIMEOUT"))
 
     def __init__(self, **values: Any) -> None:
         try:

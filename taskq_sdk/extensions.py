@@ -54,10 +54,25 @@ class EngineExtension(Protocol):
 
 
 def default_extensions(settings: Settings) -> list[EngineExtension]:
-    """The extensions every taskq worker runs for ``settings``.
+    """The extensions every taskq worker runs for ``settings``: results DB, webhooks, schedules.
+
+    * :class:`~taskq_sdk.results_db.ResultsDBWriter` unless ``TASKQ_RESULTS_DB=off``;
+    * :class:`~taskq_sdk.pipeline_integration.WebhookSender` (idle until a client registers a webhook);
+    * :class:`~taskq_sdk.scheduler.Scheduler` (monitoring on ``TASKQ_MONITORING_CRON``, plus registered
+      schedules) unless ``TASKQ_SCHEDULER=false``.
 
     Example::
 
         Engine(specs, settings=s, extensions=default_extensions(s))
     """
-    return []
+    from .pipeline_integration import WebhookSender
+    from .results_db import ResultsDBWriter, results_url
+    from .scheduler import Scheduler, builtin_schedules
+
+    extensions: list[EngineExtension] = []
+    if results_url(settings) is not None:
+        extensions.append(ResultsDBWriter(settings))
+    extensions.append(WebhookSender(settings))
+    if settings.scheduler:
+        extensions.append(Scheduler(builtin_schedules(settings)))
+    return extensions

@@ -10,11 +10,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["JobInfo", "JobStatus", "Progress", "WorkerInfo", "ms_to_dt"]
+__all__ = [
+    "HealthSnapshot",
+    "JobCounts",
+    "JobInfo",
+    "JobStatus",
+    "Progress",
+    "QueueHealth",
+    "StuckJob",
+    "WorkerInfo",
+    "ms_to_dt",
+]
 
 
 def ms_to_dt(ms: Any) -> datetime | None:
@@ -187,3 +197,106 @@ class WorkerInfo(BaseModel):
             "last_seen": self.last_seen,
             "functions": list(self.functions),
         }
+
+
+# ---------------------------------------------------------------------------- health (monitoring)
+class QueueHealth(BaseModel):
+    """One queue as monitoring saw it: jobs waiting or running, how many are due, the oldest wait.
+
+    Example::
+
+        [(q.name, q.depth, q.oldest_wait_s) for q in client.health().queues]
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    depth: int = 0
+    due: int = 0
+    deferred: int = 0
+    oldest_wait_s: float | None = None
+    live_workers: int = 0
+
+
+class JobCounts(BaseModel):
+    """Jobs counted over the monitoring window: enqueued, finished by outcome, retries, failure rate.
+
+    Example::
+
+        counts = client.health().jobs
+        counts.complete, counts.failed, counts.failure_rate
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    enqueued: int = 0
+    complete: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    retried: int = 0
+    failure_rate: float = 0.0
+    avg_seconds: float | None = None
+    p95_seconds: float | None = None
+
+
+class StuckJob(BaseModel):
+    """A job still claimed by a worker past its own time limit (plus the claim TTL).
+
+    Example::
+
+        for s in client.health().stuck: print(s.id, s.function, s.running_s)
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    function: str | None = None
+    tenant: str = "default"
+    workspace: str = "default"
+    worker: str | None = None
+    running_s: float
+    timeout_s: float
+
+
+class HealthSnapshot(BaseModel):
+    """The system's health at one moment: an overall status (ok / degraded / down), the reasons, and the figures.
+
+    Written by the scheduled monitoring job (``source="scheduled"``) or computed on demand
+    (``client.health(refresh=True)``, ``source="client"``).
+
+    Example::
+
+        h = client.health()
+        h.status, h.reasons, h.ping_ms, h.live_workers, h.jobs.failure_rate
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    status: Literal["ok", "degraded", "down"]
+    reasons: list[str] = Field(default_factory=list)
+    taken_at: datetime
+    source: Literal["scheduled", "client"] = "client"
+    job_id: str | None = None
+    window_s: float = 300.0
+    ping_ms: float | None = None
+    server: dict[str, Any] = Field(default_factory=dict)
+    queues: list[QueueHealth] = Field(default_factory=list)
+    live_workers: int = 0
+    workers: list[WorkerInfo] = Field(default_factory=list)
+    jobs: JobCounts = Field(default_factory=JobCounts)
+    jobs_by_tenant: dict[str, JobCounts] = Field(default_factory=dict)
+    stuck: list[StuckJob] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the status is ``ok``."""
+        return self.status == "ok"
+
+    @property
+    def age_s(self) -> float:
+        """Seconds since the snapshot was taken."""
+        return max(0.0, (datetime.now(tz=UTC) - self.taken_at).total_seconds())
+
+    def __str__(self) -> str:
+        why = "; ".join(self.reasons)
+        return f"{self.status}{': ' + why if why else ''}"

@@ -1,0 +1,558 @@
+"""The results database: every finished job's summary and result, kept after the server's result TTL.
+
+Workers write it off the hot path: a finish listener appends each finished job to an in-memory
+list (no I/O), and a background task hands the list to one dedicated thread every
+``TASKQ_RESULTS_DB_FLUSH_INTERVAL`` seconds (0.5), which encodes the results and writes them in a
+single transaction. The event loop never waits for the database, so draining a queue is as fast
+with it as without it. Read it as a DataFrame::
+
+    df = client.results(workspace="exp1", since=timedelta(hours=1))
+    df[["job_id", "function", "state", "duration_s", "result"]]
+
+Where it lives: ``TASKQ_RESULTS_DB`` - a file path or ``sqlite:///relative.db`` /
+``sqlite:////absolute/results.db`` (SQLAlchemy's spelling) - by default
+``TASKQ_DATA_DIR/results.db``; ``off`` disables it. SQLite (WAL mode) serves any number of
+workers and readers **on one machine**. Workers on several machines need a database server:
+register a backend for its URL scheme with :func:`register_backend` (this package ships only
+the SQLite backend). Cancels of jobs that never started are done by the client and are not
+recorded; results larger than 1 MiB encoded are recorded without the value (``result_stored=0``).
+Rows older than ``TASKQ_RESULTS_DB_RETENTION_DAYS`` (30; 0 keeps them) are pruned hourly by the workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .errors import ConfigurationError, SerializationError
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .extensions import FinishedJob
+
+__all__ = [
+    "COLUMNS",
+    "MAX_RESULT_BYTES",
+    "ResultsBackend",
+    "ResultsDBWriter",
+    "SQLiteResults",
+    "open_backend",
+    "read_results",
+    "register_backend",
+    "results_url",
+]
+
+logger = logging.getLogger("taskq_sdk.results_db")
+
+#: encoded results larger than this are recorded without their value
+MAX_RESULT_BYTES = 1024 * 1024
+#: finished jobs waiting for a flush; beyond this the oldest are dropped (and counted)
+MAX_PENDING = 200_000
+SCHEMA_VERSION = 1
+#: how often each worker deletes rows older than TASKQ_RESULTS_DB_RETENTION_DAYS
+PRUNE_INTERVAL_S = 3600.0
+_OFF = ("off", "none", "false", "0", "disabled")
+
+#: columns of :func:`read_results`' DataFrame, in order
+COLUMNS = (
+    "job_id",
+    "tenant",
+    "workspace",
+    "function",
+    "state",
+    "attempt",
+    "started_at",
+    "finished_at",
+    "duration_s",
+    "worker",
+    "error_type",
+    "error_message",
+    "result",
+    "result_stored",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS taskq_results (
+    job_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    workspace TEXT NOT NULL,
+    function TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    started_at REAL,
+    finished_at REAL NOT NULL,
+    duration_s REAL,
+    worker TEXT,
+    error_type TEXT,
+    error_message TEXT,
+    result BLOB,
+    result_json TEXT,
+    result_stored INTEGER NOT NULL DEFAULT 0,
+    written_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS taskq_results_tenant_time ON taskq_results (tenant, workspace, finished_at);
+CREATE INDEX IF NOT EXISTS taskq_results_time ON taskq_results (finished_at);
+"""
+_INSERT = (
+    "INSERT OR REPLACE INTO taskq_results (job_id, tenant, workspace, function, state, attempt, started_at, "
+    "finished_at, duration_s, worker, error_type, error_message, result, result_json, result_stored, written_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class ResultsBackend(Protocol):
+    """Where finished jobs are stored: written in batches by workers, queried by clients.
+
+    Example::
+
+        backend = open_backend("sqlite:////tmp/results.db", settings)
+        backend.write([row, ...]); backend.query(tenants=["acme"], since=..., limit=100)
+    """
+
+    def write(self, rows: Sequence[tuple[Any, ...]]) -> None: ...
+
+    def query(
+        self,
+        *,
+        tenants: Sequence[str] | None,
+        workspace: str | None,
+        function: str | None,
+        state: str | None,
+        since: float | None,
+        until: float | None,
+        limit: int,
+    ) -> list[tuple[Any, ...]]: ...
+
+    def prune(self, before: float) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def results_url(settings: Settings) -> str | None:
+    """The results DB URL for ``settings`` (``None`` when ``TASKQ_RESULTS_DB=off``).
+
+    Example::
+
+        results_url(Settings(data_dir="/srv/taskq"))   # 'sqlite:////srv/taskq/results.db'
+    """
+    raw = (settings.results_db or "").strip()
+    if raw.lower() in _OFF and raw:
+        return None
+    if not raw:
+        return "sqlite:///" + str((settings.data_dir / "results.db").expanduser().absolute())
+    if "://" not in raw:
+        return "sqlite:///" + str(Path(raw).expanduser().absolute())
+    return raw
+
+
+def sqlite_path(url: str) -> Path:
+    """The file a ``sqlite:///...`` URL names (three slashes: relative, four: absolute)."""
+    if not url.startswith("sqlite:///"):
+        raise ConfigurationError(f"not a sqlite URL: {url!r}")
+    rest = url[len("sqlite:///") :].split("?", 1)[0]
+    if not rest or rest == ":memory:":
+        raise ConfigurationError(
+            "the results DB must be a file that workers and clients share, e.g. sqlite:////var/lib/taskq/results.db"
+        )
+    return Path(rest).expanduser().absolute()
+
+
+class SQLiteResults:
+    """The SQLite results backend (WAL mode; one connection per instance, used from one thread).
+
+    Example::
+
+        db = SQLiteResults(Path("/tmp/results.db"))
+        db.query(tenants=None, workspace=None, function=None, state=None, since=None, until=None, limit=10)
+    """
+
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        self.path = path
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.exists():
+            raise FileNotFoundError(str(path))
+        self._conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._conn.execute("PRAGMA busy_timeout = 30000")
+            if create:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute("PRAGMA synchronous = NORMAL")
+                self._conn.executescript(_SCHEMA)
+                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def write(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert (or replace, by job id) ``rows`` in one transaction."""
+        if not rows:
+            return
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(_INSERT, rows)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def query(
+        self,
+        *,
+        tenants: Sequence[str] | None,
+        workspace: str | None,
+        function: str | None,
+        state: str | None,
+        since: float | None,
+        until: float | None,
+        limit: int,
+    ) -> list[tuple[Any, ...]]:
+        """Rows (in :data:`COLUMNS` order) matching the filters, oldest first, at most ``limit``."""
+        where: list[str] = []
+        params: list[Any] = []
+        if tenants is not None:
+            where.append(f"tenant IN ({', '.join('?' for _ in tenants)})")
+            params += list(tenants)
+        for column, value in (("workspace", workspace), ("function", function), ("state", state)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("finished_at >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("finished_at < ?")
+            params.append(until)
+        sql = (
+            "SELECT job_id, tenant, workspace, function, state, attempt, started_at, finished_at, duration_s, "
+            "worker, error_type, error_message, result, result_stored FROM taskq_results"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY finished_at DESC, job_id LIMIT ?"
+        )
+        params.append(int(limit))
+        with self._lock:
+            rows = self._conn.execute(sql, params).fetchall()
+        rows.reverse()  # the newest `limit`, returned oldest first
+        return rows
+
+    def prune(self, before: float) -> int:
+        """Delete rows of jobs finished before ``before`` (epoch seconds); returns how many."""
+        with self._lock:
+            cur = self._conn.execute("DELETE FROM taskq_results WHERE finished_at < ?", (before,))
+            return int(cur.rowcount)
+
+    def close(self) -> None:
+        with self._lock, contextlib.suppress(Exception):
+            self._conn.close()
+
+
+BackendFactory = Callable[[str, "Settings", bool], ResultsBackend]
+_BACKENDS: dict[str, BackendFactory] = {}
+
+
+def register_backend(scheme: str, factory: BackendFactory) -> None:
+    """Serve results DB URLs of ``scheme`` (e.g. ``postgresql``) with ``factory(url, settings, create)``.
+
+    Example::
+
+        register_backend("postgresql", lambda url, settings, create: MyPostgresResults(url))
+    """
+    _BACKENDS[scheme.lower()] = factory
+
+
+def open_backend(url: str, settings: Settings, *, create: bool = True) -> ResultsBackend:
+    """The backend for ``url``: SQLite built in, other schemes as registered with :func:`register_backend`.
+
+    Example::
+
+        db = open_backend(results_url(settings), settings)
+    """
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "sqlite":
+        return SQLiteResults(sqlite_path(url), create=create)
+    factory = _BACKENDS.get(scheme)
+    if factory is None:
+        raise ConfigurationError(
+            f"no results DB backend for {scheme}:// URLs: this package ships SQLite (sqlite:////path/results.db); "
+            "register one for a database server with taskq_sdk.results_db.register_backend(scheme, factory), "
+            "or set TASKQ_RESULTS_DB=off"
+        )
+    return factory(url, settings, create)
+
+
+# ---------------------------------------------------------------------------- writing (workers)
+def _json_or_none(value: Any) -> str | None:
+    try:
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+    return text if len(text) <= MAX_RESULT_BYTES else None
+
+
+def to_row(job: FinishedJob, codec: Any) -> tuple[Any, ...]:
+    """One database row for a finished job (encodes its result; runs in the writer thread)."""
+    blob: bytes | None = None
+    as_json: str | None = None
+    if job.state == "complete" and job.value is not None:
+        try:
+            encoded = codec.dumps(job.value, what="result")
+            blob = encoded if len(encoded) <= MAX_RESULT_BYTES else None
+        except SerializationError:
+            blob = None
+        if blob is not None:
+            as_json = _json_or_none(job.value)
+    stored = int(blob is not None or (job.state == "complete" and job.value is None))
+    error = job.error
+    return (
+        job.job_id,
+        job.tenant,
+        job.workspace,
+        job.function,
+        job.state,
+        job.attempt,
+        job.started_ms / 1000.0 if job.started_ms else None,
+        job.finished_ms / 1000.0,
+        round(job.duration, 6),
+        job.worker_id,
+        None if error is None else error.type,
+        None if error is None else error.message[:4000],
+        blob,
+        as_json,
+        stored,
+        time.time(),
+    )
+
+
+class ResultsDBWriter:
+    """The engine extension that records finished jobs in the results DB, batched and off the event loop.
+
+    Example::
+
+        Engine(specs, settings=s, extensions=[ResultsDBWriter(s)])
+    """
+
+    def __init__(self, settings: Settings, url: str | None = None) -> None:
+        self.settings = settings
+        self.url = url or results_url(settings)
+        self.flush_interval = settings.results_db_flush_interval
+        self._pending: deque[FinishedJob] = deque()
+        self._backend: ResultsBackend | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._codec: Any = None
+        self.written = 0
+        self.dropped = 0
+        self.failures = 0
+        self.pruned = 0
+        self._last_prune = 0.0
+
+    def _on_finish(self, job: FinishedJob) -> None:
+        # called on the worker's loop after each job's final write: append only, no I/O
+        if len(self._pending) >= MAX_PENDING:
+            self._pending.popleft()
+            self.dropped += 1
+        self._pending.append(job)
+
+    async def start(self, engine: Any) -> None:
+        if self.url is None:
+            return
+        from .serialization import Codec
+
+        self._codec = Codec("pickle" if self.settings.serializer == "pickle" else "msgpack")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskq-results-db")
+        loop = asyncio.get_running_loop()
+        url = self.url
+        try:
+            self._backend = await loop.run_in_executor(self._executor, lambda: open_backend(url, self.settings))
+        except Exception as exc:
+            logger.error(
+                "results DB %s cannot be opened (%s: %s); this worker will not record results "
+                "(set TASKQ_RESULTS_DB to a writable path, or TASKQ_RESULTS_DB=off)",
+                _safe(url),
+                type(exc).__name__,
+                exc,
+            )
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            return
+        engine.finish_listeners.append(self._on_finish)
+        self._task = asyncio.create_task(self._flush_loop(), name="taskq-results-db")
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            await self.flush()
+            if time.monotonic() - self._last_prune >= PRUNE_INTERVAL_S:
+                self._last_prune = time.monotonic()
+                await self.prune()
+
+    async def prune(self) -> int:
+        """Delete rows older than ``TASKQ_RESULTS_DB_RETENTION_DAYS`` (in the writer thread); returns how many."""
+        days = self.settings.results_db_retention_days
+        if not days or self._backend is None or self._executor is None:
+            return 0
+        backend, before = self._backend, time.time() - days * 86400
+        try:
+            n = await asyncio.get_running_loop().run_in_executor(self._executor, backend.prune, before)
+        except Exception as exc:
+            logger.warning("results DB: pruning rows older than %g days failed: %s", days, exc)
+            return 0
+        self.pruned += n
+        if n:
+            logger.info("results DB: pruned %d rows older than %g days", n, days)
+        return n
+
+    async def flush(self) -> int:
+        """Write everything pending now (in the writer thread); returns how many rows were written."""
+        if not self._pending or self._backend is None or self._executor is None:
+            return 0
+        batch = list(self._pending)
+        self._pending.clear()
+        backend, codec = self._backend, self._codec
+
+        def write() -> int:
+            rows = [to_row(j, codec) for j in batch]
+            backend.write(rows)
+            return len(rows)
+
+        try:
+            n = await asyncio.get_running_loop().run_in_executor(self._executor, write)
+        except Exception as exc:
+            self.failures += 1
+            logger.warning("results DB write of %d jobs failed (%s: %s); retrying", len(batch), type(exc).__name__, exc)
+            self._pending.extendleft(reversed(batch))
+            while len(self._pending) > MAX_PENDING:
+                self._pending.popleft()
+                self.dropped += 1
+            return 0
+        self.written += n
+        return n
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._backend is not None:
+            deadline = time.monotonic() + 10.0
+            while self._pending and time.monotonic() < deadline:
+                if not await self.flush():
+                    await asyncio.sleep(0.2)
+            if self._pending:
+                logger.error("results DB: %d finished jobs were not recorded at shutdown", len(self._pending))
+            backend = self._backend
+            self._backend = None
+            if self._executor is not None:
+                await asyncio.get_running_loop().run_in_executor(self._executor, backend.close)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
+
+def _safe(url: str) -> str:
+    from .config import mask_url
+
+    return mask_url(url)
+
+
+# ---------------------------------------------------------------------------- reading (clients)
+def _epoch(value: datetime | timedelta | None, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return time.time() - value.total_seconds()
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    raise ConfigurationError(f"{what} takes a datetime (naive = UTC) or a timedelta (that long ago), not {value!r}")
+
+
+def read_results(
+    settings: Settings,
+    *,
+    tenants: Sequence[str] | None,
+    workspace: str | None = None,
+    function: str | None = None,
+    state: str | None = None,
+    since: datetime | timedelta | None = None,
+    until: datetime | timedelta | None = None,
+    limit: int = 100_000,
+    decode: bool = True,
+) -> Any:
+    """Query the results DB into a DataFrame (columns :data:`COLUMNS`; times as UTC timestamps).
+
+    Blocking (it reads the database): clients call it in a thread. ``tenants=None`` reads all
+    tenants; ``decode`` turns stored result blobs back into values (with the safe codec).
+
+    Example::
+
+        df = read_results(settings, tenants=["acme"], since=timedelta(days=1))
+    """
+    try:
+        import pandas as pd
+    except ImportError as exc:
+        raise ImportError('client.results() returns a DataFrame: pip install "taskq-sdk[pandas]"') from exc
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigurationError(f"limit must be a positive integer, got {limit!r}")
+    url = results_url(settings)
+    if url is None:
+        raise ConfigurationError("the results DB is turned off (TASKQ_RESULTS_DB=off)")
+    lo, hi = _epoch(since, "since"), _epoch(until, "until")
+    try:
+        backend = open_backend(url, settings, create=False)
+    except FileNotFoundError:
+        warnings.warn(
+            f"no results DB at {_safe(url)} yet: workers on this machine create it when they start. Workers on "
+            "other machines need a shared database server (see taskq_sdk.results_db.register_backend)",
+            stacklevel=2,
+        )
+        rows: list[tuple[Any, ...]] = []
+    else:
+        try:
+            rows = backend.query(
+                tenants=tenants,
+                workspace=workspace,
+                function=function,
+                state=state,
+                since=lo,
+                until=hi,
+                limit=limit,
+            )
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            rows = []
+        finally:
+            backend.close()
+    codec = None
+    if decode and rows:
+        from .serialization import Codec
+
+        codec = Codec("pickle" if settings.serializer == "pickle" else "msgpack")
+    records = []
+    for row in rows:
+        rec = dict(zip(COLUMNS, row, strict=True))
+        blob = rec["result"]
+        if codec is not None and blob is not None:
+            try:
+                rec["result"] = codec.loads(bytes(blob))
+            except Exception as exc:  # a corrupt row must not hide the others
+                rec["result"] = f"<undecodable: {type(exc).__name__}>"
+        elif not decode:
+            rec["result"] = None if blob is None else bytes(blob)
+        rec["result_stored"] = bool(rec["result_stored"])
+        records.append(rec)
+    frame = pd.DataFrame.from_records(records, columns=list(COLUMNS))
+    for column in ("started_at", "finished_at"):
+        frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
+    return frame
