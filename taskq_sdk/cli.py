@@ -10,9 +10,10 @@ Connection comes from the same environment variables as the worker (``REDIS_URL`
     $ taskq jobs --status failed           # recent jobs
     $ taskq workers                        # live workers
     $ taskq metrics --window 300           # counts, failure rate, p50/p95 over the last 5 minutes
+    $ taskq health                         # ok / degraded / down, and the reasons
 
-Exit codes: 0 ok, 1 the job/operation did not succeed (failed job, nothing cancelled),
-2 usage or configuration error, 3 server unreachable, 4 not found.
+Exit codes: 0 ok, 1 the job/operation did not succeed (failed job, nothing cancelled; health
+degraded), 2 usage or configuration error, 3 server unreachable (health down), 4 not found.
 """
 
 from __future__ import annotations
@@ -160,6 +161,20 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        h = client.health(refresh=args.refresh)
+        lines = [
+            f"status: {h.status}  ({h.source} snapshot, {h.taken_at:%Y-%m-%d %H:%M:%S} UTC)",
+            f"ping: {h.ping_ms if h.ping_ms is not None else '-'} ms, live workers: {h.live_workers}",
+            "queues: " + (", ".join(f"{q.name}={q.depth}" for q in h.queues) or "-"),
+            f"jobs (last {h.window_s:g}s): failure rate {h.jobs.failure_rate:.1%}",
+        ]
+        lines += [f"reason: {r}" for r in h.reasons]
+        _print(args, h.model_dump(mode="json"), "\n".join(lines))
+        return {"ok": EXIT_OK, "degraded": EXIT_FAILED}.get(h.status, EXIT_UNAVAILABLE)
+
+
 def cmd_local(args: argparse.Namespace) -> int:
     from .local import LocalCluster
 
@@ -225,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace")
     p.add_argument("--function")
     p.set_defaults(func=cmd_metrics)
+    p = common(sub.add_parser("health", help="overall status (ok/degraded/down) and why; exit 0/1/3"))
+    p.add_argument("--refresh", action="store_true", help="measure now instead of the latest scheduled snapshot")
+    p.set_defaults(func=cmd_health)
     return parser
 
 

@@ -25,7 +25,7 @@ def taskq(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_subcommands(redis_url: str) -> None:
     out = taskq(redis_url, "--help")
     assert out.returncode == 0
-    for sub in ("worker", "local", "status", "cancel", "retry", "jobs", "workers", "metrics"):
+    for sub in ("worker", "local", "status", "cancel", "retry", "jobs", "workers", "metrics", "health"):
         assert sub in out.stdout
 
 
@@ -57,6 +57,10 @@ def test_status_cancel_retry_jobs_workers(settings: Settings, redis_url: str, wo
     assert out.returncode == 0 and "TOTAL" in out.stdout and "queue depth" in out.stdout
     out = taskq(redis_url, "metrics", "--json")
     assert json.loads(out.stdout)["totals"]["complete"] >= 1
+    out = taskq(redis_url, "health", "--refresh", "--json")
+    assert out.returncode in (0, 1), out.stderr
+    health = json.loads(out.stdout)
+    assert health["status"] in ("ok", "degraded") and health["live_workers"] == 1
 
 
 def test_unreachable_server_exit_code() -> None:
