@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .batch import AsyncBatch, Batch, BatchCounts
     from .client import AsyncClient, Client
     from .config import Settings
     from .errors import (
@@ -60,6 +61,9 @@ if TYPE_CHECKING:
     from .registry import job
 
 _LAZY: dict[str, str] = {
+    "AsyncBatch": "batch",
+    "Batch": "batch",
+    "BatchCounts": "batch",
     "AsyncClient": "client",
     "Client": "client",
     "Settings": "config",
@@ -111,8 +115,11 @@ for _name in _ERRORS:
     _LAZY[_name] = "errors"
 
 __all__ = [
+    "AsyncBatch",
     "AsyncClient",
     "AsyncJob",
+    "Batch",
+    "BatchCounts",
     "BlockedDestination",
     "BrokerUnavailable",
     "Client",

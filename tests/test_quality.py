@@ -16,14 +16,13 @@ from taskq_sdk import AsyncClient, AsyncJob, Client, Job
 from .conftest import ROOT
 
 PUBLIC = {
-    "AsyncClient", "AsyncJob", "BlockedDestination", "BrokerUnavailable", "Client", "ClientClosed",
-    "ConfigurationError", "DeserializationError", "DownloadFailed", "DownloadTimeout", "DownloadTooLarge",
-    "InvalidName", "InvalidURL", "Job", "JobCancelled", "JobFailed", "JobInfo", "JobLost", "JobNotFound",
-    "JobStatus", "JobTimedOut", "JobTimeout", "LocalCluster", "NotAVideo", "PayloadTooLarge", "PermissionDenied",
-    "Progress",
-    "ResultExpired", "Retry", "SerializationError", "ServerError", "Settings", "StopJob", "SubmitError",
-    "TaskQueueService", "TaskqError", "UnknownJob", "UnsupportedScheme", "VideoError", "WaitTimeout",
-    "WorkerInfo", "__version__", "current_job", "job", "report_progress",
+    "AsyncBatch", "AsyncClient", "AsyncJob", "Batch", "BatchCounts", "BlockedDestination", "BrokerUnavailable",
+    "Client", "ClientClosed", "ConfigurationError", "DeserializationError", "DownloadFailed", "DownloadTimeout",
+    "DownloadTooLarge", "InvalidName", "InvalidURL", "Job", "JobCancelled", "JobFailed", "JobInfo", "JobLost",
+    "JobNotFound", "JobStatus", "JobTimedOut", "JobTimeout", "LocalCluster", "NotAVideo", "PayloadTooLarge",
+    "PermissionDenied", "Progress", "ResultExpired", "Retry", "SerializationError", "ServerError", "Settings",
+    "StopJob", "SubmitError", "TaskQueueService", "TaskqError", "UnknownJob", "UnsupportedScheme", "VideoError",
+    "WaitTimeout", "WorkerInfo", "__version__", "current_job", "job", "report_progress",
 }  # fmt: skip
 
 

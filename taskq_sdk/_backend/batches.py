@@ -1,0 +1,305 @@
+"""Batch reads and writes: bulk submit in one Lua call per few thousand jobs, manifests, bulk status.
+
+A batch's jobs are ordinary jobs (same keys as :mod:`.layout` writes for ``submit``) whose meta
+``batch`` field names the batch. Per tenant, a batch adds::
+
+    taskq:<tenant>:batch:<id>:m     string: the manifest (msgpack): function, chunking, job ids, key
+    taskq:<tenant>:batch:<id>:p     hash: chunk -> patches (jobs that re-ran some of its items)
+    taskq:<tenant>:batch:<id>:rf    hash: job id -> items that failed inside that chunk job
+    taskq:<tenant>:batch:<id>:ix    string: the DataFrame index of a fan-out (codec bytes), if small
+    taskq:<tenant>:batch:<id>:n     hash: job counters kept by the worker scripts (see layout)
+
+All of them expire with the batch's jobs. Example::
+
+    bstore = BatchStore(redis, codec)
+    flags = await bstore.submit(rows_blob, header)   # b"1101..." (1 created, 0 already there)
+    codes = await bstore.statuses(job_ids)           # b"qrcf..." one status letter per job
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+from arq.connections import ArqRedis
+
+from . import layout
+
+__all__ = [
+    "BULK_STATUS",
+    "BULK_SUBMIT",
+    "BatchStore",
+    "BulkHeader",
+    "frame_index_key",
+    "manifest_key",
+    "patches_key",
+    "rows_failed_key",
+]
+
+
+def _batch_key(tenant: str, batch_id: str, part: str) -> str:
+    return f"taskq:{tenant}:batch:{batch_id}:{part}"
+
+
+def manifest_key(tenant: str, batch_id: str) -> str:
+    """The batch's manifest (a msgpack map)."""
+    return _batch_key(tenant, batch_id, "m")
+
+
+def patches_key(tenant: str, batch_id: str) -> str:
+    """Hash: chunk index -> msgpack list of ``[job_id, [offsets...]]`` re-runs, oldest first."""
+    return _batch_key(tenant, batch_id, "p")
+
+
+def rows_failed_key(tenant: str, batch_id: str) -> str:
+    """Hash: chunk job id -> number of items that failed inside it (written by the chunk runner)."""
+    return _batch_key(tenant, batch_id, "rf")
+
+
+def frame_index_key(tenant: str, batch_id: str) -> str:
+    """The original DataFrame index of a fan-out, encoded with the wire codec (only when small)."""
+    return _batch_key(tenant, batch_id, "ix")
+
+
+#: ARGV: now, wake_channel ('' none), queue_key, workspace, function, timeout, max_tries, state,
+#: score, job_ttl_ms, meta_ttl_ms, batch, fresh ('1': ids are new, skip existence checks), rows.
+#: ``rows`` is a msgpack array ``[id, job_bytes, args_repr, ...]``. Writes exactly what SUBMIT
+#: writes per job (job, queue entry, meta hash, listings, 'enq' metrics, wake-up), with the
+#: per-call parts (listings, metrics, queue) done once per call instead of once per job.
+#: Returns a string of '1' (created) / '0' (id already taken), one per row.
+BULK_SUBMIT = (
+    layout.PRELUDE
+    + """
+local now = tonumber(ARGV[1])
+local qk, ws, fn = ARGV[3], ARGV[4], ARGV[5]
+local score, job_ttl, meta_ttl = ARGV[9], ARGV[10], tonumber(ARGV[11])
+local fresh = ARGV[13] == '1'
+local rows = cmsgpack.unpack(ARGV[14])
+local flags = {}
+local made = {}
+local tenant = 'default'
+for i = 1, #rows, 3 do
+  local id = rows[i]
+  if (not fresh) and redis.call('EXISTS', JOB .. id, RES .. id) > 0 then
+    flags[#flags + 1] = '0'
+  else
+    tenant = tenant_of(id)
+    local mk = 'taskq:' .. tenant .. ':job:' .. id
+    redis.call('SET', JOB .. id, rows[i + 1], 'PX', job_ttl)
+    if not fresh then redis.call('DEL', mk, RTY .. id, logs_key(id)) end
+    redis.call('HSET', mk, 'fn', fn, 'tenant', tenant, 'ws', ws, 'queue', qk, 'enq', now, 'sched', score,
+      'timeout', ARGV[6], 'max_tries', ARGV[7], 'state', ARGV[8], 'retry_of', '', 'batch', ARGV[12],
+      'args', rows[i + 2], 'attempt', 0)
+    redis.call('PEXPIRE', mk, meta_ttl)
+    made[#made + 1] = id
+    flags[#flags + 1] = '1'
+  end
+end
+local n = #made
+local idx = {'taskq:' .. tenant .. ':idx', 'taskq:' .. tenant .. ':idx:' .. ws}
+for s = 1, n, 1000 do
+  local e = math.min(s + 999, n)
+  local zq, zi = {}, {}
+  for j = s, e do
+    zq[#zq + 1] = score
+    zq[#zq + 1] = made[j]
+    zi[#zi + 1] = now
+    zi[#zi + 1] = made[j]
+  end
+  redis.call('ZADD', qk, unpack(zq))
+  if not fresh then redis.call('ZREM', abort_key(qk), unpack(made, s, e)) end
+  redis.call('ZADD', idx[1], unpack(zi))
+  redis.call('ZADD', idx[2], unpack(zi))
+end
+if n > 0 then
+  for _, ik in ipairs(idx) do
+    redis.call('ZREMRANGEBYSCORE', ik, '-inf', now - meta_ttl)
+    if redis.call('PTTL', ik) < meta_ttl then redis.call('PEXPIRE', ik, meta_ttl) end
+  end
+  local prefix = 'taskq:' .. tenant .. ':m:'
+  local mkeys = {prefix .. 'all', prefix .. math.floor(now / 60000)}
+  for k = 1, 2 do redis.call('HINCRBY', mkeys[k], ws .. '|' .. fn .. '|enq', n) end
+  redis.call('PEXPIRE', mkeys[1], 2592000000)
+  redis.call('PEXPIRE', mkeys[2], 7200000)
+  if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], '{"e":"wake"}') end
+end
+return table.concat(flags)
+"""
+)
+
+#: ARGV: msgpack array of job ids.  Returns one letter per job: q (waiting: queued, deferred,
+#: retrying), r (running), c (complete), f (failed), x (cancelled), d (finished, state unknown:
+#: read the result), l (lost: nothing left, or its definition vanished before it finished).
+BULK_STATUS = (
+    layout.PRELUDE
+    + """
+local ids = cmsgpack.unpack(ARGV[1])
+local out = {}
+local finished = {complete = 'c', failed = 'f', cancelled = 'x'}
+for i = 1, #ids do
+  local id = ids[i]
+  local st = redis.call('HGET', meta_key(id), 'state')
+  local code = st and finished[st]
+  if code then
+    out[i] = code
+  elseif redis.call('EXISTS', RES .. id) == 1 then
+    out[i] = 'd'
+  elseif redis.call('EXISTS', JOB .. id) == 0 then
+    out[i] = 'l'
+  elseif st == 'in_progress' then
+    out[i] = 'r'
+  else
+    out[i] = 'q'
+  end
+end
+return table.concat(out)
+"""
+)
+
+
+@dataclass(frozen=True)
+class BulkHeader:
+    """What every job of one bulk submit shares (validated by the client before)."""
+
+    queue: str
+    workspace: str
+    function: str
+    timeout: float | None
+    max_tries: int | None
+    state: str
+    score_ms: int
+    job_ttl_ms: int
+    meta_ttl_ms: int
+    batch: str
+
+
+def pack_rows(rows: Sequence[Any]) -> bytes:
+    """The ``rows`` argument of :data:`BULK_SUBMIT` from a flat ``[id, job_bytes, args_repr, ...]`` list."""
+    packed: bytes = msgpack.packb(rows, use_bin_type=False)
+    return packed
+
+
+class BatchStore:
+    """Batch-level reads and writes for a client (see the module docstring).
+
+    Example::
+
+        bstore = BatchStore(store.redis)
+        await bstore.write_manifest("acme", "exp1", blob, ttl_ms=86_400_000)
+    """
+
+    def __init__(self, redis: ArqRedis) -> None:
+        self.redis = redis
+        self._submit = redis.register_script(BULK_SUBMIT)
+        self._status = redis.register_script(BULK_STATUS)
+        self._cancel = redis.register_script(layout.CANCEL)
+
+    async def submit(self, header: BulkHeader, groups: Sequence[bytes], *, now: int, fresh: bool) -> bytes:
+        """Write the jobs of ``groups`` (each from :func:`pack_rows`), all Lua calls in one pipeline.
+
+        Returns one flag byte per job: ``b"1"`` created, ``b"0"`` its id was already taken.
+        """
+        if not groups:
+            return b""
+        head: list[Any] = [
+            now,
+            layout.wake_channel(header.queue),
+            layout.queue_key(header.queue),
+            header.workspace,
+            header.function,
+            "" if header.timeout is None else repr(float(header.timeout)),
+            "" if header.max_tries is None else str(header.max_tries),
+            header.state,
+            header.score_ms,
+            header.job_ttl_ms,
+            header.meta_ttl_ms,
+            header.batch,
+            "1" if fresh else "0",
+        ]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for blob in groups:
+                await self._submit(keys=[], args=[*head, blob], client=pipe)
+            outs = await pipe.execute()
+        return b"".join(o if isinstance(o, bytes) else str(o).encode() for o in outs)
+
+    async def statuses(self, job_ids: Sequence[str], *, group: int = 5000) -> bytes:
+        """One status letter per job (see :data:`BULK_STATUS`), in one pipelined round trip."""
+        if not job_ids:
+            return b""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for start in range(0, len(job_ids), group):
+                blob = msgpack.packb(list(job_ids[start : start + group]), use_bin_type=False)
+                await self._status(keys=[], args=[blob], client=pipe)
+            parts = await pipe.execute()
+        return b"".join(p if isinstance(p, bytes) else str(p).encode() for p in parts)
+
+    async def results(self, job_ids: Sequence[str], *, group: int = 500) -> list[bytes | None]:
+        """The raw result envelopes of ``job_ids`` (``None`` where there is none), pipelined."""
+        if not job_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for start in range(0, len(job_ids), group):
+                pipe.mget([layout.result_key(j) for j in job_ids[start : start + group]])
+            parts = await pipe.execute()
+        out: list[bytes | None] = []
+        for part in parts:
+            out.extend(part)
+        return out
+
+    async def job_blobs(self, job_ids: Sequence[str]) -> list[bytes | None]:
+        """The raw job definitions (arq job keys) of ``job_ids``; ``None`` once a job finished."""
+        if not job_ids:
+            return []
+        return list(await self.redis.mget([layout.job_key(j) for j in job_ids]))
+
+    async def cancel_many(self, job_ids: Sequence[str], args_for: Any) -> list[str]:
+        """Run the CANCEL script for each job in one pipeline; ``args_for(job_id)`` gives its ARGV."""
+        if not job_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for jid in job_ids:
+                await self._cancel(keys=[], args=args_for(jid), client=pipe)
+            outs = await pipe.execute(raise_on_error=False)
+        return [o.decode() if isinstance(o, bytes) else str(o) for o in outs]
+
+    # ------------------------------------------------------------------ manifest
+    async def write_manifest(self, tenant: str, batch_id: str, blob: bytes, *, ttl_ms: int) -> None:
+        """Store (replace) the manifest and extend the lifetime of the batch's other keys."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(manifest_key(tenant, batch_id), blob, px=ttl_ms)
+            for key in (patches_key, rows_failed_key, frame_index_key):
+                pipe.pexpire(key(tenant, batch_id), ttl_ms)
+            await pipe.execute()
+
+    async def read_manifest(self, tenant: str, batch_id: str) -> tuple[bytes | None, dict[bytes, bytes]]:
+        """The manifest blob and the patches hash, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(manifest_key(tenant, batch_id))
+            pipe.hgetall(patches_key(tenant, batch_id))
+            blob, patches = await pipe.execute()
+        return blob, dict(patches or {})
+
+    async def write_patches(self, tenant: str, batch_id: str, patches: dict[str, bytes], *, ttl_ms: int) -> None:
+        """Set some chunks' patch lists (field = chunk index)."""
+        if not patches:
+            return
+        key = patches_key(tenant, batch_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, mapping=patches)
+            pipe.pexpire(key, ttl_ms)
+            pipe.pexpire(manifest_key(tenant, batch_id), ttl_ms)
+            await pipe.execute()
+
+    async def rows_failed(self, tenant: str, batch_id: str) -> dict[str, int]:
+        """Items that failed inside each finished chunk job, as the chunk runner reported them."""
+        raw: dict[Any, Any] = await self.redis.hgetall(rows_failed_key(tenant, batch_id))  # type: ignore[misc]
+        return {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
+
+    async def write_index(self, tenant: str, batch_id: str, blob: bytes, *, ttl_ms: int) -> None:
+        await self.redis.set(frame_index_key(tenant, batch_id), blob, px=ttl_ms)
+
+    async def read_index(self, tenant: str, batch_id: str) -> bytes | None:
+        blob: bytes | None = await self.redis.get(frame_index_key(tenant, batch_id))
+        return blob

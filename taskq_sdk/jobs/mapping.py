@@ -1,0 +1,203 @@
+"""The built-in chunk runner: calls a named job function once per item, catching each item's error.
+
+``client.map(..., chunk_size=N)`` and the DataFrame fan-out (:mod:`taskq_sdk.pandas`) submit
+jobs of this function; each runs one chunk of items on one worker. One bad item never fails its
+neighbours: its error is recorded next to the others' values::
+
+    # what a worker runs for one chunk (clients never call this directly)
+    await taskq_map_chunk(ctx, "score", ["good", "bad", "fine"])
+    # {"n": 3, "v": [0.9, None, 0.4], "e": [[1, RemoteError(type="ValueError", ...)]]}
+
+Inputs (``mode``): ``items`` (a list, each item is the one argument), ``star`` (a list of
+argument tuples), ``series`` (one column: a numpy array of numbers or a pandas Series; one
+argument per row, as ``Series.apply`` passes it), ``columns`` (``[names, [column, ...]]``: the
+columns are the positional arguments) and ``rows`` (the same, each row passed as a ``dict``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+import traceback as tb_mod
+from collections.abc import Callable
+from typing import Any
+
+from .._backend.batches import rows_failed_key
+from ..execution import StopJob, current_job
+from ..registry import job
+from ..serialization import RemoteError
+
+__all__ = ["MODES", "RUNNER_NAME", "taskq_map_chunk"]
+
+RUNNER_NAME = "taskq_map_chunk"
+MODES = ("items", "star", "series", "columns", "rows")
+#: items whose error keeps its full traceback; later ones keep type and message (results stay small)
+TRACEBACKS_KEPT = 20
+TRACEBACK_CHARS = 4000
+PROGRESS_EVERY = 0.2  # seconds between progress reports of one chunk
+
+
+def _objects(column: Any) -> list[Any]:
+    """One column's values as Python objects, as ``Series.apply`` would pass them."""
+    if isinstance(column, list):
+        return column
+    if isinstance(column, tuple):
+        return list(column)
+    kind = getattr(getattr(column, "dtype", None), "kind", None)
+    if type(column).__name__ == "ndarray" and kind in ("i", "u", "f", "b"):
+        values: list[Any] = column.tolist()  # Python ints / floats / bools, like astype(object)
+        return values
+    if hasattr(column, "to_numpy"):  # a pandas Series: Timestamps, categories, strings with NaN, ...
+        return list(column.to_numpy(dtype=object))
+    return list(column)
+
+
+def _columns_of(items: Any) -> tuple[list[Any], list[list[Any]]]:
+    """Column names and values of a ``columns`` / ``rows`` payload: ``[names, [column, ...]]`` or a DataFrame."""
+    if hasattr(items, "columns"):
+        names = list(items.columns)
+        return names, [_objects(items[c]) for c in names]
+    names, cols = items
+    return list(names), [_objects(c) for c in cols]
+
+
+def _arguments(items: Any, mode: str) -> tuple[list[Any], bool]:
+    """The calls of a chunk: one value per item (``single``) or one tuple of positional arguments per item."""
+    if mode == "items":
+        return _objects(items), True
+    if mode == "star":
+        return [tuple(item) if isinstance(item, list | tuple) else (item,) for item in items], False
+    if mode == "series":
+        return _objects(items), True
+    if mode in ("columns", "rows"):
+        names, cols = _columns_of(items)
+        n = len(cols[0]) if cols else len(items) if hasattr(items, "columns") else 0
+        if not cols:
+            return ([{} for _ in range(n)], True) if mode == "rows" else ([() for _ in range(n)], False)
+        if mode == "columns":
+            return list(zip(*cols, strict=True)), False
+        return [dict(zip(names, vals, strict=True)) for vals in zip(*cols, strict=True)], True
+    raise ValueError(f"unknown chunk mode {mode!r} (expected one of {', '.join(MODES)})")
+
+
+def take_items(items: Any, offsets: list[int], mode: str) -> Any:
+    """The payload of a chunk reduced to the items at ``offsets`` (for re-running some of them)."""
+    if mode in ("columns", "rows") and not hasattr(items, "columns"):
+        names, cols = items
+        return [list(names), [take_items(c, offsets, "series") for c in cols]]
+    if isinstance(items, list | tuple):
+        return [items[o] for o in offsets]
+    if hasattr(items, "iloc"):
+        return items.iloc[offsets].reset_index(drop=True)
+    return items[offsets]
+
+
+def _error(exc: Exception, kept: int) -> RemoteError:
+    if kept < TRACEBACKS_KEPT:
+        tb = exc.__traceback__
+        if tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next  # drop the runner's own frame: the traceback starts in the user's code
+        text = "".join(tb_mod.format_exception(type(exc), exc, tb))[-TRACEBACK_CHARS:]
+    else:
+        text = ""
+    return RemoteError.from_exception(exc, traceback=text)
+
+
+class _Progress:
+    """Reports the chunk's progress at most every PROGRESS_EVERY seconds; raises StopJob once cancelled."""
+
+    def __init__(self, total: int) -> None:
+        self.job = current_job()
+        self.total = total
+        self.last = time.monotonic()
+
+    def tick(self, done: int, failed: int) -> None:
+        job = self.job
+        if job is None:
+            return
+        if job.stop_reason is not None:
+            raise StopJob(f"job {job.job_id} was {job.stop_reason}")
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_EVERY:
+            self.last = now
+            job.report(done, self.total, f"{failed} failed" if failed else None)
+
+
+def _run_sync(
+    fn: Callable[..., Any], pre: tuple[Any, ...], calls: list[Any], single: bool, kwargs: dict[str, Any]
+) -> tuple[list[Any], list[list[Any]]]:
+    values: list[Any] = [None] * len(calls)
+    errors: list[list[Any]] = []
+    progress = _Progress(len(calls))
+    for i, args in enumerate(calls):
+        progress.tick(i, len(errors))
+        try:
+            values[i] = fn(*pre, args, **kwargs) if single else fn(*pre, *args, **kwargs)
+        except Exception as exc:
+            errors.append([i, _error(exc, len(errors))])
+    return values, errors
+
+
+async def _run_async(
+    fn: Callable[..., Any], pre: tuple[Any, ...], calls: list[Any], single: bool, kwargs: dict[str, Any]
+) -> tuple[list[Any], list[list[Any]]]:
+    values: list[Any] = [None] * len(calls)
+    errors: list[list[Any]] = []
+    progress = _Progress(len(calls))
+    for i, args in enumerate(calls):
+        progress.tick(i, len(errors))
+        try:
+            values[i] = await (fn(*pre, args, **kwargs) if single else fn(*pre, *args, **kwargs))
+        except Exception as exc:
+            errors.append([i, _error(exc, len(errors))])
+    return values, errors
+
+
+@job(name=RUNNER_NAME)
+async def taskq_map_chunk(
+    ctx: dict[str, Any],
+    function: str,
+    items: Any,
+    mode: str = "items",
+    kwargs: dict[str, Any] | None = None,
+    batch: str = "",
+) -> dict[str, Any]:
+    """Run job ``function`` once per item of ``items``; return ``{"n", "v": values, "e": errors}``.
+
+    ``e`` lists ``[offset, RemoteError]`` for the items that raised (their value is ``None``).
+    Raises only when the chunk as a whole cannot run (unknown function, bad input).
+
+    Example::
+
+        await client.submit("taskq_map_chunk", "score", ["a", "b"])   # what client.map does
+    """
+    resolve = ctx.get("taskq_resolve")
+    spec = resolve(function) if callable(resolve) else None
+    if spec is None:
+        raise LookupError(
+            f"this worker does not serve job {function!r}; start a worker that imports it "
+            "(python -m taskq_sdk.worker yourpkg.jobs) or register it on the LocalCluster"
+        )
+    if spec.name == RUNNER_NAME:
+        raise ValueError("the chunk runner cannot map itself")
+    calls, single = _arguments(items, mode)
+    extra = dict(kwargs or {})
+    for name in ("tenant", "workspace"):
+        if name not in extra and spec.params is not None and name in spec.params and name in ctx:
+            extra[name] = ctx[name]
+    pre: tuple[Any, ...] = (ctx,) if spec.takes_ctx else ()
+    if spec.is_async:
+        values, errors = await _run_async(spec.fn, pre, calls, single, extra)
+    else:
+        cv = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        values, errors = await loop.run_in_executor(None, cv.run, _run_sync, spec.fn, pre, calls, single, extra)
+    redis = ctx.get("redis")
+    if errors and batch and redis is not None and ctx.get("job_id"):
+        key = rows_failed_key(str(ctx.get("tenant") or "default"), batch)
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, ctx["job_id"], len(errors))
+            pipe.pexpire(key, 7 * 86_400_000)
+            await pipe.execute()
+    return {"n": len(values), "v": values, "e": errors}
