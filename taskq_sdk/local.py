@@ -9,6 +9,10 @@ this process is killed::
     with LocalCluster(n_workers=2, jobs=["mypkg.jobs"]) as cluster:
         client = cluster.client()
         print(client.submit("add", 1, 2).result(timeout=30))
+
+        @cluster.job                      # a function defined right here (a notebook cell)
+        def score(text: str) -> dict: ...
+        client.submit("score", "great product").result()
 """
 
 from __future__ import annotations
@@ -22,16 +26,19 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pydantic import SecretStr
 
+from . import _codeship
 from ._lifeline import ENV_VAR, Lifeline
 from ._server import LocalServer
 from .config import Settings
 from .errors import ServerError
+from .registry import JobSpec, spec_for
+from .registry import job as taskq_job
 
 if TYPE_CHECKING:
     from ._backend.engine import Engine
@@ -40,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["LocalCluster", "WorkerProcess", "WorkerThread"]
 
 _SETTINGS_ENV_PREFIXES = ("REDIS_", "ARQ_", "TASKQ_")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class WorkerThread:
@@ -51,12 +59,19 @@ class WorkerThread:
     """
 
     def __init__(
-        self, settings: Settings, modules: Sequence[str] = (), *, queue: str | None = None, specs: Any = None
+        self,
+        settings: Settings,
+        modules: Sequence[str] = (),
+        *,
+        queue: str | None = None,
+        specs: Any = None,
+        resolvers: Sequence[Callable[[str], JobSpec | None]] = (),
     ) -> None:
         self.settings = settings
         self.modules = list(modules)
         self.queue = queue
         self.specs = specs
+        self.resolvers = list(resolvers)
         self.engine: Engine | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -94,6 +109,7 @@ class WorkerThread:
                     handle_signals=False,
                     extensions=default_extensions(self.settings),
                 )
+                self.engine.spec_resolvers[:0] = self.resolvers
                 self._ready.set()
                 try:
                     await self.engine.async_run()
@@ -135,8 +151,10 @@ class WorkerProcess:
         *,
         queue: str | None = None,
         lifeline: Lifeline,
+        entry: str = "taskq_sdk.worker",
     ) -> None:
         self.env = env
+        self.entry = entry
         self.modules = list(modules)
         self.log_path = log_path
         self.queue = queue
@@ -148,7 +166,7 @@ class WorkerProcess:
         return self.proc.pid if self.proc is not None else 0
 
     def start(self) -> WorkerProcess:
-        cmd = [sys.executable, "-m", "taskq_sdk.worker", *self.modules]
+        cmd = [sys.executable, "-m", self.entry, *self.modules]
         if self.queue:
             cmd += ["--queue", self.queue]
         env = dict(self.env)
@@ -213,15 +231,21 @@ atexit.register(_close_all)
 class LocalCluster:
     """An embedded server plus ``n_workers`` workers (subprocesses by default), for notebooks and tests.
 
-    Workers serve the built-in jobs and the ``@taskq_sdk.job`` functions of ``jobs`` (module
-    names). ``processes=False`` runs workers as threads in this process (for debugging).
-    ``persist_dir`` keeps the server's data in an append-only file that survives restarts.
+    Workers serve the built-in jobs, the ``@taskq_sdk.job`` functions of ``jobs`` (module
+    names) and the functions registered with :meth:`job` (defined in a notebook, shipped to the
+    worker processes by value). ``processes=False`` runs workers as threads in this process (for
+    debugging). ``persist_dir`` keeps the server's data in an append-only file that survives
+    restarts. In a notebook the cluster shows as a table of its workers and queue.
 
     Example::
 
         cluster = LocalCluster(n_workers=2, jobs=["mypkg.jobs"])
         client = cluster.client()          # or Client(cluster)
-        ...
+
+        @cluster.job
+        def score(text: str) -> dict: ...
+
+        client.submit("score", "great product").result()
         cluster.close()
     """
 
@@ -255,6 +279,9 @@ class LocalCluster:
         self._logdir: tempfile.TemporaryDirectory[str] | None = None
         self._clients: list[Any] = []
         self._closed = False
+        self._functions: dict[str, JobSpec] = {}
+        self._shelf: _codeship.CodeShelf | None = None
+        self._started = False
         _clusters.add(self)
         if start:
             self.start()
@@ -298,6 +325,8 @@ class LocalCluster:
                     env[alias] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
         env["REDIS_URL"] = self.server.url
         env["TASKQ_ALLOW_PRIVATE_URLS"] = "true"
+        if self._shelf is not None:
+            env[_codeship.ENV_VAR] = str(self._shelf.path)
         if self.max_jobs:
             env["ARQ_MAX_JOBS"] = str(self.max_jobs)
         if self.queue:
@@ -314,6 +343,10 @@ class LocalCluster:
             raise ServerError("this LocalCluster was closed; create a new one")
         try:
             self.server.start()
+            self._open_shelf()
+            for spec in self._functions.values():
+                self._publish(spec)
+            self._started = True
             for _ in range(self.n_workers):
                 self.add_worker(wait=False)
             self.wait_for_workers(timeout=self.ready_timeout)
@@ -331,9 +364,16 @@ class LocalCluster:
             if self._logdir is None:
                 self._logdir = tempfile.TemporaryDirectory(prefix="taskq-cluster-")
             log = Path(self._logdir.name) / f"worker-{len(self.workers)}.log"
-            worker = WorkerProcess(self._worker_environ(), self.jobs, log, queue=self.queue, lifeline=self._lifeline)
+            worker = WorkerProcess(
+                self._worker_environ(),
+                self.jobs,
+                log,
+                queue=self.queue,
+                lifeline=self._lifeline,
+                entry="taskq_sdk._codeship",
+            )
         else:
-            worker = WorkerThread(self.worker_settings(), self.jobs, queue=self.queue)
+            worker = WorkerThread(self.worker_settings(), self.jobs, queue=self.queue, resolvers=[self._functions.get])
         worker.start()
         self.workers.append(worker)
         if wait:
@@ -391,6 +431,168 @@ class LocalCluster:
         from .client import AsyncClient
 
         return AsyncClient(self, **kwargs)
+
+    # ------------------------------------------------------------------ notebook functions
+    @overload
+    def job(self, fn: F, /) -> F: ...
+
+    @overload
+    def job(
+        self,
+        /,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        retry_delay: float | None = None,
+    ) -> Callable[[F], F]: ...
+
+    def job(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        retry_delay: float | None = None,
+    ) -> Any:
+        """Register a function defined here (a notebook cell) as a job this cluster's workers run.
+
+        Sync and async functions both work; the function stays callable as before. Registering
+        the same name again (after editing the cell) replaces the old version: a job runs the
+        version registered when it starts. Worker subprocesses receive the function by value
+        (cloudpickle, with the globals it uses) through a private directory of this cluster - never
+        through the server, so remote workers only ever run functions they import by name.
+
+        Example::
+
+            @cluster.job
+            def score(text: str) -> dict: ...
+
+            @cluster.job(timeout=60, retries=1)
+            async def fetch(url: str) -> bytes: ...
+
+            cluster.job(len_of, name="length")
+            client.submit("score", "great product").result()
+        """
+
+        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            if self._closed:
+                raise ServerError("this LocalCluster was closed; create a new one to register jobs")
+            options = (name, timeout, retries, retry_delay)
+            if any(o is not None for o in options) or getattr(f, "__taskq_job__", None) is None:
+                taskq_job(name=name, timeout=timeout, retries=retries, retry_delay=retry_delay)(f)
+            spec = spec_for(f)
+            if self._started:
+                self._publish(spec)  # pickles first: a function that cannot travel changes nothing
+            self._functions[spec.name] = spec
+            return f
+
+        return register(fn) if fn is not None else register
+
+    @property
+    def notebook_functions(self) -> list[str]:
+        """Names registered with :meth:`job` (the newest version of each runs)."""
+        return sorted(self._functions)
+
+    def _open_shelf(self) -> None:
+        if not self.processes or self._shelf is not None:
+            return
+        runtime = self.server._proc.runtime_dir  # private to the server, removed with it even on SIGKILL
+        if runtime is None:  # pragma: no cover - start() created it
+            raise ServerError("the server has no private directory for shipping notebook functions")
+        self._shelf = _codeship.CodeShelf(runtime / "code")
+
+    def _publish(self, spec: JobSpec) -> None:
+        if self._shelf is not None:
+            self._shelf.put(spec)
+        # submit() checks the queue's registry of served names: this cluster's workers serve this one
+        import redis
+
+        from ._backend import layout
+
+        key = layout.registry_key(self._queue_name)
+        r = redis.Redis.from_url(self.server.url, socket_timeout=5)
+        try:
+            r.hset(key, mapping={spec.name: int(time.time() * 1000)})
+            r.pexpire(key, 30 * 86_400_000)
+        finally:
+            r.close()
+
+    @property
+    def _queue_name(self) -> str:
+        return self.queue or self.client_settings().queue
+
+    # ------------------------------------------------------------------ views
+    def snapshot(self) -> dict[str, Any]:
+        """What this cluster looks like now: server, workers and their state, queue depth (no secrets).
+
+        Example::
+
+            cluster.snapshot()["workers"][0]["status"]   # 'running'
+        """
+        out: dict[str, Any] = {
+            "server": self.safe_url,
+            "state": "closed" if self._closed else "running",
+            "kind": "processes" if self.processes else "threads",
+            "queue": self._queue_name,
+            "functions": self.notebook_functions,
+            "workers": [],
+            "depth": None,
+            "error": None,
+        }
+        if self._closed or not self.server.is_running():
+            return out
+        try:
+            out["workers"], out["depth"] = self._server_view()
+        except Exception as exc:
+            out["error"] = f"{type(exc).__name__}: {exc}"
+        return out
+
+    def _server_view(self) -> tuple[list[dict[str, Any]], int]:
+        import redis
+
+        from ._backend import layout
+
+        r = redis.Redis.from_url(self.server.url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            ids = [x.decode() for x in r.zrange(layout.WORKERS_ZSET, 0, -1)]  # type: ignore[union-attr]
+            pipe = r.pipeline(transaction=False)
+            for wid in ids:
+                pipe.hgetall(layout.worker_key(wid))
+            pipe.zcard(layout.queue_key(self._queue_name))
+            *rows, depth = pipe.execute()
+        finally:
+            r.close()
+        mine = {w.pid: w for w in self.workers}
+        workers: list[dict[str, Any]] = []
+        for wid, row in zip(ids, rows, strict=True):
+            d = {k.decode(): v.decode() for k, v in row.items()}
+            if not d:
+                continue
+            pid = int(d.get("pid") or 0)
+            proc = mine.get(pid)
+            status = d.get("status", "?")
+            if proc is not None and not proc.is_alive() and status != "stopped":
+                status = "dead"
+            workers.append(
+                {
+                    "id": wid,
+                    "pid": pid,
+                    "status": status,
+                    "ongoing": int(d.get("ongoing") or 0),
+                    "complete": int(d.get("complete") or 0),
+                    "failed": int(d.get("failed") or 0),
+                    "max_jobs": int(d.get("max_jobs") or 0),
+                }
+            )
+        return workers, int(depth)
+
+    def _repr_html_(self) -> str:
+        from ._html import cluster_html
+
+        return cluster_html(self.snapshot())
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop workers (running jobs go back to the queue), clients of this cluster, and the server."""

@@ -1,21 +1,34 @@
 """Client-side progress display for ``job.wait(progress=True)``: a bar that follows the job.
 
-Notebook-aware, never notebook-dependent: in a terminal it is a tqdm bar on stderr; in a notebook
-it is tqdm's notebook bar (live widgets come with ``taskq_sdk[notebook]``). The job side of
-progress is :func:`taskq_sdk.report_progress`::
+Notebook-aware, never notebook-dependent: in a Jupyter kernel it is an ipywidgets bar (with
+``taskq-sdk[notebook]`` installed); everywhere else, and in a notebook without ipywidgets, a tqdm
+bar. The job side of progress is :func:`taskq_sdk.report_progress`::
 
     job.wait(progress=True)          # a bar until the job finishes
     job.wait(progress="tqdm")        # force the terminal bar
+    job.wait(progress="widget")      # force the widget bar (needs ipywidgets)
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any, Protocol
+import time
+from typing import Any, Protocol, runtime_checkable
 
 from .models import JobStatus, Progress
 
-__all__ = ["ProgressView", "TqdmView", "in_notebook", "make_view"]
+__all__ = [
+    "INSTALL_WIDGETS",
+    "ProgressView",
+    "TqdmView",
+    "WidgetProgressView",
+    "in_notebook",
+    "make_view",
+    "require_ipywidgets",
+]
+
+INSTALL_WIDGETS = 'pip install "taskq-sdk[notebook]"'
+_noted_missing_widgets = False
 
 
 def in_notebook() -> bool:
@@ -28,12 +41,50 @@ def in_notebook() -> bool:
     return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
+def require_ipywidgets() -> Any:
+    """Import ipywidgets, or raise an ImportError that says how to install it.
+
+    Example::
+
+        widgets = require_ipywidgets()
+    """
+    try:
+        import ipywidgets
+    except ImportError as exc:
+        raise ImportError(f"Live notebook views need ipywidgets: {INSTALL_WIDGETS}") from exc
+    return ipywidgets
+
+
+def note_missing_widgets() -> None:
+    """Say once per process, on stderr, that widgets would look better and how to get them.
+
+    Example::
+
+        note_missing_widgets()   # taskq: ipywidgets is not installed, ... pip install "taskq-sdk[notebook]"
+    """
+    global _noted_missing_widgets
+    if not _noted_missing_widgets:
+        _noted_missing_widgets = True
+        print(
+            f"taskq: ipywidgets is not installed, so progress shows as text. For live widgets: {INSTALL_WIDGETS}",
+            file=sys.stderr,
+        )
+
+
+@runtime_checkable
 class ProgressView(Protocol):
-    """Something that shows a job's progress while a wait blocks."""
+    """Something that shows a job's progress while a wait blocks (updated from the client's loop thread)."""
 
     def update(self, status: JobStatus, progress: Progress) -> None: ...
 
     def close(self, status: JobStatus) -> None: ...
+
+
+def _status_text(status: JobStatus, last: JobStatus | None) -> str:
+    if status.finished:
+        return status.value
+    # the wait ended without the job finishing (Ctrl-C, timeout): the job lives on
+    return f"stopped waiting (job still {(last or status).value})"
 
 
 class TqdmView:
@@ -54,11 +105,12 @@ class TqdmView:
         bar_cls: Any = tqdm_mod.tqdm
         if notebook:
             try:
+                import ipywidgets  # noqa: F401  (tqdm.notebook needs it)
                 import tqdm.notebook
 
                 bar_cls = tqdm.notebook.tqdm
             except ImportError:
-                pass
+                note_missing_widgets()
         self._bar = bar_cls(
             total=1000,
             desc=label,
@@ -66,8 +118,10 @@ class TqdmView:
             leave=True,
         )
         self._last = 0
+        self._status: JobStatus | None = None
 
     def update(self, status: JobStatus, progress: Progress) -> None:
+        self._status = status
         value = round((progress.fraction or 0.0) * 1000)
         if status is JobStatus.complete:
             value = 1000
@@ -81,23 +135,84 @@ class TqdmView:
         if status is JobStatus.complete and self._last < 1000:
             self._bar.update(1000 - self._last)
             self._last = 1000
-        self._bar.set_postfix_str(status.value, refresh=True)
+        self._bar.set_postfix_str(_status_text(status, self._status), refresh=True)
         self._bar.close()
 
 
-def make_view(kind: bool | str, label: str) -> ProgressView | None:
+class WidgetProgressView:
+    """An ipywidgets bar for one job (label, bar, status and message), displayed where it is created.
+
+    Create it in the thread running the cell (so the bar appears under that cell); updates may
+    come from any thread. ``display=False`` builds it without showing it (tests, custom layouts).
+
+    Example::
+
+        view = WidgetProgressView("3f2a… add")
+        job.wait(progress=view)
+    """
+
+    def __init__(self, label: str, *, display: bool = True) -> None:
+        widgets = require_ipywidgets()
+        self.label = widgets.HTML(value=f"<code>{_escape(label)}</code>")
+        self.bar = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, bar_style="info")
+        self.status = widgets.HTML(value="waiting")
+        self.box = widgets.HBox([self.label, self.bar, self.status])
+        self._started = time.monotonic()
+        self._status: JobStatus | None = None
+        if display:
+            import IPython.display  # only reached inside IPython
+
+            show: Any = IPython.display.display
+            show(self.box)
+
+    def update(self, status: JobStatus, progress: Progress) -> None:
+        self._status = status
+        if progress.fraction is not None:
+            self.bar.value = progress.fraction
+        if status is JobStatus.complete:
+            self.bar.value = 1.0
+        text = status.value + (f" · {progress.message}" if progress.message else "")
+        self.status.value = f"{_escape(text[:80])} · {time.monotonic() - self._started:.1f}s"
+
+    def close(self, status: JobStatus) -> None:
+        style = {JobStatus.complete: "success", JobStatus.failed: "danger"}.get(status, "warning")
+        if status is JobStatus.complete:
+            self.bar.value = 1.0
+        self.bar.bar_style = style
+        self.status.value = f"{_escape(_status_text(status, self._status))} · {time.monotonic() - self._started:.1f}s"
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=False)
+
+
+def make_view(kind: bool | str | ProgressView, label: str) -> ProgressView | None:
     """The progress view asked for: ``True``/``"auto"`` picks by environment, ``"tqdm"`` forces tqdm.
+
+    ``"widget"`` forces the ipywidgets bar, ``"notebook"`` tqdm's notebook bar; a
+    :class:`ProgressView` object is used as it is.
 
     Example::
 
         view = make_view(True, "job 3f2a…")
     """
+    if isinstance(kind, ProgressView):
+        return kind
     if kind is False or kind in ("none", ""):
         return None
     if kind is True or kind == "auto":
-        return TqdmView(label)
+        if in_notebook():
+            try:
+                return WidgetProgressView(label)
+            except ImportError:
+                note_missing_widgets()
+        return TqdmView(label, notebook=False)
     if kind == "tqdm":
         return TqdmView(label, notebook=False)
+    if kind == "widget":
+        return WidgetProgressView(label, display=in_notebook())
     if kind == "notebook":
         return TqdmView(label, notebook=True)
-    raise ValueError(f"progress= takes True, False, 'auto', 'tqdm' or 'notebook', not {kind!r}")
+    raise ValueError(f"progress= takes True, False, 'auto', 'tqdm', 'widget', 'notebook' or a view, not {kind!r}")

@@ -42,12 +42,13 @@ def test_isolated_job_runs_in_its_own_process(settings: Settings, worker: Any, t
 def test_timeout_kills_the_process(settings: Settings, worker: Any, tmp_path: Path) -> None:
     beat = tmp_path / "beat"
     with Client(settings=settings) as client:
-        job = client.submit("isolated_spin", str(beat), 60, _timeout=2)
+        job = client.submit("isolated_spin", str(beat), 60, _timeout=8)
+        # the spawned process starts in ~0.5 s here, longer under load: see it working first
+        wait_until(lambda: _spinner_pid(beat), timeout=30, what="the isolated process started")
+        pid = _spinner_pid(beat)
         with pytest.raises(JobTimedOut) as info:
             job.result(timeout=60)
         assert "process was killed" in str(info.value)
-        pid = _spinner_pid(beat)
-        assert pid
         wait_until(lambda: not _pid_alive(pid), timeout=10, what="the isolated process is gone")
 
 

@@ -1,0 +1,237 @@
+"""HTML views of what users look at in a notebook: jobs, clients, local clusters and errors.
+
+Plain functions from facts to an HTML string: no I/O, no secrets (server addresses arrive
+already redacted, job arguments already through :func:`taskq_sdk._redact.call_repr`), every
+value escaped. The objects' ``_repr_html_`` methods gather the facts and call these::
+
+    job_html("3f2a...", info)                 # a job's status, progress, attempts, error
+    error_html(exc)                           # a failed job's remote traceback, readable
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+from typing import Any
+
+from .models import JobInfo, JobStatus
+
+__all__ = ["INSTALL_WIDGETS", "client_html", "cluster_html", "error_html", "job_html", "status_badge"]
+
+#: how to get live widgets, shown wherever a view falls back to static HTML
+INSTALL_WIDGETS = 'pip install "taskq-sdk[notebook]"'
+
+_COLORS = {
+    JobStatus.queued: "#6b7280",
+    JobStatus.deferred: "#6b7280",
+    JobStatus.in_progress: "#2563eb",
+    JobStatus.retrying: "#d97706",
+    JobStatus.complete: "#16a34a",
+    JobStatus.failed: "#dc2626",
+    JobStatus.cancelled: "#9ca3af",
+    JobStatus.expired: "#9ca3af",
+    JobStatus.lost: "#d97706",
+    JobStatus.not_found: "#9ca3af",
+}
+_TABLE = "border-collapse:collapse;margin:2px 0;font-size:12px;text-align:left"
+_CELL = "padding:1px 10px 1px 0;text-align:left;vertical-align:top"
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def status_badge(status: JobStatus | str) -> str:
+    """A coloured label for a job status.
+
+    Example::
+
+        status_badge(JobStatus.failed)   # '<span style="...">failed</span>'
+    """
+    try:
+        st = JobStatus(status)
+    except ValueError:
+        st = JobStatus.not_found
+    color = _COLORS.get(st, "#6b7280")
+    return (
+        f'<span style="color:#fff;background:{color};border-radius:3px;padding:0 5px;'
+        f'font-family:monospace">{_e(status)}</span>'
+    )
+
+
+def seconds_text(seconds: float | None) -> str:
+    """``3.2s``, ``4m 05s``, ``2h 03m``: short durations for views.
+
+    >>> seconds_text(245)
+    '4m 05s'
+    """
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def elapsed_text(info: JobInfo, now: datetime | None = None) -> str:
+    """How long a job has waited, run, or took, in words.
+
+    Example::
+
+        elapsed_text(info)   # 'running 3.2s' / 'queued 1.0s' / 'took 4.1s'
+    """
+    now = now or datetime.now(tz=UTC)
+    if info.started_at is not None:
+        end = info.finished_at if info.status.finished and info.finished_at else now
+        verb = "took" if info.status.finished else "running"
+        return f"{verb} {seconds_text(max(0.0, (end - info.started_at).total_seconds()))}"
+    if info.enqueued_at is not None and not info.status.finished:
+        return f"waiting {seconds_text(max(0.0, (now - info.enqueued_at).total_seconds()))}"
+    return ""
+
+
+def _rows(rows: list[tuple[str, str]]) -> str:
+    body = "".join(
+        f'<tr><th style="{_CELL};font-weight:600">{_e(k)}</th><td style="{_CELL}">{v}</td></tr>' for k, v in rows if v
+    )
+    return f'<table style="{_TABLE}">{body}</table>'
+
+
+def _bar(fraction: float | None, color: str = "#2563eb") -> str:
+    if fraction is None:
+        return ""
+    pct = max(0.0, min(1.0, fraction)) * 100
+    return (
+        '<span style="display:inline-block;width:160px;height:9px;background:#e5e7eb;border-radius:3px;'
+        f'vertical-align:middle"><span style="display:block;width:{pct:.0f}%;height:100%;background:{color};'
+        f'border-radius:3px"></span></span> {pct:.0f}%'
+    )
+
+
+def job_html(job_id: str, info: JobInfo | None, *, kind: str = "Job", note: str | None = None) -> str:
+    """A job's HTML card: id, function, status, progress, attempts, timing, worker and error.
+
+    ``info`` is the last known :class:`JobInfo` (``None`` if the handle never looked).
+
+    Example::
+
+        job_html(job.id, job.info())
+    """
+    title = f"<code>{_e(kind)}</code> <b>{_e(job_id)}</b>"
+    if info is None:
+        rows = [("status", "unknown (call <code>status()</code>)")]
+    else:
+        p = info.progress
+        progress = _bar(p.fraction, _COLORS.get(info.status, "#2563eb"))
+        if p.message:
+            progress += f" {_e(p.message)}"
+        attempts = ""
+        if info.attempts:
+            attempts = f"{info.attempts}" + (f" of {info.max_tries}" if info.max_tries else "")
+        rows = [
+            ("function", f"<code>{_e(info.args_repr or info.function)}</code>" if info.function else ""),
+            ("status", status_badge(info.status)),
+            ("progress", progress),
+            ("attempts", attempts),
+            ("time", _e(elapsed_text(info))),
+            ("worker", _e(info.worker)),
+            ("tenant", _e(f"{info.tenant} / {info.workspace}") if info.tenant != "default" else ""),
+            ("error", f'<span style="color:#dc2626">{_e(info.error)}</span>' if info.error else ""),
+            ("retry of", _e(info.retry_of)),
+        ]
+    foot = f'<div style="font-size:11px;color:#6b7280">{_e(note)}</div>' if note else ""
+    return f'<div class="taskq-job">{title}{_rows(rows)}{foot}</div>'
+
+
+def client_html(
+    *,
+    kind: str,
+    url: str,
+    state: str,
+    tenant: str | None,
+    workspace: str | None,
+    queue: str,
+    workers: list[Any] | None = None,
+    depth: int | None = None,
+    error: str | None = None,
+) -> str:
+    """A client's HTML card: server (password redacted), identity, queue and, if known, live workers.
+
+    Example::
+
+        client_html(kind="Client", url=settings.safe_url(), state="opened", tenant=None,
+                    workspace=None, queue="default")
+    """
+    rows = [
+        ("server", f"<code>{_e(url)}</code>"),
+        ("state", _e(state)),
+        ("tenant", _e(tenant or "default (unbound)")),
+        ("workspace", _e(workspace or "default")),
+        ("queue", _e(queue) + (f" &middot; {depth} waiting or running" if depth is not None else "")),
+    ]
+    if workers is not None:
+        live = [w for w in workers if getattr(w, "status", "") in ("running", "draining")]
+        busy = sum(getattr(w, "ongoing", 0) for w in live)
+        rows.append(("workers", f"{len(live)} live &middot; {busy} jobs running"))
+    if error:
+        rows.append(("note", f'<span style="color:#d97706">{_e(error)}</span>'))
+    return f'<div class="taskq-client"><code>{_e(kind)}</code>{_rows(rows)}</div>'
+
+
+def cluster_html(snap: dict[str, Any]) -> str:
+    """A LocalCluster's HTML card from :meth:`LocalCluster.snapshot`: server, workers, queue depth.
+
+    Example::
+
+        cluster_html(cluster.snapshot())
+    """
+    workers = snap.get("workers") or []
+    head = "".join(
+        f'<th style="{_CELL};font-weight:600">{h}</th>'
+        for h in ("worker", "pid", "status", "running", "done", "failed")
+    )
+    body = ""
+    for w in workers:
+        status = str(w.get("status", "?"))
+        color = {"running": "#16a34a", "draining": "#d97706", "stopped": "#9ca3af"}.get(status, "#dc2626")
+        body += (
+            f'<tr><td style="{_CELL}"><code>{_e(w.get("id"))}</code></td><td style="{_CELL}">{_e(w.get("pid"))}</td>'
+            f'<td style="{_CELL};color:{color}">{_e(status)}</td>'
+            f'<td style="{_CELL}">{_e(w.get("ongoing"))}/{_e(w.get("max_jobs"))}</td>'
+            f'<td style="{_CELL}">{_e(w.get("complete"))}</td><td style="{_CELL}">{_e(w.get("failed"))}</td></tr>'
+        )
+    table = f'<table style="{_TABLE}"><tr>{head}</tr>{body}</table>' if workers else ""
+    functions = snap.get("functions") or []
+    depth = snap.get("depth")
+    rows = [
+        ("server", f"<code>{_e(snap.get('server'))}</code>"),
+        ("state", _e(snap.get("state"))),
+        ("workers", f"{len(workers)} ({_e(snap.get('kind'))})"),
+        ("queue", _e(snap.get("queue")) + (f" &middot; {depth} waiting or running" if depth is not None else "")),
+        ("notebook jobs", ", ".join(f"<code>{_e(f)}</code>" for f in functions)),
+    ]
+    if snap.get("error"):
+        rows.append(("note", f'<span style="color:#d97706">{_e(snap["error"])}</span>'))
+    return f'<div class="taskq-cluster"><code>LocalCluster</code>{_rows(rows)}{table}</div>'
+
+
+def error_html(exc: BaseException) -> str:
+    """An error's HTML view: its message, and a failed job's remote traceback in a readable block.
+
+    Example::
+
+        error_html(job.exception())
+    """
+    message = f"<b>{_e(type(exc).__name__)}</b>: {_e(exc)}"
+    traceback = getattr(exc, "remote_traceback", "") or ""
+    block = ""
+    if traceback:
+        block = (
+            '<details open><summary style="cursor:pointer;font-size:12px">remote traceback</summary>'
+            '<pre style="font-size:11px;margin:2px 0;padding:6px;background:rgba(220,38,38,0.06);'
+            f'border-left:3px solid #dc2626;white-space:pre-wrap">{_e(traceback.rstrip())}</pre></details>'
+        )
+    return f'<div class="taskq-error" style="color:inherit">{message}{block}</div>'
