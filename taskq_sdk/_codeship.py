@@ -18,16 +18,12 @@ last loaded, so a queued job runs the version registered when it starts::
 
 from __future__ import annotations
 
-import asyncio
-import faulthandler
 import hashlib
 import inspect
 import linecache
 import os
 import secrets
-import signal
 import stat
-import sys
 import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -59,6 +55,9 @@ def require_cloudpickle() -> Any:
             f"{_INSTALL} (or use LocalCluster(processes=False) to run them in this process)."
         ) from exc
     return cloudpickle
+
+
+_NAMES = "names.txt"  # the shipped names, so workers can list what they serve in their heartbeats
 
 
 def _file_for(name: str) -> str:
@@ -122,6 +121,14 @@ class CodeShelf:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        names = self.path / _NAMES
+        listed = set(names.read_text().splitlines()) if names.exists() else set()
+        if spec.name not in listed:
+            ntmp = self.path / f".names.{secrets.token_hex(4)}.tmp"
+            fd = os.open(ntmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write("\n".join(sorted(listed | {spec.name})))
+            os.replace(ntmp, names)
         self.versions[spec.name] = version
         return version
 
@@ -184,6 +191,13 @@ class CodeResolver:
         self.path = Path(path)
         self._cache: dict[str, tuple[tuple[int, int, int], JobSpec]] = {}
 
+    def names(self) -> list[str]:
+        """The names of the shipped functions (for the worker's heartbeat and registry)."""
+        try:
+            return [n for n in (self.path / _NAMES).read_text().splitlines() if n]
+        except OSError:
+            return []
+
     def __call__(self, name: str) -> JobSpec | None:
         file = self.path / _file_for(name)
         try:
@@ -235,34 +249,13 @@ class NotebookFunctions:
 
     async def start(self, engine: Any) -> None:
         engine.spec_resolvers[:0] = self.resolvers
+        for resolver in self.resolvers:
+            names = getattr(resolver, "names", None)
+            if callable(names):
+                engine.name_providers.append(names)
 
     async def stop(self) -> None:
         return None
-
-
-async def _serve(modules: Sequence[str], settings: Any, queue: str | None, burst: bool) -> None:
-    # run_worker_async() with one more extension (it takes no extensions of its own)
-    from ._backend.engine import Engine
-    from .extensions import default_extensions
-    from .registry import collect_jobs
-
-    code_dir = os.environ.get(ENV_VAR)
-    resolvers = [CodeResolver(code_dir)] if code_dir else []
-    engine = Engine(
-        collect_jobs([*settings.job_module_list(), *modules]),
-        settings=settings,
-        queue=queue or settings.queue,
-        burst=burst,
-        handle_signals=True,
-        extensions=[*default_extensions(settings), NotebookFunctions(resolvers)],
-    )
-    try:
-        await engine.async_run()
-    finally:
-        try:
-            await asyncio.wait_for(engine.close(), 20)
-        except TimeoutError:
-            faulthandler.dump_traceback(all_threads=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -273,30 +266,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         TASKQ_CODE_DIR=/tmp/taskq-server-x/code python -m taskq_sdk._codeship tests.jobfns
     """
     from . import worker
-    from .config import Settings
-    from .errors import TaskqError
 
-    prog = "python -m taskq_sdk._codeship"
-    args = worker.build_parser(prog).parse_args(argv)
-    try:
-        settings = Settings(**({"max_jobs": args.max_jobs} if args.max_jobs is not None else {}))
-        if args.url:
-            settings = settings.with_url(args.url)
-    except (TaskqError, ValueError) as exc:
-        print(f"taskq worker: invalid configuration: {exc}", file=sys.stderr)
-        return 2
-    worker._configure_logging(settings, args.verbose)
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
-    sys.path.insert(0, os.getcwd())
-    worker._watch_lifeline()
-    try:
-        asyncio.run(_serve(args.modules, settings, args.queue, args.burst))
-    except TaskqError as exc:
-        print(f"taskq worker: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    code_dir = os.environ.get(ENV_VAR)
+    resolvers = [CodeResolver(code_dir)] if code_dir else []
+    return worker.main(
+        argv, prog="python -m taskq_sdk._codeship", extra_extensions=lambda _s: [NotebookFunctions(resolvers)]
+    )
 
 
 if __name__ == "__main__":

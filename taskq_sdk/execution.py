@@ -411,10 +411,14 @@ def remote_error(
     return RemoteError(type=type_, message=message, traceback="", kind=kind, details=dict(details or {}))
 
 
+def _is_plumbing(filename: str) -> bool:
+    return filename == __file__ or filename.endswith(("concurrent/futures/thread.py", "asyncio/events.py"))
+
+
 def _remote_error(exc: BaseException, kind: str = "error") -> RemoteError:
     tb = exc.__traceback__
-    # drop the wrapper's own frames so the remote traceback starts in the user's code
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+    # drop the wrapper's own frames (and the thread pool's) so the remote traceback starts in user code
+    while tb is not None and _is_plumbing(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
     text = "".join(tb_mod.format_exception(type(exc), exc, tb))
     return RemoteError.from_exception(exc, kind=kind, traceback=text)

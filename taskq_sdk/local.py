@@ -110,6 +110,10 @@ class WorkerThread:
                     extensions=default_extensions(self.settings),
                 )
                 self.engine.spec_resolvers[:0] = self.resolvers
+                for resolver in self.resolvers:
+                    owner = getattr(resolver, "__self__", None)  # e.g. a dict's .get: list its keys
+                    if isinstance(owner, dict):
+                        self.engine.name_providers.append(owner.keys)
                 self._ready.set()
                 try:
                     await self.engine.async_run()

@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .config import Settings
@@ -65,6 +65,7 @@ async def run_worker_async(
     burst: bool = False,
     handle_signals: bool = True,
     ready: asyncio.Event | None = None,
+    extensions: Sequence[Any] = (),
 ) -> Any:
     """Run a taskq worker on the current event loop until it is stopped; returns the engine.
 
@@ -86,7 +87,7 @@ async def run_worker_async(
         queue=queue or settings.queue,
         burst=burst,
         handle_signals=handle_signals,
-        extensions=default_extensions(settings),
+        extensions=[*default_extensions(settings), *extensions],
     )
     try:
         if ready is not None:
@@ -198,7 +199,11 @@ def build_parser(prog: str = "python -m taskq_sdk.worker") -> argparse.ArgumentP
     return p
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m taskq_sdk.worker") -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    prog: str = "python -m taskq_sdk.worker",
+    extra_extensions: Callable[[Settings], Sequence[Any]] | None = None,
+) -> int:
     """Entry point of ``python -m taskq_sdk.worker`` and ``taskq worker``; returns the exit code."""
     args = build_parser(prog).parse_args(argv)
     from .errors import TaskqError
@@ -219,7 +224,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m taskq_sdk.wor
     sys.path.insert(0, os.getcwd())
     _watch_lifeline()
     try:
-        run_worker(args.modules, settings=settings, queue=args.queue, burst=args.burst)
+        extra = list(extra_extensions(settings)) if extra_extensions else []
+        run_worker(args.modules, settings=settings, queue=args.queue, burst=args.burst, extensions=extra)
     except TaskqError as exc:
         print(f"taskq worker: {exc}", file=sys.stderr)
         return 2

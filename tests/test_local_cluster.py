@@ -75,3 +75,24 @@ def test_owner_killed_leaves_no_orphans(tmp_path: Any) -> None:
     owner.send_signal(signal.SIGKILL)
     owner.wait(10)
     wait_until(lambda: not any(_alive(p) for p in pids), timeout=20, what="server and workers gone")
+
+
+def test_notebook_functions_are_listed_as_served() -> None:
+    from taskq_sdk import WaitTimeout
+
+    with LocalCluster(n_workers=1) as cluster:
+
+        @cluster.job
+        def nb_nap(seconds: float) -> float:
+            import time
+
+            time.sleep(seconds)
+            return seconds
+
+        client = cluster.client()
+        job = client.submit("nb_nap", 2)
+        wait_until(lambda: "nb_nap" in client.workers()[0].functions, timeout=10, what="heartbeat lists nb_nap")
+        with pytest.raises(WaitTimeout) as info:
+            job.result(timeout=0.3)
+        assert "No live worker serves" not in str(info.value)
+        assert job.result(timeout=30) == 2

@@ -30,7 +30,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from signal import Signals
@@ -146,6 +146,8 @@ class Engine(Worker):
         self._workspaces: dict[str, str] = {}
         #: consulted before ``specs`` for each job (newest registration wins): notebook functions
         self.spec_resolvers: list[Callable[[str], JobSpec | None]] = []
+        #: more names this worker serves through resolvers (listed in heartbeats and the registry)
+        self.name_providers: list[Callable[[], Iterable[str]]] = []
         #: called (on the loop, must be quick) with a FinishedJob after each job's final write
         self.finish_listeners: list[Callable[[FinishedJob], None]] = []
         self.extensions: list[EngineExtension] = list(extensions)
@@ -887,6 +889,16 @@ class Engine(Worker):
                 self._wake.set()
                 await asyncio.sleep(1.0)
 
+    def served_names(self) -> list[str]:
+        """Every job name this worker serves: its specs plus what resolvers provide."""
+        names = set(self.specs)
+        for provider in self.name_providers:
+            try:
+                names.update(provider())
+            except Exception:
+                logger.exception("name provider %r failed", provider)
+        return sorted(names)
+
     def resolve_spec(self, name: str) -> JobSpec | None:
         """The spec that runs job ``name`` now: extension resolvers first, then the served specs."""
         for resolver in self.spec_resolvers:
@@ -994,7 +1006,7 @@ class Engine(Worker):
             cancelled=self.jobs_cancelled,
             started_at=datetime.fromtimestamp(self._started_ms / 1000, tz=UTC),
             last_seen=datetime.fromtimestamp(now / 1000, tz=UTC),
-            functions=sorted(self.specs),
+            functions=self.served_names(),
         )
 
     async def _heartbeat(self) -> None:
@@ -1028,6 +1040,6 @@ class Engine(Worker):
             pipe.zremrangebyscore(layout.WORKERS_ZSET, "-inf", now - 120_000)
             pipe.pexpire(layout.WORKERS_ZSET, 3_600_000)
             reg = layout.registry_key(self.taskq_queue)
-            pipe.hset(reg, mapping=dict.fromkeys(self.specs, now))
+            pipe.hset(reg, mapping=dict.fromkeys(info.functions, now))
             pipe.pexpire(reg, 30 * 86_400_000)
             await pipe.execute()
