@@ -115,6 +115,7 @@ def worker(settings: Settings) -> Iterator[WorkerThread]:
     wait_until(lambda: w.engine is not None and w.engine.status == "running", what="worker running")
     yield w
     w.stop(now=True)
+    assert not w.is_alive(), "the in-process worker did not stop within its timeout"
 
 
 @pytest.fixture
@@ -131,6 +132,7 @@ def start_worker(settings: Settings) -> Iterator[Callable[..., WorkerThread]]:
     yield start
     for w in started:
         w.stop(now=True)
+    assert not any(w.is_alive() for w in started), "an in-process worker did not stop within its timeout"
 
 
 @pytest.fixture
@@ -170,6 +172,7 @@ def start_worker_process(redis_url: str, tmp_path: Path, lifeline: Lifeline) -> 
     yield start
     for w in procs:
         w.stop(now=True, timeout=10)
+    assert not any(w.is_alive() for w in procs), "a worker process outlived its test"
 
 
 def _worker_id(r: redis.Redis, pid: int) -> str:

@@ -60,7 +60,7 @@ def test_status_cancel_retry_jobs_workers(settings: Settings, redis_url: str, wo
     out = taskq(redis_url, "health", "--refresh", "--json")
     assert out.returncode in (0, 1), out.stderr
     health = json.loads(out.stdout)
-    assert health["status"] in ("ok", "degraded") and health["live_workers"] == 1
+    assert health["status"] in ("ok", "degraded") and health["live_workers"] == 1, health["workers"]
 
 
 def test_unreachable_server_exit_code() -> None:
