@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 __all__ = ["LocalCluster", "WorkerProcess", "WorkerThread"]
 
 _SETTINGS_ENV_PREFIXES = ("REDIS_", "ARQ_", "TASKQ_")
+_CONNECTION_FIELDS = frozenset(
+    {"redis_url", "redis_host", "redis_port", "redis_username", "redis_password", "redis_db", "allow_private_urls"}
+)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -315,18 +318,20 @@ class LocalCluster:
 
     def _worker_environ(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(_SETTINGS_ENV_PREFIXES)}
-        if self._base is not None:
-            # explicit settings given to the cluster travel to its worker processes
-            for name, field in Settings.model_fields.items():
-                value = getattr(self._base, name)
-                if value is None or value == field.default or name in ("redis_url",):
-                    continue
-                alias = next(
-                    (a for a in getattr(field.validation_alias, "choices", []) if isinstance(a, str) and a.isupper()),
-                    None,
-                )
-                if alias:
-                    env[alias] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        # the cluster's resolved settings (explicit, else this process's environment) travel to its
+        # worker processes, so workers and clients agree (data dir, limits, schedules, ...); the
+        # connection is the cluster's own server
+        base = self._base if self._base is not None else Settings()
+        for name, field in Settings.model_fields.items():
+            value = getattr(base, name)
+            if value is None or value == field.default or name in _CONNECTION_FIELDS:
+                continue
+            alias = next(
+                (a for a in getattr(field.validation_alias, "choices", []) if isinstance(a, str) and a.isupper()),
+                None,
+            )
+            if alias:
+                env[alias] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
         env["REDIS_URL"] = self.server.url
         env["TASKQ_ALLOW_PRIVATE_URLS"] = "true"
         if self._shelf is not None:
