@@ -113,6 +113,11 @@ class DashboardData:
         return cls(minute, series, workers, jobs, dict(minute.queue_depth))
 
 
+def _short(job_id: str) -> str:
+    """Ids short enough for a row, still telling batch jobs (``<batch>.<n>``) apart."""
+    return job_id if len(job_id) <= 28 else f"{job_id[:12]}…{job_id[-12:]}"
+
+
 def chart_svg(series: list[tuple[int, int, int]], width: int = 360, height: int = 70) -> str:
     """A tiny bar chart: finished jobs per minute, failures stacked in red.
 
@@ -282,7 +287,7 @@ class Dashboard:
             color = _COLORS.get(info.status.value, "#333")
             prog = f" {info.progress.fraction:.0%}" if info.progress.fraction is not None else ""
             label = w.HTML(
-                f"<code>{html.escape(info.id[:24])}</code> {html.escape(info.function or '?')} "
+                f"<code>{html.escape(_short(info.id))}</code> {html.escape(info.function or '?')} "
                 f'<b style="color:{color}">{info.status.value}</b>{prog} '
                 f"<small>{html.escape((info.error or '')[:80])}</small>"
             )

@@ -76,6 +76,15 @@ async def async_wait_until(predicate: Callable[[], Any], timeout: float = 10.0, 
         await asyncio.sleep(0.02)
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (reads /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
 def figure(name: str, value: Any) -> None:
     """Print one FIGURE line (the suite doubles as a report)."""
     print(f"FIGURE {name}={value}")
@@ -114,8 +123,8 @@ def worker(settings: Settings) -> Iterator[WorkerThread]:
     w = WorkerThread(settings, [JOBS]).start()
     wait_until(lambda: w.engine is not None and w.engine.status == "running", what="worker running")
     yield w
-    w.stop(now=True)
-    assert not w.is_alive(), "the in-process worker did not stop within its timeout"
+    w.stop(now=True, timeout=20)
+    assert not w.is_alive(), f"the in-process worker did not stop within its timeout:\n{_stack_of(w)}"
 
 
 @pytest.fixture
@@ -131,8 +140,9 @@ def start_worker(settings: Settings) -> Iterator[Callable[..., WorkerThread]]:
 
     yield start
     for w in started:
-        w.stop(now=True)
-    assert not any(w.is_alive() for w in started), "an in-process worker did not stop within its timeout"
+        w.stop(now=True, timeout=20)
+    stuck = [w for w in started if w.is_alive()]
+    assert not stuck, f"an in-process worker did not stop within its timeout:\n{_stack_of(stuck[0])}"
 
 
 @pytest.fixture
@@ -175,6 +185,22 @@ def start_worker_process(redis_url: str, tmp_path: Path, lifeline: Lifeline) -> 
     assert not any(w.is_alive() for w in procs), "a worker process outlived its test"
 
 
+def _stack_of(w: WorkerThread) -> str:
+    """Where a worker thread is stuck: its Python stack, and its event loop's pending tasks."""
+    import traceback
+
+    thread = w._thread
+    frame = sys._current_frames().get(thread.ident) if thread is not None and thread.ident else None
+    text = "".join(traceback.format_stack(frame)) if frame is not None else "(no frame)"
+    if w._loop is not None:
+        try:
+            tasks = asyncio.all_tasks(w._loop)
+            text += "\n".join(f"task {t.get_name()}: {t.get_coro()}" for t in tasks)
+        except RuntimeError:
+            pass
+    return text
+
+
 def _worker_id(r: redis.Redis, pid: int) -> str:
     for wid in r.zrange("taskq:workers", 0, -1):
         if f":{pid}:" in wid.decode():
@@ -182,11 +208,15 @@ def _worker_id(r: redis.Redis, pid: int) -> str:
     return "none"
 
 
+#: variables that steer the test suite itself, not the SDK under test
+_TEST_CONTROLS = {"TASKQ_REDIS_SERVER", "TASKQ_NBSHOT", "TASKQ_SCREENSHOT", "TASKQ_DASHBOARD_SCREENSHOT"}
+
+
 @pytest.fixture(autouse=True)
 def _no_env_leak(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never inherit connection settings from the developer's shell."""
     for key in list(os.environ):
-        if key.startswith(("REDIS_", "ARQ_", "TASKQ_")) and key != "TASKQ_REDIS_SERVER":
+        if key.startswith(("REDIS_", "ARQ_", "TASKQ_")) and key not in _TEST_CONTROLS:
             monkeypatch.delenv(key, raising=False)
 
 

@@ -11,15 +11,7 @@ import pytest
 from taskq_sdk import Client, JobCancelled, JobFailed, JobStatus, JobTimedOut
 from taskq_sdk.config import Settings
 
-from .conftest import wait_until
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
+from .conftest import pid_alive, wait_until
 
 
 def _spinner_pid(path: Path) -> int:
@@ -49,7 +41,7 @@ def test_timeout_kills_the_process(settings: Settings, worker: Any, tmp_path: Pa
         with pytest.raises(JobTimedOut) as info:
             job.result(timeout=60)
         assert "process was killed" in str(info.value)
-        wait_until(lambda: not _pid_alive(pid), timeout=10, what="the isolated process is gone")
+        wait_until(lambda: not pid_alive(pid), timeout=10, what="the isolated process is gone")
 
 
 def test_cancel_kills_the_process(settings: Settings, worker: Any, tmp_path: Path) -> None:
@@ -62,4 +54,4 @@ def test_cancel_kills_the_process(settings: Settings, worker: Any, tmp_path: Pat
         with pytest.raises(JobCancelled):
             job.result(timeout=10)
         assert job.status() is JobStatus.cancelled
-        wait_until(lambda: not _pid_alive(pid), timeout=10, what="the isolated process is gone")
+        wait_until(lambda: not pid_alive(pid), timeout=10, what="the isolated process is gone")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ROOT, figure, wait_until
+from .conftest import ROOT, figure, pid_alive, wait_until
 
 jupyter_client = pytest.importorskip("jupyter_client", reason='needs jupyter_client: pip install -e ".[dev]"')
 pytest.importorskip("ipykernel", reason='needs ipykernel: pip install -e ".[dev]"')
@@ -135,14 +135,6 @@ def kernel() -> Iterator[Kernel]:
     k.close()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
-
-
 START_CLUSTER = """
 from taskq_sdk import LocalCluster
 cluster = LocalCluster(n_workers=2)
@@ -158,18 +150,18 @@ def _pids(reply: Reply) -> list[int]:
 
 def test_kernel_restart_and_kill_leave_no_orphans(kernel: Kernel) -> None:
     first = _pids(kernel.run(START_CLUSTER))
-    assert len(first) == 4 and all(_alive(p) for p in first)  # server, its supervisor, 2 workers
+    assert len(first) == 4 and all(pid_alive(p) for p in first)  # server, its supervisor, 2 workers
     started = time.monotonic()
     kernel.km.restart_kernel(now=True)  # the "Restart kernel" button: the old kernel is killed
     kernel.kc.wait_for_ready(timeout=60)
-    wait_until(lambda: not any(_alive(p) for p in first), timeout=20, what="cluster of the restarted kernel gone")
+    wait_until(lambda: not any(pid_alive(p) for p in first), timeout=20, what="cluster of the restarted kernel gone")
     figure("kernel_restart_cleanup_seconds", round(time.monotonic() - started, 2))
 
     second = _pids(kernel.run(START_CLUSTER))
     kernel_pid = kernel.pid
     os.kill(kernel_pid, signal.SIGKILL)  # the kernel dies: no atexit, no finalizers
-    wait_until(lambda: not _alive(kernel_pid), timeout=10, what="kernel dead")
-    wait_until(lambda: not any(_alive(p) for p in second), timeout=20, what="cluster of the killed kernel gone")
+    wait_until(lambda: not pid_alive(kernel_pid), timeout=10, what="kernel dead")
+    wait_until(lambda: not any(pid_alive(p) for p in second), timeout=20, what="cluster of the killed kernel gone")
 
 
 INTERRUPT_SETUP = (

@@ -13,15 +13,7 @@ import pytest
 
 from taskq_sdk import Client, LocalCluster
 
-from .conftest import ROOT, wait_until
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
+from .conftest import ROOT, pid_alive, wait_until
 
 
 @pytest.mark.parametrize("processes", [True, False])
@@ -35,9 +27,9 @@ def test_cluster_runs_jobs_and_stops_cleanly(processes: bool) -> None:
         worker_pids = [w.pid for w in cluster.workers]
         assert len(client.workers()) == 2
         assert "***" in repr(cluster) and cluster.server.password not in repr(cluster)
-    assert server_pid is not None and not _alive(server_pid)
+    assert server_pid is not None and not pid_alive(server_pid)
     if processes:
-        assert not any(_alive(p) for p in worker_pids)
+        assert not any(pid_alive(p) for p in worker_pids)
 
 
 def test_repeated_start_stop_leaks_nothing() -> None:
@@ -46,7 +38,7 @@ def test_repeated_start_stop_leaks_nothing() -> None:
         with LocalCluster(n_workers=1, jobs=["tests.jobfns"]) as cluster:
             assert cluster.client().submit("add", 2, 2).result(timeout=30) == 4
             pids += [cluster.server.pid or 0, *(w.pid for w in cluster.workers)]
-    assert not any(_alive(p) for p in pids)
+    assert not any(pid_alive(p) for p in pids)
 
 
 def test_several_clusters_in_one_process_do_not_collide() -> None:
@@ -71,10 +63,10 @@ def test_owner_killed_leaves_no_orphans(tmp_path: Any) -> None:
     owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     assert owner.stdout is not None
     pids = [int(x) for x in owner.stdout.readline().split()]
-    assert len(pids) == 3 and all(_alive(p) for p in pids)
+    assert len(pids) == 3 and all(pid_alive(p) for p in pids)
     owner.send_signal(signal.SIGKILL)
     owner.wait(10)
-    wait_until(lambda: not any(_alive(p) for p in pids), timeout=20, what="server and workers gone")
+    wait_until(lambda: not any(pid_alive(p) for p in pids), timeout=20, what="server and workers gone")
 
 
 def test_notebook_functions_are_listed_as_served() -> None:

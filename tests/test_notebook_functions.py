@@ -22,7 +22,7 @@ from taskq_sdk import JobFailed, LocalCluster, SerializationError, Settings, Unk
 from taskq_sdk._codeship import CodeResolver, CodeShelf
 from taskq_sdk.registry import spec_for
 
-from .conftest import FAST, wait_until
+from .conftest import FAST, pid_alive, wait_until
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["processes", "threads"])
@@ -202,12 +202,4 @@ def test_register_before_start_and_repeated_start_stop() -> None:
             pids += [c.server.pid or 0, *(w.pid for w in c.workers)]
         finally:
             c.close()
-    wait_until(lambda: not any(_alive(p) for p in pids), timeout=20, what="servers and workers gone")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
+    wait_until(lambda: not any(pid_alive(p) for p in pids), timeout=20, what="servers and workers gone")
