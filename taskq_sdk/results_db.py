@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._aio import stop_tasks
 from .errors import ConfigurationError, SerializationError
 
 if TYPE_CHECKING:
@@ -441,8 +442,7 @@ class ResultsDBWriter:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop_tasks([self._task])
             self._task = None
         if self._backend is not None:
             deadline = time.monotonic() + 10.0

@@ -109,7 +109,21 @@ def run_worker(modules: Sequence[str] = (), **kwargs: Any) -> Any:
 
         run_worker(["mypkg.jobs"], burst=True)
     """
-    return asyncio.run(run_worker_async(modules, **kwargs))
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(run_worker_async(modules, **kwargs))
+    finally:
+        # like asyncio.run's clean-up, but bounded: a task that swallowed its cancellation must not
+        # keep the process from exiting
+        from ._aio import stop_tasks
+
+        leftover = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        if leftover:
+            loop.run_until_complete(stop_tasks(leftover, timeout=5.0))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 def get_worker_stats(settings: Settings | None = None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
+from .._aio import stop_tasks
 from ..config import Settings
 from .connection import is_connection_error, make_redis
 
@@ -28,6 +29,7 @@ logger = logging.getLogger("taskq_sdk.events")
 
 __all__ = ["EventHub", "Subscription"]
 
+RESULT_MAGIC = b"\xc1TQ"  # the wire envelope's header: a 'done' notice carrying its result
 PING_EVERY = 5.0  # seconds of silence before the subscriber pings the server
 DEAD_AFTER = 15.0  # seconds without any answer after which the connection is rebuilt
 
@@ -43,6 +45,11 @@ class Subscription:
     def __init__(self, channel: str) -> None:
         self.channel = channel
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        #: prepared subscriptions (``EventHub.prepare``): whether a waiter took it over / it lapsed
+        self.active = False
+        self.adopted = False
+        self.expired = False
+        self._expiry: asyncio.TimerHandle | None = None
 
     def put(self, event: dict[str, Any]) -> None:
         self._queue.put_nowait(event)
@@ -83,12 +90,61 @@ class EventHub:
         self._closed = False
         self._last_heard = time.monotonic()
         self._ping_sent: float | None = None
+        self._lapsing: set[asyncio.Task[None]] = set()
+
+    async def prepare(self, channel: str, *, ttl: float = 10.0) -> Subscription:
+        """Send a SUBSCRIBE for ``channel`` now without waiting for its confirmation; adopt it later.
+
+        A client prepares the channel of a job it is about to submit, so that a wait right after
+        the submit needs no extra round trip and misses no event. Unadopted, it lapses after ``ttl``.
+
+        Example::
+
+            sub = await hub.prepare(job_channel(job_id))
+            ... submit ...
+            async with hub.subscribe(job_channel(job_id), prepared=sub) as sub: ...
+        """
+        sub = Subscription(channel)
+        await self._add(sub, confirm=0)
+        sub.active = sub in self._subs.get(channel, ())
+        if sub.active:
+            sub._expiry = asyncio.get_running_loop().call_later(ttl, self._lapse, sub)
+        return sub
+
+    def _lapse(self, sub: Subscription) -> None:
+        if sub.adopted or sub.expired:
+            return
+        sub.expired = True
+        task = asyncio.ensure_future(self._remove(sub))
+        self._lapsing.add(task)
+        task.add_done_callback(self._lapsing.discard)
+
+    def release(self, sub: Subscription) -> None:
+        """Drop a prepared subscription nobody will adopt (a handle that is never waited on)."""
+        if sub._expiry is not None:
+            sub._expiry.cancel()
+        self._lapse(sub)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, channel: str, *, confirm: float = 2.0) -> AsyncIterator[Subscription]:
-        """Subscribe to ``channel`` for the duration of the block (confirmed by the server first)."""
-        sub = Subscription(channel)
-        await self._add(sub, confirm)
+    async def subscribe(
+        self, channel: str, *, confirm: float = 2.0, prepared: Subscription | None = None
+    ) -> AsyncIterator[Subscription]:
+        """Subscribe to ``channel`` for the duration of the block (confirmed by the server first).
+
+        ``prepared``: a subscription from :meth:`prepare` to take over (if it has not lapsed).
+        """
+        if prepared is not None and prepared.active and not prepared.expired and not prepared.adopted:
+            prepared.adopted = True
+            if prepared._expiry is not None:
+                prepared._expiry.cancel()
+            sub = prepared
+            fut = self._confirmed.get(channel)
+            if fut is not None and not fut.done():
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(fut), confirm)
+        else:
+            sub = Subscription(channel)
+            await self._add(sub, confirm)
         try:
             yield sub
         finally:
@@ -120,7 +176,7 @@ class EventHub:
                 if self._reader is None or self._reader.done():
                     self._reader = asyncio.create_task(self._read(), name="taskq-events")
             fut_or_none = self._confirmed.get(sub.channel)
-        if fut_or_none is not None and not fut_or_none.done():
+        if confirm > 0 and fut_or_none is not None and not fut_or_none.done():
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(fut_or_none), confirm)
 
@@ -151,12 +207,16 @@ class EventHub:
         if kind != "message" or not isinstance(channel, str):
             return
         data = message.get("data") or b"{}"
-        try:
-            event = json.loads(data)
-            if not isinstance(event, dict):
+        if isinstance(data, bytes) and data.startswith(RESULT_MAGIC):
+            event: dict[str, Any] = {"e": "done", "blob": data}  # a small result, sent with the notice
+        else:
+            try:
+                parsed = json.loads(data)
+            except ValueError:
                 return
-        except ValueError:
-            return
+            if not isinstance(parsed, dict):
+                return
+            event = parsed
         for sub in list(self._subs.get(channel, ())):
             sub.put(event)
 
@@ -225,9 +285,7 @@ class EventHub:
         """Stop the reader and close the subscriber connection (idempotent)."""
         self._closed = True
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(BaseException):
-                await self._reader
+            await stop_tasks([self._reader], timeout=2.0)
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()

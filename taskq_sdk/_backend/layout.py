@@ -256,7 +256,8 @@ return {out, nxt[2] or false}
 FINISH_STRIDE = 13
 #: ARGV per job (FINISH_STRIDE values): op ('done' | 'retry' | 'release'), id, queue_key,
 #: result_bytes, result_ttl_ms (<0: forever), state, meta_ttl_ms, now, error, duration_ms,
-#: worker_id, retry_score, event_json.  Returns 'ok' or 'claim-lost' per job.
+#: worker_id, retry_score, event_json.  Returns 'ok' or 'claim-lost' per job. A 'done' with a result
+#: of at most 16 KiB publishes the result envelope itself (which waiters read as the 'done' event).
 FINISH = (
     PRELUDE
     + """
@@ -289,7 +290,13 @@ for i = 1, #ARGV, 13 do
       batch_count(id, m[3], ARGV[i + 5], ARGV[i + 7])
       redis.call('PEXPIRE', mk, ARGV[i + 6])
       redis.call('PEXPIRE', logs_key(id), ARGV[i + 6])
-      redis.call('PUBLISH', chan(id), ARGV[i + 12])
+      -- a small result travels with the 'done' notice itself: a waiter needs no extra read
+      local blob = ARGV[i + 3]
+      if blob ~= '' and string.len(blob) <= 16384 then
+        redis.call('PUBLISH', chan(id), blob)
+      else
+        redis.call('PUBLISH', chan(id), ARGV[i + 12])
+      end
     end
     out[#out + 1] = 'ok'
   elseif op == 'retry' then

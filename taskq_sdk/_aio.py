@@ -1,0 +1,39 @@
+"""Small asyncio helpers shared by the engine, its extensions and the clients.
+
+Example::
+
+    await stop_tasks([heartbeat_task, listener_task], timeout=5)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["stop_tasks"]
+
+logger = logging.getLogger("taskq_sdk")
+
+
+async def stop_tasks(tasks: Sequence[asyncio.Task[Any] | asyncio.Future[Any]], timeout: float = 5.0) -> None:
+    """Cancel background tasks and wait for them - but never forever.
+
+    Python 3.11 can turn a cancellation that races with an ``asyncio.timeout`` (redis-py's socket
+    timeouts use one) into a ``TimeoutError``, which a retrying loop then swallows and carries on.
+    Loops should also check a stop flag; this wait is bounded so that shutdown always completes.
+
+    Example::
+
+        await stop_tasks([task], timeout=2)
+    """
+    live = [t for t in tasks if t is not None]
+    for t in live:
+        t.cancel()
+    if not live:
+        return
+    _, pending = await asyncio.wait(live, timeout=timeout)
+    for t in pending:
+        name = t.get_name() if isinstance(t, asyncio.Task) else repr(t)
+        logger.warning("background task %s did not stop on cancel within %gs; leaving it", name, timeout)
