@@ -35,7 +35,13 @@ def collect(r: redis.Redis, ids: list[str], timeout: float) -> list[Any]:
     from taskq_sdk.serialization import Codec
 
     codec = Codec()
-    wait_until(lambda: r.exists(*[f"arq:result:{i}" for i in ids[-50:]]) == min(50, len(ids)), timeout=timeout)
+    keys = [f"arq:result:{i}" for i in ids]
+
+    def present() -> int:
+        return sum(int(r.exists(*keys[s : s + 1000])) for s in range(0, len(keys), 1000))
+
+    # every job has run once by now, but a re-run of one caught by a kill may still be finishing
+    wait_until(lambda: present() == len(keys), timeout=timeout, interval=0.1, what="every result written")
     out: list[Any] = []
     for start in range(0, len(ids), 1000):
         for blob in r.mget([f"arq:result:{i}" for i in ids[start : start + 1000]]):

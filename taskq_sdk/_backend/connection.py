@@ -120,3 +120,35 @@ async def broker_errors(settings: Settings, what: str = "reach") -> AsyncIterato
             f"within {settings.connect_timeout:g}s connect / {settings.socket_timeout:g}s call timeouts. "
             "Is it running? For a local one: LocalCluster() in Python, or `taskq local` in a shell."
         ) from None
+
+
+async def run_scripts(redis: ArqRedis, calls: list[tuple[Any, list[Any]]]) -> list[Any]:
+    """Run several registered Lua scripts in one pipelined round trip; returns their results in order.
+
+    redis-py checks a pipeline's scripts with an extra ``SCRIPT EXISTS`` round trip before every
+    pipeline; this sends ``EVALSHA`` by digest instead, and loads the scripts only when the server
+    says it lacks them (after a restart), then retries once.
+
+    Example::
+
+        finish_out, = await run_scripts(redis, [(finish_script, argv)])
+    """
+    from redis.exceptions import NoScriptError
+
+    if len(calls) == 1:
+        script, args = calls[0]
+        return [await script(keys=[], args=args)]  # the Script object handles NOSCRIPT itself
+    for attempt in (1, 2):
+        async with redis.pipeline(transaction=False) as pipe:
+            for script, args in calls:
+                pipe.evalsha(script.sha, 0, *args)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        if attempt == 1 and any(isinstance(r, NoScriptError) for r in results):
+            for script, _ in calls:
+                await redis.script_load(script.script)
+            continue
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return results
+    raise AssertionError("unreachable")  # pragma: no cover

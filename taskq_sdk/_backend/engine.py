@@ -48,7 +48,7 @@ from ..models import WorkerInfo
 from ..registry import JobSpec
 from ..serialization import Codec, RemoteError
 from . import layout
-from .connection import is_connection_error, make_redis
+from .connection import is_connection_error, make_redis, run_scripts
 from .events import EventHub
 from .store import now_ms
 
@@ -833,28 +833,26 @@ class Engine(Worker):
                     fut.set_result(out)
 
     async def _flush_once(
-        self,
-        progress: dict[str, tuple[dict[str, str], list[str], str]],
-        finishes: list[tuple[list[Any], Any]],
+        self, progress: dict[str, tuple[dict[str, str], list[str], str]], finishes: list[tuple[list[Any], Any]]
     ) -> list[str]:
-        async with self.pool.pipeline(transaction=False) as pipe:
-            if progress:
-                pargv: list[Any] = []
-                for job_id, (fields, lines, event) in progress.items():
-                    pargv += [
-                        job_id,
-                        json.dumps(fields),
-                        json.dumps(lines) if lines else "",
-                        self.settings.log_lines,
-                        event,
-                    ]
-                await self._progress_script(keys=[], args=pargv, client=pipe)
-            if finishes:
-                fargv: list[Any] = []
-                for argv, _ in finishes:
-                    fargv += argv
-                await self._finish_script(keys=[], args=fargv, client=pipe)
-            results = await pipe.execute()
+        calls: list[tuple[Any, list[Any]]] = []
+        if progress:
+            pargv: list[Any] = []
+            for job_id, (fields, lines, event) in progress.items():
+                pargv += [
+                    job_id,
+                    json.dumps(fields),
+                    json.dumps(lines) if lines else "",
+                    self.settings.log_lines,
+                    event,
+                ]
+            calls.append((self._progress_script, pargv))
+        if finishes:
+            fargv: list[Any] = []
+            for argv, _ in finishes:
+                fargv += argv
+            calls.append((self._finish_script, fargv))
+        results = await run_scripts(self.pool, calls)
         return [_s(x) for x in results[-1]] if finishes else []
 
     async def _drain_writes(self, timeout: float) -> None:

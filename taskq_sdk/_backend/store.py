@@ -24,6 +24,7 @@ from ..errors import DeserializationError
 from ..models import JobInfo, JobStatus, Progress, WorkerInfo, ms_to_dt
 from ..serialization import Codec, RemoteError
 from . import layout
+from .connection import run_scripts
 
 __all__ = ["JobState", "ResultRecord", "Store", "SubmitRow", "now_ms"]
 
@@ -166,10 +167,7 @@ class Store:
         """Many jobs' states in one pipelined round trip."""
         if not job_ids:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for jid in job_ids:
-                await self._state(keys=[], args=[jid, "0"], client=pipe)
-            raws = await pipe.execute()
+        raws = await run_scripts(self.redis, [(self._state, [jid, "0"]) for jid in job_ids])
         return [await self._interpret(jid, raw) for jid, raw in zip(job_ids, raws, strict=True)]
 
     async def _interpret(self, job_id: str, raw: list[Any]) -> JobState:
