@@ -59,7 +59,8 @@ SHELL = [b for b in ALL if b.lang == "bash" and b.directive == "run"]
 
 
 def test_first_screen_has_the_two_fresh_machine_commands() -> None:
-    first_screen = "\n".join(README.splitlines()[:30])
+    first_screen = README.split("\n---\n", 1)[0]
+    assert len(first_screen.splitlines()) <= 30, "the two commands must be on the first screen"
     run, test = [b.code.strip() for b in blocks(first_screen) if b.lang == "bash"]
     assert run.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install")
     assert run.endswith("python -m taskq_sdk.demo")
