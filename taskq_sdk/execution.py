@@ -107,6 +107,7 @@ class JobContext:
     _logs: deque[str] = field(default_factory=deque, repr=False)
     _logs_unsent: int = field(default=0, repr=False)
     _logs_dropped: int = field(default=0, repr=False)
+    _partial: dict[str, str] = field(default_factory=dict, repr=False)  # unfinished printed line, per stream
 
     # ------------------------------------------------------------------ progress
     def report(self, done: float, total: float | None = None, message: str | None = None) -> None:
@@ -177,6 +178,13 @@ class JobContext:
                 self.loop.call_soon_threadsafe(self._schedule_flush, delay)
             except RuntimeError:
                 pass
+
+    def end_output(self) -> None:
+        """Keep the job's last printed line even when it did not end with a newline."""
+        for prefix, rest in list(self._partial.items()):
+            if rest:
+                self.log_line(prefix + rest)
+        self._partial.clear()
 
     @property
     def logs(self) -> list[str]:
@@ -251,20 +259,16 @@ class _TeeStream(io.TextIOBase):
     def __init__(self, inner: TextIO, prefix: str) -> None:
         self._inner = inner
         self._prefix = prefix
-        self._partial: dict[int, str] = {}
 
     def write(self, s: str) -> int:
         job = _current.get()
         if job is not None and s:
-            key = id(job)
-            buf = self._partial.get(key, "") + s
+            # the unfinished line lives on the job itself: another job can never inherit it
+            buf = job._partial.get(self._prefix, "") + s
             *lines, rest = buf.split("\n")
             for line in lines:
                 job.log_line(self._prefix + line)
-            if rest:
-                self._partial[key] = rest[-2000:]
-            else:
-                self._partial.pop(key, None)
+            job._partial[self._prefix] = rest[-2000:]
         return self._inner.write(s)
 
     def flush(self) -> None:
@@ -499,6 +503,7 @@ async def execute(
         return _failure(exc, job, spec, retry_base, retry_cap, time.perf_counter() - started)
     finally:
         _current.reset(token)
+        job.end_output()
     return Outcome("complete", value=value, duration=time.perf_counter() - started)
 
 

@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -245,7 +246,27 @@ def main(
         return 2
     except KeyboardInterrupt:
         return 130
+    _exit_past_stuck_threads()
     return 0
+
+
+def _exit_past_stuck_threads() -> None:
+    """Exit now if job threads still run: a sync job past its limit must not keep the process alive.
+
+    Thread pools are joined at interpreter exit, so one runaway sync job would turn a drained,
+    SIGTERMed worker into a process that never exits.
+    """
+    deadline = time.monotonic() + 1.0
+    stuck = [t for t in threading.enumerate() if t.name.startswith("taskq-job")]
+    for t in stuck:  # idle pool threads leave within moments of the pool's shutdown
+        t.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t for t in stuck if t.is_alive()]
+    if stuck:
+        logger.warning("exiting with %d job threads still running (sync jobs cannot be interrupted)", len(stuck))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":

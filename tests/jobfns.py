@@ -264,3 +264,12 @@ def kwarg_echo(x: Any, scale: int = 1, tenant: str = "?") -> dict[str, Any]:
 def describe(value: Any) -> str:
     """The type and repr of what a call received (checks the fan-out passes what Series.apply passes)."""
     return f"{type(value).__name__}:{value!r}"
+
+
+@taskq_sdk.job
+def undecodable(name_bytes: bytes) -> None:
+    """Logs and fails with a file name that is not valid UTF-8 (as os.listdir gives it)."""
+    name = os.fsdecode(name_bytes)  # lone surrogates, e.g. '\udce9'
+    print(f"processing {name}")
+    report_progress(0.5, message=f"at {name}")
+    raise ValueError(f"bad {name}")

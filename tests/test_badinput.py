@@ -179,3 +179,13 @@ def test_result_over_the_limit_fails_clearly(settings: Settings, start_worker: A
         with pytest.raises(JobFailed) as info:
             client.submit("big_result", 100_000).result(timeout=10)
         assert "TASKQ_MAX_RESULT_BYTES" in info.value.remote_message
+
+
+def test_undecodable_text_in_logs_and_errors_never_blocks_the_worker(settings: Settings, worker: Any) -> None:
+    with Client(settings=settings) as client:
+        from taskq_sdk import JobFailed
+
+        with pytest.raises(JobFailed) as info:
+            client.submit("undecodable", b"caf\xe9.txt").result(timeout=10)
+        assert "caf" in info.value.remote_message
+        assert client.submit("add", 1, 1).result(timeout=10) == 2, "the worker keeps recording results"

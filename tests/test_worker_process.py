@@ -53,6 +53,20 @@ def test_sigterm_drains_running_jobs(settings: Settings, start_worker_process: A
         assert stopped and stopped[0].status == "stopped"
 
 
+def test_runaway_sync_job_does_not_keep_a_stopped_worker_alive(settings: Settings, start_worker_process: Any) -> None:
+    w = start_worker_process()
+    with Client(settings=settings) as client:
+        job = client.submit("sync_sleeper", 120.0, _timeout=1, _retries=1)
+        wait_until(lambda: job.status() is JobStatus.failed, timeout=20, what="the job timed out")
+        os.kill(w.pid, signal.SIGTERM)
+        try:
+            code = w.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"a thread stuck in a sync job kept the worker alive:\n{w.log_tail(60)}") from None
+        assert code == 0
+        assert "job threads still running" in w.log_tail(60)
+
+
 def test_sigkilled_worker_job_completes_elsewhere(
     settings: Settings, start_worker_process: Any, sync_redis: redis.Redis
 ) -> None:

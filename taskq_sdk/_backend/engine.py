@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -48,7 +49,7 @@ from ..models import WorkerInfo
 from ..registry import JobSpec
 from ..serialization import Codec, RemoteError
 from . import layout
-from .connection import is_connection_error, make_redis, run_scripts
+from .connection import is_connection_error, make_redis, make_sync_redis, run_scripts
 from .events import EventHub
 from .store import now_ms
 
@@ -56,7 +57,9 @@ logger = logging.getLogger("taskq_sdk.worker")
 
 __all__ = ["Engine", "codec_for"]
 
-SCAN_MAX = 1000  # queue entries one claim may look at (running jobs stay in arq's queue set)
+# queue entries one claim may look past (running jobs stay in arq's queue set, ahead of waiting ones)
+SCAN_MAX = 20_000
+SPARE_THREADS = 4  # sync jobs abandoned after a timeout or cancel before the thread pool is replaced
 
 #: engines serving in this process, newest last (``taskq_sdk.worker.get_worker_stats`` reads it)
 RUNNING: list[Engine] = []
@@ -69,6 +72,17 @@ def codec_for(settings: Settings) -> Codec:
 
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else ("" if v is None else str(v))
+
+
+def _clean(text: str) -> str:
+    """Text the server and msgpack accept: lone surrogates (undecodable file names) as \\udcXX escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _clean_error(error: RemoteError) -> RemoteError:
+    return dataclasses.replace(
+        error, type=_clean(error.type), message=_clean(error.message), traceback=_clean(error.traceback)
+    )
 
 
 def _log_job(event: str, job_id: str, function: str, attempt: int, duration: float, text: str, **extra: Any) -> None:
@@ -149,6 +163,7 @@ class Engine(Worker):
         )
         self.jobs_cancelled = 0
         self._running: dict[str, JobContext] = {}
+        self._abandoned = 0
         self._workspaces: dict[str, str] = {}
         #: consulted before ``specs`` for each job (newest registration wins): notebook functions
         self.spec_resolvers: list[Callable[[str], JobSpec | None]] = []
@@ -188,7 +203,7 @@ class Engine(Worker):
             redis=self._pool, settings=self.settings, worker_id=self.worker_id, taskq_resolve=self.resolve_spec
         )
         install_output_capture()
-        self._executor = ThreadPoolExecutor(max_workers=self.max_jobs + 4, thread_name_prefix="taskq-job")
+        self._executor = ThreadPoolExecutor(max_workers=self.max_jobs + SPARE_THREADS, thread_name_prefix="taskq-job")
         if self.on_startup:
             await self.on_startup(self.ctx)
         self._hub = EventHub(self.settings)
@@ -385,6 +400,23 @@ class Engine(Worker):
         self._saturated = len(rows) == free
         return len(rows), (float(nxt) if nxt is not None else None)
 
+    def _thread_abandoned(self) -> None:
+        """A sync job's thread runs on after its job ended; replace the pool before they starve it."""
+        self._abandoned += 1
+        if self._abandoned >= SPARE_THREADS and self._executor is not None:
+            logger.warning(
+                "worker %s: %d sync jobs ran past their cancel or time limit and still hold threads; "
+                "starting a fresh thread pool (mark such jobs @job(isolate=True) so they can be stopped)",
+                self.worker_id,
+                self._abandoned,
+            )
+            old = self._executor
+            self._executor = ThreadPoolExecutor(
+                max_workers=self.max_jobs + SPARE_THREADS, thread_name_prefix="taskq-job"
+            )
+            old.shutdown(wait=False)
+            self._abandoned = 0
+
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         for job_id, t in list(self.tasks.items()):
             if t is task:
@@ -525,7 +557,8 @@ class Engine(Worker):
             jctx.flush()
             if reason == "cancelled":
                 note = "cancelled while running"
-                if not spec.is_async:
+                if not spec.is_async and not spec.isolate:
+                    self._thread_abandoned()
                     note += (
                         " (its thread runs on until the function returns, since threads cannot be "
                         "interrupted; its result will be discarded and its next report_progress() "
@@ -563,11 +596,13 @@ class Engine(Worker):
         call: tuple[str, list[Any], dict[str, Any], int],
     ) -> None:
         function = call[0]
+        if outcome.kind == "timed_out" and not spec.is_async and not spec.isolate:
+            self._thread_abandoned()
         if outcome.kind == "retry":
             assert outcome.error is not None
             assert outcome.retry_delay is not None
             score = now_ms() + int(outcome.retry_delay * 1000)
-            err = f"{outcome.error.type}: {outcome.error.message}"[:500]
+            err = _clean(f"{outcome.error.type}: {outcome.error.message}"[:500])
             event = json.dumps({"e": "retrying", "a": attempt, "n": score, "err": err})
             _log_job(
                 "retrying",
@@ -682,6 +717,7 @@ class Engine(Worker):
         call: tuple[str, list[Any], dict[str, Any], int] | None = None,
         duration: float = 0.0,
     ) -> None:
+        error = _clean_error(error)
         if state == "cancelled":
             self.jobs_cancelled += 1
         else:
@@ -776,8 +812,8 @@ class Engine(Worker):
 
     # ================================================================== batched writes
     def _progress_sink(self, jctx: JobContext, payload: dict[str, Any]) -> None:
-        lines: list[str] = payload.pop("_logs", [])
-        fields = {k: str(v) for k, v in payload.items()}
+        lines: list[str] = [_clean(line) for line in payload.pop("_logs", [])]
+        fields = {k: _clean(str(v)) for k, v in payload.items()}
         prev = self._pending_progress.get(jctx.job_id)
         if prev is not None:
             prev[0].update(fields)
@@ -818,8 +854,11 @@ class Engine(Worker):
                     raise
                 except Exception as exc:
                     if not is_connection_error(exc):
-                        logger.exception("writing job results failed; retrying")
-                    elif self._outage_since is None:
+                        # not the network: one bad item must not block every later write
+                        logger.exception("writing %d job results failed; writing them one by one", len(finishes))
+                        outs = await self._flush_each(progress, finishes)
+                        break
+                    if self._outage_since is None:
                         self._outage_since = time.monotonic()
                         logger.warning("server unreachable while writing %d results; retrying", len(finishes))
                     await asyncio.sleep(backoff)
@@ -831,6 +870,26 @@ class Engine(Worker):
                     )
                 if not fut.done():
                     fut.set_result(out)
+
+    async def _flush_each(
+        self, progress: dict[str, tuple[dict[str, str], list[str], str]], finishes: list[tuple[list[Any], Any]]
+    ) -> list[str]:
+        """Write items separately after a batch failed for a reason other than the network; drop what fails."""
+        for job_id, entry in progress.items():
+            try:
+                await self._flush_once({job_id: entry}, [])
+            except Exception:
+                logger.exception("dropped a progress update of job %s that the server refused", job_id)
+        outs: list[str] = []
+        for item in finishes:
+            try:
+                outs += await self._flush_once({}, [item])
+            except Exception:
+                logger.exception(
+                    "could not record the outcome of job %s; its claim will expire and it will run again", item[0][1]
+                )
+                outs.append("error")
+        return outs
 
     async def _flush_once(
         self, progress: dict[str, tuple[dict[str, str], list[str], str]], finishes: list[tuple[list[Any], Any]]
@@ -947,12 +1006,9 @@ class Engine(Worker):
         An async job that blocks the loop (``time.sleep`` in an ``async def``) would otherwise stop
         renewals, let the claim expire, and another worker would start the job a second time.
         """
-        import redis as sync_redis
-
-        client = sync_redis.Redis.from_url(
-            self.settings.url(), socket_timeout=self.settings.socket_timeout, socket_connect_timeout=5
-        )
+        client = make_sync_redis(self.settings)
         renew = client.register_script(layout.RENEW)
+        failing_since: float | None = None
         interval = self.settings.claim_ttl / 3
         warned_at = 0.0
         try:
@@ -972,8 +1028,19 @@ class Engine(Worker):
                     continue
                 try:
                     lost = renew(keys=[], args=[self.worker_id, int(self.settings.claim_ttl * 1000), *held])
+                    failing_since = None
                 except Exception as exc:
-                    logger.debug("claim renewal failed: %s", exc)
+                    now = time.monotonic()
+                    failing_since = failing_since or now
+                    if now - failing_since >= self.settings.claim_ttl / 2:
+                        logger.warning(
+                            "worker %s: renewing the claims of %d running jobs has failed for %.0fs (%s); "
+                            "another worker may start them again once the claims expire",
+                            self.worker_id,
+                            len(held),
+                            now - failing_since,
+                            exc,
+                        )
                     continue
                 for job_id in (_s(x) for x in lost or ()):
                     with contextlib.suppress(RuntimeError):
