@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import pickle
 import time
 import traceback
@@ -33,37 +34,48 @@ def _dumps(obj: Any) -> bytes:
         return pickle.dumps(obj)
 
 
-def _child(conn: Connection, payload: bytes, job_fields: dict[str, Any]) -> None:  # pragma: no cover - subprocess
+def _child(  # pragma: no cover - runs in the subprocess
+    conn: Connection, payload: bytes, job_fields: dict[str, Any], parent: int
+) -> None:
     """Entry point of the isolated process: run the function, report progress/logs, send the outcome."""
     import asyncio as aio
     import sys
+    import threading
 
-    from . import execution
+    from . import _lifeline, execution
     from .serialization import RemoteError
 
+    # never outlive the worker: if it dies (even SIGKILL), this process is killed too
+    _lifeline.die_with_parent(parent)
     fn, args, kwargs = pickle.loads(payload)  # our own parent's bytes, over our own pipe
+    send_lock = threading.Lock()
 
     def sink(_job: execution.JobContext, data: dict[str, Any]) -> None:
-        with contextlib.suppress(Exception):
+        with send_lock, contextlib.suppress(Exception):
             conn.send(("progress", data))
 
+    # the job context flushes progress through its loop: run one in a thread, so sync work reports live
     loop = aio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="taskq-isolated-loop", daemon=True).start()
     job = execution.JobContext(loop=loop, sink=sink, **job_fields)
     execution.install_output_capture()
     token = execution._current.set(job)
     try:
         value = fn(*args, **kwargs)
         if aio.iscoroutine(value):
-            value = loop.run_until_complete(value)
+            value = aio.run_coroutine_threadsafe(value, loop).result()
         job.flush()
-        conn.send(("ok", value))
+        with send_lock:
+            conn.send(("ok", value))
     except BaseException as exc:  # report everything, including SystemExit from user code
         job.flush()
         err = RemoteError.from_exception(exc, traceback="".join(traceback.format_exception(exc)))
-        try:
-            conn.send(("err", err, execution.is_transient(exc), getattr(exc, "defer", None)))
-        except Exception:
-            conn.send(("err", RemoteError(type=err.type, message=err.message, traceback=err.traceback), False, None))
+        with send_lock:
+            try:
+                conn.send(("err", err, execution.is_transient(exc), getattr(exc, "defer", None)))
+            except Exception:
+                plain = RemoteError(type=err.type, message=err.message, traceback=err.traceback)
+                conn.send(("err", plain, False, None))
     finally:
         execution._current.reset(token)
         with contextlib.suppress(Exception):
@@ -104,7 +116,9 @@ async def run_isolated(
     }
     mp = multiprocessing.get_context("spawn")
     parent, child = mp.Pipe(duplex=False)
-    proc = mp.Process(target=_child, args=(child, payload, fields), name=f"taskq-isolated-{job.job_id}", daemon=True)
+    proc = mp.Process(
+        target=_child, args=(child, payload, fields, os.getpid()), name=f"taskq-isolated-{job.job_id}", daemon=True
+    )
     proc.start()
     child.close()
     loop = asyncio.get_running_loop()

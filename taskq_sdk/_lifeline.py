@@ -33,7 +33,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-__all__ = ["ENV_VAR", "Lifeline", "main", "watch_owner"]
+__all__ = ["ENV_VAR", "Lifeline", "die_with_parent", "main", "watch_owner"]
 
 #: The environment variable through which a worker subprocess receives its lifeline fd number.
 ENV_VAR = "TASKQ_LIFELINE_FD"
@@ -175,6 +175,24 @@ def watch_owner(fd: int, on_death: Callable[[], None]) -> threading.Thread:
 
 
 # --------------------------------------------------------------------------------------------- supervisor
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux); exit now if it already has.
+
+    Example::
+
+        die_with_parent(parent_pid)   # first thing in a child that must not outlive its worker
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - exotic libc
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _pdeathsig_preexec() -> Callable[[], None] | None:
