@@ -517,7 +517,7 @@ class AsyncClientCore:
         if info.max_tries is not None:
             opts["_retries"] = info.max_tries  # type: ignore[assignment]
         opts.update(overrides)
-        # the function signature may not declare tenant/workspace: strip them unless they were passed
+        # tenant/workspace are identity (``_prepare`` takes them out of the job's arguments)
         row = self._prepare(function, tuple(args), {**kwargs, **opts}, retry_of=job_id)
         created = await self._store_call(lambda s: s.submit([row], wake_queue=row.queue), "submit a job to")
         return AsyncJob(self, row.job_id, created=created[0], known=True)

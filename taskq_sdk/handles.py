@@ -217,7 +217,9 @@ class AsyncJob:
         hub = await self._client._event_hub()
         prepared, self._presub = self._presub, None
         # subscribed before the job existed: its "done" event cannot have been missed, no first read needed
-        skip_first_read = quick and prepared is not None and prepared.active and not prepared.expired
+        skip_first_read = (
+            quick and self._created is True and prepared is not None and prepared.active and not prepared.expired
+        )
         async with hub.subscribe(layout.job_channel(self._id), prepared=prepared) as sub:
             while True:
                 try:

@@ -35,6 +35,11 @@ def tenant_acl_rules(tenant: str, *, queue: str | None = None) -> list[str]:
         admin.execute_command("ACL", "SETUSER", "acme", "on", ">s3cret", *tenant_acl_rules("acme"))
     """
     t = check_name(tenant, "tenant")
+    if t == "default":
+        raise ValueError(
+            "the 'default' tenant cannot get its own ACL user: that name is the server's own default user "
+            "(and plain arq jobs belong to it); give the confined tenant another name"
+        )
     q = check_name(queue or tenant, "queue")
     if q == "default":
         raise ValueError("a tenant with its own ACL user needs its own queue, not 'default'")

@@ -41,6 +41,34 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, CONNECTION_ERRORS) and not isinstance(exc, AuthenticationError)
 
 
+def _tls_kwargs(settings: Settings, url: str) -> dict[str, Any]:
+    if not url.startswith("rediss://"):
+        return {}
+    kwargs: dict[str, Any] = {"ssl_cert_reqs": "required", "ssl_check_hostname": settings.tls_check_hostname}
+    if settings.tls_ca_certs:
+        kwargs["ssl_ca_certs"] = settings.tls_ca_certs
+    return kwargs
+
+
+def make_sync_redis(settings: Settings) -> Any:
+    """A blocking redis-py client with the same URL, TLS options and timeouts as :func:`make_redis`.
+
+    Example::
+
+        client = make_sync_redis(settings)   # for threads that must not depend on the event loop
+    """
+    import redis as sync_redis
+
+    url = settings.url()
+    return sync_redis.Redis.from_url(
+        url,
+        socket_connect_timeout=settings.connect_timeout,
+        socket_timeout=settings.socket_timeout,
+        socket_keepalive=True,
+        **_tls_kwargs(settings, url),
+    )
+
+
 def make_redis(settings: Settings, codec: Codec | None = None, *, for_pubsub: bool = False) -> ArqRedis:
     """An :class:`arq.connections.ArqRedis` for ``settings`` (connects lazily, on first command).
 
@@ -60,11 +88,7 @@ def make_redis(settings: Settings, codec: Codec | None = None, *, for_pubsub: bo
         "health_check_interval": 0 if for_pubsub else 30,
         "decode_responses": False,
     }
-    if url.startswith("rediss://"):
-        kwargs["ssl_cert_reqs"] = "required"
-        kwargs["ssl_check_hostname"] = settings.tls_check_hostname
-        if settings.tls_ca_certs:
-            kwargs["ssl_ca_certs"] = settings.tls_ca_certs
+    kwargs.update(_tls_kwargs(settings, url))
     try:
         redis: ArqRedis = ArqRedis.from_url(url, **kwargs)
     except ValueError as exc:

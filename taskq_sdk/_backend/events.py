@@ -166,13 +166,14 @@ class EventHub:
                 try:
                     await self._pubsub.subscribe(sub.channel)
                 except Exception as exc:
-                    subs.discard(sub)
-                    self._subs.pop(sub.channel, None)
-                    self._confirmed.pop(sub.channel, None)
-                    if is_connection_error(exc):
-                        # a waiter falls back to polling; the reader reconnects later
-                        return
-                    raise
+                    if not is_connection_error(exc):
+                        subs.discard(sub)
+                        if not subs:
+                            self._subs.pop(sub.channel, None)
+                            self._confirmed.pop(sub.channel, None)
+                        raise
+                    # stay registered: the reader reconnects and subscribes every registered channel
+                    # again (meanwhile a waiter falls back to polling)
                 if self._reader is None or self._reader.done():
                     self._reader = asyncio.create_task(self._read(), name="taskq-events")
             fut_or_none = self._confirmed.get(sub.channel)

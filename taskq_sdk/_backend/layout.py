@@ -267,7 +267,12 @@ for i = 1, #ARGV, 13 do
   local holder = redis.call('GET', INP .. id)
   local mk = meta_key(id)
   local has_meta = redis.call('EXISTS', mk) == 1
-  if holder and holder ~= wid then
+  -- no claim at all: ours expired; finish only if nobody else finished the job meanwhile
+  local taken = holder and holder ~= wid
+  if not holder and op ~= 'release' then
+    if redis.call('EXISTS', RES .. id) == 1 or redis.call('ZSCORE', qk, id) == false then taken = true end
+  end
+  if taken then
     out[#out + 1] = 'claim-lost'
   elseif op == 'done' then
     if ARGV[i + 3] ~= '' then
@@ -381,8 +386,10 @@ if redis.call('ZSCORE', qk, id) then
   if ttl > 0 then
     redis.call('SET', RES .. id, ARGV[3], 'PX', ttl)
     redis.call('PEXPIRE', JOB .. id, ttl)
-  else
+  elseif ttl < 0 then
     redis.call('SET', RES .. id, ARGV[3])
+  else
+    redis.call('DEL', JOB .. id)  -- results are not kept (keep_result=0): nothing stays behind
   end
   redis.call('DEL', RTY .. id)
   if has_meta then
@@ -426,7 +433,7 @@ for i = 3, #ARGV do
   local holder = redis.call('GET', k)
   if holder == ARGV[1] then
     redis.call('PEXPIRE', k, ARGV[2])
-  elseif not holder and redis.call('EXISTS', RES .. ARGV[i]) == 0 then
+  elseif not holder and redis.call('EXISTS', RES .. ARGV[i]) == 0 and redis.call('EXISTS', JOB .. ARGV[i]) == 1 then
     redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
   else
     lost[#lost + 1] = ARGV[i]

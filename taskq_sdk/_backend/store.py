@@ -222,7 +222,7 @@ class Store:
             id=job_id,
             status=status,
             function=_s(meta.get("fn")) or None,
-            tenant=_s(meta.get("tenant")) or tenant_of(job_id) if meta else "default",
+            tenant=(_s(meta.get("tenant")) or tenant_of(job_id)) if meta else "default",
             workspace=_s(meta.get("ws")) or "default",
             queue=layout.queue_name(queue_key),
             attempts=_i(meta.get("attempt")) or 0,
