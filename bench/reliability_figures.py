@@ -40,7 +40,7 @@ def main() -> int:
              "tests/test_video.py", "tests/test_worker_process.py", "tests/test_isolation.py"]  # fmt: skip
     cmd = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-m", marker, *files]
     t0 = time.monotonic()
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, errors="replace")
     took = time.monotonic() - t0
     figures: dict[str, str] = {}
     for line in out.stdout.splitlines():

@@ -425,6 +425,8 @@ class ResultsDBWriter:
         def write() -> int:
             rows = [to_row(j, codec) for j in batch]
             backend.write(rows)
+            # counted here, in the one writer thread: a flush cancelled at shutdown still finishes its write
+            self.written += len(rows)
             return len(rows)
 
         try:
@@ -437,7 +439,6 @@ class ResultsDBWriter:
                 self._pending.popleft()
                 self.dropped += 1
             return 0
-        self.written += n
         return n
 
     async def stop(self) -> None:

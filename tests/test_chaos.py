@@ -135,3 +135,25 @@ def test_restart_with_persistence_keeps_every_queued_job(own_server: Any, start_
         kept = sum(1 for i, v in enumerate(results) if v == i + 1)
         figure("queued_jobs_kept_across_restart_with_aof", f"{kept}/{n}")
         assert kept == n
+
+
+def test_scripts_lost_by_the_server_run_once_each(sync_redis: redis.Redis, redis_url: str) -> None:
+    """After SCRIPT FLUSH (a restart), a pipeline of scripts where only some are refused runs each exactly once."""
+    import asyncio
+
+    from taskq_sdk._backend.connection import make_redis, run_scripts
+    from taskq_sdk.config import Settings as S
+
+    async def main() -> list[Any]:
+        r = make_redis(S(redis_url=redis_url))  # type: ignore[call-arg]
+        loaded = r.register_script("return redis.call('INCR', 'ran:loaded')")
+        missing = r.register_script("return redis.call('INCR', 'ran:missing') + 0 * 1")
+        await r.script_flush()
+        await r.script_load(loaded.script)  # the first is known to the server, the second is not
+        try:
+            return await run_scripts(r, [(loaded, []), (missing, []), (loaded, [])])
+        finally:
+            await r.aclose()
+
+    assert asyncio.run(main()) == [1, 1, 2]
+    assert sync_redis.get("ran:loaded") == b"2" and sync_redis.get("ran:missing") == b"1"

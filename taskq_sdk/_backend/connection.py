@@ -151,7 +151,8 @@ async def run_scripts(redis: ArqRedis, calls: list[tuple[Any, list[Any]]]) -> li
 
     redis-py checks a pipeline's scripts with an extra ``SCRIPT EXISTS`` round trip before every
     pipeline; this sends ``EVALSHA`` by digest instead, and loads the scripts only when the server
-    says it lacks them (after a restart), then retries once.
+    says it lacks them (after a restart), then runs again only the calls that were refused: the
+    others already ran, and running them twice would apply their writes twice.
 
     Example::
 
@@ -162,17 +163,20 @@ async def run_scripts(redis: ArqRedis, calls: list[tuple[Any, list[Any]]]) -> li
     if len(calls) == 1:
         script, args = calls[0]
         return [await script(keys=[], args=args)]  # the Script object handles NOSCRIPT itself
-    for attempt in (1, 2):
+    async with redis.pipeline(transaction=False) as pipe:
+        for script, args in calls:
+            pipe.evalsha(script.sha, 0, *args)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+    refused = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+    if refused:
+        for script in {calls[i][0].sha: calls[i][0] for i in refused}.values():
+            await redis.script_load(script.script)
         async with redis.pipeline(transaction=False) as pipe:
-            for script, args in calls:
-                pipe.evalsha(script.sha, 0, *args)
-            results: list[Any] = await pipe.execute(raise_on_error=False)
-        if attempt == 1 and any(isinstance(r, NoScriptError) for r in results):
-            for script, _ in calls:
-                await redis.script_load(script.script)
-            continue
-        for r in results:
-            if isinstance(r, Exception):
-                raise r
-        return results
-    raise AssertionError("unreachable")  # pragma: no cover
+            for i in refused:
+                pipe.evalsha(calls[i][0].sha, 0, *calls[i][1])
+            for i, r in zip(refused, await pipe.execute(raise_on_error=False), strict=True):
+                results[i] = r
+    for r in results:
+        if isinstance(r, Exception):
+            raise r
+    return results
