@@ -53,10 +53,11 @@ def tenant_acl_rules(tenant: str, *, queue: str | None = None) -> list[str]:
         f"arq:retry:{t}:*",
         f"taskq:{t}:*",
         layout.registry_key(q),
+        layout.ready_key(q),
         layout.WORKERS_ZSET,
         "taskq:worker:*",
     ]
-    channels = [f"taskq:{t}:*", layout.wake_channel(q), layout.control_channel(q)]
+    channels = [f"taskq:{t}:*", layout.wake_channel(q), layout.push_channel(q, "*"), layout.control_channel(q)]
     return [
         "resetkeys",
         "resetchannels",

@@ -273,3 +273,21 @@ def undecodable(name_bytes: bytes) -> None:
     print(f"processing {name}")
     report_progress(0.5, message=f"at {name}")
     raise ValueError(f"bad {name}")
+
+
+@taskq_sdk.job
+async def concurrency_probe(ctx: dict[str, Any], key: str, seconds: float) -> int:
+    """Counts how many of its kind run at once on this server (the highest count is kept in ``key:max``)."""
+    redis = ctx["redis"]
+    now = await redis.incr(key)
+    await redis.eval(
+        "if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or 0) then redis.call('SET', KEYS[1], ARGV[1]) end",
+        1,
+        f"{key}:max",
+        now,
+    )
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        await redis.decr(key)
+    return int(now)

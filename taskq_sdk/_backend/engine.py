@@ -31,7 +31,8 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from signal import Signals
@@ -60,6 +61,18 @@ __all__ = ["Engine", "codec_for"]
 # queue entries one claim may look past (running jobs stay in arq's queue set, ahead of waiting ones)
 SCAN_MAX = 20_000
 SPARE_THREADS = 4  # sync jobs abandoned after a timeout or cancel before the thread pool is replaced
+
+
+@dataclasses.dataclass(frozen=True)
+class _ClaimPlan:
+    """One CLAIM call: the slots it asks for, its arguments, and the ready-set entries involved."""
+
+    free: int
+    args: list[Any]
+    held: str
+    fresh: str
+    ready_key: str
+
 
 #: engines serving in this process, newest last (``taskq_sdk.worker.get_worker_stats`` reads it)
 RUNNING: list[Engine] = []
@@ -162,6 +175,8 @@ class Engine(Worker):
             log_results=False,
         )
         self.jobs_cancelled = 0
+        self._bg_writes: set[asyncio.Task[Any]] = set()
+        self._early_cancels: set[str] = set()
         self._running: dict[str, JobContext] = {}
         self._abandoned = 0
         self._workspaces: dict[str, str] = {}
@@ -173,6 +188,14 @@ class Engine(Worker):
         self.finish_listeners: list[Callable[[FinishedJob], None]] = []
         self.extensions: list[EngineExtension] = list(extensions)
         self._wake = asyncio.Event()
+        # handed-over jobs: an idle worker takes a job from the submit itself, with no claim trip
+        self._push_listening = False  # our push channel is subscribed: a submit can reach us
+        self._ready_entry: str | None = None  # our entry in the ready set, as far as we know
+        self._ready_gen = 0
+        self._taken: deque[str] = deque(maxlen=64)  # entries whose job reached us
+        self._pushes_coming: dict[str, float] = {}  # entries taken by a submit, job not here yet
+        self._claiming = 0  # slots asked for by claims in flight
+        self.jobs_handed = 0
         self._saturated = False
         self._stopping = False
         self._stop_now = False
@@ -199,6 +222,9 @@ class Engine(Worker):
         self._finish_script = self._pool.register_script(layout.FINISH)
         self._progress_script = self._pool.register_script(layout.PROGRESS)
         await self._wait_for_server()
+        for script in (self._claim_script, self._finish_script, self._progress_script):
+            # loaded up front: pipelined calls are sent by digest (see run_scripts)
+            await self._pool.script_load(script.script)
         self.ctx.update(
             redis=self._pool, settings=self.settings, worker_id=self.worker_id, taskq_resolve=self.resolve_spec
         )
@@ -211,6 +237,9 @@ class Engine(Worker):
         self._bg = [
             asyncio.create_task(self._listen(layout.wake_channel(self.taskq_queue)), name="taskq-wake"),
             asyncio.create_task(self._listen(layout.control_channel(self.taskq_queue)), name="taskq-control"),
+            asyncio.create_task(
+                self._listen(layout.push_channel(self.taskq_queue, self.worker_id), push=True), name="taskq-push"
+            ),
             asyncio.create_task(self._heartbeat_loop(), name="taskq-heartbeat"),
         ]
         for ext in self.extensions:
@@ -315,6 +344,8 @@ class Engine(Worker):
             self._stopping = True
             self.allow_pick_jobs = False
             self.status = "draining"
+            with contextlib.suppress(RuntimeError):  # not on the loop (nothing was offered yet)
+                self._background(self._unready())
             logger.info(
                 "%s: draining - finishing %d running jobs (up to %gs; send it again to stop at once)",
                 sig.name,
@@ -343,6 +374,9 @@ class Engine(Worker):
         if self.tasks:
             await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         await stop_tasks(self._bg)
+        await self._unready()
+        if self._bg_writes:
+            await asyncio.wait(list(self._bg_writes), timeout=5.0)
         if self._keeper_thread is not None:
             self._keeper_stop.set()
         for ext in reversed(self.extensions):
@@ -378,27 +412,94 @@ class Engine(Worker):
 
     # ================================================================== claiming
     async def _claim_batch(self) -> tuple[int, float | None]:
-        free = self.max_jobs - len(self.tasks)
+        if self._pushes_coming:  # a handed-over job that never came: its claim expired, the slot is free
+            now_m = time.monotonic()
+            self._pushes_coming = {e: t for e, t in self._pushes_coming.items() if t > now_m}
+        free = self.max_jobs - len(self.tasks) - self._claiming - len(self._pushes_coming)
         if free <= 0 or not self.allow_pick_jobs:
             return 0, None
-        rows, nxt = await self._claim_script(
-            keys=[],
-            args=[
-                self.queue_name,
-                now_ms(),
-                free,
-                int(self.settings.claim_ttl * 1000),
-                self.worker_id,
-                SCAN_MAX,
-            ],
-        )
+        plan = self._plan_claim(free, idle=not self.tasks and not self._claiming and not self._pushes_coming)
+        self._claiming += free
+        try:
+            reply = await self._claim_script(keys=[], args=plan.args)
+        finally:
+            self._claiming -= free
+        return self._claimed(plan, reply)
+
+    def _plan_claim(self, free: int, *, idle: bool) -> _ClaimPlan:
+        """The CLAIM call for ``free`` slots; an ``idle`` worker also offers to take submitted jobs directly."""
+        now = now_ms()
+        held, fresh, lapse = self._ready_entry or "", "", 0
+        if idle and self._push_listening and not self.burst and not self._stopping:
+            # if this claim finds nothing, the next submitted job is handed to us (no claim trip)
+            self._ready_gen += 1
+            fresh = f"{int(self.settings.claim_ttl * 1000)}|{self._ready_gen}|{self.worker_id}"
+            lapse = now + self._ready_lapse_ms()
+        ready_key = layout.ready_key(self.taskq_queue) if (held or fresh) else ""
+        args = [
+            self.queue_name,
+            now,
+            free,
+            int(self.settings.claim_ttl * 1000),
+            self.worker_id,
+            SCAN_MAX,
+            ready_key,
+            held,
+            fresh,
+            lapse,
+        ]
+        return _ClaimPlan(free, args, held, fresh, ready_key)
+
+    def _claimed(self, plan: _ClaimPlan, reply: list[Any]) -> tuple[int, float | None]:
+        """Start the claimed jobs and note where this worker stands in the ready set."""
+        rows, nxt, ready = reply
+        if plan.ready_key:
+            self._ready_entry = plan.fresh if ready == 1 and plan.fresh not in self._taken else None
+            if ready == -1 and plan.held not in self._taken:
+                self._pushes_coming[plan.held] = time.monotonic() + self.settings.claim_ttl
         for row in rows:
-            job_id = _s(row[0])
-            task = asyncio.create_task(self._run(job_id, row), name=f"taskq-job-{job_id}")
-            self.tasks[job_id] = task
-            task.add_done_callback(self._task_done)
-        self._saturated = len(rows) == free
+            self._start(row)
+        self._saturated = len(rows) == plan.free
         return len(rows), (float(nxt) if nxt is not None else None)
+
+    def _ready_lapse_ms(self) -> int:
+        return int(3 * self.settings.heartbeat_interval * 1000) + 5000
+
+    def _start(self, row: list[Any]) -> None:
+        job_id = _s(row[0])
+        task = asyncio.create_task(self._run(job_id, row), name=f"taskq-job-{job_id}")
+        self.tasks[job_id] = task
+        task.add_done_callback(self._task_done)
+
+    def _accept_push(self, row: list[Any]) -> None:
+        """Run a job a submit handed to us (the submit script already claimed it for this worker)."""
+        entry = _s(row[6])
+        self._taken.append(entry)
+        if self._ready_entry == entry:
+            self._ready_entry = None
+        self._pushes_coming.pop(entry, None)
+        job_id = _s(row[0])
+        if job_id in self.tasks:
+            return
+        self.jobs_handed += 1
+        if self._stop_now or self._closed:
+            # stopping at once: back to the queue, like the jobs the stop cut off
+            self._background(self._release(job_id))
+            return
+        self._start(row[:6])
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._bg_writes.add(task)
+        task.add_done_callback(self._bg_writes.discard)
+
+    async def _unready(self) -> None:
+        """Leave the ready set (stopping): submits stop handing jobs to this worker."""
+        entry, self._ready_entry = self._ready_entry, None
+        self._push_listening = False
+        if entry and self._pool is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.zrem(layout.ready_key(self.taskq_queue), entry)
 
     def _thread_abandoned(self) -> None:
         """A sync job's thread runs on after its job ended; replace the pool before they starve it."""
@@ -421,10 +522,12 @@ class Engine(Worker):
         for job_id, t in list(self.tasks.items()):
             if t is task:
                 del self.tasks[job_id]
+                self._early_cancels.discard(job_id)
                 break
         if not task.cancelled() and task.exception() is not None:
             logger.error("internal error while running a job", exc_info=task.exception())
-        if self._saturated or self._stopping:
+        idle_again = not self.tasks and self._push_listening and not self._ready_entry
+        if self._saturated or self._stopping or idle_again:
             self._wake.set()
 
     # ================================================================== running
@@ -432,7 +535,9 @@ class Engine(Worker):
         score = int(float(row[1]))
         blob: bytes | None = row[2]
         attempt = int(row[3])
-        aborted = bool(row[4])
+        # a cancel can arrive between the claim (or hand-over) and this task's first step
+        aborted = bool(row[4]) or job_id in self._early_cancels
+        self._early_cancels.discard(job_id)
         meta = [_s(x) for x in row[5]] if row[5] else ["", "", "", "", ""]
         timeout_s, max_tries_s, workspace, _batch, _enq = meta
         start_ms = now_ms()
@@ -906,13 +1011,34 @@ class Engine(Worker):
                     event,
                 ]
             calls.append((self._progress_script, pargv))
+        plan: _ClaimPlan | None = None
         if finishes:
             fargv: list[Any] = []
             for argv, _ in finishes:
                 fargv += argv
             calls.append((self._finish_script, fargv))
-        results = await run_scripts(self.pool, calls)
+            if self._idle_after(finishes):
+                # the worker is idle once these are written: claim (or offer to take the next
+                # submitted job) in the same round trip, before any waiter hears 'done' and submits again
+                plan = self._plan_claim(self.max_jobs, idle=True)
+                calls.append((self._claim_script, plan.args))
+                self._claiming += plan.free
+        try:
+            results = await run_scripts(self.pool, calls)
+        finally:
+            if plan is not None:
+                self._claiming -= plan.free
+        if plan is not None:
+            self._claimed(plan, results.pop())
         return [_s(x) for x in results[-1]] if finishes else []
+
+    def _idle_after(self, finishes: list[tuple[list[Any], Any]]) -> bool:
+        if not (self._push_listening and self.allow_pick_jobs) or self.burst:
+            return False
+        if self._claiming or self._pushes_coming:
+            return False
+        finishing = {str(argv[1]) for argv, _ in finishes}
+        return finishing.issuperset(self.tasks)
 
     async def _drain_writes(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -928,17 +1054,22 @@ class Engine(Worker):
             )
 
     # ================================================================== notifications
-    async def _listen(self, channel: str) -> None:
+    async def _listen(self, channel: str, *, push: bool = False) -> None:
         assert self._hub is not None
         while not self._closed:
             try:
                 async with self._hub.subscribe(channel) as sub:
+                    if push:
+                        self._push_listening = not self._stopping
+                        self._wake.set()  # offer to take jobs directly from now on
                     while True:
                         event = await sub.get(timeout=None)
                         if event is None:
                             continue
                         kind = event.get("e")
-                        if kind in ("wake", "reconnected", "disconnected"):
+                        if kind == "push":
+                            self._accept_push(event["row"])
+                        elif kind in ("wake", "reconnected", "disconnected"):
                             self._wake.set()
                         elif kind == "cancel":
                             self.cancel_running(str(event.get("id", "")))
@@ -948,6 +1079,9 @@ class Engine(Worker):
                 logger.debug("listener for %s failed (%s); retrying", channel, exc)
                 self._wake.set()
                 await asyncio.sleep(1.0)
+            finally:
+                if push:
+                    self._push_listening = False
 
     def served_names(self) -> list[str]:
         """Every job name this worker serves: its specs plus what resolvers provide."""
@@ -971,8 +1105,11 @@ class Engine(Worker):
         """Cancel a job this worker is running (the control channel calls this)."""
         jctx = self._running.get(job_id)
         task = self.tasks.get(job_id)
-        if jctx is None or task is None:
+        if task is None:
             return False
+        if jctx is None:  # claimed, not started yet: it starts as cancelled
+            self._early_cancels.add(job_id)
+            return True
         jctx.stop_reason = "cancelled"
         task.cancel()
         return True
@@ -1107,6 +1244,10 @@ class Engine(Worker):
             pipe.zadd(layout.WORKERS_ZSET, {self.worker_id: now})
             pipe.zremrangebyscore(layout.WORKERS_ZSET, "-inf", now - 120_000)
             pipe.pexpire(layout.WORKERS_ZSET, 3_600_000)
+            if self._ready_entry:  # still offered (XX: never re-adds an entry a submit took)
+                pipe.zadd(
+                    layout.ready_key(self.taskq_queue), {self._ready_entry: now + self._ready_lapse_ms()}, xx=True
+                )
             reg = layout.registry_key(self.taskq_queue)
             pipe.hset(reg, mapping=dict.fromkeys(info.functions, now))
             pipe.pexpire(reg, 30 * 86_400_000)

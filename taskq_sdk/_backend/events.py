@@ -19,11 +19,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgpack
 from arq.connections import ArqRedis
 
 from .._aio import stop_tasks
 from ..config import Settings
 from .connection import is_connection_error, make_redis
+from .layout import PUSH_MAGIC
 
 logger = logging.getLogger("taskq_sdk.events")
 
@@ -208,8 +210,15 @@ class EventHub:
         if kind != "message" or not isinstance(channel, str):
             return
         data = message.get("data") or b"{}"
-        if isinstance(data, bytes) and data.startswith(RESULT_MAGIC):
-            event: dict[str, Any] = {"e": "done", "blob": data}  # a small result, sent with the notice
+        if isinstance(data, bytes) and data.startswith(PUSH_MAGIC):
+            try:  # a job handed to this worker by a submit: its claim row
+                row = msgpack.unpackb(data[len(PUSH_MAGIC) :], raw=True, strict_map_key=False)
+            except ValueError:
+                logger.error("dropped an unreadable job hand-over on %s (its claim will expire)", channel)
+                return
+            event: dict[str, Any] = {"e": "push", "row": row}
+        elif isinstance(data, bytes) and data.startswith(RESULT_MAGIC):
+            event = {"e": "done", "blob": data}  # a small result, sent with the notice
         else:
             try:
                 parsed = json.loads(data)

@@ -10,10 +10,11 @@ start time), ``arq:in-progress:<id>`` (the claim), ``arq:retry:<id>`` (the attem
     taskq:<tenant>:logs:<id>       list: captured log lines and prints (capped)
     taskq:<tenant>:idx[:<ws>]      sorted set of job ids by enqueue time (listings)
 
-and, per queue: ``taskq:wake:<queue>`` (worker wake-up channel), ``taskq:control:<queue>`` (cancel
-requests), ``taskq:workers`` / ``taskq:worker:<id>`` (liveness), ``taskq:registry:<queue>``
-(function names served). Every key gets a TTL. The Python builders and the Lua prelude below
-are the one place this layout is written down::
+and, per queue: ``taskq:wake:<queue>`` (worker wake-up channel), ``taskq:wake:<queue>:<worker>``
+(jobs handed straight to an idle worker), ``taskq:ready:<queue>`` (idle workers that take such
+jobs), ``taskq:control:<queue>`` (cancel requests), ``taskq:workers`` / ``taskq:worker:<id>``
+(liveness), ``taskq:registry:<queue>`` (function names served). Every key gets a TTL. The Python
+builders and the Lua prelude below are the one place this layout is written down::
 
     meta_key("acme:r1")   # 'taskq:acme:job:acme:r1'
 """
@@ -94,6 +95,21 @@ def wake_channel(queue: str) -> str:
     return f"taskq:wake:{queue}"
 
 
+def push_channel(queue: str, worker_id: str) -> str:
+    """Where a submit hands a job straight to one idle worker of ``queue`` (no claim round trip)."""
+    return f"taskq:wake:{queue}:{worker_id}"
+
+
+def ready_key(queue: str) -> str:
+    """Sorted set of the idle workers of ``queue`` that take handed-over jobs: member
+    ``<claim_ttl_ms>|<generation>|<worker_id>``, scored by the time the entry lapses (ms)."""
+    return f"taskq:ready:{queue}"
+
+
+#: first bytes of a job handed to a worker on its push channel (then a msgpack claim row)
+PUSH_MAGIC = b"\xc1TP"
+
+
 def control_channel(queue: str) -> str:
     """Where cancel requests for a queue's running jobs are announced to its workers."""
     return f"taskq:control:{queue}"
@@ -117,6 +133,7 @@ def registry_key(queue: str) -> str:
 PRELUDE = f"""
 local JOB, RES, INP, RTY, ABORT = '{job_key_prefix}', '{result_key_prefix}', '{in_progress_key_prefix}', \
 '{retry_key_prefix}', '{abort_jobs_ss}'
+local PUSH_MAGIC = '\\193TP'
 local function tenant_of(id)
   local t = string.match(id, '^([a-z0-9][a-z0-9_-]*):')
   if t and string.len(t) <= 63 then return t end
@@ -166,16 +183,25 @@ def metrics_key(tenant: str, minute: int | None = None) -> str:
 HISTOGRAM_BUCKETS_PER_DOUBLING = 8
 
 SUBMIT_STRIDE = 14
-#: ARGV: now, wake_channel, then per job (SUBMIT_STRIDE values):
-#: id, job_bytes, score, job_ttl_ms, meta_ttl_ms, queue_key, workspace, function, timeout, max_tries,
-#: state, retry_of, batch, args_repr.  Returns 1 (created) or 0 (id taken) per job.
+SUBMIT_HEADER = 5
+#: ARGV: now, wake_channel, ready_key, push_channel_prefix, push_queue_key ('' for the last three:
+#: never hand over), then per job (SUBMIT_STRIDE values): id, job_bytes, score, job_ttl_ms,
+#: meta_ttl_ms, queue_key, workspace, function, timeout, max_tries, state, retry_of, batch,
+#: args_repr.  Returns 1 (created) or 0 (id taken) per job.
+#:
+#: A created job that is due now, on the push queue, is handed straight to an idle worker from the
+#: ready set when there is one: claimed here for it (as CLAIM would) and published on its push
+#: channel, in the order of the rows; the wake-up is published only for jobs left in the queue.
 SUBMIT = (
     PRELUDE
     + """
 local now = tonumber(ARGV[1])
+local rk, ppfx, pqk = ARGV[3], ARGV[4], ARGV[5]
 local out = {}
-local created = false
-for i = 3, #ARGV, 14 do
+local queued = false
+local can_push = rk ~= ''
+if can_push then redis.call('ZREMRANGEBYSCORE', rk, '-inf', '(' .. now) end
+for i = 6, #ARGV, 14 do
   local id = ARGV[i]
   if redis.call('EXISTS', JOB .. id, RES .. id) > 0 then
     out[#out + 1] = 0
@@ -203,22 +229,56 @@ for i = 3, #ARGV, 14 do
       if redis.call('EXISTS', ok) == 1 then redis.call('HSET', ok, 'retried_by', id) end
     end
     out[#out + 1] = 1
-    created = true
+    local pushed = false
+    while can_push and ARGV[i + 5] == pqk and tonumber(ARGV[i + 2]) <= now do
+      local entry = redis.call('ZRANGE', rk, 0, 0)[1]
+      if not entry then can_push = false break end
+      redis.call('ZREM', rk, entry)
+      local a = string.find(entry, '|', 1, true)
+      local b = a and string.find(entry, '|', a + 1, true)
+      if b then
+        local wid = string.sub(entry, b + 1)
+        local meta = {ARGV[i + 8], ARGV[i + 9], ARGV[i + 6], ARGV[i + 12], tostring(now)}
+        local row = {id, ARGV[i + 2], ARGV[i + 1], 1, 0, meta, entry}
+        -- handed over only if the worker is listening now; else the next idle worker, or the queue
+        if redis.call('PUBLISH', ppfx .. wid, PUSH_MAGIC .. cmsgpack.pack(row)) > 0 then
+          redis.call('SET', INP .. id, wid, 'PX', string.sub(entry, 1, a - 1))
+          redis.call('SET', RTY .. id, 1, 'EX', 88400)
+          batch_count(id, ARGV[i + 12], 'started', now)
+          redis.call('HSET', mk, 'state', 'in_progress', 'attempt', 1, 'worker', wid, 'started', now)
+          redis.call('PUBLISH', chan(id), cjson.encode({e = 'started', a = 1, w = wid}))
+          pushed = true
+          break
+        end
+      end
+    end
+    if not pushed then queued = true end
   end
 end
-if created and ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], '{"e":"wake"}') end
+if queued and ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], '{"e":"wake"}') end
 return out
 """
 )
 
-#: ARGV: queue_key, now, limit, claim_ttl_ms, worker_id, scan_max.
-#: Returns {claimed, next_score}; each claimed row is
+#: ARGV: queue_key, now, limit, claim_ttl_ms, worker_id, scan_max, ready_key, held_entry, new_entry,
+#: entry_lapses_at.  Returns {claimed, next_score, ready}; each claimed row is
 #: {id, score, job_bytes|nil, attempt, aborted, {timeout, max_tries, ws, batch, enq}|nil}.
+#:
+#: Ready-set bookkeeping (ready_key '' skips it): ``held_entry`` is the entry the worker believes it
+#: has; if a submit took it meanwhile, a handed-over job is on its way and takes one of ``limit``.
+#: ``new_entry`` is added when nothing was claimed and no job is on its way (the worker is idle).
+#: ``ready`` is 1 (new_entry added), 0 (no entry), or -1 (held_entry was taken: a job is coming).
 CLAIM = (
     PRELUDE
     + """
 local qk, now, limit, ttl, wid = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local scan_max = tonumber(ARGV[6])
+local rk, held, fresh = ARGV[7], ARGV[8], ARGV[9]
+local ready = 0
+if rk ~= '' and held ~= '' and redis.call('ZREM', rk, held) == 0 then
+  ready = -1
+  limit = limit - 1
+end
 local out = {}
 local offset = 0
 local page = 64
@@ -249,7 +309,12 @@ while #out < limit and offset < scan_max do
   offset = offset + page
 end
 local nxt = redis.call('ZRANGEBYSCORE', qk, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-return {out, nxt[2] or false}
+if rk ~= '' and fresh ~= '' and ready == 0 and #out == 0 then
+  redis.call('ZADD', rk, ARGV[10], fresh)
+  redis.call('PEXPIRE', rk, 86400000)
+  ready = 1
+end
+return {out, nxt[2] or false, ready}
 """
 )
 
@@ -325,6 +390,8 @@ for i = 1, #ARGV, 13 do
       redis.call('HSET', mk, 'state', 'queued')
       redis.call('PUBLISH', chan(id), ARGV[i + 12])
     end
+    -- back in the queue: an idle worker takes it now (before jobs submitted after it)
+    redis.call('PUBLISH', 'taskq:wake:' .. queue_of(qk), '{"e":"wake"}')
     out[#out + 1] = 'ok'
   end
 end

@@ -131,10 +131,19 @@ class Store:
         """Write jobs atomically per chunk; returns, per row, whether it was created (False: id taken)."""
         now = now_ms()
         created: list[bool] = []
-        wake = layout.wake_channel(wake_queue) if wake_queue else ""
+        # jobs due now on wake_queue may be handed straight to an idle worker of that queue
+        header: list[Any] = [now, "", "", "", ""]
+        if wake_queue:
+            header = [
+                now,
+                layout.wake_channel(wake_queue),
+                layout.ready_key(wake_queue),
+                layout.push_channel(wake_queue, ""),
+                layout.queue_key(wake_queue),
+            ]
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
-            argv: list[Any] = [now, wake]
+            argv: list[Any] = list(header)
             for r in part:
                 meta_ttl = r.job_ttl_ms + self.meta_ttl_after_finish_ms
                 argv += [
