@@ -33,7 +33,7 @@ from typing import Any, ParamSpec, Protocol, Self, TypeVar, runtime_checkable
 from ._backend import layout
 from ._backend.connection import broker_errors, make_redis
 from ._backend.engine import codec_for
-from ._backend.events import EventHub
+from ._backend.events import EventHub, Subscription
 from ._backend.store import JobState, Store, SubmitRow, now_ms
 from ._names import DEFAULT_TENANT, DEFAULT_WORKSPACE, check_job_id, check_name, qualify, tenant_of
 from ._portal import Portal
@@ -140,6 +140,8 @@ class AsyncClientCore:
         self._state = _State.UNOPENED
         self._store: Store | None = None
         self._hub: EventHub | None = None
+        #: names this client's reply channels (``taskq:<tenant>:rc:<id>``), where its jobs' events come
+        self._client_id = uuid.uuid4().hex
         self._registry: dict[str, tuple[float, dict[str, float]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -385,20 +387,32 @@ class AsyncClientCore:
         """
         row = self._prepare(fn, args, dict(kwargs))
         await self._check_known(row.function, row.queue)
-        # subscribe to the job's events before it exists, so a wait right after needs no extra round trip
+        # listen for the job's events before it exists, so a wait right after needs no extra round
+        # trip: on this client's reply channel (subscribed once, no server work per job), else on
+        # the job's own channel
         hub = await self._event_hub()
+        channel = layout.job_channel(row.job_id)
+        reply_to, epoch = "", None
+        presub: Subscription | None = None
         try:
-            presub = await hub.prepare(layout.job_channel(row.job_id))
+            epoch = await hub.reply_channel(layout.reply_channel(tenant_of(row.job_id), self._client_id))
+            if epoch is not None:
+                reply_to, presub = self._client_id, hub.expect(channel)
+            else:
+                presub = await hub.prepare(channel)
         except Exception:
             presub = None
         try:
-            created = await self._store_call(lambda s: s.submit([row], wake_queue=row.queue), "submit a job to")
+            created = await self._store_call(
+                lambda s: s.submit([row], wake_queue=row.queue, reply_to=reply_to), "submit a job to"
+            )
         except BaseException:
             if presub is not None:
                 hub.release(presub)
             raise
         job = AsyncJob(self, row.job_id, created=created[0], known=True)
         job._presub = presub
+        job._reply_epoch = epoch if reply_to else None
         return job
 
     async def submit_video(

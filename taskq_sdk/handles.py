@@ -124,6 +124,8 @@ class AsyncJob:
         self._progress = Progress()
         self._callbacks: list[asyncio.Task[None]] = []
         self._presub: Subscription | None = None  # subscribed at submit, adopted by the first wait
+        #: the event hub's epoch when this client submitted it with its reply channel (None: it did not)
+        self._reply_epoch: int | None = None
 
     # ------------------------------------------------------------------ identity
     @property
@@ -216,11 +218,24 @@ class AsyncJob:
         state: JobState | None = None
         hub = await self._client._event_hub()
         prepared, self._presub = self._presub, None
-        # subscribed before the job existed: its "done" event cannot have been missed, no first read needed
-        skip_first_read = (
-            quick and self._created is True and prepared is not None and prepared.active and not prepared.expired
-        )
-        async with hub.subscribe(layout.job_channel(self._id), prepared=prepared) as sub:
+        # submitted by this client while its reply channel was live: the job's state events come
+        # there, so no subscription of its own; and if the connection never dropped since, nothing
+        # was missed and the first read can be skipped (a view also needs progress: own channel)
+        replies = view is None and self._created is True and self._reply_epoch is not None
+        live = prepared is not None and prepared.active and not prepared.expired and not prepared.adopted
+        # listening before the job existed: its "done" event cannot have been missed, no first read needed
+        skip_first_read = quick and self._created is True and live
+        if replies:
+            skip_first_read = skip_first_read and hub.epoch == self._reply_epoch
+        elif prepared is not None and prepared.local:
+            hub.release(prepared)  # a view needs the job's own channel (progress events)
+            prepared, skip_first_read = None, False
+        channel = layout.job_channel(self._id)
+        async with contextlib.AsyncExitStack() as stack:
+            if replies:
+                sub = stack.enter_context(hub.local(channel, prepared=prepared))
+            else:
+                sub = await stack.enter_async_context(hub.subscribe(channel, prepared=prepared))
             while True:
                 try:
                     if skip_first_read:

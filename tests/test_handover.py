@@ -12,7 +12,7 @@ from taskq_sdk import Client, JobStatus
 from taskq_sdk._backend import layout
 from taskq_sdk.config import Settings
 
-from .conftest import wait_until
+from .conftest import async_wait_until, wait_until
 
 READY = layout.ready_key("default")
 
@@ -90,3 +90,35 @@ def test_a_stopping_worker_leaves_the_ready_set(
     with Client(settings=settings) as client:
         job = client.submit("add", 1, 1)
         assert job.status() is JobStatus.queued, "nothing was handed to the stopped worker"
+
+
+def test_waits_follow_the_clients_reply_channel(settings: Settings, worker: Any, sync_redis: redis.Redis) -> None:
+    """A client's own jobs report to its one reply channel: no subscription per job on the server."""
+    import asyncio
+
+    from taskq_sdk import AsyncClient
+
+    def numsub(channel: str) -> int:
+        return int(dict(sync_redis.pubsub_numsub(channel))[channel.encode()])
+
+    async def main() -> None:
+        async with AsyncClient(settings=settings) as client:
+            job = await client.submit("sleeper", 0.3)
+            waiting = asyncio.ensure_future(job.result(timeout=10))
+            reply = layout.reply_channel("default", client._client_id)
+            await async_wait_until(job.status, what="the job's state")  # the wait is under way meanwhile
+            assert not waiting.done()
+            assert numsub(layout.job_channel(job.id)) == 0
+            assert numsub(reply) == 1
+            assert await waiting == 0.3
+            # a wait that starts after the job finished (its early events no longer kept) reads the result
+            late = await client.submit("add", 1, 2)
+            await async_wait_until(lambda: sync_redis.exists(layout.result_key(late.id)), what="late job done")
+            (await client._event_hub()).release(late._presub)
+            assert await late.result(timeout=10) == 3
+            # someone else's wait (another client) uses the job's own channel
+            async with AsyncClient(settings=settings) as other:
+                slow = await client.submit("sleeper", 0.3)
+                assert await (await other.job(slow.id)).result(timeout=10) == 0.3
+
+    asyncio.run(main())

@@ -91,7 +91,7 @@ for i = 1, #rows, 3 do
     if not fresh then redis.call('DEL', mk, RTY .. id, logs_key(id)) end
     redis.call('HSET', mk, 'fn', fn, 'tenant', tenant, 'ws', ws, 'queue', qk, 'enq', now, 'sched', score,
       'timeout', ARGV[6], 'max_tries', ARGV[7], 'state', ARGV[8], 'retry_of', '', 'batch', ARGV[12],
-      'args', rows[i + 2], 'attempt', 0)
+      'args', rows[i + 2], 'attempt', 0, 'rc', '')
     redis.call('PEXPIRE', mk, meta_ttl)
     made[#made + 1] = id
     flags[#flags + 1] = '1'

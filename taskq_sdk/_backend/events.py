@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import msgpack
@@ -25,7 +25,7 @@ from arq.connections import ArqRedis
 from .._aio import stop_tasks
 from ..config import Settings
 from .connection import is_connection_error, make_redis
-from .layout import PUSH_MAGIC
+from .layout import PUSH_MAGIC, REPLY_MAGIC, job_channel
 
 logger = logging.getLogger("taskq_sdk.events")
 
@@ -47,7 +47,8 @@ class Subscription:
     def __init__(self, channel: str) -> None:
         self.channel = channel
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        #: prepared subscriptions (``EventHub.prepare``): whether a waiter took it over / it lapsed
+        #: prepared subscriptions (``EventHub.prepare`` / ``expect``): whether a waiter took it over / it lapsed
+        self.local = False
         self.active = False
         self.adopted = False
         self.expired = False
@@ -93,6 +94,80 @@ class EventHub:
         self._last_heard = time.monotonic()
         self._ping_sent: float | None = None
         self._lapsing: set[asyncio.Task[None]] = set()
+        #: waiters fed by a reply channel (no server subscription of their own), by job channel
+        self._local: dict[str, set[Subscription]] = {}
+        self._replies: dict[str, Subscription] = {}  # reply channels held for the hub's lifetime
+        #: bumped when the connection is lost: an event published meanwhile may be missed
+        self.epoch = 0
+
+    async def reply_channel(self, channel: str, *, confirm: float = 2.0) -> int | None:
+        """Subscribe to ``channel`` for the hub's lifetime (once); the epoch it is live in, or None.
+
+        Events of jobs submitted with this reply channel reach :meth:`local` waiters through it.
+
+        Example::
+
+            epoch = await hub.reply_channel(reply_channel("acme", client_id))
+        """
+        sub = self._replies.get(channel)
+        if sub is None:
+            sub = Subscription(channel)
+            await self._add(sub, confirm)
+            self._replies[channel] = sub
+        fut = self._confirmed.get(channel)
+        if fut is None or not fut.done() or sub not in self._subs.get(channel, ()):
+            return None  # not confirmed (yet): jobs are followed on their own channels instead
+        return self.epoch
+
+    def expect(self, channel: str, *, ttl: float = 10.0) -> Subscription:
+        """Start keeping the events that reply channels bring for ``channel``; adopt it with :meth:`local`.
+
+        A client expects the channel of a job it submits with its reply channel, so a wait right
+        after the submit misses no event. Unadopted, it lapses after ``ttl`` (events kept no more).
+
+        Example::
+
+            sub = hub.expect(job_channel(job_id))
+            ... submit ...
+            with hub.local(job_channel(job_id), prepared=sub) as sub: ...
+        """
+        sub = Subscription(channel)
+        sub.local = sub.active = True
+        self._local.setdefault(channel, set()).add(sub)
+        sub._expiry = asyncio.get_running_loop().call_later(ttl, self._lapse, sub)
+        return sub
+
+    def _drop_local(self, sub: Subscription) -> None:
+        subs = self._local.get(sub.channel)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._local[sub.channel]
+
+    @contextlib.contextmanager
+    def local(self, channel: str, *, prepared: Subscription | None = None) -> Iterator[Subscription]:
+        """Wait for a job's events that arrive on a reply channel, without subscribing to ``channel``.
+
+        ``prepared``: a subscription from :meth:`expect` to take over (if it has not lapsed).
+
+        Example::
+
+            with hub.local(job_channel(job_id)) as sub:
+                event = await sub.get(timeout=5)
+        """
+        if prepared is not None and prepared.local and not prepared.expired and not prepared.adopted:
+            prepared.adopted = True
+            if prepared._expiry is not None:
+                prepared._expiry.cancel()
+            sub = prepared
+        else:
+            sub = Subscription(channel)
+            sub.local = True
+            self._local.setdefault(channel, set()).add(sub)
+        try:
+            yield sub
+        finally:
+            self._drop_local(sub)
 
     async def prepare(self, channel: str, *, ttl: float = 10.0) -> Subscription:
         """Send a SUBSCRIBE for ``channel`` now without waiting for its confirmation; adopt it later.
@@ -117,12 +192,15 @@ class EventHub:
         if sub.adopted or sub.expired:
             return
         sub.expired = True
+        if sub.local:
+            self._drop_local(sub)
+            return
         task = asyncio.ensure_future(self._remove(sub))
         self._lapsing.add(task)
         task.add_done_callback(self._lapsing.discard)
 
     def release(self, sub: Subscription) -> None:
-        """Drop a prepared subscription nobody will adopt (a handle that is never waited on)."""
+        """Drop a prepared (or expected) subscription nobody will adopt (a handle never waited on)."""
         if sub._expiry is not None:
             sub._expiry.cancel()
         self._lapse(sub)
@@ -210,6 +288,14 @@ class EventHub:
         if kind != "message" or not isinstance(channel, str):
             return
         data = message.get("data") or b"{}"
+        targets = self._subs.get(channel, ())
+        if isinstance(data, bytes) and data.startswith(REPLY_MAGIC):
+            # an event of a job this client submitted: to the waiters of that job's channel
+            job_id, _, data = data[len(REPLY_MAGIC) :].partition(b"\0")
+            channel = job_channel(job_id.decode("utf-8", "replace"))
+            targets = self._local.get(channel, ())
+            if not targets:
+                return
         if isinstance(data, bytes) and data.startswith(PUSH_MAGIC):
             try:  # a job handed to this worker by a submit: its claim row
                 row = msgpack.unpackb(data[len(PUSH_MAGIC) :], raw=True, strict_map_key=False)
@@ -227,13 +313,17 @@ class EventHub:
             if not isinstance(parsed, dict):
                 return
             event = parsed
-        for sub in list(self._subs.get(channel, ())):
+        for sub in list(targets):
             sub.put(event)
 
     def _broadcast(self, event: dict[str, Any]) -> None:
-        for subs in list(self._subs.values()):
+        if event.get("e") == "disconnected":
+            self.epoch += 1
+        held = set(self._replies.values())  # nobody reads these: their events go to local waiters
+        for subs in [*self._subs.values(), *self._local.values()]:
             for sub in list(subs):
-                sub.put(event)
+                if sub not in held:
+                    sub.put(event)
 
     async def _read(self) -> None:
         backoff = 0.05

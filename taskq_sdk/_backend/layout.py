@@ -110,6 +110,15 @@ def ready_key(queue: str) -> str:
 PUSH_MAGIC = b"\xc1TP"
 
 
+def reply_channel(tenant: str, client_id: str) -> str:
+    """A client's own channel: the state events of the jobs it submitted, so it needs no
+    subscription per job (each message is ``REPLY_MAGIC + job_id + b"\\0" + event``)."""
+    return f"taskq:{tenant}:rc:{client_id}"
+
+
+REPLY_MAGIC = b"\xc1TR"
+
+
 def control_channel(queue: str) -> str:
     """Where cancel requests for a queue's running jobs are announced to its workers."""
     return f"taskq:control:{queue}"
@@ -134,6 +143,7 @@ PRELUDE = f"""
 local JOB, RES, INP, RTY, ABORT = '{job_key_prefix}', '{result_key_prefix}', '{in_progress_key_prefix}', \
 '{retry_key_prefix}', '{abort_jobs_ss}'
 local PUSH_MAGIC = '\\193TP'
+local REPLY_MAGIC = '\\193TR'
 local function tenant_of(id)
   local t = string.match(id, '^([a-z0-9][a-z0-9_-]*):')
   if t and string.len(t) <= 63 then return t end
@@ -145,6 +155,14 @@ local function meta_key(id) return 'taskq:' .. tenant_of(id) .. ':job:' .. id en
 local function abort_key(qk) if qk == 'arq:queue' then return ABORT end return qk .. ':abort' end
 local function queue_of(qk) if qk == 'arq:queue' then return 'default' end return string.sub(qk, 11) end
 local function chan(id) return 'taskq:' .. tenant_of(id) .. ':ev:' .. id end
+-- a state event: on the job's channel, and on the reply channel of the client that submitted it
+local function notify(id, mk, payload)
+  redis.call('PUBLISH', chan(id), payload)
+  local rc = redis.call('HGET', mk, 'rc')
+  if rc and rc ~= '' then
+    redis.call('PUBLISH', 'taskq:' .. tenant_of(id) .. ':rc:' .. rc, REPLY_MAGIC .. id .. '\\0' .. payload)
+  end
+end
 local function logs_key(id) return 'taskq:' .. tenant_of(id) .. ':logs:' .. id end
 -- per-batch counters and event channel, for jobs submitted as part of a batch
 local function batch_count(id, batch, field, now)
@@ -183,11 +201,12 @@ def metrics_key(tenant: str, minute: int | None = None) -> str:
 HISTOGRAM_BUCKETS_PER_DOUBLING = 8
 
 SUBMIT_STRIDE = 14
-SUBMIT_HEADER = 5
-#: ARGV: now, wake_channel, ready_key, push_channel_prefix, push_queue_key ('' for the last three:
-#: never hand over), then per job (SUBMIT_STRIDE values): id, job_bytes, score, job_ttl_ms,
-#: meta_ttl_ms, queue_key, workspace, function, timeout, max_tries, state, retry_of, batch,
-#: args_repr.  Returns 1 (created) or 0 (id taken) per job.
+SUBMIT_HEADER = 6
+#: ARGV: now, wake_channel, ready_key, push_channel_prefix, push_queue_key ('' for these three:
+#: never hand over), reply_to (the submitting client's id, '' for none), then per job
+#: (SUBMIT_STRIDE values): id, job_bytes, score, job_ttl_ms, meta_ttl_ms, queue_key, workspace,
+#: function, timeout, max_tries, state, retry_of, batch, args_repr.  Returns 1 (created) or 0 (id
+#: taken) per job. The job's state events also go to reply_to's reply channel (see ``notify``).
 #:
 #: A created job that is due now, on the push queue, is handed straight to an idle worker from the
 #: ready set when there is one: claimed here for it (as CLAIM would) and published on its push
@@ -196,12 +215,12 @@ SUBMIT = (
     PRELUDE
     + """
 local now = tonumber(ARGV[1])
-local rk, ppfx, pqk = ARGV[3], ARGV[4], ARGV[5]
+local rk, ppfx, pqk, rc = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local out = {}
 local queued = false
 local can_push = rk ~= ''
 if can_push then redis.call('ZREMRANGEBYSCORE', rk, '-inf', '(' .. now) end
-for i = 6, #ARGV, 14 do
+for i = 7, #ARGV, 14 do
   local id = ARGV[i]
   if redis.call('EXISTS', JOB .. id, RES .. id) > 0 then
     out[#out + 1] = 0
@@ -216,7 +235,7 @@ for i = 6, #ARGV, 14 do
     redis.call('HSET', mk, 'fn', ARGV[i + 7], 'tenant', tenant, 'ws', ARGV[i + 6], 'queue', ARGV[i + 5],
       'enq', now, 'sched', ARGV[i + 2], 'timeout', ARGV[i + 8], 'max_tries', ARGV[i + 9],
       'state', ARGV[i + 10], 'retry_of', ARGV[i + 11], 'batch', ARGV[i + 12], 'args', ARGV[i + 13],
-      'attempt', 0)
+      'attempt', 0, 'rc', rc)
     redis.call('PEXPIRE', mk, meta_ttl)
     for _, ik in ipairs({'taskq:' .. tenant .. ':idx', 'taskq:' .. tenant .. ':idx:' .. ARGV[i + 6]}) do
       redis.call('ZADD', ik, now, id)
@@ -363,9 +382,9 @@ for i = 1, #ARGV, 13 do
       -- a small result travels with the 'done' notice itself: a waiter needs no extra read
       local blob = ARGV[i + 3]
       if blob ~= '' and string.len(blob) <= 16384 then
-        redis.call('PUBLISH', chan(id), blob)
+        notify(id, mk, blob)
       else
-        redis.call('PUBLISH', chan(id), ARGV[i + 12])
+        notify(id, mk, ARGV[i + 12])
       end
     end
     out[#out + 1] = 'ok'
@@ -381,14 +400,14 @@ for i = 1, #ARGV, 13 do
       local m = redis.call('HMGET', mk, 'ws', 'fn', 'batch')
       count(tenant_of(id), m[1] or 'default', m[2] or '?', tonumber(ARGV[i + 7]), 'retried', nil)
       batch_count(id, m[3], 'retried', ARGV[i + 7])
-      redis.call('PUBLISH', chan(id), ARGV[i + 12])
+      notify(id, mk, ARGV[i + 12])
     end
     out[#out + 1] = 'ok'
   else
     redis.call('DEL', INP .. id)
     if has_meta then
       redis.call('HSET', mk, 'state', 'queued')
-      redis.call('PUBLISH', chan(id), ARGV[i + 12])
+      notify(id, mk, ARGV[i + 12])
     end
     -- back in the queue: an idle worker takes it now (before jobs submitted after it)
     redis.call('PUBLISH', 'taskq:wake:' .. queue_of(qk), '{"e":"wake"}')
@@ -465,7 +484,7 @@ if redis.call('ZSCORE', qk, id) then
     count(tenant_of(id), m[1] or 'default', m[2] or '?', tonumber(now), 'cancelled', nil)
     batch_count(id, m[3], 'cancelled', now)
     redis.call('PEXPIRE', mk, ARGV[5])
-    redis.call('PUBLISH', chan(id), ARGV[6])
+    notify(id, mk, ARGV[6])
   end
   return 'cancelled'
 end

@@ -127,12 +127,17 @@ class Store:
         return int((self.settings.keep_result + self.settings.tombstone_ttl) * 1000)
 
     # ------------------------------------------------------------------ submit
-    async def submit(self, rows: Sequence[SubmitRow], *, wake_queue: str | None, chunk: int = 2000) -> list[bool]:
-        """Write jobs atomically per chunk; returns, per row, whether it was created (False: id taken)."""
+    async def submit(
+        self, rows: Sequence[SubmitRow], *, wake_queue: str | None, reply_to: str = "", chunk: int = 2000
+    ) -> list[bool]:
+        """Write jobs atomically per chunk; returns, per row, whether it was created (False: id taken).
+
+        ``reply_to``: the submitting client's id; the jobs' state events also go to its reply channel.
+        """
         now = now_ms()
         created: list[bool] = []
         # jobs due now on wake_queue may be handed straight to an idle worker of that queue
-        header: list[Any] = [now, "", "", "", ""]
+        header: list[Any] = [now, "", "", "", "", reply_to]
         if wake_queue:
             header = [
                 now,
@@ -140,6 +145,7 @@ class Store:
                 layout.ready_key(wake_queue),
                 layout.push_channel(wake_queue, ""),
                 layout.queue_key(wake_queue),
+                reply_to,
             ]
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
