@@ -122,3 +122,21 @@ def test_waits_follow_the_clients_reply_channel(settings: Settings, worker: Any,
                 assert await (await other.job(slow.id)).result(timeout=10) == 0.3
 
     asyncio.run(main())
+
+
+def test_a_reply_channel_only_speaks_for_its_own_tenant(settings: Settings) -> None:
+    import asyncio
+
+    from taskq_sdk._backend.events import EventHub
+
+    async def main() -> None:
+        hub = EventHub(settings)
+        event = layout.REPLY_MAGIC + b"acme:j1\0" + b'{"e": "done"}'
+        with hub.local(layout.job_channel("acme:j1")) as sub:
+            hub._dispatch({"type": "message", "channel": b"taskq:other:rc:c1", "data": event})
+            assert sub.drain() == [], "another tenant's reply channel cannot feed acme's waiters"
+            hub._dispatch({"type": "message", "channel": b"taskq:acme:rc:c1", "data": event})
+            assert sub.drain() == [{"e": "done"}]
+        await hub.close()
+
+    asyncio.run(main())

@@ -367,6 +367,8 @@ class Engine(Worker):
             return
         self._closed = True
         logger.debug("worker %s closing", self.worker_id)
+        # first leave the ready set: a job handed over from now on would find nobody listening
+        await self._unready()
         if self in RUNNING:
             RUNNING.remove(self)
         for t in list(self.tasks.values()):
@@ -374,7 +376,6 @@ class Engine(Worker):
         if self.tasks:
             await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         await stop_tasks(self._bg)
-        await self._unready()
         if self._bg_writes:
             await asyncio.wait(list(self._bg_writes), timeout=5.0)
         if self._keeper_thread is not None:
@@ -498,8 +499,8 @@ class Engine(Worker):
         entry, self._ready_entry = self._ready_entry, None
         self._push_listening = False
         if entry and self._pool is not None:
-            with contextlib.suppress(Exception):
-                await self._pool.zrem(layout.ready_key(self.taskq_queue), entry)
+            with contextlib.suppress(Exception):  # bounded: shutdown must not wait on an unreachable server
+                await asyncio.wait_for(self._pool.zrem(layout.ready_key(self.taskq_queue), entry), 2.0)
 
     def _thread_abandoned(self) -> None:
         """A sync job's thread runs on after its job ended; replace the pool before they starve it."""

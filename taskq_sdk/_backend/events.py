@@ -23,6 +23,7 @@ import msgpack
 from arq.connections import ArqRedis
 
 from .._aio import stop_tasks
+from .._names import tenant_of
 from ..config import Settings
 from .connection import is_connection_error, make_redis
 from .layout import PUSH_MAGIC, REPLY_MAGIC, job_channel
@@ -291,8 +292,11 @@ class EventHub:
         targets = self._subs.get(channel, ())
         if isinstance(data, bytes) and data.startswith(REPLY_MAGIC):
             # an event of a job this client submitted: to the waiters of that job's channel
-            job_id, _, data = data[len(REPLY_MAGIC) :].partition(b"\0")
-            channel = job_channel(job_id.decode("utf-8", "replace"))
+            raw_id, _, data = data[len(REPLY_MAGIC) :].partition(b"\0")
+            job_id = raw_id.decode("utf-8", "replace")
+            if tenant_of(job_id) != channel.split(":")[1]:
+                return  # a reply channel only speaks for its own tenant's jobs
+            channel = job_channel(job_id)
             targets = self._local.get(channel, ())
             if not targets:
                 return
