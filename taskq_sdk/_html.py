@@ -16,7 +16,18 @@ from typing import Any
 
 from .models import JobInfo, JobStatus
 
-__all__ = ["INSTALL_WIDGETS", "client_html", "cluster_html", "error_html", "job_html", "status_badge"]
+__all__ = [
+    "INSTALL_WIDGETS",
+    "badge",
+    "client_html",
+    "cluster_html",
+    "error_html",
+    "job_html",
+    "progress_bar",
+    "rows_table",
+    "seconds_text",
+    "status_badge",
+]
 
 #: how to get live widgets, shown wherever a view falls back to static HTML
 INSTALL_WIDGETS = 'pip install "taskq-sdk[notebook]"'
@@ -52,10 +63,19 @@ def status_badge(status: JobStatus | str) -> str:
         st = JobStatus(status)
     except ValueError:
         st = JobStatus.not_found
-    color = _COLORS.get(st, "#6b7280")
+    return badge(status, _COLORS.get(st, "#6b7280"))
+
+
+def badge(text: Any, color: str) -> str:
+    """A coloured label (job and batch statuses).
+
+    Example::
+
+        badge("partial", "#d97706")   # '<span style="...">partial</span>'
+    """
     return (
         f'<span style="color:#fff;background:{color};border-radius:3px;padding:0 5px;'
-        f'font-family:monospace">{_e(status)}</span>'
+        f'font-family:monospace">{_e(text)}</span>'
     )
 
 
@@ -93,14 +113,16 @@ def elapsed_text(info: JobInfo, now: datetime | None = None) -> str:
     return ""
 
 
-def _rows(rows: list[tuple[str, str]]) -> str:
+def rows_table(rows: list[tuple[str, str]]) -> str:
+    """A two-column table of (label, HTML) rows; rows with an empty value are left out."""
     body = "".join(
         f'<tr><th style="{_CELL};font-weight:600">{_e(k)}</th><td style="{_CELL}">{v}</td></tr>' for k, v in rows if v
     )
     return f'<table style="{_TABLE}">{body}</table>'
 
 
-def _bar(fraction: float | None, color: str = "#2563eb") -> str:
+def progress_bar(fraction: float | None, color: str = "#2563eb") -> str:
+    """A small HTML progress bar with its percentage ('' for an unknown fraction)."""
     if fraction is None:
         return ""
     pct = max(0.0, min(1.0, fraction)) * 100
@@ -125,7 +147,7 @@ def job_html(job_id: str, info: JobInfo | None, *, kind: str = "Job", note: str 
         rows = [("status", "unknown (call <code>status()</code>)")]
     else:
         p = info.progress
-        progress = _bar(p.fraction, _COLORS.get(info.status, "#2563eb"))
+        progress = progress_bar(p.fraction, _COLORS.get(info.status, "#2563eb"))
         if p.message:
             progress += f" {_e(p.message)}"
         attempts = ""
@@ -143,7 +165,7 @@ def job_html(job_id: str, info: JobInfo | None, *, kind: str = "Job", note: str 
             ("retry of", _e(info.retry_of)),
         ]
     foot = f'<div style="font-size:11px;color:#6b7280">{_e(note)}</div>' if note else ""
-    return f'<div class="taskq-job">{title}{_rows(rows)}{foot}</div>'
+    return f'<div class="taskq-job">{title}{rows_table(rows)}{foot}</div>'
 
 
 def client_html(
@@ -178,7 +200,7 @@ def client_html(
         rows.append(("workers", f"{len(live)} live &middot; {busy} jobs running"))
     if error:
         rows.append(("note", f'<span style="color:#d97706">{_e(error)}</span>'))
-    return f'<div class="taskq-client"><code>{_e(kind)}</code>{_rows(rows)}</div>'
+    return f'<div class="taskq-client"><code>{_e(kind)}</code>{rows_table(rows)}</div>'
 
 
 def cluster_html(snap: dict[str, Any]) -> str:
@@ -215,7 +237,7 @@ def cluster_html(snap: dict[str, Any]) -> str:
     ]
     if snap.get("error"):
         rows.append(("note", f'<span style="color:#d97706">{_e(snap["error"])}</span>'))
-    return f'<div class="taskq-cluster"><code>LocalCluster</code>{_rows(rows)}{table}</div>'
+    return f'<div class="taskq-cluster"><code>LocalCluster</code>{rows_table(rows)}{table}</div>'
 
 
 def error_html(exc: BaseException) -> str:

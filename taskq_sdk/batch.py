@@ -36,6 +36,7 @@ import msgpack
 from ._backend import layout
 from ._backend.batches import BatchStore, BulkHeader
 from ._backend.store import ResultRecord, Store, now_ms
+from ._html import badge, progress_bar, rows_table, seconds_text
 from ._names import qualify
 from .errors import (
     BrokerUnavailable,
@@ -283,18 +284,8 @@ class BatchCounts:
         if self.rate:
             text += f", {self.rate:,.0f}/s"
         if self.eta is not None and not self.finished:
-            text += f", ETA {_seconds_text(self.eta)}"
+            text += f", ETA {seconds_text(self.eta)}"
         return text
-
-
-def _seconds_text(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
 
 
 # ============================================================================ outcomes
@@ -629,21 +620,9 @@ class TqdmBatchView(BatchView):
     """
 
     def __init__(self, label: str, total: int, *, notebook: bool | None = None) -> None:
-        from .progress import in_notebook
+        from .progress import tqdm_class
 
-        if notebook is None:
-            notebook = in_notebook()
-        import tqdm as tqdm_mod
-
-        bar_cls: Any = tqdm_mod.tqdm
-        if notebook:
-            try:
-                import tqdm.notebook
-
-                bar_cls = tqdm.notebook.tqdm
-            except ImportError:
-                pass
-        self._bar = bar_cls(total=total, desc=label, unit="item", leave=True, smoothing=0.1)
+        self._bar = tqdm_class(notebook)(total=total, desc=label, unit="item", leave=True, smoothing=0.1)
         self._last = 0
 
     def update(self, counts: BatchCounts) -> None:
@@ -701,17 +680,8 @@ def batch_html(manifest: BatchManifest, counts: BatchCounts | None, *, kind: str
     else:
         status = batch_status(counts)
         color = _COLORS.get(status, "#6b7280")
-        pct = counts.fraction * 100
-        bar = (
-            '<span style="display:inline-block;width:160px;height:9px;background:#e5e7eb;border-radius:3px;'
-            f'vertical-align:middle"><span style="display:block;width:{pct:.0f}%;height:100%;background:{color};'
-            f'border-radius:3px"></span></span> {pct:.0f}%'
-        )
-        badge = (
-            f'<span style="color:#fff;background:{color};border-radius:3px;padding:0 5px;'
-            f'font-family:monospace">{e(status)}</span>'
-        )
-        rows += [("status", badge), ("progress", bar), ("items", e(str(counts)))]
+        bar = progress_bar(counts.fraction, color)
+        rows += [("status", badge(status, color)), ("progress", bar), ("items", e(str(counts)))]
         jobs = (
             f"{counts.jobs:,} jobs: {counts.jobs_complete:,} complete, {counts.jobs_running:,} running, "
             f"{counts.jobs_queued:,} queued"
@@ -726,13 +696,8 @@ def batch_html(manifest: BatchManifest, counts: BatchCounts | None, *, kind: str
         rows.append(("jobs", e(jobs)))
         if counts.reused:
             rows.append(("reused", e(f"{counts.reused:,} jobs already submitted with key {manifest.key!r}")))
-    cell = "padding:1px 10px 1px 0;text-align:left;vertical-align:top"
-    body = "".join(
-        f'<tr><th style="{cell};font-weight:600">{e(k)}</th><td style="{cell}">{v}</td></tr>' for k, v in rows
-    )
     foot = f'<div style="font-size:11px;color:#6b7280">{e(note)}</div>' if note else ""
-    table = f'<table style="border-collapse:collapse;margin:2px 0;font-size:12px;text-align:left">{body}</table>'
-    return f'<div class="taskq-batch">{title}{table}{foot}</div>'
+    return f'<div class="taskq-batch">{title}{rows_table(rows)}{foot}</div>'
 
 
 class WidgetBatchView(BatchView):
@@ -782,11 +747,10 @@ class WidgetBatchView(BatchView):
 
 
 def _badge(status: str) -> str:
-    color = _COLORS.get(status, "#6b7280")
-    return (
-        f'<span style="color:#fff;background:{color};border-radius:3px;padding:0 5px;'
-        f'font-family:monospace">{html.escape(status)}</span>'
-    )
+    return badge(status, _COLORS.get(status, "#6b7280"))
+
+
+_UNREAD: Any = object()  # "not given": read it from the server
 
 
 # ============================================================================ the async batch
@@ -1237,11 +1201,18 @@ class AsyncBatch:
         return await self._to_frame(timeout, self._make_view(progress, self._cancel_soon))
 
     async def _to_frame(
-        self, timeout: float | None, view: BatchView | None, *, chunks: Sequence[int] | None = None
+        self,
+        timeout: float | None,
+        view: BatchView | None,
+        *,
+        chunks: Sequence[int] | None = None,
+        index: Any = _UNREAD,
     ) -> pd.DataFrame:
+        """Stream the finished chunks into a frame (``index``: the frame's index, if the caller has it)."""
         from .pandas import FrameBuilder
 
-        index = await self._frame_index()
+        if index is _UNREAD:
+            index = await self._frame_index()
         builder = FrameBuilder(self._m, index=index)
         try:
             async for outcomes in self._stream(timeout=timeout, view=view, chunks=chunks):

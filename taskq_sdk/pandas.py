@@ -415,15 +415,7 @@ async def _submit(
 
 
 async def _gather(batch: AsyncBatch, index: Any, timeout: float | None, view: BatchView | None) -> pd.DataFrame:
-    builder = FrameBuilder(batch.manifest, index=index)
-    try:
-        async for outcomes in batch._stream(timeout=timeout, view=view, cache=False):
-            for o in outcomes:
-                builder.add(o)
-    finally:
-        if view is not None:
-            view.close(batch._last)
-    out = builder.finish(batch_id=batch.id)
+    out = await batch._to_frame(timeout, view, index=index)
     out.attrs["taskq"]["reused"] = batch.reused
     return out
 

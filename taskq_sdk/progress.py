@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any, Protocol, runtime_checkable
 
+from ._html import INSTALL_WIDGETS
 from .models import JobStatus, Progress
 
 __all__ = [
@@ -25,9 +26,9 @@ __all__ = [
     "in_notebook",
     "make_view",
     "require_ipywidgets",
+    "tqdm_class",
 ]
 
-INSTALL_WIDGETS = 'pip install "taskq-sdk[notebook]"'
 _noted_missing_widgets = False
 
 
@@ -53,6 +54,28 @@ def require_ipywidgets() -> Any:
     except ImportError as exc:
         raise ImportError(f"Live notebook views need ipywidgets: {INSTALL_WIDGETS}") from exc
     return ipywidgets
+
+
+def tqdm_class(notebook: bool | None = None) -> Any:
+    """tqdm's notebook bar inside Jupyter (when ipywidgets is there), its terminal bar elsewhere.
+
+    Example::
+
+        bar = tqdm_class()(total=100, desc="items")
+    """
+    if notebook is None:
+        notebook = in_notebook()
+    import tqdm as tqdm_mod
+
+    if notebook:
+        try:
+            import ipywidgets  # noqa: F401  (tqdm.notebook needs it)
+            import tqdm.notebook
+
+            return tqdm.notebook.tqdm
+        except ImportError:
+            note_missing_widgets()
+    return tqdm_mod.tqdm
 
 
 def note_missing_widgets() -> None:
@@ -98,20 +121,7 @@ class TqdmView:
     """
 
     def __init__(self, label: str, *, notebook: bool | None = None) -> None:
-        if notebook is None:
-            notebook = in_notebook()
-        import tqdm as tqdm_mod
-
-        bar_cls: Any = tqdm_mod.tqdm
-        if notebook:
-            try:
-                import ipywidgets  # noqa: F401  (tqdm.notebook needs it)
-                import tqdm.notebook
-
-                bar_cls = tqdm.notebook.tqdm
-            except ImportError:
-                note_missing_widgets()
-        self._bar = bar_cls(
+        self._bar = tqdm_class(notebook)(
             total=1000,
             desc=label,
             bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}",

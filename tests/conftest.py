@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import sys
 import time
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import redis
 
+from taskq_sdk import AsyncClient, Client
 from taskq_sdk._lifeline import Lifeline
 from taskq_sdk._server import LocalServer
 from taskq_sdk.config import Settings
@@ -239,3 +241,51 @@ def _pin_embedded_server() -> None:
 
 
 _pin_embedded_server()
+
+
+class Api:
+    """The same test against Client and AsyncClient: ``api(x)`` returns ``x`` for the Client and runs
+    ``x`` on a loop for the AsyncClient (tests/test_story.py, tests/test_batch.py)."""
+
+    def __init__(self, kind: str, settings: Settings) -> None:
+        self.kind = kind
+        self.settings = settings
+        self.loop = asyncio.new_event_loop() if kind == "async" else None
+        self.clients: list[Any] = []
+
+    def client(self, **kwargs: Any) -> Any:
+        c: Any = (
+            Client(settings=self.settings, **kwargs)
+            if self.kind == "sync"
+            else AsyncClient(settings=self.settings, **kwargs)
+        )
+        self.clients.append(c)
+        return c
+
+    def __call__(self, value: Any) -> Any:
+        if inspect.isawaitable(value):
+            assert self.loop is not None
+            return self.loop.run_until_complete(value)  # type: ignore[arg-type]
+        return value
+
+    def iterate(self, it: Any) -> list[Any]:
+        if hasattr(it, "__aiter__"):
+
+            async def collect() -> list[Any]:
+                return [x async for x in it]
+
+            return list(self(collect()))
+        return list(it)
+
+    def close(self) -> None:
+        for c in self.clients:
+            self(c.close())
+        if self.loop is not None:
+            self.loop.close()
+
+
+@pytest.fixture(params=["sync", "async"])
+def api(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Api]:
+    a = Api(request.param, settings)
+    yield a
+    a.close()

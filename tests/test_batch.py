@@ -6,14 +6,12 @@ The main story runs twice, through the blocking ``Client`` and the ``AsyncClient
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,54 +32,7 @@ from taskq_sdk import (
 from taskq_sdk.batch import AsyncBatch, Batch, BatchCounts
 from taskq_sdk.config import Settings
 
-from .conftest import ROOT, figure, wait_until
-
-
-class Api:
-    """``call(x)`` returns ``x`` for the Client and runs ``x`` on a loop for the AsyncClient."""
-
-    def __init__(self, kind: str, settings: Settings) -> None:
-        self.kind = kind
-        self.settings = settings
-        self.loop = asyncio.new_event_loop() if kind == "async" else None
-        self.clients: list[Any] = []
-
-    def client(self, **kwargs: Any) -> Any:
-        c: Any = (
-            Client(settings=self.settings, **kwargs)
-            if self.kind == "sync"
-            else AsyncClient(settings=self.settings, **kwargs)
-        )
-        self.clients.append(c)
-        return c
-
-    def __call__(self, value: Any) -> Any:
-        if inspect.isawaitable(value):
-            assert self.loop is not None
-            return self.loop.run_until_complete(value)  # type: ignore[arg-type]
-        return value
-
-    def iterate(self, it: Any) -> list[Any]:
-        if hasattr(it, "__aiter__"):
-
-            async def collect() -> list[Any]:
-                return [x async for x in it]
-
-            return list(self(collect()))
-        return list(it)
-
-    def close(self) -> None:
-        for c in self.clients:
-            self(c.close())
-        if self.loop is not None:
-            self.loop.close()
-
-
-@pytest.fixture(params=["sync", "async"])
-def api(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Api]:
-    a = Api(request.param, settings)
-    yield a
-    a.close()
+from .conftest import ROOT, Api, figure, wait_until
 
 
 def test_map_results_in_input_order_counts_and_streaming(api: Api, worker: Any) -> None:

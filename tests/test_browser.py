@@ -25,6 +25,9 @@ pytestmark = pytest.mark.notebook
 
 NOTEBOOK = ROOT / "notebooks" / "01_quickstart.ipynb"
 ENABLE = 'apt-get install -y chromium && pip install -e ".[dev,all]"'
+# read at import: during a test the autouse fixture `_no_env_leak` has removed every TASKQ_* variable
+NBSHOT = os.environ.get("TASKQ_NBSHOT") or str(ROOT / "tests" / "nbshot.py")
+SCREENSHOT = os.environ.get("TASKQ_SCREENSHOT")
 
 
 def _chromium() -> str | None:
@@ -44,21 +47,29 @@ def _missing() -> str | None:
     return None
 
 
-def test_quickstart_renders_live_widgets_in_jupyterlab(tmp_path: Path) -> None:
+def run_strict(notebook: Path, png: Path, *extra: str) -> tuple[int, int, str]:
+    """Run ``notebook`` in JupyterLab with ``--strict-widgets`` (the test skips where it can't run).
+
+    Returns (widget outputs rendered as widgets, widget outputs, nbshot's report); fails the test
+    if nbshot fails (a cell errored or a widget fell back to text).
+    """
     missing = _missing()
     if missing:
         pytest.skip(f"browser check skipped: {missing}. Enable it with: {ENABLE}")
     chromium = _chromium()
     assert chromium is not None
-    tool = os.environ.get("TASKQ_NBSHOT") or str(ROOT / "tests" / "nbshot.py")
-    png = Path(os.environ.get("TASKQ_SCREENSHOT") or tmp_path / "quickstart.png")
-    cmd = [sys.executable, tool, str(NOTEBOOK), str(png), "--strict-widgets", "--timeout", "150"]
+    cmd = [sys.executable, NBSHOT, str(notebook), str(png), "--strict-widgets", "--timeout", "150", *extra]
     out = subprocess.run([*cmd, "--chromium", chromium], capture_output=True, text=True, timeout=400)
     report = out.stdout[-6000:] + out.stderr[-2000:]
     assert out.returncode == 0, f"nbshot exited {out.returncode}:\n{report}"
     match = re.search(r"widget outputs rendered as widgets: (\d+)/(\d+)", out.stdout)
     assert match, report
-    rendered, total = int(match.group(1)), int(match.group(2))
+    return int(match.group(1)), int(match.group(2)), report
+
+
+def test_quickstart_renders_live_widgets_in_jupyterlab(tmp_path: Path) -> None:
+    png = Path(SCREENSHOT or tmp_path / "quickstart.png")
+    rendered, total, report = run_strict(NOTEBOOK, png)
     figure("quickstart_widgets_rendered", f"{rendered}/{total}")
     assert total >= 4 and rendered == total, report
     assert png.stat().st_size > 20_000

@@ -13,40 +13,24 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from .conftest import ROOT, figure
-from .test_browser import ENABLE, _chromium, _missing
+from .test_browser import run_strict
 
 pytestmark = pytest.mark.notebook
 
 NOTEBOOK = ROOT / "notebooks" / "04_monitoring.ipynb"
-# read at import: during a test the autouse fixture `_no_env_leak` has removed every TASKQ_* variable
-NBSHOT = os.environ.get("TASKQ_NBSHOT") or str(ROOT / "tests" / "nbshot.py")
 KEEP_SCREENSHOT = os.environ.get("TASKQ_DASHBOARD_SCREENSHOT")
 
 
 @pytest.mark.timeout(450)
 def test_monitoring_notebook_renders_the_dashboard_in_jupyterlab(tmp_path: Path) -> None:
-    missing = _missing()
-    if missing:
-        pytest.skip(f"browser check skipped: {missing}. Enable it with: {ENABLE}")
-    chromium = _chromium()
-    assert chromium is not None
     png = tmp_path / "04_monitoring.png"
     page = tmp_path / "04_monitoring.html"
-    cmd = [sys.executable, NBSHOT, str(NOTEBOOK), str(png), "--strict-widgets", "--timeout", "150"]
-    cmd += ["--dump-html", str(page), "--chromium", chromium]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
-    report = out.stdout[-6000:] + out.stderr[-2000:]
-    assert out.returncode == 0, f"nbshot exited {out.returncode}:\n{report}"
-    match = re.search(r"widget outputs rendered as widgets: (\d+)/(\d+)", out.stdout)
-    assert match, report
-    rendered, total = int(match.group(1)), int(match.group(2))
+    rendered, total, report = run_strict(NOTEBOOK, png, "--dump-html", str(page))
     figure("monitoring_widgets_rendered", f"{rendered}/{total}")
     assert total >= 1 and rendered == total, report
     assert png.stat().st_size > 20_000

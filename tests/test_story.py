@@ -7,10 +7,8 @@ AsyncClient, so each scenario is written once and exercised through both APIs.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,44 +25,7 @@ from taskq_sdk import (
 )
 from taskq_sdk.config import Settings
 
-from .conftest import figure, wait_until
-
-
-class Api:
-    def __init__(self, kind: str, settings: Settings) -> None:
-        self.kind = kind
-        self.settings = settings
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.clients: list[Any] = []
-
-    def client(self, **kwargs: Any) -> Any:
-        if self.kind == "sync":
-            c: Any = Client(settings=self.settings, **kwargs)
-        else:
-            if self.loop is None:
-                self.loop = asyncio.new_event_loop()
-            c = AsyncClient(settings=self.settings, **kwargs)
-        self.clients.append(c)
-        return c
-
-    def __call__(self, value: Any) -> Any:
-        if inspect.isawaitable(value):
-            assert self.loop is not None
-            return self.loop.run_until_complete(value)  # type: ignore[arg-type]
-        return value
-
-    def close(self) -> None:
-        for c in self.clients:
-            self(c.close())
-        if self.loop is not None:
-            self.loop.close()
-
-
-@pytest.fixture(params=["sync", "async"])
-def api(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Api]:
-    a = Api(request.param, settings)
-    yield a
-    a.close()
+from .conftest import Api, figure, wait_until
 
 
 def test_submit_wait_result_and_status(api: Api, worker: Any) -> None:
