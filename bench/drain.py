@@ -25,8 +25,8 @@ codec = Codec()
 
 async def enqueue_taskq(url: str, n: int) -> None:
     async with AsyncClient(url) as client:
-        rows = [client._prepare("noop", (), {}) for _ in range(n)]
-        await client._store_call(lambda s: s.submit(rows, wake_queue=None))
+        rows = [client.core.prepare("noop", (), {}) for _ in range(n)]
+        await client.core.call(lambda s: s.submit(rows, wake_queue=None))
 
 
 async def enqueue_arq(url: str, n: int) -> None:

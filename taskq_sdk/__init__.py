@@ -8,8 +8,19 @@ Start a local server and workers, submit a job, follow it, get its result::
         job = client.submit_video("https://example.com/clip.mp4")
         print(job.wait(progress=True))
 
-Names are imported on first use, so ``import taskq_sdk`` stays fast and never imports pandas,
-ipywidgets or video libraries.
+Names are imported on first use, so ``import taskq_sdk`` stays fast and never imports arq, redis,
+pandas, ipywidgets or video libraries. The package's layers, bottom up (``tests/test_quality.py``
+keeps them so):
+
+* foundations: ``errors``, ``models``, ``config``, ``serialization``, ``registry`` and small helpers;
+* ``_backend``: the only code that knows arq's envelopes and spells Redis keys and Lua scripts;
+* the client: ``_core`` (what handles, batches and views need from a client), ``handles``,
+  ``batch/``, ``client`` (``AsyncClient``, then its blocking facade ``Client``), ``pandas``,
+  ``health``, ``metrics`` and ``views/`` (HTML, progress bars, widgets, dashboard);
+* the worker: ``runtime`` (what a running job reaches), ``execution`` (the job wrapper),
+  ``_backend.engine``, ``worker`` (assembles an engine with its extensions: results DB, webhooks,
+  schedules) and the built-in ``jobs/``;
+* local mode: ``local`` (``LocalCluster``), ``cli``.
 """
 
 from __future__ import annotations
@@ -17,48 +28,20 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import errors as _errors
 from ._version import __version__
 
 if TYPE_CHECKING:
     from .batch import AsyncBatch, Batch, BatchCounts
     from .client import AsyncClient, Client
     from .config import Settings
-    from .errors import (
-        BlockedDestination,
-        BrokerUnavailable,
-        ClientClosed,
-        ConfigurationError,
-        DeserializationError,
-        DownloadFailed,
-        DownloadTimeout,
-        DownloadTooLarge,
-        InvalidName,
-        InvalidURL,
-        JobCancelled,
-        JobFailed,
-        JobLost,
-        JobNotFound,
-        JobTimedOut,
-        JobTimeout,
-        NotAVideo,
-        PayloadTooLarge,
-        PermissionDenied,
-        ResultExpired,
-        SerializationError,
-        ServerError,
-        SubmitError,
-        TaskqError,
-        UnknownJob,
-        UnsupportedScheme,
-        VideoError,
-        WaitTimeout,
-    )
-    from .execution import Retry, StopJob, current_job, report_progress
+    from .errors import *  # noqa: F403  (every public error: errors.__all__)
     from .handles import AsyncJob, Job
     from .local import LocalCluster
     from .models import JobInfo, JobStatus, Progress, WorkerInfo
     from .queue_service import TaskQueueService
     from .registry import job
+    from .runtime import Retry, StopJob, current_job, report_progress
 
 _LAZY: dict[str, str] = {
     "AsyncBatch": "batch",
@@ -67,10 +50,10 @@ _LAZY: dict[str, str] = {
     "AsyncClient": "client",
     "Client": "client",
     "Settings": "config",
-    "Retry": "execution",
-    "StopJob": "execution",
-    "current_job": "execution",
-    "report_progress": "execution",
+    "Retry": "runtime",
+    "StopJob": "runtime",
+    "current_job": "runtime",
+    "report_progress": "runtime",
     "AsyncJob": "handles",
     "Job": "handles",
     "LocalCluster": "local",
@@ -81,38 +64,6 @@ _LAZY: dict[str, str] = {
     "TaskQueueService": "queue_service",
     "job": "registry",
 }
-_ERRORS = (
-    "BlockedDestination",
-    "BrokerUnavailable",
-    "ClientClosed",
-    "ConfigurationError",
-    "DeserializationError",
-    "DownloadFailed",
-    "DownloadTimeout",
-    "DownloadTooLarge",
-    "InvalidName",
-    "InvalidURL",
-    "JobCancelled",
-    "JobFailed",
-    "JobLost",
-    "JobNotFound",
-    "JobTimedOut",
-    "JobTimeout",
-    "NotAVideo",
-    "PayloadTooLarge",
-    "PermissionDenied",
-    "ResultExpired",
-    "SerializationError",
-    "ServerError",
-    "SubmitError",
-    "TaskqError",
-    "UnknownJob",
-    "UnsupportedScheme",
-    "VideoError",
-    "WaitTimeout",
-)
-for _name in _ERRORS:
-    _LAZY[_name] = "errors"
 
 __all__ = [
     "AsyncBatch",
@@ -120,57 +71,33 @@ __all__ = [
     "AsyncJob",
     "Batch",
     "BatchCounts",
-    "BlockedDestination",
-    "BrokerUnavailable",
     "Client",
-    "ClientClosed",
-    "ConfigurationError",
-    "DeserializationError",
-    "DownloadFailed",
-    "DownloadTimeout",
-    "DownloadTooLarge",
-    "InvalidName",
-    "InvalidURL",
     "Job",
-    "JobCancelled",
-    "JobFailed",
     "JobInfo",
-    "JobLost",
-    "JobNotFound",
     "JobStatus",
-    "JobTimedOut",
-    "JobTimeout",
     "LocalCluster",
-    "NotAVideo",
-    "PayloadTooLarge",
-    "PermissionDenied",
     "Progress",
-    "ResultExpired",
     "Retry",
-    "SerializationError",
-    "ServerError",
     "Settings",
     "StopJob",
-    "SubmitError",
     "TaskQueueService",
-    "TaskqError",
-    "UnknownJob",
-    "UnsupportedScheme",
-    "VideoError",
-    "WaitTimeout",
     "WorkerInfo",
     "__version__",
     "current_job",
     "job",
     "report_progress",
 ]
+__all__ += _errors.__all__  # every public error, listed once: in taskq_sdk.errors
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'taskq_sdk' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    if name in _errors.__all__:
+        value = getattr(_errors, name)
+    else:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'taskq_sdk' has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
 

@@ -42,7 +42,7 @@ def _child(  # pragma: no cover - runs in the subprocess
     import sys
     import threading
 
-    from . import _lifeline, execution
+    from . import _lifeline, runtime
     from .serialization import RemoteError
 
     # never outlive the worker: if it dies (even SIGKILL), this process is killed too
@@ -50,16 +50,16 @@ def _child(  # pragma: no cover - runs in the subprocess
     fn, args, kwargs = pickle.loads(payload)  # our own parent's bytes, over our own pipe
     send_lock = threading.Lock()
 
-    def sink(_job: execution.JobContext, data: dict[str, Any]) -> None:
+    def sink(_job: runtime.JobContext, data: dict[str, Any]) -> None:
         with send_lock, contextlib.suppress(Exception):
             conn.send(("progress", data))
 
     # the job context flushes progress through its loop: run one in a thread, so sync work reports live
     loop = aio.new_event_loop()
     threading.Thread(target=loop.run_forever, name="taskq-isolated-loop", daemon=True).start()
-    job = execution.JobContext(loop=loop, sink=sink, **job_fields)
-    execution.install_output_capture()
-    token = execution._current.set(job)
+    job = runtime.JobContext(loop=loop, sink=sink, **job_fields)
+    runtime.install_output_capture()
+    token = runtime.bind_job(job)
     try:
         value = fn(*args, **kwargs)
         if aio.iscoroutine(value):
@@ -72,12 +72,12 @@ def _child(  # pragma: no cover - runs in the subprocess
         err = RemoteError.from_exception(exc, traceback="".join(traceback.format_exception(exc)))
         with send_lock:
             try:
-                conn.send(("err", err, execution.is_transient(exc), getattr(exc, "defer", None)))
+                conn.send(("err", err, runtime.is_transient(exc), getattr(exc, "defer", None)))
             except Exception:
                 plain = RemoteError(type=err.type, message=err.message, traceback=err.traceback)
                 conn.send(("err", plain, False, None))
     finally:
-        execution._current.reset(token)
+        runtime.unbind_job(token)
         with contextlib.suppress(Exception):
             conn.close()
         sys.stdout.flush()

@@ -39,6 +39,8 @@ class Portal:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stopped = False
+        self._helpers: concurrent.futures.ThreadPoolExecutor | None = None
+        self._helpers_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -118,8 +120,23 @@ class Portal:
         if self.running:
             self._loop.call_soon_threadsafe(fn, *args)
 
+    def run_in_thread(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        """Run a blocking callable in the portal's helper thread (done callbacks may block on the client).
+
+        Example::
+
+            portal.run_in_thread(print, "job done")
+        """
+        with self._helpers_lock:
+            if self._helpers is None:
+                self._helpers = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="taskq-callbacks")
+            return self._helpers.submit(fn, *args)
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the loop (cancelling what still runs on it) and join the thread (idempotent)."""
+        with self._helpers_lock:
+            if self._helpers is not None:
+                self._helpers.shutdown(wait=False)
         if self._stopped:
             return
         self._stopped = True

@@ -406,6 +406,16 @@ class LocalServer:
         return self._binary
 
     @property
+    def runtime_dir(self) -> Path | None:
+        """The server's private 0700 directory (config, logs), removed with it even on SIGKILL; None before start.
+
+        Example::
+
+            LocalServer().start().runtime_dir   # PosixPath('/tmp/taskq-server-...')
+        """
+        return self._proc.runtime_dir
+
+    @property
     def persist_dir(self) -> Path | None:
         """The data directory that survives restarts (append-only file), or None for in-memory only.
 

@@ -1,8 +1,9 @@
 """The clients: :class:`AsyncClient` holds all the logic; :class:`Client` is its blocking facade.
 
-Both have the same methods with the same parameters. ``Client`` runs the ``AsyncClient`` on an
-event loop in a daemon thread, so it works in scripts, from several threads and inside a running
-loop (a Jupyter cell) without patching anything::
+Both have the same methods with the same parameters. ``Client`` runs an ``AsyncClient`` on an
+event loop in a daemon thread (a :class:`~taskq_sdk._portal.Portal`), so it works in scripts, from
+several threads and inside a running loop (a Jupyter cell) without patching anything; each of its
+methods is one blocking call into the ``AsyncClient``::
 
     from taskq_sdk import Client
     with Client("redis://localhost:6379/0", tenant="acme", workspace="exp1") as client:
@@ -13,22 +14,43 @@ loop (a Jupyter cell) without patching anything::
         job = await client.submit("add", 1, 2)
         await job                          # 3
 
-Each feature is a mixin in its own module: the core (:mod:`taskq_sdk._client_core`), batches,
-service views (health, results), observability (metrics, dashboard) and notebook views.
+What handles, batches and views need from a client lives in its core (:mod:`taskq_sdk._core`);
+the work behind batches, health and metrics lives in :mod:`taskq_sdk.batch`,
+:mod:`taskq_sdk.health` and :mod:`taskq_sdk.metrics`. This module is the public API over them.
 """
 
 from __future__ import annotations
 
-from ._client_batches import AsyncBatchMethods, BatchFacade
-from ._client_core import ClientSource
-from ._client_observe import AsyncObserveMethods, ObserveFacade
-from ._client_service import AsyncServiceMethods, ServiceFacade
-from ._client_views import AsyncViewMethods, ViewFacade
+import asyncio
+import concurrent.futures
+import weakref
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Self
+
+from . import health as _health
+from . import metrics as _metrics
+from ._core import ClientCore, ClientSource, resolve_settings
+from ._names import check_name
+from ._portal import Portal
+from .batch import AsyncBatch, Batch
+from .batch.submit import attach, map_items
+from .config import Settings
+from .errors import ConfigurationError, JobNotFound
+from .handles import AsyncJob, Job
+from .models import HealthSnapshot, JobInfo, JobStatus, WorkerInfo
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
+    from .views.dashboard import Dashboard
 
 __all__ = ["AsyncClient", "Client", "ClientSource"]
 
+#: how long a sync client's HTML view may wait for the server's answer before showing what it knows
+VIEW_TIMEOUT = 2.0
 
-class AsyncClient(AsyncBatchMethods, AsyncServiceMethods, AsyncObserveMethods, AsyncViewMethods):
+
+class AsyncClient:
     """Submit jobs and follow them from ``async`` code; the implementation behind :class:`Client`.
 
     ``AsyncClient()`` connects as the environment says (``REDIS_URL`` or ``REDIS_HOST``/``PORT``/
@@ -42,8 +64,391 @@ class AsyncClient(AsyncBatchMethods, AsyncServiceMethods, AsyncObserveMethods, A
             print(await job.result())
     """
 
+    def __init__(
+        self,
+        redis_url: str | ClientSource | None = None,
+        /,
+        *,
+        tenant: str | None = None,
+        workspace: str | None = None,
+        queue: str | None = None,
+        settings: Settings | None = None,
+        **overrides: Any,
+    ) -> None:
+        settings = resolve_settings(redis_url, settings, overrides)
+        self._core = ClientCore(settings, tenant=tenant, workspace=workspace, queue=queue)
+        self._core.owner = self
 
-class Client(BatchFacade, ServiceFacade, ObserveFacade, ViewFacade):
+    # ------------------------------------------------------------------ properties
+    @property
+    def settings(self) -> Settings:
+        """The resolved settings (explicit arguments, then environment, then defaults)."""
+        return self._core.settings
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant this client is bound to, or ``None`` (unbound: submits as ``default``)."""
+        return self._core.tenant
+
+    @property
+    def workspace(self) -> str | None:
+        """The default workspace of submits and listings (``None``: ``default`` / all)."""
+        return self._core.workspace
+
+    @property
+    def queue(self) -> str:
+        """The queue submits go to unless ``_queue=`` says otherwise."""
+        return self._core.queue
+
+    @property
+    def is_closed(self) -> bool:
+        return self._core.is_closed
+
+    @property
+    def core(self) -> ClientCore:
+        """The connection state handles, batches and views share (see :mod:`taskq_sdk._core`)."""
+        return self._core
+
+    def __repr__(self) -> str:
+        bound = f" tenant={self.tenant}" if self.tenant else ""
+        ws = f" workspace={self.workspace}" if self.workspace else ""
+        return f"<{type(self).__name__} {self.settings.safe_url()}{bound}{ws} {self._core.state_name}>"
+
+    def _repr_html_(self) -> str:
+        # a repr cannot await: the async client shows its configuration only
+        return _card(self, "AsyncClient")
+
+    # ------------------------------------------------------------------ lifecycle
+    async def connect(self) -> Self:
+        """Open the connection now (it opens on first use otherwise); raises BrokerUnavailable.
+
+        Example::
+
+            client = await AsyncClient(url).connect()
+        """
+        await self.ping()
+        return self
+
+    async def ping(self) -> float:
+        """Round-trip time to the server in seconds (raises :class:`BrokerUnavailable`)."""
+        return await self._core.ping()
+
+    async def close(self) -> None:
+        """Close connections and stop pending callbacks (idempotent; jobs are not affected)."""
+        await self._core.close()
+
+    async def __aenter__(self) -> Self:
+        self._core.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ submit
+    async def submit(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> AsyncJob:
+        """Enqueue a job and return its handle; arguments go to the job function.
+
+        SDK options are keyword-only with a leading underscore (as in arq): ``_job_id``,
+        ``_defer_by``, ``_defer_until``, ``_expires``, ``_timeout``, ``_retries`` (attempts in total),
+        ``_queue``. ``tenant=``/``workspace=`` set the job's tenant and workspace (a bound client
+        fills them in) and reach functions that declare them. A ``_job_id`` already taken returns
+        the existing job's handle with ``job.created == False``.
+
+        Example::
+
+            job = await client.submit("resize", "cat.png", width=200, _timeout=60, _job_id="cat-200")
+        """
+        core = self._core
+        row = core.prepare(fn, args, dict(kwargs))
+        await core.check_known(row.function, row.queue)
+        created, follow = await core.submit_followed(row)
+        return AsyncJob(core, row.job_id, created=created, known=True, follow=follow)
+
+    async def submit_video(
+        self, url: str, *, tenant: str | None = None, workspace: str | None = None, **options: Any
+    ) -> AsyncJob:
+        """Submit the built-in video job (``process_video_async``) for ``url``; the URL is checked first.
+
+        Example::
+
+            job = await client.submit_video("https://example.com/v.mp4", workspace="exp1")
+            probe = await job.result()
+        """
+        from .jobs._fetch import validate_video_url
+
+        checked = validate_video_url(url, allow_private=self.settings.allow_private_urls)
+        if tenant is not None:
+            options["tenant"] = tenant
+        if workspace is not None:
+            options["workspace"] = workspace
+        return await self.submit("process_video_async", video_url=checked, **options)
+
+    # ------------------------------------------------------------------ lookups
+    async def job(self, job_id: str) -> AsyncJob:
+        """Re-attach to a job by id (also from another process); raises :class:`JobNotFound`.
+
+        Example::
+
+            job = await client.job("3f2a9c...")
+            await job.status()
+        """
+        full = self._core.resolve_id(job_id)
+        if full is None:
+            raise JobNotFound(job_id)
+        state = await self._core.fetch_state(full)
+        if not state.exists:
+            raise JobNotFound(job_id)
+        return AsyncJob(self._core, full, known=True, state=state)
+
+    async def jobs(
+        self,
+        *,
+        status: JobStatus | str | None = None,
+        workspace: str | None = None,
+        tenant: str | None = None,
+        limit: int = 100,
+    ) -> list[JobInfo]:
+        """Recent jobs of this client's tenant, newest first, optionally by workspace and status.
+
+        Example::
+
+            [j.id for j in await client.jobs(status="failed", workspace="exp1")]
+        """
+        core = self._core
+        t, _ = core.identity(tenant, None)
+        ws = check_name(workspace, "workspace") if workspace is not None else core.workspace
+        wanted = JobStatus(status) if status is not None else None
+        if limit < 1:
+            raise ConfigurationError("limit must be at least 1")
+        out: list[JobInfo] = []
+        offset = 0
+        page = max(limit, 100) if wanted is not None else limit
+        while len(out) < limit:
+            ids = await core.call(lambda s, o=offset: s.job_ids(t, ws, limit=page, offset=o))  # type: ignore[misc]
+            if not ids:
+                break
+            states = await core.call(lambda s, i=ids: s.states(i))  # type: ignore[misc]
+            for st in states:
+                if st.exists and (wanted is None or st.status is wanted):
+                    out.append(st.info)
+            offset += page
+            if len(ids) < page:
+                break
+        return out[:limit]
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Workers with a recent heartbeat (and, for a minute, ones that stopped gracefully)."""
+        return await self._core.workers()
+
+    async def queue_depth(self, queue: str | None = None) -> int:
+        """Jobs waiting (or running) in a queue."""
+        q = check_name(queue or self.queue, "queue")
+        return await self._core.call(lambda s: s.queue_depth(q))
+
+    async def registered_jobs(self, queue: str | None = None) -> list[str]:
+        """Job names workers have served on a queue (what ``submit`` accepts)."""
+        q = check_name(queue or self.queue, "queue")
+        return sorted(await self._core.known_names(q, refresh=True))
+
+    # ------------------------------------------------------------------ batches
+    async def map(
+        self,
+        fn: str | Callable[..., Any],
+        items: Iterable[Any],
+        /,
+        *,
+        chunk_size: int = 1,
+        key: str | None = None,
+        star: bool = False,
+        kwargs: dict[str, Any] | None = None,
+        tenant: str | None = None,
+        workspace: str | None = None,
+        **options: Any,
+    ) -> AsyncBatch:
+        """Run job ``fn`` once per item, as one batch; returns an :class:`AsyncBatch` (results in input order).
+
+        ``chunk_size=1`` makes one job per item; larger chunks run ``chunk_size`` items per job
+        through the built-in chunk runner, which catches each item's error separately. ``key``
+        makes the batch idempotent: its id is the key, and submitting the same items again
+        reuses the jobs that exist (finished or running) instead of running them twice.
+        ``star=True`` unpacks each item as positional arguments; ``kwargs`` go to every call.
+        SDK options as in ``submit``: ``_timeout`` (per job), ``_retries``, ``_queue``,
+        ``_expires``, ``_defer_by``, ``_defer_until``.
+
+        Example::
+
+            batch = await client.map("score", texts, chunk_size=100, key="exp1-run", kwargs={"model": "v2"})
+            values = await batch.results(timeout=600)
+        """
+        return await map_items(
+            self._core,
+            fn,
+            items,
+            chunk_size=chunk_size,
+            key=key,
+            star=star,
+            kwargs=kwargs,
+            tenant=tenant,
+            workspace=workspace,
+            **options,
+        )
+
+    async def batch(self, batch_id: str) -> AsyncBatch:
+        """Re-attach to a batch by id (or key), also from another process or after a kernel restart.
+
+        Raises :class:`JobNotFound` if no such batch is stored for this client's tenant (the
+        manifest expires with the batch's jobs).
+
+        Example::
+
+            batch = await client.batch("exp1-run")
+            values = await batch.gather(errors="return")
+        """
+        return await attach(self._core, batch_id)
+
+    # ------------------------------------------------------------------ service views
+    async def health(self, *, refresh: bool = False) -> HealthSnapshot:
+        """The system's health: ``status`` (ok / degraded / down), ``reasons`` and the figures behind them.
+
+        Returns the latest snapshot of the scheduled monitoring job with liveness re-checked now
+        (server reachable, live workers, ping, snapshot age); ``refresh=True`` (or no snapshot
+        yet) measures everything now. An unreachable server gives ``status='down'`` rather than
+        an exception. A tenant-bound client sees its own job counts and stuck jobs only.
+
+        Example::
+
+            h = await client.health()
+            if h.status != "ok": print(h.reasons)
+        """
+        return await _health.client_health(self._core, refresh=refresh)
+
+    async def health_history(self, limit: int = 100) -> list[HealthSnapshot]:
+        """The newest ``limit`` stored monitoring snapshots, newest first.
+
+        Example::
+
+            [(h.taken_at, h.status) for h in await client.health_history(12)]
+        """
+        return await _health.health_history(self._core, limit)
+
+    async def results(
+        self,
+        *,
+        tenant: str | None = None,
+        workspace: str | None = None,
+        since: datetime | timedelta | None = None,
+        until: datetime | timedelta | None = None,
+        function: str | None = None,
+        state: str | None = None,
+        limit: int = 100_000,
+    ) -> Any:
+        """Finished jobs from the results database as a DataFrame, oldest first (the newest ``limit``).
+
+        The database outlives the server's result TTL. It is the SQLite file the workers on this
+        machine write (``TASKQ_RESULTS_DB``, default ``TASKQ_DATA_DIR/results.db``); several
+        machines need a database server (see :mod:`taskq_sdk.results_db`). ``since``/``until``
+        take a datetime or a timedelta (that long ago). A tenant-bound client reads only its
+        tenant's rows; an unbound one reads all tenants unless ``tenant=`` narrows it.
+
+        Example::
+
+            df = await client.results(workspace="exp1", since=timedelta(hours=1))
+            df.groupby("state").size()
+        """
+        from .results_db import read_results
+
+        if self.tenant is not None:
+            if tenant is not None and tenant != self.tenant:
+                raise ConfigurationError(
+                    f"this client is bound to tenant {self.tenant!r} and cannot read tenant {tenant!r}'s results"
+                )
+            tenants: list[str] | None = [self.tenant]
+        else:
+            tenants = None if tenant is None else [check_name(tenant, "tenant")]
+        ws = check_name(workspace, "workspace") if workspace is not None else None
+        if state is not None and state not in ("complete", "failed", "cancelled"):
+            raise ConfigurationError(f"state is one of complete, failed, cancelled; got {state!r}")
+        return await asyncio.to_thread(
+            read_results,
+            self.settings,
+            tenants=tenants,
+            workspace=ws,
+            function=function,
+            state=state,
+            since=since,
+            until=until,
+            limit=limit,
+        )
+
+    # ------------------------------------------------------------------ observability
+    async def metrics(
+        self,
+        *,
+        window: float | None = None,
+        workspace: str | None = None,
+        function: str | None = None,
+        tenant: str | None = None,
+    ) -> Metrics:
+        """Job counts, failure rate and p50/p95 processing time, per tenant, workspace and function.
+
+        ``window`` is in seconds (up to two hours, minute resolution); ``None`` means all time. A
+        client bound to a tenant sees only that tenant; an unbound one sees all tenants unless
+        ``tenant=`` narrows it.
+
+        Example::
+
+            m = await client.metrics(window=300, workspace="exp1")
+            m.totals.failure_rate, m.totals.p95_seconds, m.queue_depth
+        """
+        return await _metrics.collect(self._core, window=window, workspace=workspace, function=function, tenant=tenant)
+
+    def dashboard(self, *, workspace: str | None = None, interval: float = 2.0, minutes: int = 15) -> Dashboard:
+        """A live notebook dashboard refreshing on this client's loop (call it inside a running loop).
+
+        Example::
+
+            dash = client.dashboard(workspace="exp1")
+            dash           # shows the widget; dash.close() stops updating
+        """
+        from .views.dashboard import Dashboard
+
+        return Dashboard(self, workspace=workspace, interval=interval, minutes=minutes).start()
+
+
+def _card(client: AsyncClient, kind: str, **live: Any) -> str:
+    from .views.html import client_html
+
+    return client_html(
+        kind=kind,
+        url=client.settings.safe_url(),
+        state="closed" if client.is_closed else "open",
+        tenant=client.tenant,
+        workspace=client.workspace,
+        queue=client.queue,
+        **live,
+    )
+
+
+async def _live_facts(client: AsyncClient) -> tuple[list[Any], int]:
+    workers, depth = await asyncio.gather(client.workers(), client.queue_depth())
+    return workers, depth
+
+
+async def _make_async(*args: Any, **kwargs: Any) -> AsyncClient:
+    # built on the portal's loop, so every connection it opens lives there
+    return AsyncClient(*args, **kwargs)
+
+
+def _shutdown(portal: Portal, aclient: AsyncClient) -> None:
+    if portal.running:
+        try:
+            portal.submit(aclient.close()).result(timeout=5)
+        except Exception:
+            pass
+    portal.stop()
+
+
+class Client:
     """The blocking client: every :class:`AsyncClient` method, each call waiting for its answer.
 
     Works in scripts, from several threads and inside Jupyter's running loop. Ctrl-C (the stop
@@ -57,10 +462,229 @@ class Client(BatchFacade, ServiceFacade, ObserveFacade, ViewFacade):
         client.close()
     """
 
-    _async_cls = AsyncClient
+    def __init__(
+        self,
+        redis_url: str | ClientSource | None = None,
+        /,
+        *,
+        tenant: str | None = None,
+        workspace: str | None = None,
+        queue: str | None = None,
+        settings: Settings | None = None,
+        **overrides: Any,
+    ) -> None:
+        self._portal = Portal("taskq-client")
+        try:
+            self._async: AsyncClient = self._portal.call(
+                _make_async, redis_url, tenant=tenant, workspace=workspace, queue=queue, settings=settings, **overrides
+            )
+        except BaseException:
+            self._portal.stop()
+            raise
+        self._finalizer = weakref.finalize(self, _shutdown, self._portal, self._async)
 
+    # ------------------------------------------------------------------ properties
     @property
     def async_client(self) -> AsyncClient:
         """The :class:`AsyncClient` doing the work (lives on this client's event-loop thread)."""
-        assert isinstance(self._async, AsyncClient)
         return self._async
+
+    @property
+    def portal(self) -> Portal:
+        """The event-loop thread this client's calls run on (facades over its handles use it too)."""
+        return self._portal
+
+    @property
+    def settings(self) -> Settings:
+        """The resolved settings (explicit arguments, then environment, then defaults)."""
+        return self._async.settings
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant this client is bound to, or ``None`` (unbound: submits as ``default``)."""
+        return self._async.tenant
+
+    @property
+    def workspace(self) -> str | None:
+        """The default workspace of submits and listings (``None``: ``default`` / all)."""
+        return self._async.workspace
+
+    @property
+    def queue(self) -> str:
+        """The queue submits go to unless ``_queue=`` says otherwise."""
+        return self._async.queue
+
+    @property
+    def is_closed(self) -> bool:
+        return self._async.is_closed
+
+    def __repr__(self) -> str:
+        return repr(self._async).replace("<AsyncClient", "<Client", 1)
+
+    def _repr_html_(self) -> str:
+        aclient, portal = self._async, self._portal
+        if aclient.is_closed or not portal.running or portal.in_portal_thread():
+            return _card(aclient, "Client")
+        future = portal.submit(_live_facts(aclient))
+        try:
+            workers, depth = future.result(timeout=VIEW_TIMEOUT)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            return _card(aclient, "Client", error=f"the server did not answer within {VIEW_TIMEOUT:g}s")
+        except Exception as exc:
+            return _card(aclient, "Client", error=f"{type(exc).__name__}: {exc}")
+        return _card(aclient, "Client", workers=workers, depth=depth)
+
+    # ------------------------------------------------------------------ lifecycle
+    def connect(self) -> Self:
+        """Open the connection now (it opens on first use otherwise); raises BrokerUnavailable."""
+        self._portal.call(self._async.connect)
+        return self
+
+    def ping(self) -> float:
+        """Round-trip time to the server in seconds (raises :class:`BrokerUnavailable`)."""
+        return self._portal.call(self._async.ping)
+
+    def close(self) -> None:
+        """Close connections and stop the client's thread (idempotent; jobs are not affected)."""
+        self._finalizer()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ the API
+    def submit(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue a job and return its handle (see :meth:`AsyncClient.submit` for the options).
+
+        Example::
+
+            job = client.submit("resize", "cat.png", width=200, _timeout=60)
+        """
+        return Job(self._portal.call(self._async.submit, fn, *args, **kwargs), self)
+
+    def submit_video(self, url: str, *, tenant: str | None = None, workspace: str | None = None, **options: Any) -> Job:
+        """Submit the built-in video job (``process_video_async``) for ``url``; the URL is checked first."""
+        return Job(
+            self._portal.call(self._async.submit_video, url, tenant=tenant, workspace=workspace, **options), self
+        )
+
+    def job(self, job_id: str) -> Job:
+        """Re-attach to a job by id (also from another process); raises :class:`JobNotFound`."""
+        return Job(self._portal.call(self._async.job, job_id), self)
+
+    def jobs(
+        self,
+        *,
+        status: JobStatus | str | None = None,
+        workspace: str | None = None,
+        tenant: str | None = None,
+        limit: int = 100,
+    ) -> list[JobInfo]:
+        """Recent jobs of this client's tenant, newest first, optionally by workspace and status."""
+        return self._portal.call(self._async.jobs, status=status, workspace=workspace, tenant=tenant, limit=limit)
+
+    def workers(self) -> list[WorkerInfo]:
+        """Workers with a recent heartbeat (and, for a minute, ones that stopped gracefully)."""
+        return self._portal.call(self._async.workers)
+
+    def queue_depth(self, queue: str | None = None) -> int:
+        """Jobs waiting (or running) in a queue."""
+        return self._portal.call(self._async.queue_depth, queue)
+
+    def registered_jobs(self, queue: str | None = None) -> list[str]:
+        """Job names workers have served on a queue (what ``submit`` accepts)."""
+        return self._portal.call(self._async.registered_jobs, queue)
+
+    def map(
+        self,
+        fn: str | Callable[..., Any],
+        items: Iterable[Any],
+        /,
+        *,
+        chunk_size: int = 1,
+        key: str | None = None,
+        star: bool = False,
+        kwargs: dict[str, Any] | None = None,
+        tenant: str | None = None,
+        workspace: str | None = None,
+        **options: Any,
+    ) -> Batch:
+        """Run job ``fn`` once per item, as one batch (see :meth:`AsyncClient.map`).
+
+        Example::
+
+            batch = client.map("score", texts, chunk_size=100, key="exp1-run")
+            values = batch.results(timeout=600)
+        """
+        abatch = self._portal.call(
+            self._async.map,
+            fn,
+            items,
+            chunk_size=chunk_size,
+            key=key,
+            star=star,
+            kwargs=kwargs,
+            tenant=tenant,
+            workspace=workspace,
+            **options,
+        )
+        return Batch(abatch, self)
+
+    def batch(self, batch_id: str) -> Batch:
+        """Re-attach to a batch by id (or key), also from another process or after a kernel restart."""
+        return Batch(self._portal.call(self._async.batch, batch_id), self)
+
+    def health(self, *, refresh: bool = False) -> HealthSnapshot:
+        """The system's health: ``status`` (ok / degraded / down), ``reasons`` and the figures behind them."""
+        return self._portal.call(self._async.health, refresh=refresh)
+
+    def health_history(self, limit: int = 100) -> list[HealthSnapshot]:
+        """The newest ``limit`` stored monitoring snapshots, newest first."""
+        return self._portal.call(self._async.health_history, limit)
+
+    def results(
+        self,
+        *,
+        tenant: str | None = None,
+        workspace: str | None = None,
+        since: datetime | timedelta | None = None,
+        until: datetime | timedelta | None = None,
+        function: str | None = None,
+        state: str | None = None,
+        limit: int = 100_000,
+    ) -> Any:
+        """Finished jobs from the results database as a DataFrame (see :meth:`AsyncClient.results`)."""
+        return self._portal.call(
+            self._async.results,
+            tenant=tenant,
+            workspace=workspace,
+            since=since,
+            until=until,
+            function=function,
+            state=state,
+            limit=limit,
+        )
+
+    def metrics(
+        self,
+        *,
+        window: float | None = None,
+        workspace: str | None = None,
+        function: str | None = None,
+        tenant: str | None = None,
+    ) -> Metrics:
+        """Job counts, failure rate and p50/p95 processing time, per tenant, workspace and function."""
+        return self._portal.call(
+            self._async.metrics, window=window, workspace=workspace, function=function, tenant=tenant
+        )
+
+    def dashboard(self, *, workspace: str | None = None, interval: float = 2.0, minutes: int = 15) -> Dashboard:
+        """A live notebook dashboard that refreshes on this client's thread (never blocking the kernel)."""
+        from .views.dashboard import Dashboard
+
+        return Dashboard(
+            self._async, workspace=workspace, interval=interval, minutes=minutes, run=self._portal.submit
+        ).start()

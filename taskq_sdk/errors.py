@@ -69,7 +69,6 @@ __all__ = [
     "NotAVideo",
     "PayloadTooLarge",
     "PermissionDenied",
-    "RemoteTraceback",
     "ResultExpired",
     "SerializationError",
     "ServerError",
@@ -106,7 +105,7 @@ class TaskqError(Exception):
 
     def _repr_html_(self) -> str:
         # in a notebook, `job.exception()` shows the message and a failed job's remote traceback, escaped
-        from ._html import error_html
+        from .views.html import error_html
 
         return error_html(self)
 

@@ -1,7 +1,9 @@
-"""Extension points of the worker engine: what runs beside jobs (results DB, schedules, ...).
+"""Extension points of the worker engine: what runs beside jobs (results DB, webhooks, schedules, ...).
 
 An extension is started with the engine and stopped with it; it may add ``finish_listeners``
-(called on the worker's loop, quickly, after each job's final write) or background tasks::
+(called on the worker's loop, quickly, after each job's final write) or background tasks. The
+engine's ``store`` reaches the server. :func:`taskq_sdk.worker.default_extensions` lists the ones
+every worker runs::
 
     class Printer:
         async def start(self, engine):
@@ -16,10 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from .config import Settings
     from .serialization import RemoteError
 
-__all__ = ["EngineExtension", "FinishedJob", "default_extensions"]
+__all__ = ["EngineExtension", "FinishedJob"]
 
 
 @dataclass(frozen=True)
@@ -51,28 +52,3 @@ class EngineExtension(Protocol):
     async def start(self, engine: Any) -> None: ...
 
     async def stop(self) -> None: ...
-
-
-def default_extensions(settings: Settings) -> list[EngineExtension]:
-    """The extensions every taskq worker runs for ``settings``: results DB, webhooks, schedules.
-
-    * :class:`~taskq_sdk.results_db.ResultsDBWriter` unless ``TASKQ_RESULTS_DB=off``;
-    * :class:`~taskq_sdk.pipeline_integration.WebhookSender` (idle until a client registers a webhook);
-    * :class:`~taskq_sdk.scheduler.Scheduler` (monitoring on ``TASKQ_MONITORING_CRON``, plus registered
-      schedules) unless ``TASKQ_SCHEDULER=false``.
-
-    Example::
-
-        Engine(specs, settings=s, extensions=default_extensions(s))
-    """
-    from .pipeline_integration import WebhookSender
-    from .results_db import ResultsDBWriter, results_url
-    from .scheduler import Scheduler, builtin_schedules
-
-    extensions: list[EngineExtension] = []
-    if results_url(settings) is not None:
-        extensions.append(ResultsDBWriter(settings))
-    extensions.append(WebhookSender(settings))
-    if settings.scheduler:
-        extensions.append(Scheduler(builtin_schedules(settings)))
-    return extensions

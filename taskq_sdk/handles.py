@@ -23,8 +23,9 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._backend import layout
-from ._backend.events import Subscription
 from ._backend.store import JobState, ResultRecord
+from ._core import ClientCore, Follow
+from ._portal import Portal
 from .errors import (
     BrokerUnavailable,
     JobCancelled,
@@ -38,12 +39,11 @@ from .errors import (
     short_id,
 )
 from .models import JobInfo, JobStatus, Progress
-from .progress import ProgressView, make_view
 from .serialization import RemoteError
+from .views.progress import ProgressView, make_view
 
 if TYPE_CHECKING:
-    from ._client_core import AsyncClientCore as AsyncClient
-    from ._client_core import ClientCore as Client
+    from .client import AsyncClient, Client
 
 __all__ = ["AsyncJob", "Job", "exception_for"]
 
@@ -114,18 +114,29 @@ class AsyncJob:
         print(await job.status(), await job)
     """
 
-    def __init__(self, client: AsyncClient, job_id: str, *, created: bool | None = None, known: bool = False) -> None:
-        self._client = client
+    def __init__(
+        self,
+        core: ClientCore | AsyncClient,
+        job_id: str,
+        *,
+        created: bool | None = None,
+        known: bool = False,
+        state: JobState | None = None,
+        follow: Follow | None = None,
+    ) -> None:
+        # (an AsyncClient is accepted for its core: AsyncJob(client, id) re-attaches like client.job(id))
+        self._core: ClientCore = core if isinstance(core, ClientCore) else core.core
         self._id = job_id
         self._created = created
         self._known = known or bool(created)
-        self._last: JobState | None = None
+        self._last: JobState | None = state
         self._final: tuple[JobStatus, Any, BaseException | None] | None = None
         self._progress = Progress()
         self._callbacks: list[asyncio.Task[None]] = []
-        self._presub: Subscription | None = None  # subscribed at submit, adopted by the first wait
+        follow = follow or Follow()
+        self._presub = follow.prepared  # subscribed at submit, adopted by the first wait
         #: the event hub's epoch when this client submitted it with its reply channel (None: it did not)
-        self._reply_epoch: int | None = None
+        self._reply_epoch = follow.reply_epoch
 
     # ------------------------------------------------------------------ identity
     @property
@@ -145,7 +156,19 @@ class AsyncJob:
 
     @property
     def client(self) -> AsyncClient:
-        return self._client
+        """The :class:`~taskq_sdk.AsyncClient` this handle belongs to."""
+        owner: AsyncClient = self._core.owner
+        return owner
+
+    @property
+    def core(self) -> ClientCore:
+        """The client core this handle works through (for views and extensions; see :mod:`taskq_sdk._core`)."""
+        return self._core
+
+    @property
+    def last_info(self) -> JobInfo | None:
+        """The job's info as last seen by this handle, without a round trip (``None``: never looked)."""
+        return self._last.info if self._last is not None else None
 
     def __repr__(self) -> str:
         status = self._last.status.value if self._last else "?"
@@ -153,19 +176,19 @@ class AsyncJob:
         return f"<AsyncJob {short_id(self._id)}{fn} {status}>"
 
     def _repr_html_(self) -> str:
-        from ._html import job_html
+        from .views.html import job_html
 
-        return job_html(self._id, self._last.info if self._last else None, kind=type(self).__name__)
+        return job_html(self._id, self.last_info, kind=type(self).__name__)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any] | None:
-        # in a notebook: a live widget (taskq_sdk.widgets); elsewhere None, so IPython uses the reprs
-        from .widgets import job_mimebundle
+        # in a notebook: a live widget (taskq_sdk.views.widgets); elsewhere None, so IPython uses the reprs
+        from .views.widgets import job_mimebundle
 
         return job_mimebundle(self)
 
     # ------------------------------------------------------------------ state
     async def _state(self, *, with_result: bool = False) -> JobState:
-        state = await self._client._fetch_state(self._id, with_result=with_result)
+        state = await self._core.fetch_state(self._id, with_result=with_result)
         if state.exists:
             self._known = True
         elif self._known:
@@ -202,7 +225,7 @@ class AsyncJob:
 
     async def logs(self, last: int | None = None) -> list[str]:
         """Log records and prints the job produced (captured on the worker, capped)."""
-        return await self._client._store_call(lambda s: s.logs(self._id, last))
+        return await self._core.call(lambda s: s.logs(self._id, last))
 
     # ------------------------------------------------------------------ waiting
     async def _wait_final(self, timeout: float | None, view: ProgressView | None = None) -> JobState:
@@ -216,7 +239,7 @@ class AsyncJob:
         # quick only for a handle this client made or looked up (visible to it), not known to be over
         quick = view is None and self._known and (self._last is None or not self._last.status.finished)
         state: JobState | None = None
-        hub = await self._client._event_hub()
+        hub = await self._core.events()
         prepared, self._presub = self._presub, None
         # submitted by this client while its reply channel was live: the job's state events come
         # there, so no subscription of its own; and if the connection never dropped since, nothing
@@ -250,7 +273,7 @@ class AsyncJob:
                 except BrokerUnavailable:
                     now = time.monotonic()
                     outage_since = outage_since or now
-                    if now - outage_since > self._client.settings.outage_budget:
+                    if now - outage_since > self._core.settings.outage_budget:
                         raise
                     await asyncio.sleep(min(1.0, fallback))
                     continue
@@ -273,7 +296,7 @@ class AsyncJob:
                             self._id,
                             round(time.monotonic() - started, 3),
                             state.status.value,
-                            await self._client._liveness_note(state.info),
+                            await self._core.liveness_note(state.info),
                         )
                     wait = fallback if remaining is None else min(remaining, fallback)
                     event = await sub.get(timeout=wait)
@@ -301,14 +324,14 @@ class AsyncJob:
 
     async def _quick_final(self) -> JobState | None:
         """The final state read from the result envelope alone, or None if there is no result yet."""
-        blob = await self._client._store_call(lambda s: s.redis.get(layout.result_key(self._id)))
+        blob = await self._core.call(lambda s: s.result_blob(self._id))
         if blob is None:
             return None
         return self._final_from_blob(blob)
 
     def _final_from_blob(self, blob: bytes) -> JobState:
         """The final state from a result envelope (read, or received with the 'done' notice)."""
-        record = self._client._store_call_sync(lambda s: s.decode_result(blob))
+        record = self._core.decode_result(blob)
         if record.success:
             status = JobStatus.complete
         elif record.error is not None and record.error.kind == "cancelled":
@@ -319,7 +342,7 @@ class AsyncJob:
         info = base.model_copy(update={"status": status, "attempts": record.attempt or base.attempts})
         if status is JobStatus.complete:
             info = info.model_copy(update={"progress": Progress(fraction=1.0, message=self._progress.message)})
-        state = JobState(status=status, info=info, exists=True, has_meta=False, result_blob=blob)
+        state = JobState(status=status, info=info, exists=True, has_meta=False, result_blob=blob, record=record)
         self._known = True
         self._last = state
         return state
@@ -350,11 +373,11 @@ class AsyncJob:
             return (state.status, None, JobLost(self._id, attempts=attempts))
         if state.status is JobStatus.expired:
             return (state.status, None, ResultExpired(self._id, (state.info.error and "failed") or "complete"))
-        record: ResultRecord | None
-        if state.result_blob is not None:
-            record = self._client._store_call_sync(lambda s: s.decode_result(state.result_blob or b""))
-        else:
-            record = await self._client._store_call(lambda s: s.result(self._id))
+        record: ResultRecord | None = state.record  # decoded already when it came with the state
+        if record is None and state.result_blob is not None:
+            record = self._core.decode_result(state.result_blob)
+        elif record is None:
+            record = await self._core.call(lambda s: s.result(self._id))
         if record is None:
             return (JobStatus.expired, None, ResultExpired(self._id, state.status.value))
         if record.success:
@@ -406,7 +429,7 @@ class AsyncJob:
 
             await job.cancel()
         """
-        return await self._client._cancel(self._id)
+        return await self._core.cancel(self._id)
 
     async def retry(self, **overrides: Any) -> AsyncJob:
         """Submit the same call again as a new job linked to this one (``info().retry_of``).
@@ -415,7 +438,8 @@ class AsyncJob:
 
             new = await job.retry()
         """
-        return await self._client._retry(self._id, **overrides)
+        new_id, created = await self._core.resubmit(self._id, **overrides)
+        return AsyncJob(self._core, new_id, created=created, known=True)
 
     def add_done_callback(self, fn: Callable[[AsyncJob], Any]) -> None:
         """Call ``fn(job)`` on the client's loop once the job finished (at once if it already has).
@@ -437,7 +461,7 @@ class AsyncJob:
 
         task = asyncio.ensure_future(notify())
         self._callbacks.append(task)
-        self._client._track(task)
+        self._core.track(task)
 
 
 class Job:
@@ -450,9 +474,11 @@ class Job:
         job.info().attempts         # 1
     """
 
-    def __init__(self, ajob: AsyncJob, client: Client) -> None:
+    def __init__(self, ajob: AsyncJob, client: Client | Portal) -> None:
         self._job = ajob
-        self._client = client
+        # the handle keeps its client alive: a dropped Client closes its connections and thread
+        self._owner = client
+        self._portal: Portal = client if isinstance(client, Portal) else client.portal
 
     @property
     def id(self) -> str:
@@ -474,14 +500,21 @@ class Job:
         """The underlying :class:`AsyncJob` (lives on the client's event-loop thread)."""
         return self._job
 
+    @property
+    def last_info(self) -> JobInfo | None:
+        """The job's info as last seen by this handle, without a round trip (``None``: never looked)."""
+        return self._job.last_info
+
     def __repr__(self) -> str:
         return repr(self._job).replace("<AsyncJob", "<Job", 1)
 
     def _repr_html_(self) -> str:
-        return self._job._repr_html_().replace("AsyncJob", "Job", 1)
+        from .views.html import job_html
+
+        return job_html(self.id, self.last_info, kind=type(self).__name__)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any] | None:
-        from .widgets import job_mimebundle
+        from .views.widgets import job_mimebundle
 
         return job_mimebundle(self)
 
@@ -492,37 +525,53 @@ class Job:
         return hash(self.id)
 
     def status(self) -> JobStatus:
-        return self._client._call(self._job.status)
+        """The job's current :class:`JobStatus` (one round trip)."""
+        return self._portal.call(self._job.status)
 
     def info(self) -> JobInfo:
-        return self._client._call(self._job.info)
+        """Function, tenant, workspace, attempts, times, worker, progress and last error."""
+        return self._portal.call(self._job.info)
 
     def progress(self) -> Progress:
-        return self._client._call(self._job.progress)
+        """The latest progress the job reported (fraction in 0..1, message, time)."""
+        return self._portal.call(self._job.progress)
 
     def done(self) -> bool:
-        return self._client._call(self._job.done)
+        """True once the job finished (complete, failed, cancelled, expired or lost)."""
+        return self._portal.call(self._job.done)
 
     def logs(self, last: int | None = None) -> list[str]:
-        return self._client._call(self._job.logs, last)
+        """Log records and prints the job produced (captured on the worker, capped)."""
+        return self._portal.call(self._job.logs, last)
 
     def result(self, timeout: float | None = None, *, progress: bool | str | ProgressView = False) -> Any:
+        """Wait for the job and return its result, or raise its error (see :meth:`AsyncJob.result`).
+
+        Example::
+
+            value = job.result(timeout=60, progress=True)
+        """
         # the view is made here, in the caller's thread, so a notebook shows it under the running cell
         view = (make_view(progress, short_id(self.id)) or False) if progress else False
-        return self._client._call(self._job.result, timeout, progress=view)
+        return self._portal.call(self._job.result, timeout, progress=view)
 
     def wait(self, timeout: float | None = None, *, progress: bool | str | ProgressView = False) -> Any:
+        """Same as :meth:`result`; ``progress=True`` shows a bar while waiting."""
         return self.result(timeout, progress=progress)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        return self._client._call(self._job.exception, timeout)
+        """Wait for the job; return its error (``None`` if it succeeded)."""
+        return self._portal.call(self._job.exception, timeout)
 
     def cancel(self) -> bool:
-        return self._client._call(self._job.cancel)
+        """Cancel the job: True if it was queued (removed) or running (the worker stops it)."""
+        return self._portal.call(self._job.cancel)
 
     def retry(self, **overrides: Any) -> Job:
-        return self._client._wrap(self._client._call(self._job.retry, **overrides))
+        """Submit the same call again as a new job linked to this one (``info().retry_of``)."""
+        return Job(self._portal.call(self._job.retry, **overrides), self._owner)
 
     def add_done_callback(self, fn: Callable[[Job], Any]) -> None:
         """Call ``fn(job)`` in a helper thread once the job finished (so ``fn`` may block on it)."""
-        self._client._on_done(self, fn)
+        portal = self._portal
+        portal.call_soon(self._job.add_done_callback, lambda _aj: portal.run_in_thread(fn, self))

@@ -94,9 +94,8 @@ class WorkerThread:
         return self
 
     def _main(self) -> None:
-        from ._backend.engine import Engine
-        from .extensions import default_extensions
         from .registry import collect_jobs
+        from .worker import make_engine
 
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
@@ -105,18 +104,9 @@ class WorkerThread:
             specs = self.specs or collect_jobs([*self.settings.job_module_list(), *self.modules])
 
             async def run() -> None:
-                self.engine = Engine(
-                    specs,
-                    settings=self.settings,
-                    queue=self.queue or self.settings.queue,
-                    handle_signals=False,
-                    extensions=default_extensions(self.settings),
+                self.engine = make_engine(
+                    specs, settings=self.settings, queue=self.queue, handle_signals=False, resolvers=self.resolvers
                 )
-                self.engine.spec_resolvers[:0] = self.resolvers
-                for resolver in self.resolvers:
-                    owner = getattr(resolver, "__self__", None)  # e.g. a dict's .get: list its keys
-                    if isinstance(owner, dict):
-                        self.engine.name_providers.append(owner.keys)
                 self._ready.set()
                 try:
                     await self.engine.async_run()
@@ -390,18 +380,9 @@ class LocalCluster:
         return worker
 
     def _live_pids(self) -> set[int]:
-        import redis
+        from ._backend.local_admin import live_worker_pids
 
-        r = redis.Redis.from_url(self.server.url, socket_timeout=5)
-        try:
-            ids: list[bytes] = r.zrange("taskq:workers", 0, -1)  # type: ignore[assignment]
-            pipe = r.pipeline(transaction=False)
-            for wid in ids:
-                pipe.hmget("taskq:worker:" + wid.decode(), ["pid", "status"])
-            rows = pipe.execute()
-        finally:
-            r.close()
-        return {int(pid) for pid, status in rows if pid and status == b"running"}
+        return live_worker_pids(self.server.url)
 
     def wait_for_workers(self, n: int | None = None, timeout: float = 60.0) -> None:
         """Block until ``n`` (default: all) of this cluster's workers report themselves running."""
@@ -508,26 +489,18 @@ class LocalCluster:
     def _open_shelf(self) -> None:
         if not self.processes or self._shelf is not None:
             return
-        runtime = self.server._proc.runtime_dir  # private to the server, removed with it even on SIGKILL
+        runtime = self.server.runtime_dir  # private to the server, removed with it even on SIGKILL
         if runtime is None:  # pragma: no cover - start() created it
             raise ServerError("the server has no private directory for shipping notebook functions")
         self._shelf = _codeship.CodeShelf(runtime / "code")
 
     def _publish(self, spec: JobSpec) -> None:
+        from ._backend.local_admin import announce_names
+
         if self._shelf is not None:
             self._shelf.put(spec)
         # submit() checks the queue's registry of served names: this cluster's workers serve this one
-        import redis
-
-        from ._backend import layout
-
-        key = layout.registry_key(self._queue_name)
-        r = redis.Redis.from_url(self.server.url, socket_timeout=5)
-        try:
-            r.hset(key, mapping={spec.name: int(time.time() * 1000)})
-            r.pexpire(key, 30 * 86_400_000)
-        finally:
-            r.close()
+        announce_names(self.server.url, self._queue_name, [spec.name])
 
     @property
     def _queue_name(self) -> str:
@@ -560,26 +533,12 @@ class LocalCluster:
         return out
 
     def _server_view(self) -> tuple[list[dict[str, Any]], int]:
-        import redis
+        from ._backend.local_admin import cluster_view
 
-        from ._backend import layout
-
-        r = redis.Redis.from_url(self.server.url, socket_timeout=2, socket_connect_timeout=2)
-        try:
-            ids = [x.decode() for x in r.zrange(layout.WORKERS_ZSET, 0, -1)]  # type: ignore[union-attr]
-            pipe = r.pipeline(transaction=False)
-            for wid in ids:
-                pipe.hgetall(layout.worker_key(wid))
-            pipe.zcard(layout.queue_key(self._queue_name))
-            *rows, depth = pipe.execute()
-        finally:
-            r.close()
+        records, depth = cluster_view(self.server.url, self._queue_name)
         mine = {w.pid: w for w in self.workers}
         workers: list[dict[str, Any]] = []
-        for wid, row in zip(ids, rows, strict=True):
-            d = {k.decode(): v.decode() for k, v in row.items()}
-            if not d:
-                continue
+        for d in records:
             pid = int(d.get("pid") or 0)
             proc = mine.get(pid)
             status = d.get("status", "?")
@@ -587,7 +546,7 @@ class LocalCluster:
                 status = "dead"
             workers.append(
                 {
-                    "id": wid,
+                    "id": d["id"],
                     "pid": pid,
                     "status": status,
                     "ongoing": int(d.get("ongoing") or 0),
@@ -596,10 +555,10 @@ class LocalCluster:
                     "max_jobs": int(d.get("max_jobs") or 0),
                 }
             )
-        return workers, int(depth)
+        return workers, depth
 
     def _repr_html_(self) -> str:
-        from ._html import cluster_html
+        from .views.html import cluster_html
 
         return cluster_html(self.snapshot())
 

@@ -11,14 +11,21 @@ Workers and clients count atomically in the server as jobs are submitted, retrie
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["MetricRow", "Metrics", "aggregate", "bucket_bounds_ms"]
+from ._names import check_name
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ._core import ClientCore
+
+__all__ = ["MetricRow", "Metrics", "aggregate", "bucket_bounds_ms", "collect", "per_minute"]
 
 BUCKETS_PER_DOUBLING = 8
 COUNTERS = ("enq", "complete", "failed", "retried", "cancelled")
@@ -192,3 +199,68 @@ def aggregate(
         workspace or "*",
         function or "*",
     )
+
+
+async def _tenants(core: ClientCore, tenant: str | None) -> list[str]:
+    """The tenants a client may see metrics of: its own when bound, else all (or the one asked for)."""
+    if core.tenant is not None:
+        if tenant is not None and tenant != core.tenant:
+            raise ConfigurationError(f"this client is bound to tenant {core.tenant!r}")
+        return [core.tenant]
+    if tenant is not None:
+        return [check_name(tenant, "tenant")]
+    return await core.call(lambda s: s.metrics.tenants())
+
+
+async def collect(
+    core: ClientCore,
+    *,
+    window: float | None = None,
+    workspace: str | None = None,
+    function: str | None = None,
+    tenant: str | None = None,
+) -> Metrics:
+    """What ``client.metrics(...)`` returns: the counters of the tenants this client may see, aggregated.
+
+    Example::
+
+        m = await collect(core, window=300, workspace="exp1")
+    """
+    if window is not None and not 0 < window <= 7200:
+        raise ConfigurationError("window is in seconds, between 1 and 7200 (two hours), or None for all time")
+    ws = check_name(workspace, "workspace") if workspace is not None else None
+    tenants = await _tenants(core, tenant)
+    now = time.time()
+    minutes = None
+    if window is not None:
+        minutes = range(int((now - window) // 60), int(now // 60) + 1)
+    hashes = await core.call(lambda s: s.metrics.hashes(tenants, minutes))
+    rows, totals = aggregate(hashes, workspace=ws, function=function)
+    # a bound client reports its own queue (an ACL-confined user may not read the others)
+    queues = [core.queue] if core.tenant is not None else await core.call(lambda s: s.metrics.queues())
+    depth = {q: await core.call(lambda s, q=q: s.queue_depth(q)) for q in queues}  # type: ignore[misc]
+    return Metrics(
+        window=window,
+        since=None if window is None else datetime.fromtimestamp(now - window, tz=UTC),
+        until=datetime.fromtimestamp(now, tz=UTC),
+        rows=rows,
+        totals=totals,
+        queue_depth=depth,
+    )
+
+
+async def per_minute(core: ClientCore, *, minutes: int, workspace: str | None = None) -> list[tuple[int, int, int]]:
+    """``(minute, complete, failed)`` for each of the last ``minutes`` minutes (the dashboard's chart).
+
+    Example::
+
+        series = await per_minute(core, minutes=15)
+    """
+    tenants = await _tenants(core, None)
+    now_min = int(time.time() // 60)
+    series: list[tuple[int, int, int]] = []
+    for m in range(now_min - minutes + 1, now_min + 1):
+        hashes = await core.call(lambda s, m=m: s.metrics.hashes(tenants, [m]))  # type: ignore[misc]
+        _, total = aggregate(hashes, workspace=workspace)
+        series.append((m, total.complete, total.failed))
+    return series

@@ -1,10 +1,9 @@
 """The results database: every finished job's summary and result, kept after the server's result TTL.
 
-Workers write it off the hot path: a finish listener appends each finished job to an in-memory
-list (no I/O), and a background task hands the list to one dedicated thread every
-``TASKQ_RESULTS_DB_FLUSH_INTERVAL`` seconds (0.5), which encodes the results and writes them in a
-single transaction. The event loop never waits for the database, so draining a queue is as fast
-with it as without it. Read it as a DataFrame::
+Workers write it off the hot path (:class:`~taskq_sdk.results_writer.ResultsDBWriter`: a finish
+listener appends to a list, a dedicated thread writes one transaction every
+``TASKQ_RESULTS_DB_FLUSH_INTERVAL`` seconds), so draining a queue is as fast with it as without it.
+This module holds the schema, the backends and the client's reader. Read it as a DataFrame::
 
     df = client.results(workspace="exp1", since=timedelta(hours=1))
     df[["job_id", "function", "state", "duration_s", "result"]]
@@ -21,33 +20,27 @@ Rows older than ``TASKQ_RESULTS_DB_RETENTION_DAYS`` (30; 0 keeps them) are prune
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import logging
 import sqlite3
 import threading
 import time
 import warnings
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._aio import stop_tasks
-from .errors import ConfigurationError, SerializationError
+from .config import mask_url
+from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from .config import Settings
-    from .extensions import FinishedJob
 
 __all__ = [
     "COLUMNS",
     "MAX_RESULT_BYTES",
     "ResultsBackend",
-    "ResultsDBWriter",
     "SQLiteResults",
     "open_backend",
     "read_results",
@@ -292,181 +285,6 @@ def open_backend(url: str, settings: Settings, *, create: bool = True) -> Result
     return factory(url, settings, create)
 
 
-# ---------------------------------------------------------------------------- writing (workers)
-def _json_or_none(value: Any) -> str | None:
-    try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError):
-        return None
-    return text if len(text) <= MAX_RESULT_BYTES else None
-
-
-def to_row(job: FinishedJob, codec: Any) -> tuple[Any, ...]:
-    """One database row for a finished job (encodes its result; runs in the writer thread)."""
-    blob: bytes | None = None
-    as_json: str | None = None
-    if job.state == "complete" and job.value is not None:
-        try:
-            encoded = codec.dumps(job.value, what="result")
-            blob = encoded if len(encoded) <= MAX_RESULT_BYTES else None
-        except SerializationError:
-            blob = None
-        if blob is not None:
-            as_json = _json_or_none(job.value)
-    stored = int(blob is not None or (job.state == "complete" and job.value is None))
-    error = job.error
-    return (
-        job.job_id,
-        job.tenant,
-        job.workspace,
-        job.function,
-        job.state,
-        job.attempt,
-        job.started_ms / 1000.0 if job.started_ms else None,
-        job.finished_ms / 1000.0,
-        round(job.duration, 6),
-        job.worker_id,
-        None if error is None else error.type,
-        None if error is None else error.message[:4000],
-        blob,
-        as_json,
-        stored,
-        time.time(),
-    )
-
-
-class ResultsDBWriter:
-    """The engine extension that records finished jobs in the results DB, batched and off the event loop.
-
-    Example::
-
-        Engine(specs, settings=s, extensions=[ResultsDBWriter(s)])
-    """
-
-    def __init__(self, settings: Settings, url: str | None = None) -> None:
-        self.settings = settings
-        self.url = url or results_url(settings)
-        self.flush_interval = settings.results_db_flush_interval
-        self._pending: deque[FinishedJob] = deque()
-        self._backend: ResultsBackend | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._codec: Any = None
-        self.written = 0
-        self.dropped = 0
-        self.failures = 0
-        self.pruned = 0
-        self._last_prune = 0.0
-
-    def _on_finish(self, job: FinishedJob) -> None:
-        # called on the worker's loop after each job's final write: append only, no I/O
-        if len(self._pending) >= MAX_PENDING:
-            self._pending.popleft()
-            self.dropped += 1
-        self._pending.append(job)
-
-    async def start(self, engine: Any) -> None:
-        if self.url is None:
-            return
-        from .serialization import Codec
-
-        self._codec = Codec("pickle" if self.settings.serializer == "pickle" else "msgpack")
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskq-results-db")
-        loop = asyncio.get_running_loop()
-        url = self.url
-        try:
-            self._backend = await loop.run_in_executor(self._executor, lambda: open_backend(url, self.settings))
-        except Exception as exc:
-            logger.error(
-                "results DB %s cannot be opened (%s: %s); this worker will not record results "
-                "(set TASKQ_RESULTS_DB to a writable path, or TASKQ_RESULTS_DB=off)",
-                _safe(url),
-                type(exc).__name__,
-                exc,
-            )
-            self._executor.shutdown(wait=False)
-            self._executor = None
-            return
-        engine.finish_listeners.append(self._on_finish)
-        self._task = asyncio.create_task(self._flush_loop(), name="taskq-results-db")
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_interval)
-            await self.flush()
-            if time.monotonic() - self._last_prune >= PRUNE_INTERVAL_S:
-                self._last_prune = time.monotonic()
-                await self.prune()
-
-    async def prune(self) -> int:
-        """Delete rows older than ``TASKQ_RESULTS_DB_RETENTION_DAYS`` (in the writer thread); returns how many."""
-        days = self.settings.results_db_retention_days
-        if not days or self._backend is None or self._executor is None:
-            return 0
-        backend, before = self._backend, time.time() - days * 86400
-        try:
-            n = await asyncio.get_running_loop().run_in_executor(self._executor, backend.prune, before)
-        except Exception as exc:
-            logger.warning("results DB: pruning rows older than %g days failed: %s", days, exc)
-            return 0
-        self.pruned += n
-        if n:
-            logger.info("results DB: pruned %d rows older than %g days", n, days)
-        return n
-
-    async def flush(self) -> int:
-        """Write everything pending now (in the writer thread); returns how many rows were written."""
-        if not self._pending or self._backend is None or self._executor is None:
-            return 0
-        batch = list(self._pending)
-        self._pending.clear()
-        backend, codec = self._backend, self._codec
-
-        def write() -> int:
-            rows = [to_row(j, codec) for j in batch]
-            backend.write(rows)
-            # counted here, in the one writer thread: a flush cancelled at shutdown still finishes its write
-            self.written += len(rows)
-            return len(rows)
-
-        try:
-            n = await asyncio.get_running_loop().run_in_executor(self._executor, write)
-        except Exception as exc:
-            self.failures += 1
-            logger.warning("results DB write of %d jobs failed (%s: %s); retrying", len(batch), type(exc).__name__, exc)
-            self._pending.extendleft(reversed(batch))
-            while len(self._pending) > MAX_PENDING:
-                self._pending.popleft()
-                self.dropped += 1
-            return 0
-        return n
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            await stop_tasks([self._task])
-            self._task = None
-        if self._backend is not None:
-            deadline = time.monotonic() + 10.0
-            while self._pending and time.monotonic() < deadline:
-                if not await self.flush():
-                    await asyncio.sleep(0.2)
-            if self._pending:
-                logger.error("results DB: %d finished jobs were not recorded at shutdown", len(self._pending))
-            backend = self._backend
-            self._backend = None
-            if self._executor is not None:
-                await asyncio.get_running_loop().run_in_executor(self._executor, backend.close)
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
-            self._executor = None
-
-
-def _safe(url: str) -> str:
-    from .config import mask_url
-
-    return mask_url(url)
-
-
 # ---------------------------------------------------------------------------- reading (clients)
 def _epoch(value: datetime | timedelta | None, what: str) -> float | None:
     if value is None:
@@ -513,7 +331,7 @@ def read_results(
         backend = open_backend(url, settings, create=False)
     except FileNotFoundError:
         warnings.warn(
-            f"no results DB at {_safe(url)} yet: workers on this machine create it when they start. Workers on "
+            f"no results DB at {mask_url(url)} yet: workers on this machine create it when they start. Workers on "
             "other machines need a shared database server (see taskq_sdk.results_db.register_backend)",
             stacklevel=2,
         )

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -40,9 +39,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._aio import stop_tasks
 from ._names import check_name
+from .cron import CronSchedule
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from ._core import ClientCore
     from .config import Settings
 
 __all__ = [
@@ -68,143 +69,6 @@ SYSTEM_WORKSPACE = "taskq-system"
 MAX_GRACE_S = 60.0
 #: claim keys live this long after their last slot
 CLAIM_TTL_MS = 7 * 86_400_000
-
-# the newest claimed slot of a schedule; a worker claims slot ARGV[1] only if it is newer
-_CLAIM_LUA = """
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > last then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-
-_MACROS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_MONTHS = {m: i + 1 for i, m in enumerate(_MONTH_NAMES)}
-_DAYS = {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
-_FIELD_RE = re.compile(r"^(\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(\d+))?$")
-
-
-def _parse_field(text: str, lo: int, hi: int, names: dict[str, int], what: str, expr: str) -> frozenset[int]:
-    values: set[int] = set()
-    for part in text.lower().split(","):
-        m = _FIELD_RE.match(part)
-        if not m:
-            raise ConfigurationError(f"cron expression {expr!r}: cannot read the {what} field {text!r}")
-        base, step_text = m.group(1), m.group(2)
-        step = int(step_text) if step_text else 1
-        if step < 1:
-            raise ConfigurationError(f"cron expression {expr!r}: the step in {part!r} must be at least 1")
-
-        def value(token: str) -> int:
-            if token in names:
-                return names[token]
-            if not token.isdigit():
-                raise ConfigurationError(f"cron expression {expr!r}: {token!r} is not a valid {what}")
-            return int(token)
-
-        if base == "*":
-            start, end = lo, hi
-        elif "-" in base:
-            a, b = base.split("-", 1)
-            start, end = value(a), value(b)
-        else:
-            start = value(base)
-            end = hi if step_text else start
-        if what == "day of week" and end == 7:
-            end = 7  # 7 is Sunday too; folded below
-        top = 7 if what == "day of week" else hi
-        if not (lo <= start <= top and lo <= end <= top and start <= end):
-            raise ConfigurationError(f"cron expression {expr!r}: {part!r} is out of range for the {what} ({lo}-{hi})")
-        values.update(range(start, end + 1, step))
-    if what == "day of week" and 7 in values:
-        values.discard(7)
-        values.add(0)
-    return frozenset(values)
-
-
-class CronSchedule:
-    """A parsed cron expression (UTC) that can say when it fires next.
-
-    Example::
-
-        cron = CronSchedule("*/5 * * * *")
-        cron.next_after(datetime(2026, 1, 1, 12, 3, tzinfo=UTC))   # 12:05:00 UTC
-    """
-
-    def __init__(self, expr: str) -> None:
-        if not isinstance(expr, str) or not expr.strip():
-            raise ConfigurationError("a cron expression is a non-empty string like '*/5 * * * *'")
-        self.expr = expr.strip()
-        text = _MACROS.get(self.expr.lower(), self.expr)
-        fields = text.split()
-        if len(fields) == 5:
-            fields = ["0", *fields]
-        elif len(fields) != 6:
-            raise ConfigurationError(
-                f"cron expression {expr!r} has {len(fields)} fields: use five (minute hour day month weekday) "
-                "or six with seconds first, e.g. '*/5 * * * *' or '*/10 * * * * *'"
-            )
-        sec, minute, hour, dom, month, dow = fields
-        self.seconds = _parse_field(sec, 0, 59, {}, "second", expr)
-        self.minutes = _parse_field(minute, 0, 59, {}, "minute", expr)
-        self.hours = _parse_field(hour, 0, 23, {}, "hour", expr)
-        self.days = _parse_field(dom, 1, 31, {}, "day of month", expr)
-        self.months = _parse_field(month, 1, 12, _MONTHS, "month", expr)
-        self.weekdays = _parse_field(dow, 0, 6, _DAYS, "day of week", expr)
-        self._dom_any = dom == "*"
-        self._dow_any = dow == "*"
-        self.next_after(datetime(2000, 1, 1, tzinfo=UTC))  # raises if it never fires
-
-    def __repr__(self) -> str:
-        return f"CronSchedule({self.expr!r})"
-
-    def _day_matches(self, t: datetime) -> bool:
-        dom_ok = t.day in self.days
-        dow_ok = (t.isoweekday() % 7) in self.weekdays
-        if self._dom_any or self._dow_any:
-            return dom_ok and dow_ok
-        return dom_ok or dow_ok  # cron: either restricted day field may match
-
-    def next_after(self, t: datetime) -> datetime:
-        """The first firing time strictly after ``t`` (an aware datetime; naive ones are taken as UTC)."""
-        if t.tzinfo is None:
-            t = t.replace(tzinfo=UTC)
-        t = t.astimezone(UTC).replace(microsecond=0) + timedelta(seconds=1)
-        limit = t + timedelta(days=366 * 5)
-        while t < limit:
-            if t.month not in self.months:
-                year, month = (t.year + 1, 1) if t.month == 12 else (t.year, t.month + 1)
-                t = t.replace(year=year, month=month, day=1, hour=0, minute=0, second=0)
-                continue
-            if not self._day_matches(t):
-                t = (t + timedelta(days=1)).replace(hour=0, minute=0, second=0)
-                continue
-            if t.hour not in self.hours:
-                t = (t + timedelta(hours=1)).replace(minute=0, second=0)
-                continue
-            if t.minute not in self.minutes:
-                t = (t + timedelta(minutes=1)).replace(second=0)
-                continue
-            if t.second not in self.seconds:
-                t = t + timedelta(seconds=1)
-                continue
-            return t
-        raise ConfigurationError(f"cron expression {self.expr!r} never fires (check the day and month fields)")
-
-    def period_s(self, at: datetime | None = None) -> float:
-        """Seconds between the next two firings after ``at`` (now by default): the typical interval."""
-        first = self.next_after(at or datetime.now(tz=UTC))
-        return (self.next_after(first) - first).total_seconds()
 
 
 @dataclass(frozen=True)
@@ -336,8 +200,7 @@ class Scheduler:
         self._fixed = list(schedules or [])
         self._include_registered = include_registered
         self._task: asyncio.Task[None] | None = None
-        self._client: Any = None
-        self._claim: Any = None
+        self._core: ClientCore | None = None
         self.submitted: list[str] = []  # job ids this worker created (for tests and logs)
         self._won: dict[str, int] = {}  # the slot (epoch ms) this worker last claimed, per schedule
 
@@ -353,10 +216,11 @@ class Scheduler:
         schedules = self.schedules()
         if not schedules:
             return
-        from .client import AsyncClient
+        from ._core import ClientCore
 
-        # an unbound client: schedules name their own tenant (default: the default tenant)
-        self._client = AsyncClient(settings=engine.settings.model_copy(update={"tenant": None, "workspace": None}))
+        # an unbound client core: schedules name their own tenant (default: the default tenant)
+        unbound = engine.settings.model_copy(update={"tenant": None, "workspace": None})
+        self._core = ClientCore(unbound, tenant=None, workspace=None, queue=None)
         self._worker_id = str(getattr(engine, "worker_id", "?"))
         self._task = asyncio.create_task(self._run(schedules), name="taskq-scheduler")
 
@@ -364,9 +228,9 @@ class Scheduler:
         if self._task is not None:
             await stop_tasks([self._task])
             self._task = None
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        if self._core is not None:
+            await self._core.close()
+            self._core = None
 
     async def _run(self, schedules: list[Schedule]) -> None:
         now = datetime.now(tz=UTC)
@@ -403,14 +267,11 @@ class Scheduler:
             await asyncio.sleep(min(1.0, max(0.05, delay)))
 
     async def _fire(self, schedule: Schedule, slot: datetime) -> None:
-        client = self._client
-        assert client is not None
+        core = self._core
+        assert core is not None
         slot_ms = int(slot.timestamp() * 1000)
-        redis = client._open().redis
-        if self._claim is None:
-            self._claim = redis.register_script(_CLAIM_LUA)
         if self._won.get(schedule.name) != slot_ms:  # (a retry after a failed submit keeps its claim)
-            won = await self._claim(keys=[f"taskq:sched:{schedule.name}"], args=[slot_ms, CLAIM_TTL_MS])
+            won = await core.call(lambda s: s.schedules.claim(schedule.name, slot_ms, ttl_ms=CLAIM_TTL_MS))
             if not won:
                 return
             self._won[schedule.name] = slot_ms
@@ -428,13 +289,14 @@ class Scheduler:
         if schedule.workspace:
             options["workspace"] = schedule.workspace
         started = time.perf_counter()
-        handle = await client.submit(schedule.function, **schedule.kwargs, **options)
-        if handle.created:
-            self.submitted.append(handle.id)
+        row = core.prepare(schedule.function, (), {**schedule.kwargs, **options})
+        await core.check_known(row.function, row.queue)
+        if await core.write(row):
+            self.submitted.append(row.job_id)
             logger.info(
                 "scheduler: submitted %s for slot %s as %s (%.1f ms)",
                 schedule.name,
                 f"{slot:%Y-%m-%dT%H:%M:%SZ}",
-                handle.id,
+                row.job_id,
                 (time.perf_counter() - started) * 1000,
             )

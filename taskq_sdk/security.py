@@ -43,21 +43,7 @@ def tenant_acl_rules(tenant: str, *, queue: str | None = None) -> list[str]:
     q = check_name(queue or tenant, "queue")
     if q == "default":
         raise ValueError("a tenant with its own ACL user needs its own queue, not 'default'")
-    qk = layout.queue_key(q)
-    keys = [
-        qk,
-        layout.abort_key(q),
-        f"arq:job:{t}:*",
-        f"arq:result:{t}:*",
-        f"arq:in-progress:{t}:*",
-        f"arq:retry:{t}:*",
-        f"taskq:{t}:*",
-        layout.registry_key(q),
-        layout.ready_key(q),
-        layout.WORKERS_ZSET,
-        "taskq:worker:*",
-    ]
-    channels = [f"taskq:{t}:*", layout.wake_channel(q), layout.push_channel(q, "*"), layout.control_channel(q)]
+    keys, channels = layout.tenant_acl_patterns(t, q)
     return [
         "resetkeys",
         "resetchannels",

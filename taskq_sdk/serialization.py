@@ -96,6 +96,7 @@ __all__ = [
     "WIRE_VERSION",
     "Codec",
     "RemoteError",
+    "codec_for",
     "default_codec",
 ]
 
@@ -1331,3 +1332,13 @@ def default_codec() -> Codec:
         data = default_codec().dumps({"x": 1})
     """
     return Codec("msgpack")
+
+
+def codec_for(settings: Any) -> Codec:
+    """The wire codec a :class:`~taskq_sdk.config.Settings` asks for (msgpack unless pickle was opted into).
+
+    Example::
+
+        codec = codec_for(Settings())   # Codec('msgpack')
+    """
+    return Codec("pickle" if getattr(settings, "serializer", "msgpack") == "pickle" else "msgpack")

@@ -24,12 +24,24 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .registry import JobSpec, collect_jobs
 
-__all__ = ["get_worker_stats", "main", "make_worker_settings", "run_worker", "run_worker_async"]
+if TYPE_CHECKING:
+    from ._backend.engine import Engine
+    from .extensions import EngineExtension
+
+__all__ = [
+    "default_extensions",
+    "get_worker_stats",
+    "main",
+    "make_engine",
+    "make_worker_settings",
+    "run_worker",
+    "run_worker_async",
+]
 
 logger = logging.getLogger("taskq_sdk.worker")
 
@@ -57,6 +69,71 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def default_extensions(settings: Settings) -> list[EngineExtension]:
+    """The extensions every taskq worker runs for ``settings``: results DB, webhooks, schedules.
+
+    * :class:`~taskq_sdk.results_writer.ResultsDBWriter` unless ``TASKQ_RESULTS_DB=off``;
+    * :class:`~taskq_sdk.webhooks.WebhookSender` (idle until a client registers a webhook);
+    * :class:`~taskq_sdk.scheduler.Scheduler` (monitoring on ``TASKQ_MONITORING_CRON``, plus registered
+      schedules) unless ``TASKQ_SCHEDULER=false``.
+
+    Example::
+
+        make_engine(specs, settings=s)   # runs default_extensions(s)
+    """
+    from .results_db import results_url
+    from .results_writer import ResultsDBWriter
+    from .scheduler import Scheduler, builtin_schedules
+    from .webhooks import WebhookSender
+
+    extensions: list[EngineExtension] = []
+    if results_url(settings) is not None:
+        extensions.append(ResultsDBWriter(settings))
+    extensions.append(WebhookSender(settings))
+    if settings.scheduler:
+        extensions.append(Scheduler(builtin_schedules(settings)))
+    return extensions
+
+
+def make_engine(
+    specs: dict[str, JobSpec],
+    *,
+    settings: Settings,
+    queue: str | None = None,
+    burst: bool = False,
+    handle_signals: bool = True,
+    extensions: Sequence[Any] = (),
+    resolvers: Sequence[Callable[[str], JobSpec | None]] = (),
+) -> Engine:
+    """A worker engine serving ``specs`` with the default extensions plus ``extensions``.
+
+    ``resolvers`` are consulted before ``specs`` for each job (newest registration wins): how an
+    in-process LocalCluster worker runs notebook functions. Both ``python -m taskq_sdk.worker`` and
+    LocalCluster's worker threads build their engine here.
+
+    Example::
+
+        engine = make_engine(collect_jobs(["mypkg.jobs"]), settings=Settings(), burst=True)
+        await engine.async_run(); await engine.close()
+    """
+    from ._backend.engine import Engine
+
+    engine = Engine(
+        specs,
+        settings=settings,
+        queue=queue or settings.queue,
+        burst=burst,
+        handle_signals=handle_signals,
+        extensions=[*default_extensions(settings), *extensions],
+    )
+    engine.spec_resolvers[:0] = resolvers
+    for resolver in resolvers:
+        owner = getattr(resolver, "__self__", None)  # e.g. a dict's .get: list its keys
+        if isinstance(owner, dict):
+            engine.name_providers.append(owner.keys)
+    return engine
+
+
 async def run_worker_async(
     modules: Sequence[str] = (),
     *,
@@ -75,20 +152,11 @@ async def run_worker_async(
         engine = await run_worker_async(["mypkg.jobs"], burst=True)
         engine.jobs_complete
     """
-    from ._backend.engine import Engine
-
     settings = settings or Settings()
     if specs is None:
         specs = collect_jobs([*settings.job_module_list(), *modules])
-    from .extensions import default_extensions
-
-    engine = Engine(
-        specs,
-        settings=settings,
-        queue=queue or settings.queue,
-        burst=burst,
-        handle_signals=handle_signals,
-        extensions=[*default_extensions(settings), *extensions],
+    engine = make_engine(
+        specs, settings=settings, queue=queue, burst=burst, handle_signals=handle_signals, extensions=extensions
     )
     try:
         if ready is not None:

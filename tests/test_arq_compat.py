@@ -89,3 +89,17 @@ def test_stock_worker_settings_hide_the_password(settings: Settings) -> None:
     assert "hunter2-secret" not in repr(ws.redis_settings)
     assert ws.allow_abort_jobs is True
     assert ws.job_serializer is not None and ws.job_deserializer is not None
+
+
+def test_key_names_spelled_in_the_layout_are_arqs_own() -> None:
+    """The layout spells arq's key names (so clients never import arq); they must stay arq's."""
+    import arq.constants as arq_keys
+
+    from taskq_sdk._backend import layout
+
+    assert layout.job_key_prefix == arq_keys.job_key_prefix
+    assert layout.result_key_prefix == arq_keys.result_key_prefix
+    assert layout.in_progress_key_prefix == arq_keys.in_progress_key_prefix
+    assert layout.retry_key_prefix == arq_keys.retry_key_prefix
+    assert layout.default_queue_name == arq_keys.default_queue_name
+    assert layout.abort_jobs_ss == arq_keys.abort_jobs_ss

@@ -105,7 +105,7 @@ def test_waits_follow_the_clients_reply_channel(settings: Settings, worker: Any,
         async with AsyncClient(settings=settings) as client:
             job = await client.submit("sleeper", 0.3)
             waiting = asyncio.ensure_future(job.result(timeout=10))
-            reply = layout.reply_channel("default", client._client_id)
+            reply = layout.reply_channel("default", client.core.client_id)
             await async_wait_until(job.status, what="the job's state")  # the wait is under way meanwhile
             assert not waiting.done()
             assert numsub(layout.job_channel(job.id)) == 0
@@ -114,7 +114,7 @@ def test_waits_follow_the_clients_reply_channel(settings: Settings, worker: Any,
             # a wait that starts after the job finished (its early events no longer kept) reads the result
             late = await client.submit("add", 1, 2)
             await async_wait_until(lambda: sync_redis.exists(layout.result_key(late.id)), what="late job done")
-            (await client._event_hub()).release(late._presub)
+            (await client.core.events()).release(late._presub)
             assert await late.result(timeout=10) == 3
             # someone else's wait (another client) uses the job's own channel
             async with AsyncClient(settings=settings) as other:

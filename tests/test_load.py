@@ -20,14 +20,14 @@ from .conftest import figure, wait_until
 
 
 def bulk_submit(client: Client, n: int, seconds: float = 0.0) -> list[str]:
-    ac = client.async_client
+    core = client.async_client.core
 
     async def go() -> list[str]:
-        rows = [ac._prepare("mark", (i, seconds), {}) for i in range(n)]
-        await ac._store_call(lambda s: s.submit(rows, wake_queue="default"))
+        rows = [core.prepare("mark", (i, seconds), {}) for i in range(n)]
+        await core.call(lambda s: s.submit(rows, wake_queue="default"))
         return [r.job_id for r in rows]
 
-    return client._call(go)
+    return client.portal.call(go)
 
 
 def collect(r: redis.Redis, ids: list[str], timeout: float) -> list[Any]:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from taskq_sdk.views.html import PALETTE
+
 from .conftest import ROOT, figure
 from .test_browser import run_strict
 
@@ -53,5 +55,6 @@ def test_monitoring_notebook_renders_the_dashboard_in_jupyterlab(tmp_path: Path)
     assert float(throughput.group(1)) > 0
     assert float(failure.group(1)) > 0  # the notebook's check() fails on multiples of 3
     assert "jobs/min, last 15 min" in html, "the dashboard's chart is missing"
-    assert re.search(r'<rect[^>]*fill="#c62828"', html), "the chart shows no failed jobs"
+    failed = re.escape(PALETTE["failed"])  # the one palette every view uses
+    assert re.search(rf'<rect[^>]*fill="{failed}"', html), "the chart shows no failed jobs"
     figure("monitoring_dashboard", f"{workers.group(1)} workers, {throughput.group(1)} jobs/s")

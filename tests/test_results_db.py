@@ -150,9 +150,9 @@ def _drain(settings: Settings, n: int) -> tuple[float, float, Any]:
 
         async def fill() -> tuple[float, float]:
             async with AsyncClient(settings=settings) as client:
-                rows = [client._prepare("add", (i, 1), {}) for i in range(n)]
+                rows = [client.core.prepare("add", (i, 1), {}) for i in range(n)]
                 started, cpu = time.perf_counter(), time.process_time()
-                await client._store_call(lambda s: s.submit(rows, wake_queue="default"))
+                await client.core.call(lambda s: s.submit(rows, wake_queue="default"))
                 return started, cpu
 
         started, cpu = asyncio.run(fill())

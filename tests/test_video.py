@@ -39,7 +39,6 @@ from taskq_sdk.errors import (
     NotAVideo,
     UnsupportedScheme,
 )
-from taskq_sdk.execution import JobContext, _current, is_transient
 from taskq_sdk.jobs import _fetch, video
 from taskq_sdk.jobs._fetch import (
     AddressGuard,
@@ -51,6 +50,7 @@ from taskq_sdk.jobs._fetch import (
     validate_video_url,
 )
 from taskq_sdk.jobs.video import VideoResult, analyze_video, probe_video, process_video_async
+from taskq_sdk.runtime import JobContext, _current, is_transient
 
 try:
     from tests.media import MediaServer, _video_codec, make_audio_only, make_video, segment_level

@@ -17,8 +17,8 @@ import pytest
 
 from taskq_sdk import AsyncClient, Client, JobFailed, JobStatus, Settings
 from taskq_sdk.local import WorkerThread
-from taskq_sdk.progress import TqdmView, WidgetProgressView, make_view
-from taskq_sdk.widgets import JobWidget
+from taskq_sdk.views.progress import TqdmView, WidgetProgressView, make_view
+from taskq_sdk.views.widgets import JobWidget
 
 from .conftest import ROOT, async_wait_until, wait_until
 
@@ -44,7 +44,7 @@ def test_widget_follows_a_job_to_completion(client: Client) -> None:
     assert "result" in view.result.value and "30" in view.result.value
     assert view.cancel_button.disabled
     assert "slow(30" in view.title.value
-    assert not client.async_client._tasks  # nothing left running on the client's loop
+    assert not client.async_client.core.tasks  # nothing left running on the client's loop
 
 
 def test_cancel_button_cancels_the_job(client: Client) -> None:
@@ -146,13 +146,13 @@ def test_without_ipywidgets_everything_still_works(redis_url: str, worker: Worke
         sys.meta_path.insert(0, Block())
 
         from taskq_sdk import Client
-        from taskq_sdk.progress import make_view, TqdmView
+        from taskq_sdk.views.progress import make_view, TqdmView
         with Client(sys.argv[1]) as client:
             job = client.submit("slow", 3, step=0.01)
             assert job.wait(progress=True) == 3
             assert isinstance(make_view(True, "x"), TqdmView)
             try:
-                from taskq_sdk.widgets import JobWidget
+                from taskq_sdk.views.widgets import JobWidget
                 JobWidget(job)
             except ImportError as exc:
                 print("IMPORT-ERROR", exc)

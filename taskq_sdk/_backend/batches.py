@@ -11,7 +11,7 @@ A batch's jobs are ordinary jobs (same keys as :mod:`.layout` writes for ``submi
 
 All of them expire with the batch's jobs. Example::
 
-    bstore = BatchStore(redis, codec)
+    bstore = store.batches                           # a Store's batch part (or BatchStore(redis, codec))
     flags = await bstore.submit(rows_blob, header)   # b"1101..." (1 created, 0 already there)
     codes = await bstore.statuses(job_ids)           # b"qrcf..." one status letter per job
 """
@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
+from ..serialization import Codec
 from . import layout
+from .envelope import decode_job, decode_result, job_call_of
 
 __all__ = [
     "BULK_STATUS",
@@ -186,12 +188,13 @@ class BatchStore:
 
     Example::
 
-        bstore = BatchStore(store.redis)
+        bstore = BatchStore(redis, codec)
         await bstore.write_manifest("acme", "exp1", blob, ttl_ms=86_400_000)
     """
 
-    def __init__(self, redis: ArqRedis) -> None:
+    def __init__(self, redis: Redis, codec: Codec) -> None:
         self.redis = redis
+        self.codec = codec
         self._submit = redis.register_script(BULK_SUBMIT)
         self._status = redis.register_script(BULK_STATUS)
         self._cancel = redis.register_script(layout.CANCEL)
@@ -254,6 +257,27 @@ class BatchStore:
             return []
         return list(await self.redis.mget([layout.job_key(j) for j in job_ids]))
 
+    async def calls(self, job_ids: Sequence[str]) -> list[tuple[list[Any], dict[str, Any]] | None]:
+        """The arguments each job was submitted with, from its result or else its definition (``None``: gone).
+
+        A cancel-before-start or a lost job leaves a result without the call: the job's own then.
+        """
+        results = await self.results(job_ids)
+        jobs = await self.job_blobs(job_ids)
+        out: list[tuple[list[Any], dict[str, Any]] | None] = []
+        for res, job in zip(results, jobs, strict=True):
+            found: tuple[list[Any], dict[str, Any]] | None = None
+            if res is not None:
+                call = job_call_of(decode_result(self.codec, res))
+                if call is not None and (call.args or call.kwargs):
+                    found = (call.args, call.kwargs)
+            if found is None and job is not None:
+                job_call = decode_job(self.codec, job)
+                if job_call.args or job_call.kwargs:
+                    found = (job_call.args, job_call.kwargs)
+            out.append(found)
+        return out
+
     async def cancel_many(self, job_ids: Sequence[str], args_for: Any) -> list[str]:
         """Run the CANCEL script for each job in one pipeline; ``args_for(job_id)`` gives its ARGV."""
         if not job_ids:
@@ -290,6 +314,18 @@ class BatchStore:
             pipe.hset(key, mapping=patches)
             pipe.pexpire(key, ttl_ms)
             pipe.pexpire(manifest_key(tenant, batch_id), ttl_ms)
+            await pipe.execute()
+
+    async def clear_patches(self, tenant: str, batch_id: str) -> None:
+        """Forget a keyed batch's re-runs (its content changed: the chunks are new jobs)."""
+        await self.redis.delete(patches_key(tenant, batch_id))
+
+    async def record_rows_failed(self, tenant: str, batch_id: str, job_id: str, failed: int) -> None:
+        """A chunk job says how many of its items failed (the chunk runner calls this)."""
+        key = rows_failed_key(tenant, batch_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, job_id, str(failed))
+            pipe.pexpire(key, 7 * 86_400_000)
             await pipe.execute()
 
     async def rows_failed(self, tenant: str, batch_id: str) -> dict[str, int]:

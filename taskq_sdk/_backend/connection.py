@@ -2,7 +2,7 @@
 
 Example::
 
-    redis = make_redis(settings)                 # arq's ArqRedis, with timeouts and retries set
+    redis = make_redis(settings)                 # a redis.asyncio.Redis with timeouts and retries set
     async with broker_errors(settings):          # redis-py connection errors -> BrokerUnavailable
         await redis.ping()
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from arq.connections import ArqRedis
+from redis.asyncio import Redis
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
@@ -24,6 +24,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..config import Settings
 from ..errors import BrokerUnavailable, ConfigurationError, PermissionDenied
 from ..serialization import Codec
+
+R = TypeVar("R", bound=Redis)
 
 __all__ = ["CONNECTION_ERRORS", "broker_errors", "is_connection_error", "make_redis"]
 
@@ -69,10 +71,18 @@ def make_sync_redis(settings: Settings) -> Any:
     )
 
 
-def make_redis(settings: Settings, codec: Codec | None = None, *, for_pubsub: bool = False) -> ArqRedis:
-    """An :class:`arq.connections.ArqRedis` for ``settings`` (connects lazily, on first command).
+def make_redis(
+    settings: Settings,
+    codec: Codec | None = None,
+    *,
+    for_pubsub: bool = False,
+    redis_class: type[R] = Redis,  # type: ignore[assignment]
+) -> R:
+    """A ``redis.asyncio.Redis`` for ``settings`` (connects lazily, on first command).
 
     ``for_pubsub`` drops the per-call socket timeout, since a subscriber waits for messages.
+    ``redis_class``: the worker engine passes arq's ``ArqRedis`` (clients never import arq); with
+    ``codec`` its job (de)serializers are set too.
 
     Example::
 
@@ -90,12 +100,12 @@ def make_redis(settings: Settings, codec: Codec | None = None, *, for_pubsub: bo
     }
     kwargs.update(_tls_kwargs(settings, url))
     try:
-        redis: ArqRedis = ArqRedis.from_url(url, **kwargs)
+        redis: R = redis_class.from_url(url, **kwargs)
     except ValueError as exc:
         raise ConfigurationError(f"invalid server URL {settings.safe_url()}: {exc}") from None
-    if codec is not None:
-        redis.job_serializer = codec.serializer
-        redis.job_deserializer = codec.deserializer
+    if codec is not None and hasattr(redis, "job_serializer"):  # arq's ArqRedis
+        setattr(redis, "job_serializer", codec.serializer)  # noqa: B010
+        setattr(redis, "job_deserializer", codec.deserializer)  # noqa: B010
     return redis
 
 
@@ -146,7 +156,7 @@ async def broker_errors(settings: Settings, what: str = "reach") -> AsyncIterato
         ) from None
 
 
-async def run_scripts(redis: ArqRedis, calls: list[tuple[Any, list[Any]]]) -> list[Any]:
+async def run_scripts(redis: Redis, calls: list[tuple[Any, list[Any]]]) -> list[Any]:
     """Run several registered Lua scripts in one pipelined round trip; returns their results in order.
 
     redis-py checks a pipeline's scripts with an extra ``SCRIPT EXISTS`` round trip before every

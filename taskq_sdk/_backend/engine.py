@@ -38,25 +38,28 @@ from datetime import UTC, datetime
 from signal import Signals
 from typing import Any
 
+from arq.connections import ArqRedis
 from arq.worker import Worker, func
 
 from .._aio import stop_tasks
 from .._names import tenant_of
 from ..config import Settings
 from ..errors import DeserializationError, SerializationError
-from ..execution import JobContext, Outcome, execute, install_output_capture, remote_error
+from ..execution import Outcome, execute
 from ..extensions import EngineExtension, FinishedJob
 from ..models import WorkerInfo
 from ..registry import JobSpec
-from ..serialization import Codec, RemoteError
+from ..runtime import JobContext, install_output_capture, remote_error
+from ..serialization import Codec, RemoteError, codec_for
 from . import layout
 from .connection import is_connection_error, make_redis, make_sync_redis, run_scripts
+from .envelope import JobCall, decode_job, encode_result
 from .events import EventHub
-from .store import now_ms
+from .store import Store, now_ms
 
 logger = logging.getLogger("taskq_sdk.worker")
 
-__all__ = ["Engine", "codec_for"]
+__all__ = ["RUNNING", "Engine"]
 
 # queue entries one claim may look past (running jobs stay in arq's queue set, ahead of waiting ones)
 SCAN_MAX = 20_000
@@ -74,13 +77,33 @@ class _ClaimPlan:
     ready_key: str
 
 
+@dataclasses.dataclass(frozen=True)
+class _ClaimedJob:
+    """A claimed (or handed-over) job as its claim row carried it, before anything was decoded."""
+
+    job_id: str
+    score: int
+    blob: bytes | None
+    attempt: int
+    aborted: bool
+    timeout: float | None  # per submit (``_timeout``), else the function's or the worker's
+    max_tries: int | None
+    workspace: str
+    start_ms: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _AttemptPlan:
+    """What one attempt runs: the decoded call, the function that runs it, and its limits."""
+
+    call: JobCall
+    spec: JobSpec
+    max_tries: int
+    timeout: float
+
+
 #: engines serving in this process, newest last (``taskq_sdk.worker.get_worker_stats`` reads it)
 RUNNING: list[Engine] = []
-
-
-def codec_for(settings: Settings) -> Codec:
-    """The wire codec the settings ask for (msgpack unless pickle was opted into)."""
-    return Codec("pickle" if settings.serializer == "pickle" else "msgpack")
 
 
 def _s(v: Any) -> str:
@@ -217,7 +240,9 @@ class Engine(Worker):
 
     # ================================================================== lifecycle
     async def main(self) -> None:
-        self._pool = make_redis(self.settings, self.codec)
+        self._pool = make_redis(self.settings, self.codec, redis_class=ArqRedis)
+        #: taskq's reads and writes on the worker's connection (jobs reach it as ctx["taskq_store"])
+        self.store = Store(self._pool, self.codec, self.settings)
         self._claim_script = self._pool.register_script(layout.CLAIM)
         self._finish_script = self._pool.register_script(layout.FINISH)
         self._progress_script = self._pool.register_script(layout.PROGRESS)
@@ -226,7 +251,11 @@ class Engine(Worker):
             # loaded up front: pipelined calls are sent by digest (see run_scripts)
             await self._pool.script_load(script.script)
         self.ctx.update(
-            redis=self._pool, settings=self.settings, worker_id=self.worker_id, taskq_resolve=self.resolve_spec
+            redis=self._pool,
+            settings=self.settings,
+            worker_id=self.worker_id,
+            taskq_resolve=self.resolve_spec,
+            taskq_store=self.store,
         )
         install_output_capture()
         self._executor = ThreadPoolExecutor(max_workers=self.max_jobs + SPARE_THREADS, thread_name_prefix="taskq-job")
@@ -533,164 +562,154 @@ class Engine(Worker):
 
     # ================================================================== running
     async def _run(self, job_id: str, row: list[Any]) -> None:
-        score = int(float(row[1]))
-        blob: bytes | None = row[2]
-        attempt = int(row[3])
+        """Run one claimed (or handed-over) job: check it can run, run one attempt, record the outcome."""
+        claimed = self._claimed_job(job_id, row)
+        self._workspaces[job_id] = claimed.workspace
+        plan = await self._plan_attempt(claimed)
+        if plan is None:
+            return  # refused and already recorded (expired, undecodable, unknown, cancelled, exhausted)
+        jctx = self._job_context(claimed, plan)
+        outcome = await self._attempt(claimed, plan, jctx)
+        if outcome is not None:
+            await self._finish_outcome(job_id, outcome, plan.spec, claimed.attempt, claimed.start_ms, plan.call)
+
+    def _claimed_job(self, job_id: str, row: list[Any]) -> _ClaimedJob:
+        """What a claim row says: ``[id, score, job_bytes|nil, attempt, aborted, meta|nil]``."""
+        meta = [_s(x) for x in row[5]] if row[5] else ["", "", "", "", ""]
+        timeout_s, max_tries_s, workspace, _batch, _enq = meta
         # a cancel can arrive between the claim (or hand-over) and this task's first step
         aborted = bool(row[4]) or job_id in self._early_cancels
         self._early_cancels.discard(job_id)
-        meta = [_s(x) for x in row[5]] if row[5] else ["", "", "", "", ""]
-        timeout_s, max_tries_s, workspace, _batch, _enq = meta
-        start_ms = now_ms()
-        self._workspaces[job_id] = workspace or "default"
-
-        if blob is None:
-            await self._finish_error(
-                job_id,
-                "failed",
-                remote_error(
-                    "JobExpired",
-                    "the job's definition expired before a worker started it (see _expires=); it was not run",
-                    kind="lost",
-                ),
-                attempt=attempt,
-                start_ms=start_ms,
-            )
-            return
-        try:
-            d = self.codec.deserializer(blob)
-            function = str(d["f"])
-            args: list[Any] = list(d.get("a") or [])
-            kwargs: dict[str, Any] = dict(d.get("k") or {})
-            enq_ms = int(d.get("et") or start_ms)
-        except (DeserializationError, KeyError, TypeError, ValueError) as exc:
-            logger.error("job %s refused: %s", job_id, exc)
-            await self._finish_error(
-                job_id,
-                "failed",
-                remote_error(
-                    "DeserializationError",
-                    f"the worker refused to decode the job's arguments, so it was never run: {exc}",
-                    kind="deserialization",
-                ),
-                attempt=attempt,
-                start_ms=start_ms,
-            )
-            return
-
-        spec = self.resolve_spec(function)
-        if spec is None:
-            await self._finish_error(
-                job_id,
-                "failed",
-                remote_error(
-                    "UnknownJob",
-                    f"worker {self.worker_id} does not serve {function!r} (it serves "
-                    f"{', '.join(sorted(self.specs))}); start a worker that imports it on queue "
-                    f"{self.taskq_queue!r}",
-                    kind="error",
-                ),
-                attempt=attempt,
-                start_ms=start_ms,
-                call=(function, args, kwargs, enq_ms),
-            )
-            return
-        max_tries = int(max_tries_s) if max_tries_s else (spec.max_tries or self.settings.max_tries)
-        if aborted:
-            await self._finish_error(
-                job_id,
-                "cancelled",
-                remote_error("JobCancelled", "cancelled before it started", kind="cancelled"),
-                attempt=attempt,
-                start_ms=start_ms,
-                call=(function, args, kwargs, enq_ms),
-            )
-            return
-        if attempt > max_tries:
-            await self._finish_error(
-                job_id,
-                "failed",
-                remote_error(
-                    "AttemptsExhausted",
-                    f"gave up after {max_tries} attempt{'s' if max_tries != 1 else ''}: the earlier "
-                    "attempts ended without a result (the worker running it died or was stopped each time)",
-                    kind="error",
-                    details={"attempts": max_tries},
-                ),
-                attempt=attempt - 1,
-                start_ms=start_ms,
-                call=(function, args, kwargs, enq_ms),
-            )
-            return
-
-        timeout = float(timeout_s) if timeout_s else (spec.timeout or self.settings.job_timeout)
-        jctx = JobContext(
+        return _ClaimedJob(
             job_id=job_id,
-            function=function,
-            tenant=tenant_of(job_id),
+            score=int(float(row[1])),
+            blob=row[2],
+            attempt=int(row[3]),
+            aborted=aborted,
+            timeout=float(timeout_s) if timeout_s else None,
+            max_tries=int(max_tries_s) if max_tries_s else None,
             workspace=workspace or "default",
-            attempt=attempt,
-            max_tries=max_tries,
+            start_ms=now_ms(),
+        )
+
+    async def _plan_attempt(self, job: _ClaimedJob) -> _AttemptPlan | None:
+        """The function and limits of this attempt; or record why the job cannot run and return None."""
+        if job.blob is None:
+            reason = "the job's definition expired before a worker started it (see _expires=); it was not run"
+            await self._refuse(job, "failed", remote_error("JobExpired", reason, kind="lost"))
+            return None
+        try:
+            call = decode_job(self.codec, job.blob)
+        except (DeserializationError, KeyError, TypeError, ValueError) as exc:
+            logger.error("job %s refused: %s", job.job_id, exc)
+            reason = f"the worker refused to decode the job's arguments, so it was never run: {exc}"
+            await self._refuse(job, "failed", remote_error("DeserializationError", reason, kind="deserialization"))
+            return None
+        if call.enqueued_ms is None:
+            call = dataclasses.replace(call, enqueued_ms=job.start_ms)
+        spec = self.resolve_spec(call.function)
+        if spec is None:
+            served = ", ".join(sorted(self.specs))
+            reason = (
+                f"worker {self.worker_id} does not serve {call.function!r} (it serves {served}); "
+                f"start a worker that imports it on queue {self.taskq_queue!r}"
+            )
+            await self._refuse(job, "failed", remote_error("UnknownJob", reason), call=call)
+            return None
+        max_tries = job.max_tries or spec.max_tries or self.settings.max_tries
+        if job.aborted:
+            error = remote_error("JobCancelled", "cancelled before it started", kind="cancelled")
+            await self._refuse(job, "cancelled", error, call=call)
+            return None
+        if job.attempt > max_tries:
+            reason = (
+                f"gave up after {max_tries} attempt{'s' if max_tries != 1 else ''}: the earlier attempts ended "
+                "without a result (the worker running it died or was stopped each time)"
+            )
+            error = remote_error("AttemptsExhausted", reason, details={"attempts": max_tries})
+            await self._refuse(job, "failed", error, call=call, attempt=job.attempt - 1)
+            return None
+        timeout = job.timeout or spec.timeout or self.settings.job_timeout
+        return _AttemptPlan(call=call, spec=spec, max_tries=max_tries, timeout=timeout)
+
+    async def _refuse(
+        self, job: _ClaimedJob, state: str, error: RemoteError, *, call: JobCall | None = None, attempt: int = 0
+    ) -> None:
+        await self._finish_error(
+            job.job_id, state, error, attempt=attempt or job.attempt, start_ms=job.start_ms, call=call
+        )
+
+    def _job_context(self, job: _ClaimedJob, plan: _AttemptPlan) -> JobContext:
+        jctx = JobContext(
+            job_id=job.job_id,
+            function=plan.call.function,
+            tenant=tenant_of(job.job_id),
+            workspace=job.workspace,
+            attempt=job.attempt,
+            max_tries=plan.max_tries,
             loop=asyncio.get_running_loop(),
             sink=self._progress_sink,
             log_limit=self.settings.log_lines,
         )
-        self._running[job_id] = jctx
-        _log_job("started", job_id, function, attempt, 0.0, "started", workspace=jctx.workspace)
+        self._running[job.job_id] = jctx
+        _log_job("started", job.job_id, plan.call.function, job.attempt, 0.0, "started", workspace=jctx.workspace)
+        return jctx
+
+    async def _attempt(self, job: _ClaimedJob, plan: _AttemptPlan, jctx: JobContext) -> Outcome | None:
+        """One attempt of the job; None when it was stopped (cancelled, claim lost: recorded here, or released)."""
         arq_ctx = {
             **self.ctx,
-            "job_id": job_id,
-            "job_try": attempt,
-            "enqueue_time": datetime.fromtimestamp(enq_ms / 1000, tz=UTC),
-            "score": score,
+            "job_id": job.job_id,
+            "job_try": job.attempt,
+            "enqueue_time": datetime.fromtimestamp((plan.call.enqueued_ms or job.start_ms) / 1000, tz=UTC),
+            "score": job.score,
             "tenant": jctx.tenant,
             "workspace": jctx.workspace,
         }
         try:
             outcome = await execute(
-                spec,
+                plan.spec,
                 jctx,
-                args,
-                kwargs,
+                plan.call.args,
+                plan.call.kwargs,
                 arq_ctx=arq_ctx,
-                timeout=timeout,
+                timeout=plan.timeout,
                 executor=self._executor,
                 retry_base=self.settings.retry_delay,
                 retry_cap=self.settings.retry_max_delay,
             )
         except asyncio.CancelledError:
-            reason = jctx.stop_reason
-            jctx.flush()
-            if reason == "cancelled":
-                note = "cancelled while running"
-                if not spec.is_async and not spec.isolate:
-                    self._thread_abandoned()
-                    note += (
-                        " (its thread runs on until the function returns, since threads cannot be "
-                        "interrupted; its result will be discarded and its next report_progress() "
-                        "call stops it)"
-                    )
-                err = remote_error("JobCancelled", note, kind="cancelled")
-                await self._finish_error(
-                    job_id,
-                    "cancelled",
-                    err,
-                    attempt=attempt,
-                    start_ms=start_ms,
-                    call=(function, args, kwargs, enq_ms),
-                )
-                return
-            if reason == "claim lost":
-                logger.warning("job %s: claim lost to another worker; this attempt's result is discarded", job_id)
-                return
-            jctx.stop_reason = reason or "worker shutdown"
-            await asyncio.shield(self._release(job_id))
+            if await self._stopped(job, plan, jctx):
+                return None
             raise
         finally:
-            self._running.pop(job_id, None)
-
+            self._running.pop(job.job_id, None)
         jctx.flush()
-        await self._finish_outcome(job_id, outcome, spec, attempt, start_ms, (function, args, kwargs, enq_ms))
+        return outcome
+
+    async def _stopped(self, job: _ClaimedJob, plan: _AttemptPlan, jctx: JobContext) -> bool:
+        """The attempt's task was cancelled: record a cancel or drop a lost claim (True), or hand the
+        job back to the queue because the worker stops (False: the cancellation goes on)."""
+        reason = jctx.stop_reason
+        jctx.flush()
+        if reason == "cancelled":
+            note = "cancelled while running"
+            if not plan.spec.is_async and not plan.spec.isolate:
+                self._thread_abandoned()
+                note += (
+                    " (its thread runs on until the function returns, since threads cannot be "
+                    "interrupted; its result will be discarded and its next report_progress() "
+                    "call stops it)"
+                )
+            error = remote_error("JobCancelled", note, kind="cancelled")
+            await self._refuse(job, "cancelled", error, call=plan.call)
+            return True
+        if reason == "claim lost":
+            logger.warning("job %s: claim lost to another worker; this attempt's result is discarded", job.job_id)
+            return True
+        jctx.stop_reason = reason or "worker shutdown"
+        await asyncio.shield(self._release(job.job_id))
+        return False
 
     async def _finish_outcome(
         self,
@@ -699,9 +718,9 @@ class Engine(Worker):
         spec: JobSpec,
         attempt: int,
         start_ms: int,
-        call: tuple[str, list[Any], dict[str, Any], int],
+        call: JobCall,
     ) -> None:
-        function = call[0]
+        function = call.function
         if outcome.kind == "timed_out" and not spec.is_async and not spec.isolate:
             self._thread_abandoned()
         if outcome.kind == "retry":
@@ -787,29 +806,16 @@ class Engine(Worker):
             duration=outcome.duration,
         )
 
-    def _envelope(
-        self,
-        call: tuple[str, list[Any], dict[str, Any], int],
-        attempt: int,
-        start_ms: int,
-        success: bool,
-        value: Any,
-    ) -> bytes:
-        function, args, kwargs, enq_ms = call
-        return self.codec.serializer(
-            {
-                "t": attempt,
-                "f": function,
-                "a": args,
-                "k": kwargs,
-                "et": enq_ms,
-                "s": success,
-                "r": value,
-                "st": start_ms,
-                "ft": now_ms(),
-                "q": self.queue_name,
-                "id": "",
-            }
+    def _envelope(self, call: JobCall, attempt: int, start_ms: int, success: bool, value: Any) -> bytes:
+        return encode_result(
+            self.codec,
+            call,
+            attempt=attempt,
+            success=success,
+            value=value,
+            started_ms=start_ms,
+            finished_ms=now_ms(),
+            queue_key=self.queue_name,
         )
 
     async def _finish_error(
@@ -820,7 +826,7 @@ class Engine(Worker):
         *,
         attempt: int,
         start_ms: int,
-        call: tuple[str, list[Any], dict[str, Any], int] | None = None,
+        call: JobCall | None = None,
         duration: float = 0.0,
     ) -> None:
         error = _clean_error(error)
@@ -828,11 +834,12 @@ class Engine(Worker):
             self.jobs_cancelled += 1
         else:
             self.jobs_failed += 1
+        unknown = JobCall("?", [], {}, start_ms)
         try:
-            blob = self._envelope(call or ("?", [], {}, start_ms), attempt, start_ms, False, error)
-        except SerializationError:
-            blob = self._envelope(("?", [], {}, start_ms), attempt, start_ms, False, error)
-        function = call[0] if call else "?"
+            blob = self._envelope(call or unknown, attempt, start_ms, False, error)
+        except SerializationError:  # the call's arguments cannot be stored again: keep the error
+            blob = self._envelope(unknown, attempt, start_ms, False, error)
+        function = call.function if call else "?"
         await self._done(
             job_id,
             state,

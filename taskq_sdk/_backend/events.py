@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import msgpack
-from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
 from .._aio import stop_tasks
 from .._names import tenant_of
@@ -85,7 +85,7 @@ class EventHub:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._redis: ArqRedis | None = None
+        self._redis: Redis | None = None
         self._pubsub: Any = None
         self._subs: dict[str, set[Subscription]] = {}
         self._confirmed: dict[str, asyncio.Future[None]] = {}

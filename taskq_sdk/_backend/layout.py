@@ -21,19 +21,21 @@ builders and the Lua prelude below are the one place this layout is written down
 
 from __future__ import annotations
 
-from arq.constants import (
-    abort_jobs_ss,
-    default_queue_name,
-    in_progress_key_prefix,
-    job_key_prefix,
-    result_key_prefix,
-    retry_key_prefix,
-)
-
 from .._names import DEFAULT_QUEUE, tenant_of
+
+# arq's own key names (``arq.constants``), spelled here so that clients never import arq: importing
+# any arq module loads ``arq.worker``. ``tests/test_arq_compat.py`` checks they still match arq's.
+job_key_prefix = "arq:job:"
+result_key_prefix = "arq:result:"
+in_progress_key_prefix = "arq:in-progress:"
+retry_key_prefix = "arq:retry:"
+default_queue_name = "arq:queue"
+abort_jobs_ss = "arq:abort"
 
 ABORT_SET = abort_jobs_ss
 WORKERS_ZSET = "taskq:workers"
+#: the capped list of monitoring snapshots, newest first (see :mod:`taskq_sdk.health`)
+HISTORY_KEY = "taskq:monitoring:history"
 
 
 def queue_key(queue: str) -> str:
@@ -136,6 +138,45 @@ def worker_key(worker_id: str) -> str:
 
 def registry_key(queue: str) -> str:
     return f"taskq:registry:{queue}"
+
+
+def hooks_flag(tenant: str) -> str:
+    """Set while a tenant has registered webhooks; workers skip the lookups for tenants without one."""
+    return f"taskq:{tenant}:hooks"
+
+
+def hook_key(job_id: str) -> str:
+    """The hash holding a job's webhook URL and delivery outcome."""
+    return f"taskq:{tenant_of(job_id)}:hook:{job_id}"
+
+
+def schedule_key(name: str) -> str:
+    """The newest claimed slot (epoch ms) of a cron schedule (see :mod:`taskq_sdk.scheduler`)."""
+    return f"taskq:sched:{name}"
+
+
+def tenant_acl_patterns(tenant: str, queue: str) -> tuple[list[str], list[str]]:
+    """The key and channel patterns a per-tenant server user may touch: its own, its queue's, liveness.
+
+    Example::
+
+        keys, channels = tenant_acl_patterns("acme", "acme")
+    """
+    keys = [
+        queue_key(queue),
+        abort_key(queue),
+        f"{job_key_prefix}{tenant}:*",
+        f"{result_key_prefix}{tenant}:*",
+        f"{in_progress_key_prefix}{tenant}:*",
+        f"{retry_key_prefix}{tenant}:*",
+        f"taskq:{tenant}:*",
+        registry_key(queue),
+        ready_key(queue),
+        WORKERS_ZSET,
+        worker_key("*"),
+    ]
+    channels = [f"taskq:{tenant}:*", wake_channel(queue), push_channel(queue, "*"), control_channel(queue)]
+    return keys, channels
 
 
 # ----------------------------------------------------------------------------- Lua

@@ -2,7 +2,8 @@
 
 Example::
 
-    hashes = await read_metric_hashes(redis, ["acme"], minutes=range(now_min - 5, now_min + 1))
+    reader = MetricsReader(redis)
+    hashes = await reader.hashes(["acme"], minutes=range(now_min - 5, now_min + 1))
 """
 
 from __future__ import annotations
@@ -10,49 +11,59 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
 from . import layout
 
-__all__ = ["metric_tenants", "queue_names", "read_metric_hashes"]
+__all__ = ["MetricsReader"]
 
 
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-async def metric_tenants(redis: ArqRedis) -> list[str]:
-    """Tenants that have metrics (found by scanning ``taskq:*:m:all``)."""
-    found: set[str] = set()
-    async for key in redis.scan_iter(match="taskq:*:m:all", count=500):
-        parts = _s(key).split(":")
-        if len(parts) == 4:
-            found.add(parts[1])
-    return sorted(found)
+class MetricsReader:
+    """The per-tenant metric hashes, the tenants that have them, and the queues workers served.
 
+    Example::
 
-async def queue_names(redis: ArqRedis) -> list[str]:
-    """Queues any worker ever served (from the registries), always including ``default``."""
-    found = {"default"}
-    async for key in redis.scan_iter(match="taskq:registry:*", count=500):
-        found.add(_s(key).split(":", 2)[2])
-    return sorted(found)
+        reader = MetricsReader(redis)
+        await reader.tenants()          # ['acme', 'default']
+    """
 
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
 
-async def read_metric_hashes(
-    redis: ArqRedis, tenants: Iterable[str], minutes: Iterable[int] | None
-) -> list[tuple[str, dict[Any, Any]]]:
-    """``(tenant, hash)`` pairs: all-time hashes when ``minutes`` is None, else one per minute."""
-    keys: list[tuple[str, str]] = []
-    for tenant in tenants:
-        if minutes is None:
-            keys.append((tenant, layout.metrics_key(tenant)))
-        else:
-            keys += [(tenant, layout.metrics_key(tenant, m)) for m in minutes]
-    if not keys:
-        return []
-    async with redis.pipeline(transaction=False) as pipe:
-        for _, key in keys:
-            pipe.hgetall(key)
-        rows = await pipe.execute()
-    return [(tenant, row) for (tenant, _), row in zip(keys, rows, strict=True) if row]
+    async def tenants(self) -> list[str]:
+        """Tenants that have metrics (found by scanning the all-time hashes)."""
+        found: set[str] = set()
+        pattern = layout.metrics_key("*")
+        async for key in self.redis.scan_iter(match=pattern, count=500):
+            parts = _s(key).split(":")
+            if len(parts) == 4:
+                found.add(parts[1])
+        return sorted(found)
+
+    async def queues(self) -> list[str]:
+        """Queues any worker ever served (from the registries), always including ``default``."""
+        found = {"default"}
+        prefix = layout.registry_key("")
+        async for key in self.redis.scan_iter(match=prefix + "*", count=500):
+            found.add(_s(key)[len(prefix) :])
+        return sorted(found)
+
+    async def hashes(self, tenants: Iterable[str], minutes: Iterable[int] | None) -> list[tuple[str, dict[Any, Any]]]:
+        """``(tenant, hash)`` pairs: all-time hashes when ``minutes`` is None, else one per minute."""
+        keys: list[tuple[str, str]] = []
+        for tenant in tenants:
+            if minutes is None:
+                keys.append((tenant, layout.metrics_key(tenant)))
+            else:
+                keys += [(tenant, layout.metrics_key(tenant, m)) for m in minutes]
+        if not keys:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for _, key in keys:
+                pipe.hgetall(key)
+            rows = await pipe.execute()
+        return [(tenant, row) for (tenant, _), row in zip(keys, rows, strict=True) if row]

@@ -27,12 +27,12 @@ from arq.worker import Retry as ArqRetry
 
 from .._names import tenant_of
 from ..config import Settings, mask_url
-from ..execution import JobContext, execute, install_output_capture, remote_error
+from ..execution import execute
 from ..registry import JobSpec
-from ..serialization import RemoteError
+from ..runtime import JobContext, install_output_capture, remote_error
+from ..serialization import RemoteError, codec_for
 from . import layout
-from .engine import codec_for
-from .store import now_ms
+from .store import Store, now_ms
 
 __all__ = ["RemoteFailure", "build_worker_settings"]
 
@@ -190,8 +190,9 @@ def build_worker_settings(specs: Mapping[str, JobSpec], settings: Settings, queu
         install_output_capture()
         ctx["settings"] = settings
         ctx["taskq_resolve"] = specs.get
-        reg = layout.registry_key(queue_name)
-        await ctx["redis"].hset(reg, mapping=dict.fromkeys(specs, now_ms()))
+        store = Store(ctx["redis"], codec, settings)
+        ctx["taskq_store"] = store
+        await store.announce_names(queue_name, list(specs))
 
     attrs: dict[str, Any] = {
         "__doc__": f"arq settings for taskq jobs on queue {queue_name!r} at {mask_url(settings.url())}.",

@@ -1,11 +1,14 @@
-"""Client-side reads and writes of jobs: submit, state, result, cancel, listings, workers, registry.
+"""Reads and writes of jobs: submit, state, result, cancel, listings, workers, registry - and the rest.
 
 Everything is one round trip where it can be (Lua scripts, pipelines). The :class:`Store` returns
-taskq models, never arq's::
+taskq models, never arq's; its parts cover the other key families (``store.batches``,
+``store.metrics``, ``store.health``, ``store.hooks``, ``store.schedules``), so no code outside
+``_backend`` spells a key::
 
     store = Store(redis, codec, settings)
     created = await store.submit([SubmitRow(...)], wake_queue="default")
     state = await store.state(job_id)      # JobState(status=JobStatus.queued, info=JobInfo(...))
+    await store.hooks.register(job_id, "https://hooks.example.com/done")
 """
 
 from __future__ import annotations
@@ -14,17 +17,23 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
-from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
 from .._names import tenant_of
 from ..config import Settings
-from ..errors import DeserializationError
 from ..models import JobInfo, JobStatus, Progress, WorkerInfo, ms_to_dt
 from ..serialization import Codec, RemoteError
 from . import layout
+from .batches import BatchStore
 from .connection import run_scripts
+from .envelope import JobCall, ResultRecord, decode_job, decode_result, encode_result, job_call_of
+from .health_io import HealthReader
+from .hooks import HookStore
+from .metrics_io import MetricsReader
+from .schedules import ScheduleClaims
 
 __all__ = ["JobState", "ResultRecord", "Store", "SubmitRow", "now_ms"]
 
@@ -62,21 +71,7 @@ class JobState:
     exists: bool  # any trace of the job (meta, queue entry, claim, result)
     has_meta: bool
     result_blob: bytes | None = None  # the result envelope, when asked for and present
-
-
-@dataclass
-class ResultRecord:
-    """A decoded result envelope: success flag, value or error, timing and the original call."""
-
-    success: bool
-    value: Any
-    error: RemoteError | None
-    function: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    attempt: int
-    started_ms: int | None
-    finished_ms: int | None
+    record: ResultRecord | None = None  # the result envelope decoded, when it was read (never decode twice)
 
 
 def _s(v: Any) -> str:
@@ -109,13 +104,46 @@ class Store:
         await store.cancel(job_id)   # 'cancelled' | 'running' | 'finished' | 'unknown'
     """
 
-    def __init__(self, redis: ArqRedis, codec: Codec, settings: Settings) -> None:
+    def __init__(self, redis: Redis, codec: Codec, settings: Settings) -> None:
         self.redis = redis
         self.codec = codec
         self.settings = settings
         self._submit = redis.register_script(layout.SUBMIT)
         self._state = redis.register_script(layout.STATE)
         self._cancel = redis.register_script(layout.CANCEL)
+
+    # ------------------------------------------------------------------ the other key families
+    @cached_property
+    def batches(self) -> BatchStore:
+        """Batch manifests, bulk submit, bulk status (see :mod:`.batches`)."""
+        return BatchStore(self.redis, self.codec)
+
+    @cached_property
+    def metrics(self) -> MetricsReader:
+        """The metric counters the Lua scripts keep (see :mod:`.metrics_io`)."""
+        return MetricsReader(self.redis)
+
+    @cached_property
+    def health(self) -> HealthReader:
+        """Server facts, queue heads, claimed jobs and the monitoring history (see :mod:`.health_io`)."""
+        return HealthReader(self.redis)
+
+    @cached_property
+    def hooks(self) -> HookStore:
+        """Webhook registrations and delivery outcomes (see :mod:`.hooks`)."""
+        return HookStore(self.redis)
+
+    @cached_property
+    def schedules(self) -> ScheduleClaims:
+        """Claims of cron schedule slots (see :mod:`.schedules`)."""
+        return ScheduleClaims(self.redis)
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self.redis.aclose(close_connection_pool=True)
+
+    async def ping(self) -> None:
+        await self.redis.ping()
 
     # ------------------------------------------------------------------ ttl policy
     @property
@@ -192,6 +220,7 @@ class Store:
         state = _s(meta.get("state"))
         now = now_ms()
         status: JobStatus
+        record: ResultRecord | None = None
         if result_exists:
             if state in ("complete", "failed", "cancelled"):
                 status = JobStatus(state)
@@ -220,7 +249,9 @@ class Store:
             status = JobStatus.not_found
         exists = has_meta or bool(result_exists) or holder is not None or score is not None or bool(job_exists)
         info = self._info(job_id, status, meta, score, _s(holder) if holder is not None else None)
-        return JobState(status=status, info=info, exists=exists, has_meta=has_meta, result_blob=result_blob)
+        return JobState(
+            status=status, info=info, exists=exists, has_meta=has_meta, result_blob=result_blob, record=record
+        )
 
     def _info(self, job_id: str, status: JobStatus, meta: dict[str, Any], score: Any, holder: str | None) -> JobInfo:
         prog = Progress(
@@ -257,84 +288,50 @@ class Store:
         )
 
     # ------------------------------------------------------------------ results
+    async def result_blob(self, job_id: str) -> bytes | None:
+        """The raw result envelope, or ``None`` when there is none (yet, or any more)."""
+        blob: bytes | None = await self.redis.get(layout.result_key(job_id))
+        return blob
+
     async def result(self, job_id: str) -> ResultRecord | None:
         """The decoded result envelope, or ``None`` when there is none (yet, or any more)."""
-        blob = await self.redis.get(layout.result_key(job_id))
+        blob = await self.result_blob(job_id)
         if blob is None:
             return None
         return self.decode_result(blob)
 
     def decode_result(self, blob: bytes) -> ResultRecord:
         """Decode a result envelope written by a taskq or arq worker (or by a cancel)."""
-        try:
-            d = self.codec.deserializer(blob)
-        except DeserializationError as exc:
-            err = RemoteError(
-                type="DeserializationError",
-                message=str(exc),
-                traceback="",
-                kind="deserialization",
-                details={},
-            )
-            return ResultRecord(False, None, err, "?", [], {}, 0, None, None)
-        success = bool(d.get("s"))
-        value = d.get("r")
-        error: RemoteError | None = None
-        if not success:
-            if isinstance(value, RemoteError):
-                error = value
-            else:
-                error = RemoteError(type="RemoteError", message=str(value), traceback="", kind="error", details={})
-            value = None
-        return ResultRecord(
-            success=success,
-            value=value,
-            error=error,
-            function=str(d.get("f", "?")),
-            args=list(d.get("a") or []),
-            kwargs=dict(d.get("k") or {}),
-            attempt=int(d.get("t") or 0),
-            started_ms=d.get("st"),
-            finished_ms=d.get("ft"),
-        )
+        return decode_result(self.codec, blob)
 
     async def job_definition(self, job_id: str) -> tuple[str, list[Any], dict[str, Any]] | None:
         """The function, args and kwargs a job was submitted with (from its result or its definition)."""
         record = await self.result(job_id)
-        if record is not None and record.function != "?" and (record.args or record.kwargs):
-            return record.function, record.args, record.kwargs
+        recorded = job_call_of(record) if record is not None else None
+        if recorded is not None and (recorded.args or recorded.kwargs):
+            return recorded.function, recorded.args, recorded.kwargs
         blob = await self.redis.get(layout.job_key(job_id))
         if blob is not None:
-            d = self.codec.deserializer(blob)
-            return str(d["f"]), list(d.get("a") or []), dict(d.get("k") or {})
-        if record is not None and record.function != "?":
-            return record.function, record.args, record.kwargs
+            call = decode_job(self.codec, blob)
+            return call.function, call.args, call.kwargs
+        if recorded is not None:
+            return recorded.function, recorded.args, recorded.kwargs
         return None
 
     def cancel_blob(self, job_id: str, queue: str) -> bytes:
         """The result envelope a cancel-before-start leaves behind."""
         now = now_ms()
-        err = RemoteError(
-            type="JobCancelled",
-            message="cancelled before it started",
-            traceback="",
-            kind="cancelled",
-            details={},
-        )
-        return self.codec.serializer(
-            {
-                "t": 0,
-                "f": "",
-                "a": [],
-                "k": {},
-                "et": now,
-                "s": False,
-                "r": err,
-                "st": now,
-                "ft": now,
-                "q": layout.queue_key(queue),
-                "id": job_id,
-            }
+        err = RemoteError(type="JobCancelled", message="cancelled before it started", traceback="", kind="cancelled")
+        return encode_result(
+            self.codec,
+            JobCall("", [], {}, now),
+            attempt=0,
+            success=False,
+            value=err,
+            started_ms=now,
+            finished_ms=now,
+            queue_key=layout.queue_key(queue),
+            job_id=job_id,
         )
 
     # ------------------------------------------------------------------ cancel
@@ -353,6 +350,17 @@ class Store:
             ],
         )
         return _s(out)
+
+    async def cancel_many(self, job_ids: Sequence[str], queue: str) -> list[str]:
+        """Cancel many jobs of one queue in one pipeline; each job's outcome as :meth:`cancel` says it."""
+        event = json.dumps({"e": "done", "s": "cancelled"})
+        now = now_ms()
+
+        def args_for(job_id: str) -> list[Any]:
+            blob = self.cancel_blob(job_id, queue)
+            return [job_id, now, blob, self.result_ttl_ms, self.meta_ttl_after_finish_ms, event]
+
+        return await self.batches.cancel_many(job_ids, args_for)
 
     # ------------------------------------------------------------------ listings
     async def job_ids(self, tenant: str, workspace: str | None, *, limit: int, offset: int = 0) -> list[str]:
@@ -375,6 +383,16 @@ class Store:
         """Function names ever served on ``queue``, with the last time a worker said so (epoch s)."""
         raw: dict[Any, Any] = await self.redis.hgetall(layout.registry_key(queue))  # type: ignore[misc]
         return {_s(k): float(_s(v)) / 1000.0 for k, v in raw.items()}
+
+    async def announce_names(self, queue: str, names: Sequence[str]) -> None:
+        """Record that ``names`` are served on ``queue`` now (what workers do in their heartbeats)."""
+        if not names:
+            return
+        key = layout.registry_key(queue)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, mapping=dict.fromkeys(names, now_ms()))
+            pipe.pexpire(key, 30 * 86_400_000)
+            await pipe.execute()
 
     async def workers(self, *, include_stopped: bool = True) -> list[WorkerInfo]:
         """Workers seen recently: live ones, and (briefly) ones that stopped gracefully."""

@@ -27,8 +27,8 @@ from pydantic import BaseModel, Field
 from .. import analyzers as _analyzers
 from .._names import check_name
 from ..errors import ConfigurationError
-from ..execution import report_progress
 from ..registry import job
+from ..runtime import report_progress
 
 __all__ = [
     "MAX_ITEMS",

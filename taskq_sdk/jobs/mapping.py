@@ -23,15 +23,13 @@ import traceback as tb_mod
 from collections.abc import Callable
 from typing import Any
 
-from .._backend.batches import rows_failed_key
-from ..execution import StopJob, current_job
+from .._chunks import MODES, RUNNER_NAME, take_items
 from ..registry import job
+from ..runtime import StopJob, current_job
 from ..serialization import RemoteError
 
-__all__ = ["MODES", "RUNNER_NAME", "taskq_map_chunk"]
+__all__ = ["MODES", "RUNNER_NAME", "take_items", "taskq_map_chunk"]
 
-RUNNER_NAME = "taskq_map_chunk"
-MODES = ("items", "star", "series", "columns", "rows")
 #: items whose error keeps its full traceback; later ones keep type and message (results stay small)
 TRACEBACKS_KEPT = 20
 TRACEBACK_CHARS = 4000
@@ -79,18 +77,6 @@ def _arguments(items: Any, mode: str) -> tuple[list[Any], bool]:
             return list(zip(*cols, strict=True)), False
         return [dict(zip(names, vals, strict=True)) for vals in zip(*cols, strict=True)], True
     raise ValueError(f"unknown chunk mode {mode!r} (expected one of {', '.join(MODES)})")
-
-
-def take_items(items: Any, offsets: list[int], mode: str) -> Any:
-    """The payload of a chunk reduced to the items at ``offsets`` (for re-running some of them)."""
-    if mode in ("columns", "rows") and not hasattr(items, "columns"):
-        names, cols = items
-        return [list(names), [take_items(c, offsets, "series") for c in cols]]
-    if isinstance(items, list | tuple):
-        return [items[o] for o in offsets]
-    if hasattr(items, "iloc"):
-        return items.iloc[offsets].reset_index(drop=True)
-    return items[offsets]
 
 
 def _error(exc: Exception, kept: int) -> RemoteError:
@@ -193,11 +179,8 @@ async def taskq_map_chunk(
         cv = contextvars.copy_context()
         loop = asyncio.get_running_loop()
         values, errors = await loop.run_in_executor(None, cv.run, _run_sync, spec.fn, pre, calls, single, extra)
-    redis = ctx.get("redis")
-    if errors and batch and redis is not None and ctx.get("job_id"):
-        key = rows_failed_key(str(ctx.get("tenant") or "default"), batch)
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.hset(key, ctx["job_id"], len(errors))
-            pipe.pexpire(key, 7 * 86_400_000)
-            await pipe.execute()
+    store = ctx.get("taskq_store")
+    if errors and batch and store is not None and ctx.get("job_id"):
+        tenant = str(ctx.get("tenant") or "default")
+        await store.batches.record_rows_failed(tenant, batch, str(ctx["job_id"]), len(errors))
     return {"n": len(values), "v": values, "e": errors}

@@ -31,8 +31,8 @@ from pydantic import BaseModel, Field
 from .._names import check_name
 from ..config import Settings
 from ..errors import ConfigurationError, NotAVideo
-from ..execution import report_progress
 from ..registry import job
+from ..runtime import report_progress
 from ._fetch import AddressGuard, FetchLimits, fetch_source
 
 __all__ = [

@@ -1,10 +1,12 @@
-"""HTML views of what users look at in a notebook: jobs, clients, local clusters and errors.
+"""HTML views of what users look at in a notebook: jobs, batches, clients, local clusters and errors.
 
 Plain functions from facts to an HTML string: no I/O, no secrets (server addresses arrive
 already redacted, job arguments already through :func:`taskq_sdk._redact.call_repr`), every
-value escaped. The objects' ``_repr_html_`` methods gather the facts and call these::
+value escaped, one colour per status word (:data:`PALETTE`, shared by every view). The objects'
+``_repr_html_`` methods gather the facts and call these::
 
     job_html("3f2a...", info)                 # a job's status, progress, attempts, error
+    batch_html(manifest, counts)              # a batch's status, bar, items done / failed / running
     error_html(exc)                           # a failed job's remote traceback, readable
 """
 
@@ -12,15 +14,20 @@ from __future__ import annotations
 
 import html
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .models import JobInfo, JobStatus
+from ..models import JobInfo, JobStatus
+
+if TYPE_CHECKING:
+    from ..batch import BatchCounts, BatchManifest
 
 __all__ = [
-    "INSTALL_WIDGETS",
+    "PALETTE",
     "badge",
+    "batch_html",
     "client_html",
     "cluster_html",
+    "color_of",
     "error_html",
     "job_html",
     "progress_bar",
@@ -29,21 +36,37 @@ __all__ = [
     "status_badge",
 ]
 
-#: how to get live widgets, shown wherever a view falls back to static HTML
-INSTALL_WIDGETS = 'pip install "taskq-sdk[notebook]"'
-
-_COLORS = {
-    JobStatus.queued: "#6b7280",
-    JobStatus.deferred: "#6b7280",
-    JobStatus.in_progress: "#2563eb",
-    JobStatus.retrying: "#d97706",
-    JobStatus.complete: "#16a34a",
-    JobStatus.failed: "#dc2626",
-    JobStatus.cancelled: "#9ca3af",
-    JobStatus.expired: "#9ca3af",
-    JobStatus.lost: "#d97706",
-    JobStatus.not_found: "#9ca3af",
+#: the colour of every status word any view shows: jobs, batches and workers
+PALETTE: dict[str, str] = {
+    "queued": "#6b7280",
+    "deferred": "#6b7280",
+    "in_progress": "#2563eb",
+    "running": "#2563eb",
+    "retrying": "#d97706",
+    "complete": "#16a34a",
+    "failed": "#dc2626",
+    "cancelled": "#9ca3af",
+    "expired": "#9ca3af",
+    "lost": "#d97706",
+    "not_found": "#9ca3af",
+    "partial": "#d97706",
+    "draining": "#d97706",
+    "stopped": "#9ca3af",
+    "dead": "#dc2626",
 }
+NEUTRAL = "#6b7280"
+
+
+def color_of(status: JobStatus | str) -> str:
+    """The palette colour of a status word (grey for words it does not know).
+
+    Example::
+
+        color_of(JobStatus.failed)   # '#dc2626'
+    """
+    return PALETTE.get(str(getattr(status, "value", status)), NEUTRAL)
+
+
 _TABLE = "border-collapse:collapse;margin:2px 0;font-size:12px;text-align:left"
 _CELL = "padding:1px 10px 1px 0;text-align:left;vertical-align:top"
 
@@ -63,7 +86,7 @@ def status_badge(status: JobStatus | str) -> str:
         st = JobStatus(status)
     except ValueError:
         st = JobStatus.not_found
-    return badge(status, _COLORS.get(st, "#6b7280"))
+    return badge(status, color_of(st))
 
 
 def badge(text: Any, color: str) -> str:
@@ -147,7 +170,7 @@ def job_html(job_id: str, info: JobInfo | None, *, kind: str = "Job", note: str 
         rows = [("status", "unknown (call <code>status()</code>)")]
     else:
         p = info.progress
-        progress = progress_bar(p.fraction, _COLORS.get(info.status, "#2563eb"))
+        progress = progress_bar(p.fraction, color_of(info.status))
         if p.message:
             progress += f" {_e(p.message)}"
         attempts = ""
@@ -218,7 +241,7 @@ def cluster_html(snap: dict[str, Any]) -> str:
     body = ""
     for w in workers:
         status = str(w.get("status", "?"))
-        color = {"running": "#16a34a", "draining": "#d97706", "stopped": "#9ca3af"}.get(status, "#dc2626")
+        color = PALETTE["complete"] if status == "running" else PALETTE.get(status, PALETTE["dead"])
         body += (
             f'<tr><td style="{_CELL}"><code>{_e(w.get("id"))}</code></td><td style="{_CELL}">{_e(w.get("pid"))}</td>'
             f'<td style="{_CELL};color:{color}">{_e(status)}</td>'
@@ -257,3 +280,41 @@ def error_html(exc: BaseException) -> str:
             f'border-left:3px solid #dc2626;white-space:pre-wrap">{_e(traceback.rstrip())}</pre></details>'
         )
     return f'<div class="taskq-error" style="color:inherit">{message}{block}</div>'
+
+
+def batch_html(manifest: BatchManifest, counts: BatchCounts | None, *, kind: str = "Batch", note: str = "") -> str:
+    """A batch's HTML card: id, function, status, a bar, items done / failed / running, jobs.
+
+    Example::
+
+        batch_html(batch.manifest, batch.counts())
+    """
+    e = html.escape
+    title = f"<code>{e(kind)}</code> <b>{e(manifest.id)}</b>"
+    fn = f"<code>{e(manifest.function)}</code> over {manifest.n_items:,} items"
+    if manifest.runner:
+        fn += f" in {manifest.n_jobs:,} chunks of {manifest.chunk_size:,}"
+    rows = [("function", fn)]
+    if counts is None:
+        rows.append(("status", "unknown (call <code>counts()</code>)"))
+    else:
+        status = counts.status
+        color = color_of(status)
+        rows += [("status", badge(status, color)), ("progress", progress_bar(counts.fraction, color))]
+        rows.append(("items", e(str(counts))))
+        jobs = (
+            f"{counts.jobs:,} jobs: {counts.jobs_complete:,} complete, {counts.jobs_running:,} running, "
+            f"{counts.jobs_queued:,} queued"
+        )
+        for label, n in (
+            ("failed", counts.jobs_failed),
+            ("cancelled", counts.jobs_cancelled),
+            ("lost", counts.jobs_lost),
+        ):
+            if n:
+                jobs += f", {n:,} {label}"
+        rows.append(("jobs", e(jobs)))
+        if counts.reused:
+            rows.append(("reused", e(f"{counts.reused:,} jobs already submitted with key {manifest.key!r}")))
+    foot = f'<div style="font-size:11px;color:#6b7280">{e(note)}</div>' if note else ""
+    return f'<div class="taskq-batch">{title}{rows_table(rows)}{foot}</div>'

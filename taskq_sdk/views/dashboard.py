@@ -20,33 +20,21 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from .errors import TaskqError
-from .models import JobInfo, JobStatus, WorkerInfo
+from ..errors import TaskqError
+from ..metrics import per_minute
+from ..models import JobInfo, JobStatus, WorkerInfo
+from .html import PALETTE, color_of
+from .notebook import require_ipywidgets, show_in_cell
 
 if TYPE_CHECKING:
-    from ._client_observe import AsyncObserveMethods as AsyncClient
-    from .metrics import Metrics
+    from ..client import AsyncClient
+    from ..metrics import Metrics
 
 __all__ = ["Dashboard", "DashboardData"]
 
-_NOTEBOOK_EXTRA = 'pip install "taskq-sdk[notebook]"'
-_COLORS = {
-    "complete": "#2e7d32",
-    "failed": "#c62828",
-    "cancelled": "#757575",
-    "in_progress": "#1565c0",
-    "queued": "#6d4c41",
-    "deferred": "#6d4c41",
-    "retrying": "#ef6c00",
-}
-
 
 def _widgets() -> Any:
-    try:
-        import ipywidgets
-    except ImportError as exc:
-        raise ImportError(f"the dashboard needs ipywidgets: {_NOTEBOOK_EXTRA}") from exc
-    return ipywidgets
+    return require_ipywidgets("The dashboard")
 
 
 class DashboardData:
@@ -94,20 +82,8 @@ class DashboardData:
     async def collect(
         cls, client: AsyncClient, *, workspace: str | None, minutes: int, recent: int = 8
     ) -> DashboardData:
-        from ._backend.metrics_io import metric_tenants, read_metric_hashes
-        from .metrics import aggregate
-
         minute = await client.metrics(window=60, workspace=workspace)
-        if client.tenant is not None:
-            tenants = [client.tenant]
-        else:
-            tenants = await client._store_call(lambda s: metric_tenants(s.redis))
-        now_min = int(time.time() // 60)
-        series: list[tuple[int, int, int]] = []
-        for m in range(now_min - minutes + 1, now_min + 1):
-            hashes = await client._store_call(lambda s, m=m: read_metric_hashes(s.redis, tenants, [m]))  # type: ignore[misc]
-            _, total = aggregate(hashes, workspace=workspace)
-            series.append((m, total.complete, total.failed))
+        series = await per_minute(client.core, minutes=minutes, workspace=workspace)
         workers = await client.workers()
         jobs = await client.jobs(workspace=workspace, limit=recent)
         return cls(minute, series, workers, jobs, dict(minute.queue_depth))
@@ -137,12 +113,12 @@ def chart_svg(series: list[tuple[int, int, int]], width: int = 360, height: int 
         h_bad = failed / peak * height
         parts.append(
             f'<rect x="{x:.1f}" y="{height - h_ok - h_bad:.1f}" width="{bar - 2:.1f}" height="{h_ok:.1f}" '
-            f'fill="{_COLORS["complete"]}"><title>{complete} complete</title></rect>'
+            f'fill="{PALETTE["complete"]}"><title>{complete} complete</title></rect>'
         )
         if failed:
             parts.append(
                 f'<rect x="{x:.1f}" y="{height - h_bad:.1f}" width="{bar - 2:.1f}" height="{h_bad:.1f}" '
-                f'fill="{_COLORS["failed"]}"><title>{failed} failed</title></rect>'
+                f'fill="{PALETTE["failed"]}"><title>{failed} failed</title></rect>'
             )
     parts.append(f'<text x="0" y="{height + 12}">jobs/min, last {n} min (peak {peak})</text></svg>')
     return "".join(parts)
@@ -222,9 +198,7 @@ class Dashboard:
         return not self._closed
 
     def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)  # type: ignore[no-untyped-call]
+        show_in_cell(self.widget)
 
     def _repr_html_(self) -> str:
         return self.stats.value or "<i>taskq dashboard (starting)</i>"
@@ -284,7 +258,7 @@ class Dashboard:
         children = []
         buttons: dict[str, tuple[Any, Any]] = {}
         for info in jobs:
-            color = _COLORS.get(info.status.value, "#333")
+            color = color_of(info.status)
             prog = f" {info.progress.fraction:.0%}" if info.progress.fraction is not None else ""
             label = w.HTML(
                 f"<code>{html.escape(_short(info.id))}</code> {html.escape(info.function or '?')} "

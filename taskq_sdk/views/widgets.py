@@ -1,10 +1,10 @@
-"""Live notebook views (ipywidgets) of jobs: status, progress bar, message, elapsed time, attempts, Cancel.
+"""Live notebook views (ipywidgets) of jobs and batches: status, progress bar, message, Cancel.
 
-A job handle shown in a cell becomes one of these, and it keeps updating after the cell finished:
-the update loop runs on the client's event loop (for a :class:`~taskq_sdk.Client`, its own thread),
-never blocking the kernel. It stops when the job finishes, when the client closes, or on
-:meth:`JobWidget.stop`. Needs ``pip install "taskq-sdk[notebook]"``; without ipywidgets a job
-shows as HTML that says so::
+A job handle shown in a cell becomes a :class:`JobWidget`, and it keeps updating after the cell
+finished: the update loop runs on the client's event loop (for a :class:`~taskq_sdk.Client`, its
+own thread), never blocking the kernel. It stops when the job finishes, when the client closes,
+or on :meth:`JobWidget.stop`. Needs ``pip install "taskq-sdk[notebook]"``; without ipywidgets a job
+shows as HTML that says so. :class:`WidgetBatchView` is a batch's live view (``batch.widget()``)::
 
     job = client.submit("score", "great product")
     job                              # last line of a cell: the live view
@@ -18,18 +18,20 @@ import concurrent.futures
 import html
 import reprlib
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
-from ._html import INSTALL_WIDGETS, elapsed_text, error_html, status_badge
-from .errors import BrokerUnavailable, ClientClosed, short_id
-from .handles import AsyncJob, Job
-from .models import JobInfo, JobStatus
-from .progress import in_notebook, require_ipywidgets
+from ..errors import BrokerUnavailable, ClientClosed, short_id
+from ..models import JobInfo, JobStatus
+from .html import badge, color_of, elapsed_text, error_html, status_badge
+from .notebook import INSTALL_WIDGETS, in_notebook, require_ipywidgets
 
 if TYPE_CHECKING:
-    from ._client_core import AsyncClientCore
+    from .._core import ClientCore
+    from ..batch import BatchCounts, BatchManifest
+    from ..handles import AsyncJob, Job
 
-__all__ = ["JobWidget", "job_mimebundle"]
+__all__ = ["JobWidget", "WidgetBatchView", "job_mimebundle"]
 
 _BAR_STYLES = {
     JobStatus.complete: "success",
@@ -64,17 +66,10 @@ class JobWidget:
         self.job = job
         self.refresh = refresh
         self.log_lines = log_lines
-        if isinstance(job, Job):
-            self._ajob = job.async_job
-            portal = job._client._portal
-            self._loop: asyncio.AbstractEventLoop | None = portal.loop if portal.running else None
-        else:
-            self._ajob = job
-            try:
-                self._loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self._loop = None
-        self._client: AsyncClientCore = self._ajob.client
+        self._ajob: AsyncJob = _async_job(job)
+        self._core: ClientCore = self._ajob.core
+        loop = self._core.loop
+        self._loop: asyncio.AbstractEventLoop | None = loop if loop is not None and not loop.is_closed() else None
         self._task: asyncio.Task[None] | None = None
         self._finished = threading.Event()
 
@@ -97,9 +92,9 @@ class JobWidget:
             layout=widgets.Layout(align_items="center", grid_gap="8px"),
         )
         self.box = widgets.VBox([self.title, row, self.message, self.result, self.logs])
-        last = self._ajob._last
+        last = self._ajob.last_info
         if last is not None:
-            self._show(last.info)
+            self._show(last)
         if start:
             self.start()
 
@@ -114,14 +109,14 @@ class JobWidget:
         if self._task is not None or self._finished.is_set():
             return
         loop = self._loop
-        if loop is None or loop.is_closed() or self._client.is_closed:
-            self._stopped("not live: " + ("the client is closed" if self._client.is_closed else "no event loop"))
+        if loop is None or loop.is_closed() or self._core.is_closed:
+            self._stopped("not live: " + ("the client is closed" if self._core.is_closed else "no event loop"))
             return
         started = threading.Event()
 
         def spawn() -> None:
             self._task = loop.create_task(self._follow(), name=f"taskq-widget-{short_id(self.job.id)}")
-            self._client._track(self._task)
+            self._core.track(self._task)
             started.set()
 
         if _in_loop_thread(loop):
@@ -159,27 +154,24 @@ class JobWidget:
             self._finished.set()
 
     async def _run(self) -> None:
-        from ._backend import layout
-
         ajob, loop = self._ajob, asyncio.get_running_loop()
-        hub = await self._client._event_hub()
-        async with hub.subscribe(layout.job_channel(ajob.id)) as sub:
+        async with self._core.job_events(ajob.id) as sub:
             outage: float | None = None
             next_logs = 0.0
             while True:
                 try:
-                    state = await ajob._state()
+                    info = await ajob.info()
                     outage = None
                 except BrokerUnavailable:
                     outage = outage or loop.time()
-                    if loop.time() - outage > self._client.settings.outage_budget:
+                    if loop.time() - outage > self._core.settings.outage_budget:
                         raise
                     self.message.value = "<i>the server is unreachable; retrying</i>"
                     await asyncio.sleep(1.0)
                     continue
-                self._show(state.info)
-                if state.status.finished or state.status is JobStatus.not_found:
-                    await self._finish(state.info)
+                self._show(info)
+                if info.status.finished or info.status is JobStatus.not_found:
+                    await self._finish(info)
                     return
                 if self.log_lines and loop.time() >= next_logs:
                     next_logs = loop.time() + 2.0
@@ -257,7 +249,7 @@ class JobWidget:
     # ------------------------------------------------------------------ Cancel
     def _on_cancel(self, _button: Any = None) -> None:
         loop = self._loop
-        if loop is None or loop.is_closed() or self._client.is_closed:
+        if loop is None or loop.is_closed() or self._core.is_closed:
             self._stopped("cannot cancel: the client is closed")
             return
         self.cancel_button.disabled = True
@@ -284,6 +276,11 @@ def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
+def _async_job(job: Job | AsyncJob) -> AsyncJob:
+    """The :class:`AsyncJob` behind a handle (a :class:`Job` wraps one)."""
+    return cast("AsyncJob", getattr(job, "async_job", job))
+
+
 def job_mimebundle(job: Job | AsyncJob) -> dict[str, Any] | None:
     """How a job shows in a notebook: a live :class:`JobWidget` (HTML saying how to get one without ipywidgets).
 
@@ -295,8 +292,8 @@ def job_mimebundle(job: Job | AsyncJob) -> dict[str, Any] | None:
     """
     if not in_notebook():
         return None
-    if isinstance(job, Job) and job.async_job._last is None:
-        _look_briefly(job)
+    if job.last_info is None:
+        _look_briefly(_async_job(job))
     static = job._repr_html_()
     try:
         view = JobWidget(job)
@@ -310,13 +307,57 @@ def job_mimebundle(job: Job | AsyncJob) -> dict[str, Any] | None:
     return bundle
 
 
-def _look_briefly(job: Job, timeout: float = 2.0) -> None:
-    # one look at the job so the first paint (and the static fallback) is not "unknown"
-    portal = job._client._portal
-    if not portal.running or portal.in_portal_thread():
+def _look_briefly(ajob: AsyncJob, timeout: float = 2.0) -> None:
+    # one look at the job so the first paint (and the static fallback) is not "unknown"; only from
+    # another thread than the client's loop (a Job's): an AsyncJob's loop is the notebook's own
+    loop = ajob.core.loop
+    if loop is None or loop.is_closed() or not loop.is_running() or _in_loop_thread(loop):
         return
-    future = portal.submit(job.async_job._state())
+    future = asyncio.run_coroutine_threadsafe(ajob.info(), loop)
     try:
         future.result(timeout)
     except Exception:
         future.cancel()
+
+
+class WidgetBatchView:
+    """A live ipywidgets view of a batch: status, bar, items done / failed / running, rate, ETA and Cancel.
+
+    Example::
+
+        view = WidgetBatchView(batch.manifest, on_cancel=batch.cancel)   # display(view.widget)
+    """
+
+    def __init__(self, manifest: BatchManifest, on_cancel: Callable[[], Any] | None = None) -> None:
+        w = require_ipywidgets("Live batch widgets")
+        self._m = manifest
+        self.title = w.HTML(
+            f"<b>Batch</b> <code>{html.escape(manifest.id)}</code> · <code>{html.escape(manifest.function)}</code>"
+            f" · {manifest.n_items:,} items"
+        )
+        if manifest.key:
+            self.title.value += f" · key <code>{html.escape(manifest.key)}</code>"
+        self.status = w.HTML(badge("queued", color_of("queued")))
+        self.bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout=w.Layout(width="320px"))
+        self.label = w.HTML("")
+        self.cancel = w.Button(description="Cancel", button_style="danger", layout=w.Layout(width="80px"))
+        if on_cancel is not None:
+            self.cancel.on_click(lambda _b: on_cancel())
+        else:
+            self.cancel.disabled = True
+        self.widget = w.VBox([self.title, w.HBox([self.status, self.bar, self.cancel]), self.label])
+
+    def update(self, counts: BatchCounts) -> None:
+        status = counts.status
+        self.status.value = badge(status, color_of(status))
+        self.bar.value = counts.fraction
+        self.bar.bar_style = {"complete": "success", "failed": "danger", "partial": "warning"}.get(status, "info")
+        reused = f" · {counts.reused:,} jobs reused (already submitted with this key)" if counts.reused else ""
+        self.label.value = html.escape(str(counts) + reused)
+        if counts.finished:
+            self.cancel.disabled = True
+
+    def close(self, counts: BatchCounts | None) -> None:
+        if counts is not None:
+            self.update(counts)
+        self.cancel.disabled = True

@@ -1,59 +1,39 @@
-"""Client-side progress display for ``job.wait(progress=True)``: a bar that follows the job.
+"""Bars that follow a wait: ``job.wait(progress=True)`` and ``batch.wait(progress=True)``.
 
-Notebook-aware, never notebook-dependent: in a Jupyter kernel it is an ipywidgets bar (with
-``taskq-sdk[notebook]`` installed); everywhere else, and in a notebook without ipywidgets, a tqdm
-bar. The job side of progress is :func:`taskq_sdk.report_progress`::
+Notebook-aware, never notebook-dependent: in a Jupyter kernel a job's bar is an ipywidgets bar
+and a batch's a live widget (with ``taskq-sdk[notebook]`` installed); everywhere else, and in a
+notebook without ipywidgets, a tqdm bar. The job side of progress is
+:func:`taskq_sdk.report_progress`::
 
     job.wait(progress=True)          # a bar until the job finishes
     job.wait(progress="tqdm")        # force the terminal bar
     job.wait(progress="widget")      # force the widget bar (needs ipywidgets)
+    batch.wait(progress=True)        # items done / failed / running, rate and ETA
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ._html import INSTALL_WIDGETS
-from .models import JobStatus, Progress
+from ..errors import ConfigurationError
+from ..models import JobStatus, Progress
+from .notebook import in_notebook, note_missing_widgets, require_ipywidgets, show_in_cell
+
+if TYPE_CHECKING:
+    from ..batch import BatchCounts, BatchManifest
 
 __all__ = [
-    "INSTALL_WIDGETS",
+    "BatchView",
     "ProgressView",
+    "TqdmBatchView",
     "TqdmView",
     "WidgetProgressView",
-    "in_notebook",
+    "make_batch_view",
     "make_view",
-    "require_ipywidgets",
     "tqdm_class",
 ]
-
-_noted_missing_widgets = False
-
-
-def in_notebook() -> bool:
-    """Whether we run inside a Jupyter kernel (judged from ``sys.modules``, never by importing IPython)."""
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return False
-    get = getattr(ipython, "get_ipython", None)
-    shell = get() if callable(get) else None
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
-
-
-def require_ipywidgets() -> Any:
-    """Import ipywidgets, or raise an ImportError that says how to install it.
-
-    Example::
-
-        widgets = require_ipywidgets()
-    """
-    try:
-        import ipywidgets
-    except ImportError as exc:
-        raise ImportError(f"Live notebook views need ipywidgets: {INSTALL_WIDGETS}") from exc
-    return ipywidgets
 
 
 def tqdm_class(notebook: bool | None = None) -> Any:
@@ -76,22 +56,6 @@ def tqdm_class(notebook: bool | None = None) -> Any:
         except ImportError:
             note_missing_widgets()
     return tqdm_mod.tqdm
-
-
-def note_missing_widgets() -> None:
-    """Say once per process, on stderr, that widgets would look better and how to get them.
-
-    Example::
-
-        note_missing_widgets()   # taskq: ipywidgets is not installed, ... pip install "taskq-sdk[notebook]"
-    """
-    global _noted_missing_widgets
-    if not _noted_missing_widgets:
-        _noted_missing_widgets = True
-        print(
-            f"taskq: ipywidgets is not installed, so progress shows as text. For live widgets: {INSTALL_WIDGETS}",
-            file=sys.stderr,
-        )
 
 
 @runtime_checkable
@@ -170,10 +134,7 @@ class WidgetProgressView:
         self._started = time.monotonic()
         self._status: JobStatus | None = None
         if display:
-            import IPython.display  # only reached inside IPython
-
-            show: Any = IPython.display.display
-            show(self.box)
+            show_in_cell(self.box)
 
     def update(self, status: JobStatus, progress: Progress) -> None:
         self._status = status
@@ -226,3 +187,75 @@ def make_view(kind: bool | str | ProgressView, label: str) -> ProgressView | Non
     if kind == "notebook":
         return TqdmView(label, notebook=True)
     raise ValueError(f"progress= takes True, False, 'auto', 'tqdm', 'widget', 'notebook' or a view, not {kind!r}")
+
+
+# ---------------------------------------------------------------------------- batches
+@runtime_checkable
+class BatchView(Protocol):
+    """Something that shows a batch's progress while a wait blocks (a tqdm bar or a widget)."""
+
+    def update(self, counts: BatchCounts) -> None: ...
+
+    def close(self, counts: BatchCounts | None) -> None: ...
+
+
+class TqdmBatchView:
+    """A tqdm bar over the batch's items (notebook flavour in Jupyter, terminal elsewhere).
+
+    Example::
+
+        view = TqdmBatchView("batch exp1 · score", total=10_000)
+    """
+
+    def __init__(self, label: str, total: int, *, notebook: bool | None = None) -> None:
+        self._bar = tqdm_class(notebook)(total=total, desc=label, unit="item", leave=True, smoothing=0.1)
+        self._last = 0
+
+    def update(self, counts: BatchCounts) -> None:
+        post = []
+        if counts.failed:
+            post.append(f"{counts.failed:,} failed")
+        if counts.running:
+            post.append(f"{counts.running:,} running")
+        self._bar.set_postfix_str(", ".join(post), refresh=False)
+        if counts.done > self._last:
+            self._bar.update(counts.done - self._last)
+            self._last = counts.done
+
+    def close(self, counts: BatchCounts | None) -> None:
+        if counts is not None:
+            self.update(counts)
+        self._bar.close()
+
+
+def make_batch_view(
+    kind: bool | str | BatchView, manifest: BatchManifest, on_cancel: Callable[[], Any] | None
+) -> BatchView | None:
+    """The view a batch wait asked for, created (and displayed) in the calling thread.
+
+    ``True``/``"auto"``: a live widget in Jupyter (tqdm without ipywidgets), tqdm elsewhere;
+    ``"widget"``, ``"tqdm"``, ``"notebook"`` force one; a :class:`BatchView` is used as it is.
+
+    Example::
+
+        view = make_batch_view(True, batch.manifest, on_cancel=batch.cancel)
+    """
+    if isinstance(kind, BatchView):
+        return kind
+    if kind is False or kind in ("none", ""):
+        return None
+    label = f"{manifest.function} ({manifest.batch[:16]})"
+    if kind == "widget" or (kind in (True, "auto") and in_notebook()):
+        from .widgets import WidgetBatchView
+
+        try:
+            view = WidgetBatchView(manifest, on_cancel=on_cancel)
+        except ImportError:
+            if kind == "widget":
+                raise
+            return TqdmBatchView(label, manifest.n_items)
+        show_in_cell(view.widget)
+        return view
+    if kind in (True, "auto", "tqdm", "notebook"):
+        return TqdmBatchView(label, manifest.n_items, notebook=True if kind == "notebook" else None)
+    raise ConfigurationError(f"progress= takes True, False, 'tqdm', 'notebook' or 'widget', not {kind!r}")

@@ -1,0 +1,159 @@
+"""What a health check reads from the server: ping, ``INFO``, queue heads, claimed jobs, the snapshot history.
+
+The judging lives in :mod:`taskq_sdk.health`; this module only knows where the facts are::
+
+    reader = HealthReader(redis)
+    rows = await reader.queue_rows(["default"], now_ms)     # [QueueRow(name='default', depth=3, ...)]
+    await reader.push_snapshot(snapshot_json, keep=288)
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from . import layout
+
+__all__ = ["ClaimedJob", "HealthReader", "QueueRow"]
+
+HISTORY_TTL_MS = 7 * 86_400_000
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else ("" if v is None else str(v))
+
+
+def _num(v: Any) -> float | None:
+    try:
+        return float(_s(v))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """One queue's depth, due jobs and how long its oldest due, unclaimed job has waited."""
+
+    name: str
+    depth: int
+    due: int
+    oldest_wait_s: float | None
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job some worker holds a claim on, with the metadata a health check needs (``None`` if unknown)."""
+
+    id: str
+    function: str | None
+    tenant: str
+    workspace: str
+    worker: str | None
+    started_ms: float | None
+    timeout: float | None
+
+
+class HealthReader:
+    """Reads the facts behind a health snapshot (see the module docstring).
+
+    Example::
+
+        reader = HealthReader(redis)
+        await reader.ping_ms()          # 0.21
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def ping_ms(self, samples: int = 3) -> float:
+        """The median of ``samples`` round trips, in milliseconds."""
+        times = []
+        for _ in range(samples):
+            start = time.perf_counter()
+            await self.redis.ping()
+            times.append((time.perf_counter() - start) * 1000)
+        return round(statistics.median(times), 3)
+
+    async def server_info(self) -> dict[str, Any]:
+        """Version, uptime, clients and memory (used, peak, ``maxmemory`` and its policy)."""
+        info: dict[str, Any] = await self.redis.info()
+        used = int(info.get("used_memory", 0) or 0)
+        maxmemory = int(info.get("maxmemory", 0) or 0)
+        return {
+            "version": str(info.get("valkey_version") or info.get("redis_version") or "?"),
+            "uptime_s": int(info.get("uptime_in_seconds", 0) or 0),
+            "connected_clients": int(info.get("connected_clients", 0) or 0),
+            "used_memory": used,
+            "used_memory_peak": int(info.get("used_memory_peak", 0) or 0),
+            "maxmemory": maxmemory,
+            "maxmemory_policy": str(info.get("maxmemory_policy", "")),
+            "memory_fraction": round(used / maxmemory, 4) if maxmemory else None,
+        }
+
+    async def queue_rows(self, names: Iterable[str], now_ms: int) -> list[QueueRow]:
+        """Each queue's depth, due count and the wait of its oldest due job nobody has claimed."""
+        out: list[QueueRow] = []
+        for name in sorted(set(names)):
+            key = layout.queue_key(name)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zcard(key)
+                pipe.zcount(key, "-inf", now_ms)
+                pipe.zrangebyscore(key, "-inf", now_ms, start=0, num=50, withscores=True)
+                depth, due, head = await pipe.execute()
+            oldest: float | None = None
+            if head:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for member, _ in head:
+                        pipe.exists(layout.in_progress_key(_s(member)))
+                    running = await pipe.execute()
+                for (_member, score), is_running in zip(head, running, strict=True):
+                    if not is_running:
+                        oldest = round(max(0.0, (now_ms - float(score)) / 1000.0), 3)
+                        break
+            out.append(QueueRow(name=name, depth=int(depth), due=int(due), oldest_wait_s=oldest))
+        return out
+
+    async def claimed_jobs(self, limit: int) -> list[ClaimedJob]:
+        """Jobs held by a worker's claim now (at most ``limit`` scanned), with their taskq metadata."""
+        prefix = layout.in_progress_key("")
+        ids: list[str] = []
+        async for key in self.redis.scan_iter(match=prefix + "*", count=1000):
+            ids.append(_s(key)[len(prefix) :])
+            if len(ids) >= limit:
+                break
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hmget(layout.meta_key(job_id), ["fn", "tenant", "ws", "started", "timeout", "worker"])
+            rows = await pipe.execute()
+        return [
+            ClaimedJob(
+                id=job_id,
+                function=_s(fn) or None,
+                tenant=_s(tenant) or "default",
+                workspace=_s(ws) or "default",
+                worker=_s(worker) or None,
+                started_ms=_num(started),
+                timeout=_num(timeout),
+            )
+            for job_id, (fn, tenant, ws, started, timeout, worker) in zip(ids, rows, strict=True)
+        ]
+
+    async def push_snapshot(self, snapshot_json: str, *, keep: int) -> None:
+        """Put a snapshot at the head of the capped history (kept 7 days)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lpush(layout.HISTORY_KEY, snapshot_json)
+            pipe.ltrim(layout.HISTORY_KEY, 0, keep - 1)
+            pipe.pexpire(layout.HISTORY_KEY, HISTORY_TTL_MS)
+            await pipe.execute()
+
+    async def snapshots(self, limit: int) -> Sequence[str]:
+        """The newest ``limit`` stored snapshots (JSON text), newest first."""
+        raw: list[Any] = await self.redis.lrange(layout.HISTORY_KEY, 0, max(0, limit - 1))  # type: ignore[misc]
+        return [_s(x) for x in raw]

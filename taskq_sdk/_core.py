@@ -1,0 +1,492 @@
+"""The client core: what handles, batches, views and the scheduler need from a client, and nothing more.
+
+A :class:`ClientCore` holds one client's connection state - settings, codec, the server
+:class:`~taskq_sdk._backend.store.Store`, the event hub, the tasks it started - and the rules every
+caller shares: tenant visibility, job-id resolution, and the validation and encoding of a submit.
+:class:`~taskq_sdk.AsyncClient` owns one and adds the public API; handles (``AsyncJob(core, id)``),
+batches and views take the core, so none of them imports the client::
+
+    core = ClientCore(settings, tenant="acme", workspace=None, queue="default")
+    row = core.prepare("add", (1, 2), {"_timeout": 30})     # validated and encoded, nothing written
+    created, follow = await core.submit_followed(row)        # written; its events already awaited
+    state = await core.fetch_state(row.job_id)               # JobState, as this tenant may see it
+    await core.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import time
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from ._backend import layout
+from ._backend.connection import broker_errors, make_redis
+from ._backend.envelope import ResultRecord, encode_job
+from ._backend.events import EventHub, Subscription
+from ._backend.store import JobState, Store, SubmitRow, now_ms
+from ._names import DEFAULT_TENANT, DEFAULT_WORKSPACE, check_job_id, check_name, qualify, tenant_of
+from ._redact import call_repr
+from .config import Settings
+from .errors import ClientClosed, ConfigurationError, InvalidName, JobNotFound, PayloadTooLarge, TaskqError, UnknownJob
+from .models import JobInfo, JobStatus, WorkerInfo
+from .registry import spec_for
+from .serialization import Codec, codec_for
+
+__all__ = ["SUBMIT_OPTIONS", "ClientCore", "ClientSource", "Follow", "job_name", "resolve_settings"]
+
+T = TypeVar("T")
+
+#: the SDK's own submit options (keyword-only, with a leading underscore, as in arq)
+SUBMIT_OPTIONS = ("_job_id", "_defer_by", "_defer_until", "_expires", "_timeout", "_retries", "_queue")
+REGISTRY_CACHE_SECONDS = 5.0
+LIVE_WORKER_SECONDS = 10.0
+
+
+@runtime_checkable
+class ClientSource(Protocol):
+    """Anything a client can be built from besides a URL - a :class:`~taskq_sdk.LocalCluster`."""
+
+    def client_settings(self) -> Settings: ...
+
+
+def resolve_settings(
+    source: str | ClientSource | None, settings: Settings | None, overrides: dict[str, Any]
+) -> Settings:
+    """A client's settings: explicit arguments, then the environment, then defaults.
+
+    Example::
+
+        resolve_settings("redis://localhost:6379/0", None, {"socket_timeout": 2})
+    """
+    if isinstance(source, ClientSource):
+        base = source.client_settings()
+        return base.model_copy(update=overrides) if overrides else base
+    if source is not None and not isinstance(source, str):
+        raise ConfigurationError(
+            f"Client() takes a redis:// URL or a LocalCluster as its first argument, not {type(source).__name__}"
+        )
+    if settings is not None:
+        base = settings.model_copy(update=overrides) if overrides else settings
+    else:
+        try:
+            base = Settings(**overrides)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+    return base.with_url(source) if source else base
+
+
+def job_name(fn: str | Callable[..., Any], what: str = "submit()") -> str:
+    """The job name of ``fn``: the string itself, or the name a decorated function was registered under."""
+    if isinstance(fn, str):
+        if not fn:
+            raise ConfigurationError("the job name must be a non-empty string")
+        return fn
+    if callable(fn):
+        return spec_for(fn).name
+    raise ConfigurationError(f"{what} takes a job name or a function, not {type(fn).__name__}")
+
+
+def _seconds(value: Any, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigurationError(f"{what} takes a non-negative number of seconds or a timedelta, not {value!r}")
+    return float(value)
+
+
+class _State(enum.Enum):
+    UNOPENED = 1
+    OPENED = 2
+    CLOSED = 3
+
+
+@dataclass(frozen=True)
+class Follow:
+    """How a freshly submitted job's events reach its handle without a subscription round trip.
+
+    ``prepared``: the subscription (or reply-channel expectation) made before the submit;
+    ``reply_epoch``: the event hub's epoch when the job was submitted with this client's reply
+    channel (``None``: it was not, its own channel carries its events).
+    """
+
+    prepared: Subscription | None = None
+    reply_epoch: int | None = None
+
+
+class ClientCore:
+    """One client's connection state and shared rules (see the module docstring).
+
+    Example::
+
+        core = ClientCore(Settings(), tenant=None, workspace=None, queue="default")
+        await core.call(lambda store: store.queue_depth("default"))
+    """
+
+    def __init__(self, settings: Settings, *, tenant: str | None, workspace: str | None, queue: str | None) -> None:
+        self.settings = settings
+        tenant = tenant if tenant is not None else settings.tenant
+        workspace = workspace if workspace is not None else settings.workspace
+        self.tenant = None if tenant is None else check_name(tenant, "tenant")
+        self.workspace = None if workspace is None else check_name(workspace, "workspace")
+        self.queue = check_name(queue, "queue") if queue is not None else settings.queue
+        self.codec: Codec = codec_for(settings)
+        #: names this client's reply channel, where its jobs' events come (see ``layout.reply_channel``)
+        self.client_id = uuid.uuid4().hex
+        #: the event loop the core is used on (set when it is built on one, else at first use)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._owner: weakref.ref[Any] | None = None
+        self._state = _State.UNOPENED
+        self._store: Store | None = None
+        self._hub: EventHub | None = None
+        self._registry: dict[str, tuple[float, dict[str, float]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        try:
+            self.loop = asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def owner(self) -> Any:
+        """The :class:`~taskq_sdk.AsyncClient` this core belongs to (``None`` if it has none, or is gone)."""
+        return self._owner() if self._owner is not None else None
+
+    @owner.setter
+    def owner(self, client: Any) -> None:
+        self._owner = weakref.ref(client)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._state is _State.CLOSED
+
+    @property
+    def state_name(self) -> str:
+        """``unopened``, ``opened`` or ``closed``."""
+        return self._state.name.lower()
+
+    # ------------------------------------------------------------------ lifecycle
+    def open(self) -> Store:
+        """The server store, connected lazily on first use; raises :class:`ClientClosed` once closed."""
+        if self._state is _State.CLOSED:
+            raise ClientClosed("Cannot use a client once it has been closed; create a new one.")
+        if self._store is None:
+            self._store = Store(make_redis(self.settings, self.codec), self.codec, self.settings)
+            self._state = _State.OPENED
+            if self.loop is None:
+                try:
+                    self.loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    pass
+        return self._store
+
+    async def close(self) -> None:
+        """Close connections and stop the tasks this client started (idempotent; jobs are not affected)."""
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._hub is not None:
+            await self._hub.close()
+        if self._store is not None:
+            try:
+                await self._store.close()
+            except Exception:
+                pass
+
+    async def ping(self) -> float:
+        """Round-trip time to the server in seconds (raises :class:`BrokerUnavailable`)."""
+        store = self.open()
+        start = time.perf_counter()
+        async with broker_errors(self.settings, "reach"):
+            await store.ping()
+        return time.perf_counter() - start
+
+    # ------------------------------------------------------------------ plumbing
+    async def call(self, fn: Callable[[Store], Awaitable[T]], what: str = "reach") -> T:
+        """Run ``fn(store)``; connection failures become :class:`BrokerUnavailable` ("could not {what} ...")."""
+        store = self.open()
+        async with broker_errors(self.settings, what):
+            return await fn(store)
+
+    def decode_result(self, blob: bytes) -> ResultRecord:
+        """Decode a result envelope (no I/O)."""
+        return self.open().decode_result(blob)
+
+    async def events(self) -> EventHub:
+        """The client's event hub (one pub/sub connection shared by every waiter)."""
+        self.open()
+        if self._hub is None:
+            self._hub = EventHub(self.settings)
+        return self._hub
+
+    @contextlib.asynccontextmanager
+    async def job_events(self, job_id: str) -> AsyncIterator[Subscription]:
+        """Events of one job (started, progress, retrying, done) while the block runs.
+
+        Example::
+
+            async with core.job_events(job_id) as sub:
+                event = await sub.get(timeout=1.0)     # {"e": "progress", "p": 0.5, ...} or None
+        """
+        hub = await self.events()
+        async with hub.subscribe(layout.job_channel(job_id)) as sub:
+            yield sub
+
+    @contextlib.asynccontextmanager
+    async def batch_events(self, tenant: str, batch_id: str) -> AsyncIterator[Subscription]:
+        """Events of a batch's jobs (started, complete, failed, cancelled, retried) while the block runs."""
+        hub = await self.events()
+        async with hub.subscribe(layout.batch_channel(tenant, batch_id)) as sub:
+            yield sub
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        """Keep ``task`` until it ends; :meth:`close` cancels it."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def tasks(self) -> frozenset[asyncio.Task[Any]]:
+        """The tasks still running for this client (callbacks, widgets, views)."""
+        return frozenset(self._tasks)
+
+    # ------------------------------------------------------------------ tenancy
+    def identity(self, tenant: Any, workspace: Any) -> tuple[str, str]:
+        """The tenant and workspace a submit or listing acts for (a bound client refuses another tenant)."""
+        if self.tenant is not None:
+            if tenant is not None and tenant != self.tenant:
+                raise ConfigurationError(
+                    f"this client is bound to tenant {self.tenant!r} and cannot act for tenant {tenant!r}; "
+                    "use a client bound to that tenant (or an unbound one)"
+                )
+            t = self.tenant
+        else:
+            t = DEFAULT_TENANT if tenant is None else check_name(tenant, "tenant")
+        ws = check_name(workspace, "workspace") if workspace is not None else (self.workspace or DEFAULT_WORKSPACE)
+        return t, ws
+
+    def resolve_id(self, job_id: Any) -> str | None:
+        """The full id ``job_id`` names for this client, or ``None`` if it names another tenant's job."""
+        if not isinstance(job_id, str) or not job_id or len(job_id) > 300:
+            raise InvalidName(f"job ids are non-empty strings of at most 300 characters, not {job_id!r}")
+        if self.tenant is None:
+            return job_id
+        owner = tenant_of(job_id)
+        if owner == self.tenant:
+            return job_id
+        if owner != DEFAULT_TENANT:
+            return None  # another tenant's id
+        return qualify(self.tenant, job_id)
+
+    def visible(self, state: JobState) -> bool:
+        """Whether this client may see a job (a bound client sees its own tenant's jobs only)."""
+        if self.tenant is None:
+            return True
+        owner = state.info.tenant if state.has_meta else DEFAULT_TENANT
+        return owner == self.tenant
+
+    async def fetch_state(self, job_id: str, *, with_result: bool = False) -> JobState:
+        """A job's state as this client may see it (another tenant's job reads as not found)."""
+        state = await self.call(lambda s: s.state(job_id, with_result=with_result))
+        if not self.visible(state):
+            return JobState(JobStatus.not_found, JobInfo(id=job_id, status=JobStatus.not_found), False, False)
+        return state
+
+    # ------------------------------------------------------------------ submitting
+    async def known_names(self, queue: str, *, refresh: bool = False) -> dict[str, float]:
+        """Job names workers have served on ``queue`` (cached for a few seconds)."""
+        cached = self._registry.get(queue)
+        if cached is not None and not refresh and time.monotonic() - cached[0] < REGISTRY_CACHE_SECONDS:
+            return cached[1]
+        names = await self.call(lambda s: s.registry(queue), "submit a job to")
+        self._registry[queue] = (time.monotonic(), names)
+        return names
+
+    async def check_known(self, name: str, queue: str) -> None:
+        """Raise :class:`UnknownJob` if workers served names on ``queue`` but never ``name``."""
+        names = await self.known_names(queue)
+        if not names or name in names:
+            return
+        names = await self.known_names(queue, refresh=True)
+        if names and name not in names:
+            raise UnknownJob(name, list(names), queue)
+
+    def prepare(
+        self,
+        fn: str | Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        retry_of: str | None = None,
+        batch: str | None = None,
+    ) -> SubmitRow:
+        """Validate a submit's options, identity and payload and encode the job; nothing is written.
+
+        ``kwargs`` holds the function's keyword arguments plus the SDK options (``_timeout``, ...)
+        and ``tenant``/``workspace``; it is consumed.
+        """
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("_")}
+        unknown = sorted(set(options) - set(SUBMIT_OPTIONS))
+        if unknown:
+            raise ConfigurationError(
+                f"unknown submit option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: keyword arguments "
+                f"starting with '_' are reserved for the SDK ({', '.join(SUBMIT_OPTIONS)})"
+            )
+        name = job_name(fn)
+        tenant, workspace = self.identity(kwargs.pop("tenant", None), kwargs.pop("workspace", None))
+        queue = check_name(options.get("_queue") or self.queue, "queue")
+        local_id = check_job_id(options["_job_id"]) if options.get("_job_id") is not None else uuid.uuid4().hex
+        job_id = qualify(tenant, local_id)
+
+        defer_by = _seconds(options.get("_defer_by"), "_defer_by")
+        defer_until = options.get("_defer_until")
+        if defer_until is not None and not isinstance(defer_until, datetime):
+            raise ConfigurationError(f"_defer_until takes a datetime, not {type(defer_until).__name__}")
+        if defer_by is not None and defer_until is not None:
+            raise ConfigurationError("use either _defer_by or _defer_until, not both")
+        expires = _seconds(options.get("_expires"), "_expires")
+        timeout = _seconds(options.get("_timeout"), "_timeout")
+        if timeout is not None and timeout <= 0:
+            raise ConfigurationError("_timeout must be a positive number of seconds")
+        retries = options.get("_retries")
+        if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 1):
+            raise ConfigurationError(
+                f"_retries counts attempts in total (like ARQ_MAX_RETRIES); use 1 for no retry, not {retries!r}"
+            )
+
+        now = now_ms()
+        if defer_until is not None:
+            score = int(defer_until.timestamp() * 1000)
+        elif defer_by:
+            score = now + int(defer_by * 1000)
+        else:
+            score = now
+        job_ttl_ms = int(expires * 1000) if expires else max(0, score - now) + 86_400_000
+        job_bytes = encode_job(self.codec, name, list(args), kwargs, enqueued_ms=now)
+        if len(job_bytes) > self.settings.max_payload_bytes:
+            raise PayloadTooLarge(len(job_bytes), self.settings.max_payload_bytes)
+        return SubmitRow(
+            job_id=job_id,
+            function=name,
+            job_bytes=job_bytes,
+            queue=queue,
+            workspace=workspace,
+            score_ms=score,
+            job_ttl_ms=job_ttl_ms,
+            timeout=timeout,
+            max_tries=retries,
+            state="deferred" if score > now else "queued",
+            args_repr=call_repr(name, args, kwargs),
+            retry_of=retry_of,
+            batch=batch,
+        )
+
+    async def write(self, row: SubmitRow, *, reply_to: str = "") -> bool:
+        """Write one prepared job; True if created (False: its id was taken, the existing job stays)."""
+        created = await self.call(lambda s: s.submit([row], wake_queue=row.queue, reply_to=reply_to), "submit a job to")
+        return created[0]
+
+    async def submit_followed(self, row: SubmitRow) -> tuple[bool, Follow]:
+        """Write one prepared job, listening for its events first, so a wait right after misses none.
+
+        The events come on this client's reply channel (subscribed once, no server work per job),
+        else on the job's own channel.
+        """
+        hub = await self.events()
+        channel = layout.job_channel(row.job_id)
+        reply_to, epoch = "", None
+        prepared: Subscription | None = None
+        try:
+            epoch = await hub.reply_channel(layout.reply_channel(tenant_of(row.job_id), self.client_id))
+            if epoch is not None:
+                reply_to, prepared = self.client_id, hub.expect(channel)
+            else:
+                prepared = await hub.prepare(channel)
+        except Exception:
+            prepared = None
+        try:
+            created = await self.write(row, reply_to=reply_to)
+        except BaseException:
+            if prepared is not None:
+                hub.release(prepared)
+            raise
+        return created, Follow(prepared, epoch if reply_to else None)
+
+    # ------------------------------------------------------------------ job operations
+    async def cancel(self, job_id: str) -> bool:
+        """Cancel a visible job: True if it was queued (removed) or running (the worker stops it)."""
+        state = await self.fetch_state(job_id)
+        if not state.exists:
+            return False
+        queue = state.info.queue
+        outcome = await self.call(lambda s: s.cancel(job_id, queue))
+        return outcome in ("cancelled", "running")
+
+    async def resubmit(self, job_id: str, **overrides: Any) -> tuple[str, bool]:
+        """Submit a finished job's call again, linked to it; the new job's id and whether it was created."""
+        state = await self.fetch_state(job_id)
+        if not state.exists:
+            raise JobNotFound(job_id)
+        if not state.status.finished:
+            raise TaskqError(f"job {job_id} is still {state.status.value}; wait for it or cancel it before retrying")
+        definition = await self.call(lambda s: s.job_definition(job_id))
+        if definition is None:
+            raise JobNotFound(job_id, "its arguments are no longer stored, so it cannot be retried")
+        function, args, kwargs = definition
+        kwargs = dict(kwargs)
+        info = state.info
+        kwargs.setdefault("tenant", info.tenant)
+        kwargs.setdefault("workspace", info.workspace)
+        opts: dict[str, Any] = {"_queue": info.queue}
+        if info.timeout is not None:
+            opts["_timeout"] = info.timeout
+        if info.max_tries is not None:
+            opts["_retries"] = info.max_tries
+        opts.update(overrides)
+        # tenant/workspace are identity (``prepare`` takes them out of the job's arguments)
+        row = self.prepare(function, tuple(args), {**kwargs, **opts}, retry_of=job_id)
+        created = await self.write(row)
+        return row.job_id, created
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Workers with a recent heartbeat (and, for a minute, ones that stopped gracefully)."""
+        return await self.call(lambda s: s.workers())
+
+    async def liveness_note(self, info: JobInfo) -> str:
+        """One sentence on whether any live worker serves a job's function and queue (for timeouts)."""
+        try:
+            workers = await self.workers()
+        except TaskqError:
+            return "The server could not be asked about workers."
+        now = time.time()
+        live = [
+            w
+            for w in workers
+            if w.status in ("running", "draining")
+            and w.last_seen is not None
+            and now - w.last_seen.timestamp() < LIVE_WORKER_SECONDS
+        ]
+        on_queue = [w for w in live if w.queue == info.queue]
+        if not live:
+            return (
+                "No live worker was seen (no heartbeat in the last "
+                f"{LIVE_WORKER_SECONDS:g}s): start one with `python -m taskq_sdk.worker` or LocalCluster()."
+            )
+        if info.function and not any(info.function in w.functions for w in on_queue):
+            return (
+                f"No live worker serves {info.function!r} on queue {info.queue!r} "
+                f"({len(live)} live worker{'s' if len(live) != 1 else ''} elsewhere)."
+            )
+        busy = sum(w.ongoing for w in on_queue)
+        return f"{len(on_queue)} live worker(s) serve queue {info.queue!r} ({busy} jobs running)."
