@@ -20,7 +20,6 @@ import contextlib
 import enum
 import time
 import uuid
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -143,7 +142,8 @@ class ClientCore:
         self.client_id = uuid.uuid4().hex
         #: the event loop the core is used on (set when it is built on one, else at first use)
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._owner: weakref.ref[Any] | None = None
+        #: the AsyncClient this core belongs to: handles keep it alive (``job.client``), as they always did
+        self.owner: Any = None
         self._state = _State.UNOPENED
         self._store: Store | None = None
         self._hub: EventHub | None = None
@@ -155,15 +155,6 @@ class ClientCore:
             pass
 
     # ------------------------------------------------------------------ identity
-    @property
-    def owner(self) -> Any:
-        """The :class:`~taskq_sdk.AsyncClient` this core belongs to (``None`` if it has none, or is gone)."""
-        return self._owner() if self._owner is not None else None
-
-    @owner.setter
-    def owner(self, client: Any) -> None:
-        self._owner = weakref.ref(client)
-
     @property
     def is_closed(self) -> bool:
         return self._state is _State.CLOSED

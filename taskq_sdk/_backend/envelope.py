@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class JobCall:
     """A decoded job definition: what to call, with what, and when it was enqueued."""
 
