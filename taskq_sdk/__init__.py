@@ -28,7 +28,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import errors as _errors
+from ._error_names import ERROR_NAMES
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -87,17 +87,14 @@ __all__ = [
     "job",
     "report_progress",
 ]
-__all__ += _errors.__all__  # every public error, listed once: in taskq_sdk.errors
+__all__ += ERROR_NAMES  # every public error, listed once: in taskq_sdk._error_names
 
 
 def __getattr__(name: str) -> Any:
-    if name in _errors.__all__:
-        value = getattr(_errors, name)
-    else:
-        module = _LAZY.get(name)
-        if module is None:
-            raise AttributeError(f"module 'taskq_sdk' has no attribute {name!r}")
-        value = getattr(importlib.import_module(f".{module}", __name__), name)
+    module = "errors" if name in ERROR_NAMES else _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'taskq_sdk' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
 

@@ -27,7 +27,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from ._backend import layout
 from ._backend.connection import broker_errors, make_redis
-from ._backend.envelope import ResultRecord, encode_job
+from ._backend.envelope import ResultRecord, decode_result, encode_job
 from ._backend.events import EventHub, Subscription
 from ._backend.store import JobState, Store, SubmitRow, now_ms
 from ._names import DEFAULT_TENANT, DEFAULT_WORKSPACE, check_job_id, check_name, qualify, tenant_of
@@ -213,7 +213,7 @@ class ClientCore:
 
     def decode_result(self, blob: bytes) -> ResultRecord:
         """Decode a result envelope (no I/O)."""
-        return self.open().decode_result(blob)
+        return decode_result(self.codec, blob)
 
     async def events(self) -> EventHub:
         """The client's event hub (one pub/sub connection shared by every waiter)."""

@@ -49,36 +49,9 @@ from __future__ import annotations
 import concurrent.futures
 from typing import Any
 
-__all__ = [
-    "BlockedDestination",
-    "BrokerUnavailable",
-    "ClientClosed",
-    "ConfigurationError",
-    "DeserializationError",
-    "DownloadFailed",
-    "DownloadTimeout",
-    "DownloadTooLarge",
-    "InvalidName",
-    "InvalidURL",
-    "JobCancelled",
-    "JobFailed",
-    "JobLost",
-    "JobNotFound",
-    "JobTimedOut",
-    "JobTimeout",
-    "NotAVideo",
-    "PayloadTooLarge",
-    "PermissionDenied",
-    "ResultExpired",
-    "SerializationError",
-    "ServerError",
-    "SubmitError",
-    "TaskqError",
-    "UnknownJob",
-    "UnsupportedScheme",
-    "VideoError",
-    "WaitTimeout",
-]
+from ._error_names import ERROR_NAMES
+
+__all__ = list(ERROR_NAMES)
 
 
 def short_id(job_id: str) -> str:

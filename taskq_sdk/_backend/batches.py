@@ -197,7 +197,6 @@ class BatchStore:
         self.codec = codec
         self._submit = redis.register_script(BULK_SUBMIT)
         self._status = redis.register_script(BULK_STATUS)
-        self._cancel = redis.register_script(layout.CANCEL)
 
     async def submit(self, header: BulkHeader, groups: Sequence[bytes], *, now: int, fresh: bool) -> bytes:
         """Write the jobs of ``groups`` (each from :func:`pack_rows`), all Lua calls in one pipeline.
@@ -262,8 +261,12 @@ class BatchStore:
 
         A cancel-before-start or a lost job leaves a result without the call: the job's own then.
         """
-        results = await self.results(job_ids)
-        jobs = await self.job_blobs(job_ids)
+        if not job_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.mget([layout.result_key(j) for j in job_ids])
+            pipe.mget([layout.job_key(j) for j in job_ids])
+            results, jobs = await pipe.execute()
         out: list[tuple[list[Any], dict[str, Any]] | None] = []
         for res, job in zip(results, jobs, strict=True):
             found: tuple[list[Any], dict[str, Any]] | None = None
@@ -277,16 +280,6 @@ class BatchStore:
                     found = (job_call.args, job_call.kwargs)
             out.append(found)
         return out
-
-    async def cancel_many(self, job_ids: Sequence[str], args_for: Any) -> list[str]:
-        """Run the CANCEL script for each job in one pipeline; ``args_for(job_id)`` gives its ARGV."""
-        if not job_ids:
-            return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for jid in job_ids:
-                await self._cancel(keys=[], args=args_for(jid), client=pipe)
-            outs = await pipe.execute(raise_on_error=False)
-        return [o.decode() if isinstance(o, bytes) else str(o) for o in outs]
 
     # ------------------------------------------------------------------ manifest
     async def write_manifest(self, tenant: str, batch_id: str, blob: bytes, *, ttl_ms: int) -> None:

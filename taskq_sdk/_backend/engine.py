@@ -1266,5 +1266,5 @@ class Engine(Worker):
                 )
             reg = layout.registry_key(self.taskq_queue)
             pipe.hset(reg, mapping=dict.fromkeys(info.functions, now))
-            pipe.pexpire(reg, 30 * 86_400_000)
+            pipe.pexpire(reg, layout.REGISTRY_TTL_MS)
             await pipe.execute()

@@ -140,6 +140,10 @@ def registry_key(queue: str) -> str:
     return f"taskq:registry:{queue}"
 
 
+#: a queue's registry of served names lives this long after the last worker or cluster announced one
+REGISTRY_TTL_MS = 30 * 86_400_000
+
+
 def hooks_flag(tenant: str) -> str:
     """Set while a tenant has registered webhooks; workers skip the lookups for tenants without one."""
     return f"taskq:{tenant}:hooks"

@@ -51,7 +51,7 @@ def announce_names(url: str, queue: str, names: Sequence[str], *, timeout: float
     key = layout.registry_key(queue)
     with _connection(url, timeout) as r:
         r.hset(key, mapping=dict.fromkeys(names, int(time.time() * 1000)))
-        r.pexpire(key, 30 * 86_400_000)
+        r.pexpire(key, layout.REGISTRY_TTL_MS)
 
 
 def cluster_view(url: str, queue: str, *, timeout: float = 2.0) -> tuple[list[dict[str, str]], int]:

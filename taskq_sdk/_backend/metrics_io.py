@@ -67,3 +67,18 @@ class MetricsReader:
                 pipe.hgetall(key)
             rows = await pipe.execute()
         return [(tenant, row) for (tenant, _), row in zip(keys, rows, strict=True) if row]
+
+    async def by_minute(self, tenants: Iterable[str], minutes: Iterable[int]) -> dict[int, list[tuple[str, Any]]]:
+        """``(tenant, hash)`` pairs of each minute, all read in one pipelined round trip."""
+        keys = [(m, t) for m in minutes for t in tenants]
+        out: dict[int, list[tuple[str, Any]]] = {m: [] for m, _ in keys}
+        if not keys:
+            return out
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for m, t in keys:
+                pipe.hgetall(layout.metrics_key(t, m))
+            rows = await pipe.execute()
+        for (m, t), row in zip(keys, rows, strict=True):
+            if row:
+                out[m].append((t, row))
+        return out

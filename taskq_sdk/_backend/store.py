@@ -13,7 +13,6 @@ taskq models, never arq's; its parts cover the other key families (``store.batch
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -335,32 +334,26 @@ class Store:
         )
 
     # ------------------------------------------------------------------ cancel
+    def _cancel_args(self, job_id: str, queue: str, now: int) -> list[Any]:
+        event = '{"e": "done", "s": "cancelled"}'
+        blob = self.cancel_blob(job_id, queue)
+        return [job_id, now, blob, self.result_ttl_ms, self.meta_ttl_after_finish_ms, event]
+
     async def cancel(self, job_id: str, queue: str) -> str:
         """Cancel: 'cancelled' (was queued), 'running' (requested), 'finished' or 'unknown' (no change)."""
-        event = json.dumps({"e": "done", "s": "cancelled"})
-        out = await self._cancel(
-            keys=[],
-            args=[
-                job_id,
-                now_ms(),
-                self.cancel_blob(job_id, queue),
-                self.result_ttl_ms,
-                self.meta_ttl_after_finish_ms,
-                event,
-            ],
-        )
+        out = await self._cancel(keys=[], args=self._cancel_args(job_id, queue, now_ms()))
         return _s(out)
 
     async def cancel_many(self, job_ids: Sequence[str], queue: str) -> list[str]:
         """Cancel many jobs of one queue in one pipeline; each job's outcome as :meth:`cancel` says it."""
-        event = json.dumps({"e": "done", "s": "cancelled"})
+        if not job_ids:
+            return []
         now = now_ms()
-
-        def args_for(job_id: str) -> list[Any]:
-            blob = self.cancel_blob(job_id, queue)
-            return [job_id, now, blob, self.result_ttl_ms, self.meta_ttl_after_finish_ms, event]
-
-        return await self.batches.cancel_many(job_ids, args_for)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                await self._cancel(keys=[], args=self._cancel_args(job_id, queue, now), client=pipe)
+            outs = await pipe.execute(raise_on_error=False)
+        return [_s(o) if isinstance(o, bytes | str) else str(o) for o in outs]
 
     # ------------------------------------------------------------------ listings
     async def job_ids(self, tenant: str, workspace: str | None, *, limit: int, offset: int = 0) -> list[str]:
@@ -391,7 +384,7 @@ class Store:
         key = layout.registry_key(queue)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, mapping=dict.fromkeys(names, now_ms()))
-            pipe.pexpire(key, 30 * 86_400_000)
+            pipe.pexpire(key, layout.REGISTRY_TTL_MS)
             await pipe.execute()
 
     async def workers(self, *, include_stopped: bool = True) -> list[WorkerInfo]:

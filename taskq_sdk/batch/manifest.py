@@ -144,8 +144,10 @@ class BatchManifest:
             m.hashes = [hashes_text[i * width : (i + 1) * width] for i in range(m.n_jobs)]
         return m
 
-    def header(self, store: Store, *, function: str, batch_state: str = "queued") -> BulkHeader:
-        """The shared part of jobs submitted for this batch later (re-runs)."""
+    def header(
+        self, store: Store, *, function: str, batch_state: str = "queued", score_ms: int | None = None
+    ) -> BulkHeader:
+        """The shared part of the batch's jobs: at submit (deferred, maybe) and for re-runs later (due now)."""
         return BulkHeader(
             queue=self.queue,
             workspace=self.workspace,
@@ -153,7 +155,7 @@ class BatchManifest:
             timeout=self.timeout,
             max_tries=self.max_tries,
             state=batch_state,
-            score_ms=now_ms(),
+            score_ms=now_ms() if score_ms is None else score_ms,
             job_ttl_ms=self.job_ttl_ms,
             meta_ttl_ms=self.job_ttl_ms + store.meta_ttl_after_finish_ms,
             batch=self.batch,

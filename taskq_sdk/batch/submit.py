@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from .._backend.batches import BulkHeader
 from .._backend.store import now_ms
 from .._chunks import MODES, RUNNER_NAME
 from .._core import job_name
@@ -160,19 +159,6 @@ async def submit_batch(
     await core.check_known(name, template.queue)
     if runner:
         await core.check_known(RUNNER_NAME, template.queue)
-    store = core.open()
-    header = BulkHeader(
-        queue=template.queue,
-        workspace=template.workspace,
-        function=job_fn,
-        timeout=template.timeout,
-        max_tries=template.max_tries,
-        state=template.state,
-        score_ms=template.score_ms,
-        job_ttl_ms=template.job_ttl_ms,
-        meta_ttl_ms=template.job_ttl_ms + store.meta_ttl_after_finish_ms,
-        batch=local,
-    )
     plan = encode_jobs(
         core, name, payloads, n_items=n_items, chunk_size=chunk_size, runner=runner, mode=mode, shared=shared,
         tenant=t, local=local, hashed=key is not None,
@@ -198,6 +184,8 @@ async def submit_batch(
     )
     if index_blob is not None and len(index_blob) <= INDEX_MAX_BYTES:
         manifest.frame["index"] = True
+    store = core.open()
+    header = manifest.header(store, function=job_fn, batch_state=template.state, score_ms=template.score_ms)
     patches: dict[bytes, bytes] = {}
     if key is not None:
         old_blob, patches = await core.call(lambda s: s.batches.read_manifest(t, local))
