@@ -250,12 +250,6 @@ class BatchStore:
             out.extend(part)
         return out
 
-    async def job_blobs(self, job_ids: Sequence[str]) -> list[bytes | None]:
-        """The raw job definitions (arq job keys) of ``job_ids``; ``None`` once a job finished."""
-        if not job_ids:
-            return []
-        return list(await self.redis.mget([layout.job_key(j) for j in job_ids]))
-
     async def calls(self, job_ids: Sequence[str]) -> list[tuple[list[Any], dict[str, Any]] | None]:
         """The arguments each job was submitted with, from its result or else its definition (``None``: gone).
 

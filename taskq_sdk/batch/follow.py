@@ -62,7 +62,6 @@ class Follower:
         self.quiet = 0.5
         self._sub: Any = None
         self._cm: Any = None
-        self.started = time.monotonic()
         self.last_snapshot = 0.0
 
     async def __aenter__(self) -> Follower:
