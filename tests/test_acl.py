@@ -45,7 +45,7 @@ def test_tenant_users_are_confined_to_their_keys(tenant_urls: dict[str, str], st
         refused = 0
         for attempt in (
             lambda: raw.get(f"arq:result:{g.id}"),
-            lambda: raw.hgetall(f"taskq:globex:job:{g.id}"),
+            lambda: raw.hgetall(f"taskq:t:globex:job:{g.id}"),
             lambda: raw.zadd("arq:queue:globex", {"x": 1}),
             lambda: raw.zadd("arq:abort", {g.id: 1}),
             lambda: raw.zadd("arq:queue:globex:abort", {g.id: 1}),

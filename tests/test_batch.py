@@ -260,21 +260,21 @@ def test_bulk_submit_writes_what_submit_writes(settings: Settings, sync_redis: r
         single = client.submit("double", 5, _job_id="single-5")
         batch = client.map("double", [5], key="bulk-5")
         (bulk_id,) = batch.job_ids()
-        meta = {k.decode(): v for k, v in sync_redis.hgetall(f"taskq:default:job:{single.id}").items()}
-        bmeta = {k.decode(): v for k, v in sync_redis.hgetall(f"taskq:default:job:{bulk_id}").items()}
+        meta = {k.decode(): v for k, v in sync_redis.hgetall(f"taskq:t:default:job:{single.id}").items()}
+        bmeta = {k.decode(): v for k, v in sync_redis.hgetall(f"taskq:t:default:job:{bulk_id}").items()}
         assert set(meta) == set(bmeta)
         for field in ("fn", "tenant", "ws", "queue", "state", "timeout", "max_tries", "attempt", "args"):
             assert meta[field] == bmeta[field], field
         assert bmeta["batch"] == b"bulk-5"
-        for key in ("arq:job:{}", "taskq:default:job:{}"):
+        for key in ("arq:job:{}", "taskq:t:default:job:{}"):
             ttl_single, ttl_bulk = sync_redis.pttl(key.format(single.id)), sync_redis.pttl(key.format(bulk_id))
             assert ttl_bulk > 0 and abs(ttl_single - ttl_bulk) < 5000, key
         assert sync_redis.zscore("arq:queue", bulk_id) is not None
-        assert sync_redis.zscore("taskq:default:idx", bulk_id) is not None
-        assert sync_redis.zscore("taskq:default:idx:default", bulk_id) is not None
-        enq = sync_redis.hget("taskq:default:m:all", "default|double|enq")
+        assert sync_redis.zscore("taskq:t:default:idx", bulk_id) is not None
+        assert sync_redis.zscore("taskq:t:default:idx:default", bulk_id) is not None
+        enq = sync_redis.hget("taskq:t:default:m:all", "default|double|enq")
         assert enq == b"2"
-        for key in sync_redis.scan_iter("taskq:default:batch:*"):
+        for key in sync_redis.scan_iter("taskq:t:default:batch:*"):
             assert sync_redis.pttl(key) > 0, key
 
 
@@ -341,7 +341,7 @@ def test_batches_work_under_per_tenant_acl_users_and_stay_private(
                 globex.batch("acme:acl-run")
             raw = redis.Redis.from_url(urls["globex"])
             with pytest.raises(redis.exceptions.NoPermissionError):
-                raw.get("taskq:acme:batch:acl-run:m")
+                raw.get("taskq:t:acme:batch:acl-run:m")
             raw.close()
     finally:
         for t in urls:

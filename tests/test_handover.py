@@ -133,9 +133,9 @@ def test_a_reply_channel_only_speaks_for_its_own_tenant(settings: Settings) -> N
         hub = EventHub(settings)
         event = layout.REPLY_MAGIC + b"acme:j1\0" + b'{"e": "done"}'
         with hub.local(layout.job_channel("acme:j1")) as sub:
-            hub._dispatch({"type": "message", "channel": b"taskq:other:rc:c1", "data": event})
+            hub._dispatch({"type": "message", "channel": b"taskq:t:other:rc:c1", "data": event})
             assert sub.drain() == [], "another tenant's reply channel cannot feed acme's waiters"
-            hub._dispatch({"type": "message", "channel": b"taskq:acme:rc:c1", "data": event})
+            hub._dispatch({"type": "message", "channel": b"taskq:t:acme:rc:c1", "data": event})
             assert sub.drain() == [{"e": "done"}]
         await hub.close()
 

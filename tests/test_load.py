@@ -118,5 +118,5 @@ def test_every_key_expires(settings: Settings, start_worker: Any, sync_redis: re
     # nothing is kept forever: queue/abort sets empty out (and vanish), everything else has a TTL
     assert without_ttl() == []
     wait_until(lambda: not sync_redis.keys("arq:result:*"), timeout=10, what="results expired")
-    wait_until(lambda: not sync_redis.keys("taskq:acme:job:*"), timeout=10, what="tombstones expired")
+    wait_until(lambda: not sync_redis.keys("taskq:t:acme:job:*"), timeout=10, what="tombstones expired")
     figure("keys_without_ttl_after_run", len(without_ttl()))

@@ -81,7 +81,7 @@ def test_rows_failed_are_counted_without_fetching_results(
     with Client(settings=settings) as client:
         batch = client.map("toy_sentiment", ["a", "bad", "c", "bad too", "e"], chunk_size=2)
         batch.wait(timeout=30)
-        key = f"taskq:default:batch:{batch.id}:rf"
+        key = f"taskq:t:default:batch:{batch.id}:rf"
         assert {k.decode(): int(v) for k, v in sync_redis.hgetall(key).items()} == {
             batch.job_ids()[0]: 1,
             batch.job_ids()[1]: 1,

@@ -86,8 +86,8 @@ def test_three_in_process_workers_submit_each_slot_once(
     workers = [start_worker(keep_result=0) for _ in range(3)]  # no result key: only the claim dedupes
     wait_until(lambda: sync_redis.llen("sched:runs") >= 5, timeout=30, what="five scheduled runs")
     with sync_redis.pipeline(transaction=True) as pipe:  # consistent view: SUBMIT writes both atomically
-        pipe.hget("taskq:default:m:all", "default|record_job_id|enq")
-        pipe.zrange("taskq:default:idx", 0, -1)
+        pipe.hget("taskq:t:default:m:all", "default|record_job_id|enq")
+        pipe.zrange("taskq:t:default:idx", 0, -1)
         pipe.lrange("sched:runs", 0, -1)
         enq_raw, created_raw, runs_raw = pipe.execute()
     runs = [x.decode() for x in runs_raw]
@@ -110,8 +110,8 @@ def test_monitoring_runs_on_schedule_once_per_slot_with_two_worker_processes(
     start_worker_process(env=env)
     wait_until(lambda: sync_redis.llen(HISTORY_KEY) >= 4, timeout=30, what="four monitoring snapshots")
     with sync_redis.pipeline(transaction=True) as pipe:  # consistent view: SUBMIT writes both atomically
-        pipe.hget("taskq:default:m:all", "taskq-system|scheduled_monitoring_async|enq")
-        pipe.zrange("taskq:default:idx:taskq-system", 0, -1)
+        pipe.hget("taskq:t:default:m:all", "taskq-system|scheduled_monitoring_async|enq")
+        pipe.zrange("taskq:t:default:idx:taskq-system", 0, -1)
         pipe.lrange(HISTORY_KEY, 0, -1)
         enq_raw, created_raw, history_raw = pipe.execute()
     created = sorted(x.decode() for x in created_raw)

@@ -42,7 +42,7 @@ __all__ = [
 
 
 def _batch_key(tenant: str, batch_id: str, part: str) -> str:
-    return f"taskq:{tenant}:batch:{batch_id}:{part}"
+    return f"{layout.TENANT_NS}{tenant}:batch:{batch_id}:{part}"
 
 
 def manifest_key(tenant: str, batch_id: str) -> str:
@@ -88,7 +88,7 @@ for i = 1, #rows, 3 do
     flags[#flags + 1] = '0'
   else
     tenant = tenant_of(id)
-    local mk = 'taskq:' .. tenant .. ':job:' .. id
+    local mk = TNS .. tenant .. ':job:' .. id
     redis.call('SET', JOB .. id, rows[i + 1], 'PX', job_ttl)
     if not fresh then redis.call('DEL', mk, RTY .. id, logs_key(id)) end
     redis.call('HSET', mk, 'fn', fn, 'tenant', tenant, 'ws', ws, 'queue', qk, 'enq', now, 'sched', score,
@@ -100,7 +100,7 @@ for i = 1, #rows, 3 do
   end
 end
 local n = #made
-local idx = {'taskq:' .. tenant .. ':idx', 'taskq:' .. tenant .. ':idx:' .. ws}
+local idx = {TNS .. tenant .. ':idx', TNS .. tenant .. ':idx:' .. ws}
 for s = 1, n, 1000 do
   local e = math.min(s + 999, n)
   local zq, zi = {}, {}
@@ -120,7 +120,7 @@ if n > 0 then
     redis.call('ZREMRANGEBYSCORE', ik, '-inf', now - meta_ttl)
     if redis.call('PTTL', ik) < meta_ttl then redis.call('PEXPIRE', ik, meta_ttl) end
   end
-  local prefix = 'taskq:' .. tenant .. ':m:'
+  local prefix = TNS .. tenant .. ':m:'
   local mkeys = {prefix .. 'all', prefix .. math.floor(now / 60000)}
   for k = 1, 2 do redis.call('HINCRBY', mkeys[k], ws .. '|' .. fn .. '|enq', n) end
   redis.call('PEXPIRE', mkeys[1], 2592000000)

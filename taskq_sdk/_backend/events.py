@@ -26,7 +26,7 @@ from .._aio import stop_tasks
 from .._names import tenant_of
 from ..config import Settings
 from .connection import is_connection_error, make_redis
-from .layout import PUSH_MAGIC, REPLY_MAGIC, job_channel
+from .layout import PUSH_MAGIC, REPLY_MAGIC, job_channel, key_tenant
 
 logger = logging.getLogger("taskq_sdk.events")
 
@@ -79,7 +79,7 @@ class EventHub:
     Example::
 
         hub = EventHub(settings)
-        async with hub.subscribe("taskq:default:ev:abc") as sub: ...
+        async with hub.subscribe(job_channel("abc")) as sub: ...
         await hub.close()
     """
 
@@ -294,7 +294,7 @@ class EventHub:
             # an event of a job this client submitted: to the waiters of that job's channel
             raw_id, _, data = data[len(REPLY_MAGIC) :].partition(b"\0")
             job_id = raw_id.decode("utf-8", "replace")
-            if tenant_of(job_id) != channel.split(":")[1]:
+            if tenant_of(job_id) != key_tenant(channel):
                 return  # a reply channel only speaks for its own tenant's jobs
             channel = job_channel(job_id)
             targets = self._local.get(channel, ())

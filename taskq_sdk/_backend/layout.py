@@ -3,12 +3,14 @@
 arq's own keys are kept as arq writes them, so that plain arq clients and the stock ``arq``
 worker interoperate: ``arq:job:<id>`` (the job), ``arq:queue[:<name>]`` (a sorted set scored by
 start time), ``arq:in-progress:<id>`` (the claim), ``arq:retry:<id>`` (the attempt counter),
-``arq:result:<id>`` and ``arq:abort``. taskq adds, per tenant::
+``arq:result:<id>`` and ``arq:abort``. taskq adds, per tenant, under a namespace of their own
+(``taskq:t:``) that no shared key uses, so that no tenant name - ``wake``, ``control``, ``ready``,
+``registry`` - can make a tenant's keys or ACL patterns cover the keys every tenant shares::
 
-    taskq:<tenant>:job:<id>        hash: function, workspace, state, attempt, worker, progress, ...
-    taskq:<tenant>:ev:<id>         pub/sub channel: started / progress / retrying / done events
-    taskq:<tenant>:logs:<id>       list: captured log lines and prints (capped)
-    taskq:<tenant>:idx[:<ws>]      sorted set of job ids by enqueue time (listings)
+    taskq:t:<tenant>:job:<id>      hash: function, workspace, state, attempt, worker, progress, ...
+    taskq:t:<tenant>:ev:<id>       pub/sub channel: started / progress / retrying / done events
+    taskq:t:<tenant>:logs:<id>     list: captured log lines and prints (capped)
+    taskq:t:<tenant>:idx[:<ws>]    sorted set of job ids by enqueue time (listings)
 
 and, per queue: ``taskq:wake:<queue>`` (worker wake-up channel), ``taskq:wake:<queue>:<worker>``
 (jobs handed straight to an idle worker), ``taskq:ready:<queue>`` (idle workers that take such
@@ -16,7 +18,7 @@ jobs), ``taskq:control:<queue>`` (cancel requests), ``taskq:workers`` / ``taskq:
 (liveness), ``taskq:registry:<queue>`` (function names served). Every key gets a TTL. The Python
 builders and the Lua prelude below are the one place this layout is written down::
 
-    meta_key("acme:r1")   # 'taskq:acme:job:acme:r1'
+    meta_key("acme:r1")   # 'taskq:t:acme:job:acme:r1'
 """
 
 from __future__ import annotations
@@ -33,9 +35,24 @@ default_queue_name = "arq:queue"
 abort_jobs_ss = "arq:abort"
 
 ABORT_SET = abort_jobs_ss
+#: every per-tenant key and channel starts with ``TENANT_NS + tenant + ":"``; shared ones never do
+TENANT_NS = "taskq:t:"
 WORKERS_ZSET = "taskq:workers"
 #: the capped list of monitoring snapshots, newest first (see :mod:`taskq_sdk.health`)
 HISTORY_KEY = "taskq:monitoring:history"
+
+
+def key_tenant(key: str) -> str | None:
+    """The tenant a per-tenant key or channel belongs to, or None for a shared one.
+
+    Example::
+
+        key_tenant("taskq:t:acme:rc:c1")   # 'acme'
+    """
+    if not key.startswith(TENANT_NS):
+        return None
+    tenant, sep, _ = key[len(TENANT_NS) :].partition(":")
+    return tenant if sep else None
 
 
 def queue_key(queue: str) -> str:
@@ -68,29 +85,29 @@ def retry_key(job_id: str) -> str:
 
 
 def meta_key(job_id: str) -> str:
-    return f"taskq:{tenant_of(job_id)}:job:{job_id}"
+    return f"{TENANT_NS}{tenant_of(job_id)}:job:{job_id}"
 
 
 def job_channel(job_id: str) -> str:
-    return f"taskq:{tenant_of(job_id)}:ev:{job_id}"
+    return f"{TENANT_NS}{tenant_of(job_id)}:ev:{job_id}"
 
 
 def logs_key(job_id: str) -> str:
-    return f"taskq:{tenant_of(job_id)}:logs:{job_id}"
+    return f"{TENANT_NS}{tenant_of(job_id)}:logs:{job_id}"
 
 
 def batch_counts_key(tenant: str, batch_id: str) -> str:
     """Hash of a batch's job counts (started, complete, failed, cancelled, retried), kept 7 days."""
-    return f"taskq:{tenant}:batch:{batch_id}:n"
+    return f"{TENANT_NS}{tenant}:batch:{batch_id}:n"
 
 
 def batch_channel(tenant: str, batch_id: str) -> str:
     """Channel where each job of a batch announces started / complete / failed / cancelled / retried."""
-    return f"taskq:{tenant}:bev:{batch_id}"
+    return f"{TENANT_NS}{tenant}:bev:{batch_id}"
 
 
 def index_key(tenant: str, workspace: str | None = None) -> str:
-    return f"taskq:{tenant}:idx" if workspace is None else f"taskq:{tenant}:idx:{workspace}"
+    return f"{TENANT_NS}{tenant}:idx" if workspace is None else f"{TENANT_NS}{tenant}:idx:{workspace}"
 
 
 def wake_channel(queue: str) -> str:
@@ -115,7 +132,7 @@ PUSH_MAGIC = b"\xc1TP"
 def reply_channel(tenant: str, client_id: str) -> str:
     """A client's own channel: the state events of the jobs it submitted, so it needs no
     subscription per job (each message is ``REPLY_MAGIC + job_id + b"\\0" + event``)."""
-    return f"taskq:{tenant}:rc:{client_id}"
+    return f"{TENANT_NS}{tenant}:rc:{client_id}"
 
 
 REPLY_MAGIC = b"\xc1TR"
@@ -146,12 +163,12 @@ REGISTRY_TTL_MS = 30 * 86_400_000
 
 def hooks_flag(tenant: str) -> str:
     """Set while a tenant has registered webhooks; workers skip the lookups for tenants without one."""
-    return f"taskq:{tenant}:hooks"
+    return f"{TENANT_NS}{tenant}:hooks"
 
 
 def hook_key(job_id: str) -> str:
     """The hash holding a job's webhook URL and delivery outcome."""
-    return f"taskq:{tenant_of(job_id)}:hook:{job_id}"
+    return f"{TENANT_NS}{tenant_of(job_id)}:hook:{job_id}"
 
 
 def schedule_key(name: str) -> str:
@@ -173,13 +190,13 @@ def tenant_acl_patterns(tenant: str, queue: str) -> tuple[list[str], list[str]]:
         f"{result_key_prefix}{tenant}:*",
         f"{in_progress_key_prefix}{tenant}:*",
         f"{retry_key_prefix}{tenant}:*",
-        f"taskq:{tenant}:*",
+        f"{TENANT_NS}{tenant}:*",
         registry_key(queue),
         ready_key(queue),
         WORKERS_ZSET,
         worker_key("*"),
     ]
-    channels = [f"taskq:{tenant}:*", wake_channel(queue), push_channel(queue, "*"), control_channel(queue)]
+    channels = [f"{TENANT_NS}{tenant}:*", wake_channel(queue), push_channel(queue, "*"), control_channel(queue)]
     return keys, channels
 
 
@@ -187,6 +204,7 @@ def tenant_acl_patterns(tenant: str, queue: str) -> tuple[list[str], list[str]]:
 PRELUDE = f"""
 local JOB, RES, INP, RTY, ABORT = '{job_key_prefix}', '{result_key_prefix}', '{in_progress_key_prefix}', \
 '{retry_key_prefix}', '{abort_jobs_ss}'
+local TNS = '{TENANT_NS}'
 local PUSH_MAGIC = '\\193TP'
 local REPLY_MAGIC = '\\193TR'
 local function tenant_of(id)
@@ -194,34 +212,34 @@ local function tenant_of(id)
   if t and string.len(t) <= 63 then return t end
   return 'default'
 end
-local function meta_key(id) return 'taskq:' .. tenant_of(id) .. ':job:' .. id end
+local function meta_key(id) return TNS .. tenant_of(id) .. ':job:' .. id end
 -- cancel requests are per queue (arq's own 'arq:abort' for the default queue), so that a tenant
 -- with its own queue and ACL user never shares a writable set with another tenant
 local function abort_key(qk) if qk == 'arq:queue' then return ABORT end return qk .. ':abort' end
 local function queue_of(qk) if qk == 'arq:queue' then return 'default' end return string.sub(qk, 11) end
-local function chan(id) return 'taskq:' .. tenant_of(id) .. ':ev:' .. id end
+local function chan(id) return TNS .. tenant_of(id) .. ':ev:' .. id end
 -- a state event: on the job's channel, and on the reply channel of the client that submitted it
 local function notify(id, mk, payload)
   redis.call('PUBLISH', chan(id), payload)
   local rc = redis.call('HGET', mk, 'rc')
   if rc and rc ~= '' then
-    redis.call('PUBLISH', 'taskq:' .. tenant_of(id) .. ':rc:' .. rc, REPLY_MAGIC .. id .. '\\0' .. payload)
+    redis.call('PUBLISH', TNS .. tenant_of(id) .. ':rc:' .. rc, REPLY_MAGIC .. id .. '\\0' .. payload)
   end
 end
-local function logs_key(id) return 'taskq:' .. tenant_of(id) .. ':logs:' .. id end
+local function logs_key(id) return TNS .. tenant_of(id) .. ':logs:' .. id end
 -- per-batch counters and event channel, for jobs submitted as part of a batch
 local function batch_count(id, batch, field, now)
   if not batch or batch == '' then return end
   local t = tenant_of(id)
-  local k = 'taskq:' .. t .. ':batch:' .. batch .. ':n'
+  local k = TNS .. t .. ':batch:' .. batch .. ':n'
   redis.call('HINCRBY', k, field, 1)
   if redis.call('PTTL', k) < 0 then redis.call('PEXPIRE', k, 604800000) end
-  redis.call('PUBLISH', 'taskq:' .. t .. ':bev:' .. batch, cjson.encode({{e = field, id = id, t = now}}))
+  redis.call('PUBLISH', TNS .. t .. ':bev:' .. batch, cjson.encode({{e = field, id = id, t = now}}))
 end
 -- job metrics: all-time and per-minute hashes per tenant, fields '<ws>|<fn>|<counter>';
 -- durations also land in log2 buckets (8 per doubling) for percentiles
 local function count(tenant, ws, fn, now, field, dur)
-  local prefix = 'taskq:' .. tenant .. ':m:'
+  local prefix = TNS .. tenant .. ':m:'
   local keys = {{prefix .. 'all', prefix .. math.floor(now / 60000)}}
   local f = ws .. '|' .. fn .. '|'
   for k = 1, 2 do
@@ -239,7 +257,7 @@ end
 
 #: metrics hashes: all-time, and one per minute (kept two hours) - fields ``<ws>|<fn>|<counter>``
 def metrics_key(tenant: str, minute: int | None = None) -> str:
-    return f"taskq:{tenant}:m:all" if minute is None else f"taskq:{tenant}:m:{minute}"
+    return f"{TENANT_NS}{tenant}:m:all" if minute is None else f"{TENANT_NS}{tenant}:m:{minute}"
 
 
 #: buckets per doubling of the duration histogram (bucket b holds durations ~2**(b/8) - 1 ms)
@@ -271,7 +289,7 @@ for i = 7, #ARGV, 14 do
     out[#out + 1] = 0
   else
     local tenant = tenant_of(id)
-    local mk = 'taskq:' .. tenant .. ':job:' .. id
+    local mk = TNS .. tenant .. ':job:' .. id
     local meta_ttl = tonumber(ARGV[i + 4])
     redis.call('SET', JOB .. id, ARGV[i + 1], 'PX', ARGV[i + 3])
     redis.call('ZADD', ARGV[i + 5], ARGV[i + 2], id)
@@ -282,7 +300,7 @@ for i = 7, #ARGV, 14 do
       'state', ARGV[i + 10], 'retry_of', ARGV[i + 11], 'batch', ARGV[i + 12], 'args', ARGV[i + 13],
       'attempt', 0, 'rc', rc)
     redis.call('PEXPIRE', mk, meta_ttl)
-    for _, ik in ipairs({'taskq:' .. tenant .. ':idx', 'taskq:' .. tenant .. ':idx:' .. ARGV[i + 6]}) do
+    for _, ik in ipairs({TNS .. tenant .. ':idx', TNS .. tenant .. ':idx:' .. ARGV[i + 6]}) do
       redis.call('ZADD', ik, now, id)
       redis.call('ZREMRANGEBYSCORE', ik, '-inf', now - meta_ttl)
       if redis.call('PTTL', ik) < meta_ttl then redis.call('PEXPIRE', ik, meta_ttl) end

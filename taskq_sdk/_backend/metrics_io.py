@@ -39,9 +39,9 @@ class MetricsReader:
         found: set[str] = set()
         pattern = layout.metrics_key("*")
         async for key in self.redis.scan_iter(match=pattern, count=500):
-            parts = _s(key).split(":")
-            if len(parts) == 4:
-                found.add(parts[1])
+            tenant = layout.key_tenant(_s(key))
+            if tenant is not None and _s(key) == layout.metrics_key(tenant):
+                found.add(tenant)
         return sorted(found)
 
     async def queues(self) -> list[str]:
