@@ -81,6 +81,72 @@ class StopJob(BaseException):
 ProgressSink = Callable[["JobContext", dict[str, Any]], None]
 
 
+class Lease:
+    """How long this worker surely still holds a job's claim: a local deadline its claim keeper moves on.
+
+    A claim is a fencing token (``<worker>#<attempt>``) with a TTL on the server. The keeper renews
+    it and moves ``until`` (monotonic) to the send time of the renewal plus the TTL, less a margin;
+    a job's fence check (``report_progress``) passes while ``until`` is ahead. Once it is behind -
+    the process was frozen, or the server was out of reach for longer than the TTL - the check asks
+    the keeper to renew now and waits for the answer: the claim still holds (go on), or it is lost
+    (the job stops: another worker may run it now).
+
+    Example::
+
+        lease = Lease("host:1:ab#1", until=time.monotonic() + 2.5, ask=keeper_wakeup.set)
+        lease.wait_valid(timeout=1.0)   # True while the claim holds
+    """
+
+    __slots__ = ("_ask", "_changed", "lost", "token", "until")
+
+    def __init__(self, token: str, until: float, ask: Callable[[], None]) -> None:
+        self.token = token
+        self.until = until
+        self.lost = False
+        self._ask = ask
+        self._changed = threading.Condition()
+
+    def confirm(self, token: str, until: float) -> None:
+        """The claim ``token`` holds until ``until`` (ignored when the lease moved to another token)."""
+        with self._changed:
+            if token == self.token and not self.lost:
+                self.until = max(self.until, until)
+            self._changed.notify_all()
+
+    def adopt(self, token: str, until: float) -> None:
+        """This worker claimed the job again (its own copy still runs): the copy goes on under ``token``."""
+        with self._changed:
+            self.token, self.until = token, until
+            self._changed.notify_all()
+
+    def lose(self, token: str) -> bool:
+        """The claim ``token`` is gone; True if that was this lease's claim."""
+        with self._changed:
+            if token != self.token:
+                return False
+            self.lost = True
+            self._changed.notify_all()
+            return True
+
+    def holds(self) -> bool:
+        """Whether the claim surely still holds now (no waiting)."""
+        return not self.lost and time.monotonic() < self.until
+
+    def wait_valid(self, timeout: float, stop: Callable[[], bool] = lambda: False) -> bool:
+        """True once the claim is confirmed; False when it is lost, ``stop()`` is true or ``timeout`` passed."""
+        if self.holds():
+            return True
+        self._ask()
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not self.lost and not stop() and time.monotonic() >= self.until:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(min(left, 0.1))
+        return self.holds()
+
+
 @dataclass(eq=False)
 class JobContext:
     """What a running job knows about itself; reachable with :func:`current_job` inside the job.
@@ -101,6 +167,11 @@ class JobContext:
     sink: ProgressSink | None = None
     log_limit: int = 1000
     stop_reason: str | None = None
+    #: the claim this attempt runs under (None outside a worker, e.g. in tests of job functions)
+    lease: Lease | None = None
+    #: how long a fence check off the event loop waits for a claim it cannot confirm (outages)
+    lease_patience: float = 30.0
+    _lease_waited: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _pending: dict[str, Any] | None = field(default=None, repr=False)
     _last_flush: float = field(default=0.0, repr=False)
@@ -115,6 +186,12 @@ class JobContext:
         """Record progress (thread-safe); flushed to the server at most 20 times a second."""
         if self.stop_reason is not None:
             raise StopJob(f"job {self.job_id} was {self.stop_reason}")
+        lease = self.lease
+        if lease is not None:
+            if lease.holds():
+                self._lease_waited = False
+            else:
+                self._fence()
         fraction = _fraction(done, total)
         fields: dict[str, Any] = {"p": round(fraction, 6), "pts": int(time.time() * 1000)}
         if total is not None:
@@ -135,6 +212,30 @@ class JobContext:
             self.loop.call_soon_threadsafe(self._schedule_flush, delay)
         except RuntimeError:  # loop closed: the worker is shutting down
             pass
+
+    def _fence(self) -> None:
+        """The claim may have lapsed (a freeze, an outage): wait until it is confirmed, or stop this copy.
+
+        Off the event loop (sync jobs) it waits up to ``lease_patience``; on the loop (async jobs)
+        it may not block the worker, so it waits at most half a second once per lapse, long enough
+        for the keeper's answer after a freeze, and goes on during an outage.
+        """
+        assert self.lease is not None
+        on_loop = _on_loop(self.loop)
+        if on_loop and self._lease_waited:
+            return
+        ok = self.lease.wait_valid(0.5 if on_loop else self.lease_patience, lambda: self.stop_reason is not None)
+        if self.lease.lost:
+            self.stop_reason = self.stop_reason or "claim lost"
+        if self.stop_reason is not None:
+            raise StopJob(f"job {self.job_id} was {self.stop_reason}: another worker may run it now")
+        if not ok and not on_loop:
+            self.stop_reason = "claim unconfirmed"
+            raise StopJob(
+                f"job {self.job_id}: its claim could not be confirmed for {self.lease_patience:.0f}s "
+                "(server unreachable); stopping this copy, the job runs again once the server answers"
+            )
+        self._lease_waited = not ok
 
     def _schedule_flush(self, delay: float) -> None:
         if delay <= 0:
@@ -235,6 +336,13 @@ def _fraction(done: float, total: float | None) -> float:
     if isinstance(total, bool) or not isinstance(total, int | float) or total <= 0:
         raise ValueError(f"report_progress total= must be a positive number, got {total!r}")
     return min(1.0, max(0.0, float(done) / float(total)))
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def report_progress(done: float, total: float | None = None, message: str | None = None) -> bool:

@@ -291,3 +291,36 @@ async def concurrency_probe(ctx: dict[str, Any], key: str, seconds: float) -> in
     finally:
         await redis.decr(key)
     return int(now)
+
+
+# ---------------------------------------------------------------- fencing (tests/test_fencing.py)
+def _tick_line(ctx: dict[str, Any], copy: str, n: int) -> str:
+    return f"{copy} {n} {time.time():.4f}\n"
+
+
+@taskq_sdk.job(timeout=120)
+def fenced_ticks(ctx: dict[str, Any], path: str, ticks: int, step: float = 0.05) -> str:
+    """Appends one line per tick to ``path`` (its side effect), checking its claim before each.
+
+    Each execution names itself ``<pid>:<attempt>:<nonce>``, so a test sees two copies of one job
+    even when the same process runs both.
+    """
+    copy = f"{os.getpid()}:{ctx['job_try']}:{os.urandom(3).hex()}"
+    for n in range(ticks):
+        report_progress(n / ticks)  # the fence: stops this copy once its claim is gone
+        with open(path, "a") as fh:
+            fh.write(_tick_line(ctx, copy, n))
+        time.sleep(step)
+    return copy
+
+
+@taskq_sdk.job(timeout=120)
+async def afenced_ticks(ctx: dict[str, Any], path: str, ticks: int, step: float = 0.05) -> str:
+    """The async twin of :func:`fenced_ticks`."""
+    copy = f"{os.getpid()}:{ctx['job_try']}:{os.urandom(3).hex()}"
+    for n in range(ticks):
+        report_progress(n / ticks)
+        with open(path, "a") as fh:
+            fh.write(_tick_line(ctx, copy, n))
+        await asyncio.sleep(step)
+    return copy

@@ -43,6 +43,25 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, CONNECTION_ERRORS) and not isinstance(exc, AuthenticationError)
 
 
+#: error replies that say "not now" rather than "never": a script of another client is running
+#: (BUSY), the server is a replica now (READONLY, in a failover), loading its data, out of memory...
+TRANSIENT_REPLIES = ("BUSY", "READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "OOM")
+
+
+def is_transient_reply(exc: BaseException) -> bool:
+    """Whether ``exc`` is an error reply worth retrying later (see ``TRANSIENT_REPLIES``).
+
+    Example::
+
+        is_transient_reply(ResponseError("BUSY Redis is busy running a script"))   # True
+    """
+    from redis.exceptions import ResponseError
+
+    if not isinstance(exc, ResponseError):
+        return False
+    return str(exc).split(" ", 1)[0] in TRANSIENT_REPLIES
+
+
 def _tls_kwargs(settings: Settings, url: str) -> dict[str, Any]:
     if not url.startswith("rediss://"):
         return {}

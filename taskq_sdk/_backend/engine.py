@@ -40,6 +40,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 from arq.worker import Worker, func
+from redis.exceptions import RedisError
 
 from .._aio import stop_tasks
 from .._names import tenant_of
@@ -49,10 +50,10 @@ from ..execution import Outcome, execute
 from ..extensions import EngineExtension, FinishedJob
 from ..models import WorkerInfo
 from ..registry import JobSpec
-from ..runtime import JobContext, install_output_capture, remote_error
+from ..runtime import JobContext, Lease, install_output_capture, remote_error
 from ..serialization import Codec, RemoteError, codec_for
 from . import layout
-from .connection import is_connection_error, make_redis, make_sync_redis, run_scripts
+from .connection import is_connection_error, is_transient_reply, make_redis, make_sync_redis, run_scripts
 from .envelope import JobCall, decode_job, encode_result
 from .events import EventHub
 from .store import Store, now_ms
@@ -75,6 +76,7 @@ class _ClaimPlan:
     held: str
     fresh: str
     ready_key: str
+    sent: float  # monotonic time before the call: the claims it makes hold for a TTL from later
 
 
 # per-job records are plain slotted dataclasses: a frozen one costs ~1.5 us more to build, per job
@@ -91,6 +93,7 @@ class _ClaimedJob:
     max_tries: int | None
     workspace: str
     start_ms: int
+    corrupt: str | None = None  # why the job's stored keys or fields cannot be used, if they cannot
 
 
 @dataclasses.dataclass(slots=True)
@@ -212,6 +215,10 @@ class Engine(Worker):
         self._bg_writes: set[asyncio.Task[Any]] = set()
         self._early_cancels: set[str] = set()
         self._running: dict[str, JobContext] = {}
+        #: the claim of each job this worker holds (claimed, handed over, running), by job id
+        self._leases: dict[str, Lease] = {}
+        self._keeper_wakeup = threading.Event()  # a fence check asks for a renewal now
+        self._reply_errors_logged: dict[str, float] = {}
         self._abandoned = 0
         self._workspaces: dict[str, str] = {}
         #: consulted before ``specs`` for each job (newest registration wins): notebook functions
@@ -257,8 +264,9 @@ class Engine(Worker):
         self._claim_script = self._pool.register_script(layout.CLAIM)
         self._finish_script = self._pool.register_script(layout.FINISH)
         self._progress_script = self._pool.register_script(layout.PROGRESS)
+        self._check_script = self._pool.register_script(layout.CHECK)
         await self._wait_for_server()
-        for script in (self._claim_script, self._finish_script, self._progress_script):
+        for script in (self._claim_script, self._finish_script, self._progress_script, self._check_script):
             # loaded up front: pipelined calls are sent by digest (see run_scripts)
             await self._pool.script_load(script.script)
         self.ctx.update(
@@ -312,7 +320,7 @@ class Engine(Worker):
                 await self.pool.ping()
                 return
             except Exception as exc:
-                if not is_connection_error(exc) or time.monotonic() > deadline:
+                if not (is_connection_error(exc) or is_transient_reply(exc)) or time.monotonic() > deadline:
                     raise
                 logger.warning("server %s not reachable yet (%s); retrying", self.settings.safe_url(), exc)
                 await asyncio.sleep(delay)
@@ -330,9 +338,12 @@ class Engine(Worker):
                     logger.warning("server reachable again after %.1fs", time.monotonic() - self._outage_since)
                     self._outage_since = None
             except Exception as exc:
-                if not is_connection_error(exc):
+                if is_connection_error(exc):
+                    await self._outage(exc)
+                elif isinstance(exc, RedisError):
+                    await self._refused(exc, "claiming jobs")
+                else:
                     raise
-                await self._outage(exc)
                 continue
             idle = self.burst and not self.tasks and claimed == 0 and not self._stopping
             if idle and await self.pool.zcard(self.queue_name) == 0:
@@ -356,6 +367,30 @@ class Engine(Worker):
                 str(exc)[:200],
             )
         await asyncio.sleep(min(2.0, 0.1 * 2 ** min(5, int(now - self._outage_since))))
+
+    async def _refused(self, exc: BaseException, doing: str) -> None:
+        """The server answered with an error (BUSY, READONLY, a corrupt key...): log it, back off, go on.
+
+        A worker never exits for a reply: a long script of another client (BUSY), a primary demoted
+        in a failover (READONLY, then the connections are made again) or one corrupt key must not
+        take the worker - and every job it runs - down.
+        """
+        text = str(exc).split(" script: ")[0][:300]
+        kind = text.split(" ", 1)[0]
+        now = time.monotonic()
+        if now - self._reply_errors_logged.get(kind, -1e9) > 30:
+            self._reply_errors_logged[kind] = now
+            logger.warning(
+                "worker %s: the server refused %s: %s (%s); backing off and going on",
+                self.worker_id,
+                doing,
+                text,
+                "transient" if is_transient_reply(exc) else "check the server and its keys",
+            )
+        if kind == "READONLY" and self._pool is not None:  # a demoted primary: new connections find the new one
+            with contextlib.suppress(Exception):
+                await self._pool.connection_pool.disconnect()
+        await asyncio.sleep(min(2.0, max(0.1, self.settings.poll_interval)))
 
     async def _drained(self) -> bool:
         """In drain mode: True once running jobs finished, or were sent back to the queue at the deadline."""
@@ -420,6 +455,7 @@ class Engine(Worker):
             await asyncio.wait(list(self._bg_writes), timeout=5.0)
         if self._keeper_thread is not None:
             self._keeper_stop.set()
+            self._keeper_wakeup.set()
         for ext in reversed(self.extensions):
             try:
                 await ext.stop()
@@ -489,7 +525,7 @@ class Engine(Worker):
             fresh,
             lapse,
         ]
-        return _ClaimPlan(free, args, held, fresh, ready_key)
+        return _ClaimPlan(free, args, held, fresh, ready_key, time.monotonic())
 
     def _claimed(self, plan: _ClaimPlan, reply: list[Any]) -> tuple[int, float | None]:
         """Start the claimed jobs and note where this worker stands in the ready set."""
@@ -499,16 +535,33 @@ class Engine(Worker):
             if ready == -1 and plan.held not in self._taken:
                 self._pushes_coming[plan.held] = time.monotonic() + self.settings.claim_ttl
         for row in rows:
-            self._start(row)
+            self._start(row, plan.sent)
         self._saturated = len(rows) == plan.free
         return len(rows), (float(nxt) if nxt is not None else None)
 
     def _ready_lapse_ms(self) -> int:
-        return int(3 * self.settings.heartbeat_interval * 1000) + 5000
+        # refreshed every heartbeat: an offer two heartbeats old belongs to a frozen or dying worker
+        return int(2 * self.settings.heartbeat_interval * 1000) + 1000
 
-    def _start(self, row: list[Any]) -> None:
+    def _lease_span(self) -> float:
+        """How long a claim surely holds after the call that set it was sent (its TTL, less a margin)."""
+        ttl = self.settings.claim_ttl
+        return ttl - max(0.2, 0.1 * ttl)
+
+    def _start(self, row: list[Any], sent: float, *, pushed: bool = False) -> None:
         job_id = _s(row[0])
-        task = asyncio.create_task(self._run(job_id, row), name=f"taskq-job-{job_id}")
+        token = layout.claim_token(self.worker_id, int(row[3]))
+        until = 0.0 if pushed else sent + self._lease_span()  # a hand-over holds once checked
+        lease = self._leases.get(job_id)
+        if lease is not None and job_id in self.tasks:
+            # claimed again while this worker's copy still runs (its claim lapsed in an outage, and
+            # nobody else claimed it): the copy goes on under the new claim; no second copy starts
+            lease.adopt(token, until)
+            logger.warning("job %s: claimed again after its claim lapsed; the running copy goes on", job_id)
+            return
+        lease = Lease(token, until, self._keeper_wakeup.set)
+        self._leases[job_id] = lease
+        task = asyncio.create_task(self._run(job_id, row, lease, pushed), name=f"taskq-job-{job_id}")
         self.tasks[job_id] = task
         task.add_done_callback(self._task_done)
 
@@ -525,9 +578,9 @@ class Engine(Worker):
         self.jobs_handed += 1
         if self._stop_now or self._closed:
             # stopping at once: back to the queue, like the jobs the stop cut off
-            self._background(self._release(job_id))
+            self._background(self._release(job_id, layout.claim_token(self.worker_id, int(row[3]))))
             return
-        self._start(row[:6])
+        self._start(row[:6], time.monotonic(), pushed=True)
 
     def _background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -563,6 +616,7 @@ class Engine(Worker):
         for job_id, t in list(self.tasks.items()):
             if t is task:
                 del self.tasks[job_id]
+                self._leases.pop(job_id, None)
                 self._early_cancels.discard(job_id)
                 break
         if not task.cancelled() and task.exception() is not None:
@@ -572,46 +626,90 @@ class Engine(Worker):
             self._wake.set()
 
     # ================================================================== running
-    async def _run(self, job_id: str, row: list[Any]) -> None:
+    async def _run(self, job_id: str, row: list[Any], lease: Lease, pushed: bool) -> None:
         """Run one claimed (or handed-over) job: check it can run, run one attempt, record the outcome."""
+        if pushed and not await self._check_push(job_id, lease):
+            return
         claimed = self._claimed_job(job_id, row)
         self._workspaces[job_id] = claimed.workspace
-        plan = self._plan_attempt(claimed)
-        if isinstance(plan, _Refusal):
-            await self._refuse(claimed, plan)
+        try:
+            plan = self._plan_attempt(claimed)
+            if isinstance(plan, _Refusal):
+                await self._refuse(claimed, plan)
+                return
+            jctx = self._job_context(claimed, plan)
+            outcome = await self._attempt(claimed, plan, jctx)
+        except Exception as exc:  # a worker bug must not leave the job in progress, run again every TTL
+            logger.exception("job %s: the worker failed to run it", job_id)
+            error = remote_error("InternalError", f"the worker could not run this job: {type(exc).__name__}: {exc}")
+            await self._finish_error(job_id, "failed", error, attempt=claimed.attempt, start_ms=claimed.start_ms)
             return
-        jctx = self._job_context(claimed, plan)
-        outcome = await self._attempt(claimed, plan, jctx)
         if outcome is not None:
             await self._finish_outcome(job_id, outcome, plan.spec, claimed.attempt, claimed.start_ms, plan.call)
 
+    async def _check_push(self, job_id: str, lease: Lease) -> bool:
+        """Whether a handed-over job's claim is ours: a push may be stale (this worker was frozen) or forged."""
+        sent = time.monotonic()
+        ttl_ms = int(self.settings.claim_ttl * 1000)
+        try:
+            ok = await self._check_script(keys=[], args=["push", job_id, lease.token, ttl_ms, self.queue_name])
+        except Exception as exc:  # unchecked: not run here; its claim lapses and any worker claims it
+            logger.warning("job %s: could not check its hand-over (%s); leaving it to the queue", job_id, exc)
+            return False
+        if not ok:
+            logger.warning(
+                "job %s was handed to this worker, but its claim is not this worker's (a hand-over that "
+                "waited while the worker was frozen, or one published by hand); not running it",
+                job_id,
+            )
+            return False
+        lease.confirm(lease.token, sent + self._lease_span())
+        return True
+
     def _claimed_job(self, job_id: str, row: list[Any]) -> _ClaimedJob:
-        """What a claim row says: ``[id, score, job_bytes|nil, attempt, aborted, meta|nil]``."""
+        """What a claim row says: ``[id, score, job_bytes|nil, attempt, aborted, meta|nil, corrupt|nil]``."""
         meta = [_s(x) for x in row[5]] if row[5] else ["", "", "", "", ""]
         timeout_s, max_tries_s, workspace, _batch, _enq = meta
+        corrupt = _s(row[6]) if len(row) > 6 and row[6] else None
+        timeout, max_tries = None, None
+        try:
+            timeout = float(timeout_s) if timeout_s else None
+            max_tries = int(max_tries_s) if max_tries_s else None
+            if timeout is not None and not 0 < timeout < 1e9:
+                raise ValueError(f"timeout {timeout_s!r}")
+            if max_tries is not None and not 0 < max_tries < 1_000_000:
+                raise ValueError(f"max_tries {max_tries_s!r}")
+        except (ValueError, OverflowError) as exc:
+            corrupt = corrupt or f"its stored limits are not usable ({exc})"
+            timeout, max_tries = None, None
         # a cancel can arrive between the claim (or hand-over) and this task's first step
         aborted = bool(row[4]) or job_id in self._early_cancels
         self._early_cancels.discard(job_id)
         return _ClaimedJob(
             job_id=job_id,
             score=int(float(row[1])),
-            blob=row[2],
+            blob=row[2] or None,
             attempt=int(row[3]),
             aborted=aborted,
-            timeout=float(timeout_s) if timeout_s else None,
-            max_tries=int(max_tries_s) if max_tries_s else None,
+            timeout=timeout,
+            max_tries=max_tries,
             workspace=workspace or "default",
             start_ms=now_ms(),
+            corrupt=corrupt,
         )
 
     def _plan_attempt(self, job: _ClaimedJob) -> _AttemptPlan | _Refusal:
         """The function and limits of this attempt, or why the job is not run."""
+        if job.corrupt is not None:
+            reason = f"the job's data on the server is corrupt, so it was not run ({job.corrupt}); submit it again"
+            logger.error("job %s refused: %s", job.job_id, reason)
+            return _Refusal("failed", remote_error("CorruptJob", reason, kind="error"), attempt=max(job.attempt, 1))
         if job.blob is None:
             reason = "the job's definition expired before a worker started it (see _expires=); it was not run"
             return _Refusal("failed", remote_error("JobExpired", reason, kind="lost"))
         try:
             call = decode_job(self.codec, job.blob)
-        except (DeserializationError, KeyError, TypeError, ValueError) as exc:
+        except (DeserializationError, KeyError, TypeError, ValueError, OverflowError) as exc:
             logger.error("job %s refused: %s", job.job_id, exc)
             reason = f"the worker refused to decode the job's arguments, so it was never run: {exc}"
             return _Refusal("failed", remote_error("DeserializationError", reason, kind="deserialization"))
@@ -657,6 +755,8 @@ class Engine(Worker):
             loop=asyncio.get_running_loop(),
             sink=self._progress_sink,
             log_limit=self.settings.log_lines,
+            lease=self._leases.get(job.job_id),
+            lease_patience=max(self.settings.outage_budget, self.settings.claim_ttl),
         )
         self._running[job.job_id] = jctx
         _log_job("started", job.job_id, plan.call.function, job.attempt, 0.0, "started", workspace=jctx.workspace)
@@ -692,6 +792,13 @@ class Engine(Worker):
         finally:
             self._running.pop(job.job_id, None)
         jctx.flush()
+        if jctx.stop_reason == "claim lost":  # its fence check stopped it: another worker runs it now
+            logger.warning("job %s: claim lost to another worker; this attempt's result is discarded", job.job_id)
+            return None
+        if jctx.stop_reason == "claim unconfirmed":  # the server was out of reach: back to the queue
+            logger.warning("job %s: its claim could not be confirmed in time; stopped, back to the queue", job.job_id)
+            await asyncio.shield(self._release(job.job_id))
+            return None
         return outcome
 
     async def _stopped(self, job: _ClaimedJob, plan: _AttemptPlan, jctx: JobContext) -> bool:
@@ -760,7 +867,7 @@ class Engine(Worker):
                     now_ms(),
                     err,
                     int(outcome.duration * 1000),
-                    self.worker_id,
+                    self._token(job_id),
                     score,
                     event,
                 ]
@@ -882,11 +989,13 @@ class Engine(Worker):
                 now_ms(),
                 err,
                 int(duration * 1000),
-                self.worker_id,
+                self._token(job_id),
                 0,
                 event,
             ]
         )
+        if out.startswith("error"):
+            logger.error("job %s: the server refused to record its outcome: %s", job_id, out)
         if out == "ok" and self.finish_listeners:
             function, attempt, start_ms, value, error = finished
             record = FinishedJob(
@@ -910,7 +1019,12 @@ class Engine(Worker):
                     logger.exception("finish listener %r failed", listener)
         self._workspaces.pop(job_id, None)
 
-    async def _release(self, job_id: str) -> None:
+    def _token(self, job_id: str) -> str:
+        """The claim token this worker holds job ``job_id`` under (every write about the job carries it)."""
+        lease = self._leases.get(job_id)
+        return lease.token if lease is not None else layout.claim_token(self.worker_id, 0)
+
+    async def _release(self, job_id: str, token: str | None = None) -> None:
         event = json.dumps({"e": "released"})
         with contextlib.suppress(Exception):
             await self._write(
@@ -925,7 +1039,7 @@ class Engine(Worker):
                     now_ms(),
                     "",
                     0,
-                    self.worker_id,
+                    token or self._token(job_id),
                     0,
                     event,
                 ]
@@ -974,6 +1088,9 @@ class Engine(Worker):
                             fut.cancel()
                     raise
                 except Exception as exc:
+                    if is_transient_reply(exc):  # BUSY, READONLY, LOADING...: the same writes, later
+                        await self._refused(exc, f"writing {len(finishes)} job outcomes")
+                        continue
                     if not is_connection_error(exc):
                         # not the network: one bad item must not block every later write
                         logger.exception("writing %d job results failed; writing them one by one", len(finishes))
@@ -1019,14 +1136,19 @@ class Engine(Worker):
         if progress:
             pargv: list[Any] = []
             for job_id, (fields, lines, event) in progress.items():
+                lease = self._leases.get(job_id)
+                if lease is None:  # the job ended: its outcome is written, its progress no longer matters
+                    continue
                 pargv += [
                     job_id,
+                    lease.token,
                     json.dumps(fields),
                     json.dumps(lines) if lines else "",
                     self.settings.log_lines,
                     event,
                 ]
-            calls.append((self._progress_script, pargv))
+            if pargv:
+                calls.append((self._progress_script, pargv))
         plan: _ClaimPlan | None = None
         if finishes:
             fargv: list[Any] = []
@@ -1039,6 +1161,8 @@ class Engine(Worker):
                 plan = self._plan_claim(self.max_jobs, idle=True)
                 calls.append((self._claim_script, plan.args))
                 self._claiming += plan.free
+        if not calls:
+            return []
         try:
             results = await run_scripts(self.pool, calls)
         finally:
@@ -1046,6 +1170,10 @@ class Engine(Worker):
                 self._claiming -= plan.free
         if plan is not None:
             self._claimed(plan, results.pop())
+        if calls[0][0] is self._progress_script:
+            tokens = {str(a): str(b) for a, b in zip(calls[0][1][0::6], calls[0][1][1::6], strict=True)}
+            for job_id in (_s(x) for x in results[0]):  # a progress write found the claim gone
+                self._claim_lost(job_id, tokens.get(job_id, ""))
         return [_s(x) for x in results[-1]] if finishes else []
 
     def _idle_after(self, finishes: list[tuple[list[Any], Any]]) -> bool:
@@ -1088,7 +1216,7 @@ class Engine(Worker):
                         elif kind in ("wake", "reconnected", "disconnected"):
                             self._wake.set()
                         elif kind == "cancel":
-                            self.cancel_running(str(event.get("id", "")))
+                            self._background(self._checked_cancel(str(event.get("id", ""))))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -1116,6 +1244,20 @@ class Engine(Worker):
             if spec is not None:
                 return spec
         return self.specs.get(name)
+
+    async def _checked_cancel(self, job_id: str) -> None:
+        """Cancel a running job once the server confirms a cancel was requested (anyone may publish one)."""
+        if job_id not in self.tasks:
+            return
+        try:
+            requested = await self._check_script(keys=[], args=["cancel", job_id, "", 0, self.queue_name])
+        except Exception as exc:
+            logger.warning("job %s: could not check a cancel request (%s); ignoring it", job_id, exc)
+            return
+        if requested:
+            self.cancel_running(job_id)
+        else:
+            logger.warning("job %s: ignored a cancel notice no cancel request backs (published by hand?)", job_id)
 
     def cancel_running(self, job_id: str) -> bool:
         """Cancel a job this worker is running (the control channel calls this)."""
@@ -1146,27 +1288,40 @@ class Engine(Worker):
                     logger.exception("heartbeat failed")
                 self._wake.set()
 
-    def _claim_lost(self, job_id: str) -> None:
+    def _claim_lost(self, job_id: str, token: str) -> None:
+        """The claim ``token`` on ``job_id`` is gone (another worker took the job): stop this copy."""
+        lease = self._leases.get(job_id)
+        if lease is None or not (lease.lose(token) or (lease.lost and lease.token == token)):
+            return  # an older claim of a job this worker claimed again, or a job that ended
         jctx = self._running.get(job_id)
         task = self.tasks.get(job_id)
-        if jctx is not None and task is not None:
+        if jctx is not None:
             jctx.stop_reason = "claim lost"
+        if task is not None:
             task.cancel()
 
     def _keeper(self, stop: threading.Event) -> None:
-        """Renew running jobs' claims from a thread, so a blocked event loop cannot lose them.
+        """Renew the claims of held jobs from a thread, so a blocked event loop cannot lose them.
 
         An async job that blocks the loop (``time.sleep`` in an ``async def``) would otherwise stop
-        renewals, let the claim expire, and another worker would start the job a second time.
+        renewals, let the claim expire, and another worker would start the job a second time. Each
+        renewal moves the job's :class:`Lease` on; a lost claim marks it lost at once (so a sync job
+        waiting in its fence check stops without the loop's help) and stops the job's task.
         """
         client = make_sync_redis(self.settings)
         renew = client.register_script(layout.RENEW)
         failing_since: float | None = None
         interval = self.settings.claim_ttl / 3
+        ttl_ms = int(self.settings.claim_ttl * 1000)
         warned_at = 0.0
+        wakeup = self._keeper_wakeup
         try:
-            while not stop.wait(interval):
-                held = list(self._running)  # a snapshot; the loop mutates the dict
+            while not stop.is_set():
+                wakeup.wait(interval)
+                wakeup.clear()
+                if stop.is_set():
+                    break
+                held = [(job_id, lease, lease.token) for job_id, lease in list(self._leases.items())]
                 blocked = time.monotonic() - self._loop_alive
                 if blocked > max(5.0, 3 * self.settings.heartbeat_interval) and time.monotonic() - warned_at > 30:
                     warned_at = time.monotonic()
@@ -1175,12 +1330,16 @@ class Engine(Worker):
                         "its claims are kept alive",
                         self.worker_id,
                         blocked,
-                        ", ".join(held[:5]),
+                        ", ".join(job_id for job_id, _, _ in held[:5]),
                     )
                 if not held:
                     continue
+                sent = time.monotonic()
                 try:
-                    lost = renew(keys=[], args=[self.worker_id, int(self.settings.claim_ttl * 1000), *held])
+                    args: list[Any] = [ttl_ms]
+                    for job_id, _, token in held:
+                        args += [job_id, token]
+                    lost = {_s(x) for x in renew(keys=[], args=args) or ()}
                     failing_since = None
                 except Exception as exc:
                     now = time.monotonic()
@@ -1194,10 +1353,15 @@ class Engine(Worker):
                             now - failing_since,
                             exc,
                         )
-                    continue
-                for job_id in (_s(x) for x in lost or ()):
-                    with contextlib.suppress(RuntimeError):
-                        self.loop.call_soon_threadsafe(self._claim_lost, job_id)
+                    if not stop.wait(min(interval, 0.5)):  # asked again at once: do not spin
+                        continue
+                    break
+                for job_id, lease, token in held:
+                    if job_id not in lost:
+                        lease.confirm(token, sent + self._lease_span())
+                    elif lease.lose(token):
+                        with contextlib.suppress(RuntimeError):
+                            self.loop.call_soon_threadsafe(self._claim_lost, job_id, token)
         finally:
             client.close()
 

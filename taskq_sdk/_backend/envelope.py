@@ -104,6 +104,10 @@ class JobEncoder:
         return hashlib.blake2b(body, digest_size=6).hexdigest()
 
 
+#: the end of year 9999 in epoch ms: any later enqueue time is corrupt
+MAX_EPOCH_MS = 253_402_300_800_000
+
+
 def decode_job(codec: Codec, blob: bytes) -> JobCall:
     """A stored job's definition; raises ``DeserializationError``, ``KeyError``, ``TypeError`` or ``ValueError``.
 
@@ -113,6 +117,8 @@ def decode_job(codec: Codec, blob: bytes) -> JobCall:
     """
     d = codec.deserializer(blob)
     et = d.get("et")
+    if et is not None and not (isinstance(et, int | float) and 0 <= et < MAX_EPOCH_MS):
+        raise ValueError(f"its enqueue time 'et' is not a time: {et!r}")
     return JobCall(str(d["f"]), list(d.get("a") or []), dict(d.get("k") or {}), int(et) if et else None)
 
 

@@ -227,6 +227,30 @@ local function notify(id, mk, payload)
   end
 end
 local function logs_key(id) return TNS .. tenant_of(id) .. ':logs:' .. id end
+-- whether claim token '<worker>#<attempt>' holds job id: 1 if the claim is this token, or another
+-- claim of the same worker (it claimed the job again while its copy ran on: that copy is the only
+-- one); 2 if the claim lapsed and nobody claimed the job since (its attempt counter is the
+-- token's) and the job is unfinished (still in queue qk, when given); else 0 (another worker has it)
+local function holds(id, tok, qk)
+  local holder = redis.pcall('GET', INP .. id)
+  if holder == tok then return 1 end
+  local w, try = string.match(tok, '^(.*)#(%d+)$')
+  if type(holder) == 'string' then
+    if w and string.sub(holder, 1, string.len(w) + 1) == w .. '#' then return 1 end
+    return 0
+  end
+  if holder or not try or try == '0' or redis.pcall('GET', RTY .. id) ~= try then return 0 end
+  if redis.call('EXISTS', RES .. id) == 1 or redis.call('EXISTS', JOB .. id) == 0 then return 0 end
+  if qk and redis.call('ZSCORE', qk, id) == false then return 0 end
+  return 2
+end
+-- whether a job's meta key is a hash; a key of another type (corrupt) is dropped
+local function meta_hash(mk)
+  local t = redis.call('TYPE', mk)['ok']
+  if t == 'hash' then return true end
+  if t ~= 'none' then redis.call('DEL', mk) end
+  return false
+end
 -- per-batch counters and event channel, for jobs submitted as part of a batch
 local function batch_count(id, batch, field, now)
   if not batch or batch == '' then return end
@@ -313,7 +337,8 @@ for i = 7, #ARGV, 14 do
     out[#out + 1] = 1
     local pushed = false
     while can_push and ARGV[i + 5] == pqk and tonumber(ARGV[i + 2]) <= now do
-      local entry = redis.call('ZRANGE', rk, 0, 0)[1]
+      -- the most recently refreshed offer: a worker that stopped refreshing (frozen, dying) comes last
+      local entry = redis.call('ZRANGE', rk, -1, -1)[1]
       if not entry then can_push = false break end
       redis.call('ZREM', rk, entry)
       local a = string.find(entry, '|', 1, true)
@@ -324,7 +349,7 @@ for i = 7, #ARGV, 14 do
         local row = {id, ARGV[i + 2], ARGV[i + 1], 1, 0, meta, entry}
         -- handed over only if the worker is listening now; else the next idle worker, or the queue
         if redis.call('PUBLISH', ppfx .. wid, PUSH_MAGIC .. cmsgpack.pack(row)) > 0 then
-          redis.call('SET', INP .. id, wid, 'PX', string.sub(entry, 1, a - 1))
+          redis.call('SET', INP .. id, wid .. '#1', 'PX', string.sub(entry, 1, a - 1))
           redis.call('SET', RTY .. id, 1, 'EX', 88400)
           batch_count(id, ARGV[i + 12], 'started', now)
           redis.call('HSET', mk, 'state', 'in_progress', 'attempt', 1, 'worker', wid, 'started', now)
@@ -344,7 +369,12 @@ return out
 
 #: ARGV: queue_key, now, limit, claim_ttl_ms, worker_id, scan_max, ready_key, held_entry, new_entry,
 #: entry_lapses_at.  Returns {claimed, next_score, ready}; each claimed row is
-#: {id, score, job_bytes|nil, attempt, aborted, {timeout, max_tries, ws, batch, enq}|nil}.
+#: {id, score, job_bytes|nil, attempt, aborted, {timeout, max_tries, ws, batch, enq}|nil, corrupt|nil}.
+#: The claim's value is its fencing token ``<worker_id>#<attempt>`` (see :func:`claim_token`).
+#:
+#: A job whose keys are corrupt (a wrong type, a counter that is not a number) does not stop the
+#: claim: it is claimed with attempt 0 and its row carries the server's error as ``corrupt``, for
+#: the worker to record it as failed.
 #:
 #: Ready-set bookkeeping (ready_key '' skips it): ``held_entry`` is the entry the worker believes it
 #: has; if a submit took it meanwhile, a handed-over job is on its way and takes one of ``limit``.
@@ -361,6 +391,23 @@ if rk ~= '' and held ~= '' and redis.call('ZREM', rk, held) == 0 then
   ready = -1
   limit = limit - 1
 end
+local function claim_one(id, score)
+  local try = redis.call('INCR', RTY .. id)
+  redis.call('SET', INP .. id, wid .. '#' .. try, 'PX', ttl)
+  local job = redis.call('GET', JOB .. id)
+  redis.call('EXPIRE', RTY .. id, 88400)
+  local aborted = redis.call('ZREM', abort_key(qk), id)
+  local mk = meta_key(id)
+  local meta = false
+  if redis.call('EXISTS', mk) == 1 then
+    meta = redis.call('HMGET', mk, 'timeout', 'max_tries', 'ws', 'batch', 'enq')
+    for k = 1, 5 do if not meta[k] then meta[k] = '' end end
+    if try == 1 then pcall(batch_count, id, meta[4], 'started', now) end
+    redis.call('HSET', mk, 'state', 'in_progress', 'attempt', try, 'worker', wid, 'started', now)
+    redis.call('PUBLISH', chan(id), cjson.encode({e = 'started', a = try, w = wid}))
+  end
+  return {id, score, job, try, aborted, meta}
+end
 local out = {}
 local offset = 0
 local page = 64
@@ -369,22 +416,18 @@ while #out < limit and offset < scan_max do
   if #ids == 0 then break end
   for j = 1, #ids, 2 do
     local id = ids[j]
-    if redis.call('EXISTS', INP .. id) == 0 then
-      redis.call('SET', INP .. id, wid, 'PX', ttl)
-      local job = redis.call('GET', JOB .. id)
-      local try = redis.call('INCR', RTY .. id)
-      redis.call('EXPIRE', RTY .. id, 88400)
-      local aborted = redis.call('ZREM', abort_key(qk), id)
-      local mk = meta_key(id)
-      local meta = false
-      if redis.call('EXISTS', mk) == 1 then
-        meta = redis.call('HMGET', mk, 'timeout', 'max_tries', 'ws', 'batch', 'enq')
-        for k = 1, 5 do if not meta[k] then meta[k] = '' end end
-        if try == 1 then batch_count(id, meta[4], 'started', now) end
-        redis.call('HSET', mk, 'state', 'in_progress', 'attempt', try, 'worker', wid, 'started', now)
-        redis.call('PUBLISH', chan(id), cjson.encode({e = 'started', a = try, w = wid}))
+    local holder = redis.pcall('GET', INP .. id)
+    local corrupt = type(holder) == 'table' and holder.err or nil
+    if not holder or corrupt then
+      local ok, row = true, nil
+      if not corrupt then ok, row = pcall(claim_one, id, ids[j + 1]) end
+      if not ok then corrupt = tostring(row) end
+      if corrupt then
+        -- held (attempt 0) so that this worker alone records it as failed
+        redis.call('SET', INP .. id, wid .. '#0', 'PX', ttl)
+        row = {id, ids[j + 1], false, 0, 0, false, corrupt}
       end
-      out[#out + 1] = {id, ids[j + 1], job, try, aborted, meta}
+      out[#out + 1] = row
       if #out >= limit then break end
     end
   end
@@ -403,25 +446,19 @@ return {out, nxt[2] or false, ready}
 FINISH_STRIDE = 13
 #: ARGV per job (FINISH_STRIDE values): op ('done' | 'retry' | 'release'), id, queue_key,
 #: result_bytes, result_ttl_ms (<0: forever), state, meta_ttl_ms, now, error, duration_ms,
-#: worker_id, retry_score, event_json.  Returns 'ok' or 'claim-lost' per job. A 'done' with a result
-#: of at most 16 KiB publishes the result envelope itself (which waiters read as the 'done' event).
+#: claim_token, retry_score, event_json.  Returns 'ok', 'claim-lost' (the token no longer holds the
+#: job: another worker runs it, or ran it) or 'error: <reply>' per job. A 'done' with a result of at
+#: most 16 KiB publishes the result envelope itself (which waiters read as the 'done' event). A
+#: corrupt meta key is replaced, and counters that fail are skipped: an outcome is always recorded.
 FINISH = (
     PRELUDE
     + """
-local out = {}
-for i = 1, #ARGV, 13 do
-  local op, id, qk, wid = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 10]
-  local holder = redis.call('GET', INP .. id)
+local function finish_one(i)
+  local op, id, qk, tok = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 10]
+  if holds(id, tok, qk) == 0 then return 'claim-lost' end
   local mk = meta_key(id)
-  local has_meta = redis.call('EXISTS', mk) == 1
-  -- no claim at all: ours expired; finish only if nobody else finished the job meanwhile
-  local taken = holder and holder ~= wid
-  if not holder and op ~= 'release' then
-    if redis.call('EXISTS', RES .. id) == 1 or redis.call('ZSCORE', qk, id) == false then taken = true end
-  end
-  if taken then
-    out[#out + 1] = 'claim-lost'
-  elseif op == 'done' then
+  local has_meta = meta_hash(mk)
+  if op == 'done' then
     if ARGV[i + 3] ~= '' then
       local ttl = tonumber(ARGV[i + 4])
       if ttl > 0 then
@@ -432,14 +469,17 @@ for i = 1, #ARGV, 13 do
     end
     redis.call('DEL', INP .. id, JOB .. id, RTY .. id)
     redis.call('ZREM', qk, id)
-    redis.call('ZREM', abort_key(qk), id)
+    redis.pcall('ZREM', abort_key(qk), id)
+    if not has_meta and ARGV[i + 8] ~= '' and string.sub(ARGV[i + 8], 1, 11) == 'CorruptJob:' then
+      has_meta = true  -- a corrupt meta key was dropped: record the outcome in a fresh one
+    end
     if has_meta then
       redis.call('HSET', mk, 'state', ARGV[i + 5], 'finished', ARGV[i + 7], 'err', ARGV[i + 8],
         'dur', ARGV[i + 9])
       local m = redis.call('HMGET', mk, 'ws', 'fn', 'batch')
-      count(tenant_of(id), m[1] or 'default', m[2] or '?', tonumber(ARGV[i + 7]), ARGV[i + 5],
+      pcall(count, tenant_of(id), m[1] or 'default', m[2] or '?', tonumber(ARGV[i + 7]), ARGV[i + 5],
         tonumber(ARGV[i + 9]))
-      batch_count(id, m[3], ARGV[i + 5], ARGV[i + 7])
+      pcall(batch_count, id, m[3], ARGV[i + 5], ARGV[i + 7])
       redis.call('PEXPIRE', mk, ARGV[i + 6])
       redis.call('PEXPIRE', logs_key(id), ARGV[i + 6])
       -- a small result travels with the 'done' notice itself: a waiter needs no extra read
@@ -450,7 +490,6 @@ for i = 1, #ARGV, 13 do
         notify(id, mk, ARGV[i + 12])
       end
     end
-    out[#out + 1] = 'ok'
   elseif op == 'retry' then
     local score = tonumber(ARGV[i + 11])
     redis.call('ZADD', qk, score, id)
@@ -461,11 +500,10 @@ for i = 1, #ARGV, 13 do
     if has_meta then
       redis.call('HSET', mk, 'state', 'retrying', 'next_try', score, 'err', ARGV[i + 8], 'dur', ARGV[i + 9])
       local m = redis.call('HMGET', mk, 'ws', 'fn', 'batch')
-      count(tenant_of(id), m[1] or 'default', m[2] or '?', tonumber(ARGV[i + 7]), 'retried', nil)
-      batch_count(id, m[3], 'retried', ARGV[i + 7])
+      pcall(count, tenant_of(id), m[1] or 'default', m[2] or '?', tonumber(ARGV[i + 7]), 'retried', nil)
+      pcall(batch_count, id, m[3], 'retried', ARGV[i + 7])
       notify(id, mk, ARGV[i + 12])
     end
-    out[#out + 1] = 'ok'
   else
     redis.call('DEL', INP .. id)
     if has_meta then
@@ -474,42 +512,53 @@ for i = 1, #ARGV, 13 do
     end
     -- back in the queue: an idle worker takes it now (before jobs submitted after it)
     redis.call('PUBLISH', 'taskq:wake:' .. queue_of(qk), '{"e":"wake"}')
-    out[#out + 1] = 'ok'
   end
+  return 'ok'
+end
+local out = {}
+for i = 1, #ARGV, 13 do
+  local ok, res = pcall(finish_one, i)
+  out[#out + 1] = ok and res or ('error: ' .. tostring(res))
 end
 return out
 """
 )
 
-PROGRESS_STRIDE = 5
-#: ARGV per job (PROGRESS_STRIDE values): id, fields_json (string values), log_lines_json or '',
-#: log_cap, event_json or ''.
+PROGRESS_STRIDE = 6
+#: ARGV per job (PROGRESS_STRIDE values): id, claim_token, fields_json (string values),
+#: log_lines_json or '', log_cap, event_json or ''.  Written only while the token holds the job
+#: ('' for a job the stock arq worker runs: its claims carry no token);
+#: returns the ids whose claim is gone (their progress was dropped).
 PROGRESS = (
     PRELUDE
     + """
-for i = 1, #ARGV, 5 do
+local lost = {}
+for i = 1, #ARGV, 6 do
   local id = ARGV[i]
   local mk = meta_key(id)
-  if redis.call('EXISTS', mk) == 1 then
+  if ARGV[i + 1] ~= '' and holds(id, ARGV[i + 1], nil) == 0 then
+    lost[#lost + 1] = id
+  elseif redis.call('TYPE', mk)['ok'] == 'hash' then
     local flat = {}
-    for k, v in pairs(cjson.decode(ARGV[i + 1])) do
+    for k, v in pairs(cjson.decode(ARGV[i + 2])) do
       flat[#flat + 1] = k
       flat[#flat + 1] = v
     end
     if #flat > 0 then redis.call('HSET', mk, unpack(flat)) end
-    if ARGV[i + 2] ~= '' then
+    if ARGV[i + 3] ~= '' then
       local lk = logs_key(id)
-      local lines = cjson.decode(ARGV[i + 2])
+      if redis.call('TYPE', lk)['ok'] ~= 'list' then redis.call('DEL', lk) end
+      local lines = cjson.decode(ARGV[i + 3])
       for s = 1, #lines, 500 do
         redis.call('RPUSH', lk, unpack(lines, s, math.min(s + 499, #lines)))
       end
-      redis.call('LTRIM', lk, -tonumber(ARGV[i + 3]), -1)
+      redis.call('LTRIM', lk, -tonumber(ARGV[i + 4]), -1)
       redis.call('PEXPIRE', lk, math.max(redis.call('PTTL', mk), 1000))
     end
-    if ARGV[i + 4] ~= '' then redis.call('PUBLISH', chan(id), ARGV[i + 4]) end
+    if ARGV[i + 5] ~= '' then redis.call('PUBLISH', chan(id), ARGV[i + 5]) end
   end
 end
-return #ARGV / 5
+return lost
 """
 )
 
@@ -520,8 +569,8 @@ CANCEL = (
     + """
 local id, now = ARGV[1], ARGV[2]
 local mk = meta_key(id)
-local has_meta = redis.call('EXISTS', mk) == 1
-local qk = redis.call('HGET', mk, 'queue') or 'arq:queue'
+local has_meta = redis.call('TYPE', mk)['ok'] == 'hash'
+local qk = has_meta and redis.call('HGET', mk, 'queue') or 'arq:queue'
 if redis.call('EXISTS', RES .. id) == 1 then return 'finished' end
 if redis.call('EXISTS', INP .. id) == 1 then
   redis.call('ZADD', abort_key(qk), now, id)
@@ -562,32 +611,78 @@ STATE = (
     + """
 local id = ARGV[1]
 local mk = meta_key(id)
-local meta = redis.call('HGETALL', mk)
-local qk = redis.call('HGET', mk, 'queue') or 'arq:queue'
+-- keys of the wrong type (corrupt) read as absent, rather than failing every status read
+local function get(...)
+  local v = redis.pcall(...)
+  if type(v) == 'table' and v.err then return false end
+  return v
+end
+local meta = get('HGETALL', mk) or {}
+local qk = get('HGET', mk, 'queue') or 'arq:queue'
 local res = false
 local has_res = redis.call('EXISTS', RES .. id)
-if has_res == 1 and ARGV[2] == '1' then res = redis.call('GET', RES .. id) end
-return {meta, has_res, redis.call('GET', INP .. id), redis.call('ZSCORE', qk, id),
-  redis.call('EXISTS', JOB .. id), res}
+if has_res == 1 and ARGV[2] == '1' then res = get('GET', RES .. id) end
+return {meta, has_res, get('GET', INP .. id), get('ZSCORE', qk, id), redis.call('EXISTS', JOB .. id), res}
 """
 )
 
-#: ARGV: worker_id, claim_ttl_ms, ids...  Renews this worker's claims; returns the ids it lost.
+#: ARGV: claim_ttl_ms, then (id, claim_token) pairs.  Renews the claims the tokens hold, and re-takes
+#: one that expired while nobody else claimed the job since (its attempt counter still matches:
+#: after an outage longer than the claim TTL); returns the ids whose claim is gone.
 RENEW = (
     PRELUDE
     + """
 local lost = {}
-for i = 3, #ARGV do
-  local k = INP .. ARGV[i]
-  local holder = redis.call('GET', k)
-  if holder == ARGV[1] then
-    redis.call('PEXPIRE', k, ARGV[2])
-  elseif not holder and redis.call('EXISTS', RES .. ARGV[i]) == 0 and redis.call('EXISTS', JOB .. ARGV[i]) == 1 then
-    redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
+for i = 2, #ARGV, 2 do
+  local id, tok = ARGV[i], ARGV[i + 1]
+  local held = holds(id, tok, nil)
+  if held == 1 then
+    redis.call('PEXPIRE', INP .. id, ARGV[1])
+  elseif held == 2 then
+    redis.call('SET', INP .. id, tok, 'PX', ARGV[1])
   else
-    lost[#lost + 1] = ARGV[i]
+    lost[#lost + 1] = id
   end
 end
 return lost
 """
 )
+
+#: ARGV: kind ('push' | 'cancel'), id, claim_token, claim_ttl_ms, queue_key.  What a worker asks before it acts
+#: on a message anyone allowed on the channel could have published: 'push' - does this token hold
+#: the handed-over job (then its claim is renewed from now)? 'cancel' - was a cancel of the job
+#: requested through the cancel script?  Returns 1 or 0.
+CHECK = (
+    PRELUDE
+    + """
+local kind, id, tok = ARGV[1], ARGV[2], ARGV[3]
+if kind == 'push' then
+  if redis.pcall('GET', INP .. id) ~= tok then return 0 end
+  redis.call('PEXPIRE', INP .. id, ARGV[4])
+  return 1
+end
+local mk = meta_key(id)
+if redis.call('TYPE', mk)['ok'] == 'hash' then
+  return redis.call('HEXISTS', mk, 'cancel_requested')
+end
+local score = redis.pcall('ZSCORE', abort_key(ARGV[5]), id)
+return (score and type(score) ~= 'table') and 1 or 0
+"""
+)
+
+
+def claim_token(worker_id: str, attempt: int) -> str:
+    """The value of a job's claim: which worker holds it, for which attempt (a fencing token).
+
+    Example::
+
+        claim_token("host:42:ab12cd", 3)   # 'host:42:ab12cd#3'
+    """
+    return f"{worker_id}#{attempt}"
+
+
+def claim_holder(value: str | None) -> str | None:
+    """The worker id in a claim's value (stock arq workers write '1', not a worker id)."""
+    if value is None:
+        return None
+    return value.rsplit("#", 1)[0]

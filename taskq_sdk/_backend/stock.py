@@ -108,6 +108,7 @@ def _entry(spec: JobSpec, settings: Settings) -> Any:
                     keys=[],
                     args=[
                         job_id,
+                        "",  # the stock worker's claims carry no fencing token
                         json.dumps(fields),
                         json.dumps(lines) if lines else "",
                         settings.log_lines,

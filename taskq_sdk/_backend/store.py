@@ -247,7 +247,7 @@ class Store:
         else:
             status = JobStatus.not_found
         exists = has_meta or bool(result_exists) or holder is not None or score is not None or bool(job_exists)
-        info = self._info(job_id, status, meta, score, _s(holder) if holder is not None else None)
+        info = self._info(job_id, status, meta, score, layout.claim_holder(_s(holder)) if holder is not None else None)
         return JobState(
             status=status, info=info, exists=exists, has_meta=has_meta, result_blob=result_blob, record=record
         )
