@@ -113,7 +113,10 @@ def test_readonly_server_does_not_end_the_worker(own_server: Any, worker_on: Any
         wait_until(lambda: slow.status().value == "in_progress", what="running")
         admin.execute_command("REPLICAOF", "127.0.0.1", "1")
         try:
-            wait_until(lambda: "READONLY" in worker.log_tail(), timeout=15, what="the worker met READONLY")
+            try:
+                wait_until(lambda: "READONLY" in worker.log_tail(), timeout=15, what="the worker met READONLY")
+            except AssertionError:
+                raise AssertionError(worker.log_tail()) from None
         finally:
             admin.execute_command("REPLICAOF", "NO", "ONE")
         assert slow.result(timeout=30) == 1.0

@@ -55,11 +55,27 @@ def is_transient_reply(exc: BaseException) -> bool:
 
         is_transient_reply(ResponseError("BUSY Redis is busy running a script"))   # True
     """
-    from redis.exceptions import ResponseError
+    return reply_kind(exc) in TRANSIENT_REPLIES
 
+
+def reply_kind(exc: BaseException) -> str | None:
+    """The error code of an error reply (``BUSY``, ``READONLY``, ``WRONGTYPE``...), None for other errors.
+
+    redis-py strips the code from some replies it maps to classes (``ReadOnlyError``, ``OutOfMemoryError``).
+
+    Example::
+
+        reply_kind(ResponseError("WRONGTYPE Operation against a key"))   # 'WRONGTYPE'
+    """
+    from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
+
+    if isinstance(exc, ReadOnlyError):
+        return "READONLY"
+    if isinstance(exc, OutOfMemoryError):
+        return "OOM"
     if not isinstance(exc, ResponseError):
-        return False
-    return str(exc).split(" ", 1)[0] in TRANSIENT_REPLIES
+        return None
+    return str(exc).split(" ", 1)[0]
 
 
 def _tls_kwargs(settings: Settings, url: str) -> dict[str, Any]:

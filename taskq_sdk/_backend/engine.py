@@ -53,7 +53,14 @@ from ..registry import JobSpec
 from ..runtime import JobContext, Lease, install_output_capture, remote_error
 from ..serialization import Codec, RemoteError, codec_for
 from . import layout
-from .connection import is_connection_error, is_transient_reply, make_redis, make_sync_redis, run_scripts
+from .connection import (
+    is_connection_error,
+    is_transient_reply,
+    make_redis,
+    make_sync_redis,
+    reply_kind,
+    run_scripts,
+)
 from .envelope import JobCall, decode_job, encode_result
 from .events import EventHub
 from .store import Store, now_ms
@@ -300,7 +307,12 @@ class Engine(Worker):
         self._keeper_thread.start()
         self.status = "running"
         RUNNING.append(self)
-        await self._heartbeat()
+        try:
+            await self._heartbeat()
+        except RedisError as exc:  # e.g. a shared liveness key of the wrong type: the loop retries it
+            if is_connection_error(exc):
+                raise
+            await self._refused(exc, "the first heartbeat")
         logger.info(
             "worker %s serving %d functions on queue %r (%s), max_jobs=%d: %s",
             self.worker_id,
@@ -376,7 +388,9 @@ class Engine(Worker):
         take the worker - and every job it runs - down.
         """
         text = str(exc).split(" script: ")[0][:300]
-        kind = text.split(" ", 1)[0]
+        kind = reply_kind(exc) or type(exc).__name__
+        if not text.startswith(kind):
+            text = f"{kind} {text}"
         now = time.monotonic()
         if now - self._reply_errors_logged.get(kind, -1e9) > 30:
             self._reply_errors_logged[kind] = now
@@ -1284,7 +1298,9 @@ class Engine(Worker):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if not is_connection_error(exc):
+                if isinstance(exc, RedisError) and not is_connection_error(exc):
+                    await self._refused(exc, "a heartbeat")
+                elif not is_connection_error(exc):
                     logger.exception("heartbeat failed")
                 self._wake.set()
 
