@@ -28,6 +28,7 @@ from ._core import ClientCore, Follow
 from ._portal import Portal
 from .errors import (
     BrokerUnavailable,
+    ConfigurationError,
     JobCancelled,
     JobFailed,
     JobLost,
@@ -66,6 +67,14 @@ def _local_error_class(remote_type: str) -> type[TaskqError] | None:
 
 
 _combined: dict[type[TaskqError], type[JobFailed]] = {}
+
+
+def _own_id(core: ClientCore, job_id: Any) -> str:
+    """The full id a handle of ``core``'s client may hold for ``job_id``; another tenant's id is not found."""
+    full = core.resolve_id(job_id)
+    if full is None:
+        raise JobNotFound(job_id)
+    return full
 
 
 def exception_for(job_id: str, error: RemoteError, attempts: int | None = None) -> TaskqError:
@@ -126,7 +135,8 @@ class AsyncJob:
     ) -> None:
         # (an AsyncClient is accepted for its core: AsyncJob(client, id) re-attaches like client.job(id))
         self._core: ClientCore = core if isinstance(core, ClientCore) else core.core
-        self._id = job_id
+        # the tenant check of client.job(id): a bound client's handle names its own tenant's job or none
+        self._id = _own_id(self._core, job_id)
         self._created = created
         self._known = known or bool(created)
         self._last: JobState | None = state
@@ -475,6 +485,14 @@ class Job:
     """
 
     def __init__(self, ajob: AsyncJob, client: Client | Portal) -> None:
+        if not isinstance(ajob, AsyncJob):
+            raise ConfigurationError(
+                f"Job() wraps an AsyncJob, not {type(ajob).__name__}; to re-attach by id use client.job(job_id)"
+            )
+        core = getattr(client, "async_client", None)
+        if core is not None and core.core is not ajob.core:
+            # an AsyncJob of another client: re-made on this client's core, under this client's tenant check
+            ajob = AsyncJob(core.core, ajob.id)
         self._job = ajob
         # the handle keeps its client alive: a dropped Client closes its connections and thread
         self._owner = client

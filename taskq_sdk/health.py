@@ -10,6 +10,11 @@ the latest snapshot and re-checks liveness now. A snapshot holds:
 * job counts and failure rate over the window (the per-minute counters the Lua scripts keep);
 * jobs still claimed past their own time limit plus the claim TTL ("stuck").
 
+A client bound to a tenant gets that tenant's view, measured on its own keys only (so a per-tenant
+ACL user can ask too): its own jobs in the queues, its own counts and stuck jobs, the shared
+workers and server; the reasons never name another tenant's jobs or failures. An unbound client
+sees everything.
+
 Status rules: ``down`` when no live worker is seen (or the server cannot be reached);
 ``degraded`` for a failure rate over 20 % (at least 5 finished jobs), stuck jobs, a queue with due
 jobs and no live worker, a due job waiting over 5 minutes, ping over 250 ms, memory over 90 % of
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -34,6 +39,7 @@ from .metrics import MetricRow, aggregate
 from .models import HealthSnapshot, JobCounts, QueueHealth, StuckJob, WorkerInfo
 
 if TYPE_CHECKING:
+    from ._backend.health_io import ClaimedJob, QueueRow
     from ._backend.store import Store
     from ._core import ClientCore
 
@@ -90,8 +96,7 @@ def _counts(row: MetricRow) -> JobCounts:
     )
 
 
-async def _queues(store: Store, live: list[WorkerInfo], now_ms: int) -> list[QueueHealth]:
-    names = set(await store.metrics.queues()) | {w.queue for w in live}
+def _queue_health(rows: list[QueueRow], live: list[WorkerInfo]) -> list[QueueHealth]:
     return [
         QueueHealth(
             name=row.name,
@@ -101,13 +106,18 @@ async def _queues(store: Store, live: list[WorkerInfo], now_ms: int) -> list[Que
             oldest_wait_s=row.oldest_wait_s,
             live_workers=sum(1 for w in live if w.queue == row.name),
         )
-        for row in await store.health.queue_rows(names, now_ms)
+        for row in rows
     ]
 
 
-async def _stuck(store: Store, settings: Settings, timeout_for: TimeoutFor, now_ms: int) -> list[StuckJob]:
+async def _queues(store: Store, live: list[WorkerInfo], now_ms: int) -> list[QueueHealth]:
+    names = set(await store.metrics.queues()) | {w.queue for w in live}
+    return _queue_health(await store.health.queue_rows(names, now_ms), live)
+
+
+def _stuck(claimed: list[ClaimedJob], settings: Settings, timeout_for: TimeoutFor, now_ms: int) -> list[StuckJob]:
     out: list[StuckJob] = []
-    for job in await store.health.claimed_jobs(MAX_IN_PROGRESS_SCANNED):
+    for job in claimed:
         if job.started_ms is None:
             continue  # no taskq metadata (a plain arq job): its limit is unknown here
         limit = job.timeout or (timeout_for(job.function) if job.function else None) or settings.job_timeout
@@ -128,8 +138,17 @@ async def _stuck(store: Store, settings: Settings, timeout_for: TimeoutFor, now_
     return out
 
 
-async def _job_counts(store: Store, window_s: float, now: float) -> tuple[JobCounts, dict[str, JobCounts]]:
-    tenants = await store.metrics.tenants()
+async def _tenant_queues(
+    store: Store, tenant: str, names: set[str], live: list[WorkerInfo], now_ms: int
+) -> tuple[list[QueueHealth], list[ClaimedJob]]:
+    rows, claimed = await store.health.tenant_queue_rows(names, tenant, now_ms, MAX_IN_PROGRESS_SCANNED)
+    return _queue_health(rows, live), await store.health.claimed_meta(claimed)
+
+
+async def _job_counts(
+    store: Store, window_s: float, now: float, tenant: str | None = None
+) -> tuple[JobCounts, dict[str, JobCounts]]:
+    tenants = [tenant] if tenant is not None else await store.metrics.tenants()
     minutes = range(int((now - window_s) // 60), int(now // 60) + 1)
     hashes = await store.metrics.hashes(tenants, minutes)
     _rows, total = aggregate(hashes)
@@ -205,8 +224,14 @@ async def collect_health(
     source: str = "client",
     job_id: str | None = None,
     timeout_for: TimeoutFor | None = None,
+    tenant: str | None = None,
+    queues: Iterable[str] = (),
 ) -> HealthSnapshot:
     """Measure everything a snapshot holds, now, and judge it (see :func:`evaluate`).
+
+    ``tenant`` measures one tenant's view: its own jobs in ``queues`` and the queues live workers
+    serve, its own counts and stuck jobs, reading no other tenant's keys (so a per-tenant ACL user
+    can call it); without it, everything.
 
     Example::
 
@@ -225,9 +250,14 @@ async def collect_health(
         for w in workers
         if w.status in LIVE_STATUSES and w.last_seen is not None and w.last_seen.timestamp() >= cutoff
     ]
-    queues = await _queues(store, live, now_ms)
-    jobs, by_tenant = await _job_counts(store, window_s, now)
-    stuck = await _stuck(store, settings, timeout_for or (lambda _fn: None), now_ms)
+    if tenant is None:
+        queue_health = await _queues(store, live, now_ms)
+        claimed = await store.health.claimed_jobs(MAX_IN_PROGRESS_SCANNED)
+    else:
+        names = set(queues) | {w.queue for w in live}
+        queue_health, claimed = await _tenant_queues(store, tenant, names, live, now_ms)
+    jobs, by_tenant = await _job_counts(store, window_s, now, tenant)
+    stuck = _stuck(claimed, settings, timeout_for or (lambda _fn: None), now_ms)
     snapshot = HealthSnapshot(
         status="ok",
         taken_at=datetime.fromtimestamp(now, tz=UTC),
@@ -236,7 +266,7 @@ async def collect_health(
         window_s=window_s,
         ping_ms=ping,
         server=server,
-        queues=queues,
+        queues=queue_health,
         live_workers=len(live),
         workers=sorted(live, key=lambda w: w.id)[:MAX_WORKERS_LISTED],
         jobs=jobs,
@@ -264,17 +294,30 @@ async def read_history(store: Store, limit: int = 1) -> list[HealthSnapshot]:
 
 
 # ---------------------------------------------------------------------------- what a client sees
-def for_tenant(snapshot: HealthSnapshot, tenant: str | None) -> HealthSnapshot:
-    """What a tenant-bound client may see: its own job counts and stuck jobs, the shared infrastructure."""
+def for_tenant(snapshot: HealthSnapshot, tenant: str | None, *, period_s: float | None = None) -> HealthSnapshot:
+    """What a tenant-bound client may see of a snapshot: its own job counts and stuck jobs, judged again.
+
+    The queue rows of a stored snapshot count every tenant's jobs, so a tenant's copy has none
+    (``client.health()`` measures the tenant's own); the status and reasons are worked out again
+    from what is left, so they never name another tenant's jobs or failures.
+
+    Example::
+
+        mine = for_tenant(snapshot, "acme")
+        mine.reasons        # about acme's jobs and the shared workers and server only
+    """
     if tenant is None:
         return snapshot
-    return snapshot.model_copy(
+    mine = snapshot.model_copy(
         update={
             "jobs": snapshot.jobs_by_tenant.get(tenant, JobCounts()),
             "jobs_by_tenant": {k: v for k, v in snapshot.jobs_by_tenant.items() if k == tenant},
             "stuck": [s for s in snapshot.stuck if s.tenant == tenant],
+            "queues": [],
         }
     )
+    status, reasons = evaluate(mine, period_s=period_s)
+    return mine.model_copy(update={"status": status, "reasons": reasons})
 
 
 def _builtin_timeouts() -> dict[str, float | None]:
@@ -307,10 +350,11 @@ async def client_health(core: ClientCore, *, refresh: bool = False) -> HealthSna
     if not refresh:
         found = await core.call(lambda s: read_history(s, 1))
         latest = found[0] if found else None
+    if core.tenant is not None:
+        return await _tenant_health(core, latest)
     if latest is None:
         timeouts = _builtin_timeouts()
-        snapshot = await core.call(lambda s: collect_health(s, settings, source="client", timeout_for=timeouts.get))
-        return for_tenant(snapshot, core.tenant)
+        return await core.call(lambda s: collect_health(s, settings, source="client", timeout_for=timeouts.get))
     workers = await core.workers()
     cutoff = now.timestamp() - live_seconds(settings)
     live = [
@@ -328,7 +372,37 @@ async def client_health(core: ClientCore, *, refresh: bool = False) -> HealthSna
         }
     )
     status, reasons = evaluate(current, period_s=window_for(settings))
-    return for_tenant(current.model_copy(update={"status": status, "reasons": reasons}), core.tenant)
+    return current.model_copy(update={"status": status, "reasons": reasons})
+
+
+async def _tenant_health(core: ClientCore, latest: HealthSnapshot | None) -> HealthSnapshot:
+    """A bound client's health: measured now on its own tenant's keys; the scheduled snapshot adds its stuck jobs.
+
+    The monitoring job knows every function's time limit, so the tenant's stuck jobs it found are
+    kept (and the snapshot's age judged); everything else is the tenant's own, measured now.
+    """
+    settings = core.settings
+    tenant = core.tenant
+    timeouts = _builtin_timeouts()
+    measured = await core.call(
+        lambda s: collect_health(
+            s, settings, source="client", timeout_for=timeouts.get, tenant=tenant, queues=[core.queue]
+        )
+    )
+    if latest is None:
+        return measured
+    known = {s.id for s in measured.stuck}
+    scheduled = [s for s in for_tenant(latest, tenant).stuck if s.id not in known]
+    current = measured.model_copy(
+        update={
+            "taken_at": latest.taken_at,
+            "source": latest.source,
+            "job_id": latest.job_id,
+            "stuck": sorted(measured.stuck + scheduled, key=lambda s: -s.running_s)[:MAX_STUCK_LISTED],
+        }
+    )
+    status, reasons = evaluate(current, period_s=window_for(settings))
+    return current.model_copy(update={"status": status, "reasons": reasons})
 
 
 async def health_history(core: ClientCore, limit: int = 100) -> list[HealthSnapshot]:

@@ -12,7 +12,10 @@ built-in jobs (or any job) and remembers everything it submitted:
   the worker; see :mod:`taskq_sdk.webhooks`). The same address rules as the video download apply,
   checked on the worker after DNS: only public addresses in service mode; loopback and private ones only with
   ``TASKQ_ALLOW_PRIVATE_URLS=true`` (local mode). Redirects are not followed. Delivery is retried
-  three times on connection errors and 5xx; the outcome shows in ``status()``.
+  three times on connection errors and 5xx; the outcome shows in ``status()``. A job's webhook is
+  set by the submit that creates it: a submit with the ``_job_id`` of an existing job returns that
+  job's handle (``created`` False), leaves its webhook as it was and warns (:class:`WebhookNotChanged`)
+  if it asked for another one.
 * ``status()`` is a DataFrame of all submitted jobs: status, progress, timings, errors, callback
   and webhook outcomes.
 
@@ -34,6 +37,7 @@ import concurrent.futures
 import inspect
 import logging
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,11 +49,25 @@ from .errors import ConfigurationError, TaskqError
 from .handles import AsyncJob, Job
 from .webhooks import validate_webhook_url
 
-__all__ = ["AsyncContentPipeline", "ContentPipeline", "validate_webhook_url"]
+__all__ = ["AsyncContentPipeline", "ContentPipeline", "WebhookNotChanged", "validate_webhook_url"]
 
 logger = logging.getLogger("taskq_sdk.pipeline")
 
 Callback = Callable[..., Any]
+
+
+class WebhookNotChanged(UserWarning):
+    """A pipeline submit named a job that exists already: its webhook was left as it was.
+
+    The submit returns the existing job's handle (``job.created is False``), as ``client.submit``
+    does; a job's webhook is set by the submit that creates it, never re-pointed by a later one.
+
+    Example::
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", WebhookNotChanged)   # make it an error instead
+            pipe.submit("report", _job_id="r1", webhook="https://hooks.example.com/new")
+    """
 
 
 @dataclass
@@ -200,14 +218,30 @@ class AsyncContentPipeline:
         if self.workspace is not None:
             kwargs.setdefault("workspace", self.workspace)
         hook = validate_webhook_url(webhook) if webhook is not None else self.webhook
+        registered = False
         if hook is not None:
             local = kwargs.get("_job_id")
             local = check_job_id(local) if local is not None else uuid.uuid4().hex
             kwargs["_job_id"] = local
             tenant, _ = self._core.identity(kwargs.get("tenant"), kwargs.get("workspace"))
             full_id = qualify(tenant, local)
-            await self._register_hook(full_id, hook)
+            # before the submit, so that a fast worker finds it; never onto a job that exists already
+            registered, standing = await self._register_hook(full_id, hook)
         job = await self.client.submit(fn, *args, **kwargs)
+        if hook is not None and job.created is False:
+            if registered:  # the id was taken between the registration and the submit
+                asked = hook
+                await self._core.call(lambda s: s.hooks.unregister(job.id, asked), "register a webhook on")
+                standing = (await self._core.call(lambda s: s.hooks.urls([job.id])))[0]
+            if standing != hook:
+                warnings.warn(
+                    f"job {job.id} already exists, so its webhook stays "
+                    f"{'unset' if standing is None else 'as it was'}; the handle returned is the existing job's "
+                    "(job.created is False). Submit under a new _job_id to have this webhook called.",
+                    WebhookNotChanged,
+                    stacklevel=3,  # the caller of submit()
+                )
+            hook = standing
         function = fn if isinstance(fn, str) else getattr(fn, "__name__", str(fn))
         record = _Record(
             job_id=job.id,
@@ -223,8 +257,8 @@ class AsyncContentPipeline:
         job.add_done_callback(lambda j: self._on_done(record, j, on_complete, on_error))
         return job
 
-    async def _register_hook(self, job_id: str, url: str) -> None:
-        await self._core.call(lambda s: s.hooks.register(job_id, url), "register a webhook on")
+    async def _register_hook(self, job_id: str, url: str) -> tuple[bool, str | None]:
+        return await self._core.call(lambda s: s.hooks.register_if_new(job_id, url), "register a webhook on")
 
     # ------------------------------------------------------------------ callbacks
     def _on_done(self, record: _Record, job: AsyncJob, on_complete: Callback | None, on_error: Callback | None) -> None:

@@ -11,9 +11,13 @@ cannot read, write, cancel or list another tenant's jobs - whatever code holds t
     # clients:  Client(url, tenant="acme", queue="acme")
     # workers:  REDIS_URL=<url> TASKQ_QUEUE=acme python -m taskq_sdk.worker mypkg.jobs
 
+The user cannot list what it may not read either: commands that enumerate keys or channels
+(``SCAN``, ``RANDOMKEY``, ``PUBSUB CHANNELS``, ``CLIENT TRACKING ... BCAST``, ...) are refused
+(:data:`ENUMERATION_DENIED`), and ``client.health()`` of a bound client reads its own keys only.
+
 What the user may still touch, honestly: the shared worker-liveness keys (``taskq:workers``,
 ``taskq:worker:*``), so a tenant could tamper with the *listing* of workers, never with jobs,
-results, cancels or metrics of another tenant.
+results, cancels or metrics of another tenant; readers skip whatever junk it writes there.
 """
 
 from __future__ import annotations
@@ -24,7 +28,35 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from ._backend import layout
 from ._names import check_name
 
-__all__ = ["create_tenant_user", "tenant_acl_rules"]
+__all__ = ["ENUMERATION_DENIED", "create_tenant_user", "tenant_acl_rules"]
+
+
+#: commands a tenant user is refused although its categories would allow them: they list or probe
+#: keys and channels beyond its own patterns (the server checks key patterns on named keys only),
+#: or reach into code every tenant shares. KEYS, SORT, MONITOR, CLIENT LIST, DEBUG and SLOWLOG are
+#: already out with ``-@dangerous``; they are named too so that this list says it all. Left allowed,
+#: knowingly: ``INFO`` (health reads memory and version from it; its keyspace section shows key
+#: counts per database, as DBSIZE would) and ``OBJECT`` / ``MEMORY USAGE`` (checked against the
+#: user's key patterns, so only its own keys).
+ENUMERATION_DENIED = (
+    "-scan",  # key names of every tenant, pattern or not (also from inside EVAL)
+    "-keys",
+    "-randomkey",
+    "-dbsize",
+    "-pubsub",  # CHANNELS / NUMSUB / SHARDCHANNELS / SHARDNUMSUB / NUMPAT: who listens to what, live
+    "-client|tracking",  # BCAST invalidations name every key written, by anyone
+    "-client|list",
+    "-monitor",
+    "-sort",  # BY / GET patterns read other keys
+    "-sort_ro",
+    "-debug",
+    "-slowlog",
+    "-function",  # libraries are shared: listing shows others' code, FLUSH deletes it
+    "-fcall",
+    "-fcall_ro",
+    "-script|flush",  # every tenant's cached scripts
+    "-script|kill",  # another tenant's running script
+)
 
 
 def tenant_acl_rules(tenant: str, *, queue: str | None = None) -> list[str]:
@@ -58,6 +90,7 @@ def tenant_acl_rules(tenant: str, *, queue: str | None = None) -> list[str]:
         "+@transaction",
         "-@dangerous",
         "+info",
+        *ENUMERATION_DENIED,
     ]
 
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoPermissionError
 
+from .._names import tenant_of
 from . import layout
 
 __all__ = ["ClaimedJob", "HealthReader", "QueueRow"]
@@ -118,6 +120,36 @@ class HealthReader:
             out.append(QueueRow(name=name, depth=int(depth), due=int(due), oldest_wait_s=oldest))
         return out
 
+    async def tenant_queue_rows(
+        self, names: Iterable[str], tenant: str, now_ms: int, limit: int
+    ) -> tuple[list[QueueRow], list[str]]:
+        """Like :meth:`queue_rows`, counting ``tenant``'s jobs only; and the ids of its jobs a worker holds.
+
+        Reads no other tenant's keys (works for a per-tenant ACL user: a queue it may not read is
+        left out). At most ``limit`` jobs per queue are looked at, oldest first.
+        """
+        rows: list[QueueRow] = []
+        claimed: list[str] = []
+        for name in sorted(set(names)):
+            try:
+                head = await self.redis.zrange(layout.queue_key(name), 0, limit - 1, withscores=True)
+            except NoPermissionError:
+                continue  # another tenant's queue
+            mine = [(_s(m), float(score)) for m, score in head if tenant_of(_s(m)) == tenant]
+            running: list[Any] = []
+            if mine:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for job_id, _ in mine:
+                        pipe.exists(layout.in_progress_key(job_id))
+                    running = await pipe.execute()
+            due = [(job_id, score) for job_id, score in mine if score <= now_ms]
+            held = {job_id for (job_id, _), is_running in zip(mine, running, strict=True) if is_running}
+            waiting = [score for job_id, score in due if job_id not in held]
+            oldest = round(max(0.0, (now_ms - waiting[0]) / 1000.0), 3) if waiting else None
+            rows.append(QueueRow(name=name, depth=len(mine), due=len(due), oldest_wait_s=oldest))
+            claimed += [job_id for job_id, _ in mine if job_id in held]
+        return rows, claimed
+
     async def claimed_jobs(self, limit: int) -> list[ClaimedJob]:
         """Jobs held by a worker's claim now (at most ``limit`` scanned), with their taskq metadata."""
         prefix = layout.in_progress_key("")
@@ -126,6 +158,10 @@ class HealthReader:
             ids.append(_s(key)[len(prefix) :])
             if len(ids) >= limit:
                 break
+        return await self.claimed_meta(ids)
+
+    async def claimed_meta(self, ids: Sequence[str]) -> list[ClaimedJob]:
+        """The taskq metadata a health check needs of the claimed jobs ``ids``."""
         if not ids:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -154,6 +190,9 @@ class HealthReader:
             await pipe.execute()
 
     async def snapshots(self, limit: int) -> Sequence[str]:
-        """The newest ``limit`` stored snapshots (JSON text), newest first."""
-        raw: list[Any] = await self.redis.lrange(layout.HISTORY_KEY, 0, max(0, limit - 1))  # type: ignore[misc]
+        """The newest ``limit`` stored snapshots (JSON text), newest first (none for a user who may not read them)."""
+        try:
+            raw: list[Any] = await self.redis.lrange(layout.HISTORY_KEY, 0, max(0, limit - 1))  # type: ignore[misc]
+        except NoPermissionError:
+            return []  # a per-tenant ACL user: the snapshots are everyone's
         return [_s(x) for x in raw]

@@ -22,6 +22,28 @@ __all__ = ["HOOK_TTL_MS", "HookStore"]
 
 HOOK_TTL_MS = 8 * 86_400_000
 
+#: KEYS: hook, job, result, tenant flag; ARGV: url, ttl_ms. Registers ``url`` unless the job exists
+#: (its definition or result is stored: a submit would not create it). Returns {1, url} when
+#: registered, else {0, the url that stands ('' for none)}.
+_REGISTER_IF_NEW = """
+if redis.call('EXISTS', KEYS[2], KEYS[3]) > 0 then
+  return {0, redis.call('HGET', KEYS[1], 'url') or ''}
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'url', ARGV[1], 'status', 'pending')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[4], 1, 'PX', ARGV[2])
+return {1, ARGV[1]}
+"""
+
+#: KEYS: hook; ARGV: url. Drops the registration if it still names ``url`` and nothing was delivered.
+_UNREGISTER = """
+if redis.call('HGET', KEYS[1], 'url') == ARGV[1] and redis.call('HGET', KEYS[1], 'status') == 'pending' then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
 
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else ("" if v is None else str(v))
@@ -37,6 +59,8 @@ class HookStore:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        self._register_if_new = redis.register_script(_REGISTER_IF_NEW)
+        self._unregister = redis.register_script(_UNREGISTER)
 
     async def register(self, job_id: str, url: str) -> None:
         """Register ``url`` for ``job_id`` (delivery status ``pending``) and flag its tenant as having hooks."""
@@ -45,6 +69,25 @@ class HookStore:
             pipe.pexpire(layout.hook_key(job_id), HOOK_TTL_MS)
             pipe.set(layout.hooks_flag(tenant_of(job_id)), 1, px=HOOK_TTL_MS)
             await pipe.execute()
+
+    async def register_if_new(self, job_id: str, url: str) -> tuple[bool, str | None]:
+        """Register ``url`` only if ``job_id`` does not exist yet; ``(registered, the URL that stands)``.
+
+        An existing job keeps its webhook (or its lack of one): a later submit of the same id must
+        not re-point where its outcome goes.
+
+        Example::
+
+            registered, url = await hooks.register_if_new("acme:j1", "https://hooks.example.com/done")
+        """
+        keys = [layout.hook_key(job_id), layout.job_key(job_id), layout.result_key(job_id)]
+        keys.append(layout.hooks_flag(tenant_of(job_id)))
+        done, standing = await self._register_if_new(keys=keys, args=[url, HOOK_TTL_MS])
+        return bool(done), _s(standing) or None
+
+    async def unregister(self, job_id: str, url: str) -> bool:
+        """Drop ``job_id``'s registration if it is still ``url`` and undelivered (a submit that lost a race)."""
+        return bool(await self._unregister(keys=[layout.hook_key(job_id)], args=[url]))
 
     async def outcomes(self, job_ids: Sequence[str]) -> list[dict[str, str]]:
         """Each job's registration and delivery outcome (``{}`` where there is none)."""

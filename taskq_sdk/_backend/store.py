@@ -20,12 +20,13 @@ from functools import cached_property
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from .._names import tenant_of
 from ..config import Settings
 from ..models import JobInfo, JobStatus, Progress, WorkerInfo, ms_to_dt
 from ..serialization import Codec, RemoteError
-from . import layout
+from . import layout, liveness
 from .batches import BatchStore
 from .connection import run_scripts
 from .envelope import JobCall, ResultRecord, decode_job, decode_result, encode_result, job_call_of
@@ -388,41 +389,35 @@ class Store:
             await pipe.execute()
 
     async def workers(self, *, include_stopped: bool = True) -> list[WorkerInfo]:
-        """Workers seen recently: live ones, and (briefly) ones that stopped gracefully."""
-        ids = [_s(x) for x in await self.redis.zrange(layout.WORKERS_ZSET, 0, -1)]
+        """Workers seen recently: live ones, and (briefly) ones that stopped gracefully.
+
+        Any tenant may write the liveness keys, so entries that are not worker records are skipped.
+        """
+        try:
+            ids = liveness.member_ids(await self.redis.zrange(layout.WORKERS_ZSET, 0, -1))
+        except ResponseError as exc:
+            if not liveness.is_wrong_type(exc):
+                raise
+            liveness.note_junk("the worker set is not a sorted set", exc)
+            return []
         if not ids:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for wid in ids:
                 pipe.hgetall(layout.worker_key(wid))
-            rows = await pipe.execute()
+            rows = await pipe.execute(raise_on_error=False)
         out: list[WorkerInfo] = []
         stale: list[str] = []
         for wid, row in zip(ids, rows, strict=True):
-            if not row:
+            d = liveness.record(row)
+            if d == {}:
                 stale.append(wid)
                 continue
-            d = {_s(k): _s(v) for k, v in row.items()}
-            if d.get("status") == "stopped" and not include_stopped:
+            if d is None or (d.get("status") == "stopped" and not include_stopped):
                 continue
-            out.append(
-                WorkerInfo(
-                    id=wid,
-                    host=d.get("host", "?"),
-                    pid=int(d.get("pid") or 0),
-                    status=d.get("status", "?"),
-                    queue=d.get("queue", "default"),
-                    max_jobs=int(d.get("max_jobs") or 0),
-                    ongoing=int(d.get("ongoing") or 0),
-                    complete=int(d.get("complete") or 0),
-                    failed=int(d.get("failed") or 0),
-                    retried=int(d.get("retried") or 0),
-                    cancelled=int(d.get("cancelled") or 0),
-                    started_at=ms_to_dt(d.get("started") or None),
-                    last_seen=ms_to_dt(d.get("seen") or None),
-                    functions=[f for f in d.get("functions", "").split(",") if f],
-                )
-            )
+            info = liveness.worker_info(wid, d)
+            if info is not None:
+                out.append(info)
         if stale:
             await self.redis.zrem(layout.WORKERS_ZSET, *stale)
         return out
