@@ -3,9 +3,10 @@
     python -m bench.reliability_figures            # fast tier (what CI runs)
     python -m bench.reliability_figures --full     # plus the heavy load and crash tests (-m heavy)
 
-Each test prints ``FIGURE name=value`` lines; this collects them into one table, with the six
-headline numbers (lost jobs, concurrent duplicate executions, cross-tenant leaks, pickle payloads
-executed, passwords printed, SSRF requests reaching the target) summed first.
+Each test prints ``FIGURE name=value`` lines; this collects them into one table, with the headline
+numbers (lost jobs, concurrent duplicate executions, workers ended by a server reply, corrupt jobs left
+unfailed, cross-tenant leaks, pickle payloads executed, passwords printed, SSRF requests reaching the
+target) summed first.
 """
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HEADLINES = {
     "lost jobs": re.compile(r"(^|_)lost$"),
-    "concurrent duplicate executions": re.compile(r"concurrent_duplicate_executions|_duplicated$"),
-    "cross-tenant leaks": re.compile(r"cross_tenant_leaks"),
+    "concurrent duplicate executions": re.compile(r"duplicate_executions|_duplicated$|stale_ticks"),
+    "workers ended by a server reply": re.compile(r"dead_workers$"),
+    "corrupt jobs left unfailed": re.compile(r"jobs_left_unfailed$"),
+    "cross-tenant leaks": re.compile(
+        r"cross_tenant_leaks|forged_handle_reads|attacks_allowed|forged_handover_executions|forged_cancels_obeyed"
+    ),
     "pickle payloads executed": re.compile(r"pickle_payloads_executed"),
     "passwords printed": re.compile(r"passwords_printed"),
     "SSRF requests reaching the target": re.compile(r"ssrf_requests_reaching_target"),
@@ -37,7 +42,9 @@ def main() -> int:
     marker = "chaos or security or badinput" + (" or heavy" if args.full else "")
     files = ["tests/test_chaos.py", "tests/test_load.py", "tests/test_tenancy.py", "tests/test_acl.py",
              "tests/test_wire_security.py", "tests/test_secrets.py", "tests/test_tls.py", "tests/test_badinput.py",
-             "tests/test_video.py", "tests/test_worker_process.py", "tests/test_isolation.py"]  # fmt: skip
+             "tests/test_video.py", "tests/test_worker_process.py", "tests/test_isolation.py",
+             "tests/test_fencing.py", "tests/test_server_replies.py", "tests/test_tenant_namespace.py",
+             "tests/test_tenant_escapes.py", "tests/test_input_limits.py"]  # fmt: skip
     cmd = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-m", marker, *files]
     t0 = time.monotonic()
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, errors="replace")

@@ -181,6 +181,19 @@ class JobContext:
     _logs_dropped: int = field(default=0, repr=False)
     _partial: dict[str, str] = field(default_factory=dict, repr=False)  # unfinished printed line, per stream
 
+    @property
+    def claim_token(self) -> str | None:
+        """This attempt's fencing token (``<worker>#<attempt>``), to tag your own writes with (None outside a worker).
+
+        The attempt number grows with every claim of the job, so a store that keeps only the write
+        with the highest attempt refuses a stale copy's late write.
+
+        Example::
+
+            token = taskq_sdk.current_job().claim_token   # 'host:42:ab12cd#2'
+        """
+        return self.lease.token if self.lease is not None else None
+
     # ------------------------------------------------------------------ progress
     def report(self, done: float, total: float | None = None, message: str | None = None) -> None:
         """Record progress (thread-safe); flushed to the server at most 20 times a second."""

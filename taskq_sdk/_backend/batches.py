@@ -3,11 +3,11 @@
 A batch's jobs are ordinary jobs (same keys as :mod:`.layout` writes for ``submit``) whose meta
 ``batch`` field names the batch. Per tenant, a batch adds::
 
-    taskq:<tenant>:batch:<id>:m     string: the manifest (msgpack): function, chunking, job ids, key
-    taskq:<tenant>:batch:<id>:p     hash: chunk -> patches (jobs that re-ran some of its items)
-    taskq:<tenant>:batch:<id>:rf    hash: job id -> items that failed inside that chunk job
-    taskq:<tenant>:batch:<id>:ix    string: the DataFrame index of a fan-out (codec bytes), if small
-    taskq:<tenant>:batch:<id>:n     hash: job counters kept by the worker scripts (see layout)
+    taskq:t:<tenant>:batch:<id>:m     string: the manifest (msgpack): function, chunking, job ids, key
+    taskq:t:<tenant>:batch:<id>:p     hash: chunk -> patches (jobs that re-ran some of its items)
+    taskq:t:<tenant>:batch:<id>:rf    hash: job id -> items that failed inside that chunk job
+    taskq:t:<tenant>:batch:<id>:ix    string: the DataFrame index of a fan-out (codec bytes), if small
+    taskq:t:<tenant>:batch:<id>:n     hash: job counters kept by the worker scripts (see layout)
 
 All of them expire with the batch's jobs. Example::
 
