@@ -6,17 +6,23 @@ that a bad input fails fast with a typed error that names the limit and says wha
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 
-from taskq_sdk.config import Settings
-from taskq_sdk.errors import ConfigurationError
+from taskq_sdk import AsyncClient, BrokerUnavailable, Client
+from taskq_sdk._server import LocalServer
+from taskq_sdk.config import Settings, mask_url
+from taskq_sdk.errors import ConfigurationError, TaskqError
+from taskq_sdk.local import WorkerProcess
 
-from .conftest import Api, figure
+from .conftest import FAST, Api, figure
 
 # ------------------------------------------------------------------------------------------------ submit options
 #: (option, bad value, words the error must contain)
@@ -102,3 +108,79 @@ def test_good_numeric_submit_options_still_work(api: Api, start_worker: Any) -> 
     job = api(client.submit("add", 2, 2, _defer_by=0.1, _timeout=0.5, _expires=60))
     assert api(job.result(timeout=10)) == 4
     figure("submit_option_cases_refused", len(BAD_OPTIONS))
+
+
+# ---------------------------------------------------------------------------------------------- query passwords
+def query_form(url: str, password: str, *, port: int | None = None, scheme: str = "redis") -> str:
+    """``url`` with its password moved into the query string (``redis://host:port/0?password=...``)."""
+    parts = urlsplit(url)
+    return f"{scheme}://{parts.hostname}:{port or parts.port}{parts.path}?password={password}"
+
+
+#: URLs whose secrets must never print, in the forms redis-py (or a sentinel-style parser) accepts
+SECRET_URLS = [
+    "redis://db.internal:6379/0?password=q-s3cret",
+    "rediss://db.internal:6380/1?ssl_cert_reqs=required&password=q-s3cret",
+    "redis://db.internal/0?username=acme&password=q-s3cret&db=2",
+    "redis://db.internal/0?pass%77ord=q-s3cret",  # parse_qs decodes the key: still the password
+    "redis://db.internal/0?password=q-s3cret&password=q-s3cret",
+    "rediss://acme:q-s3cret@db.internal:6380/0?ssl_password=q-s3cret",
+    "unix:///run/redis.sock?db=0&password=q-s3cret",
+    "redis+sentinel://:q-s3cret@h1:26379,h2:26379,[::1]:26379/mymaster/0?sentinel_password=q-s3cret",
+    "redis://:q-s3cret@h1:6379,h2:6379/0",
+    "redis://:q-s3cret@[bad/0",  # unparsable: still hidden
+]
+
+
+@pytest.mark.security
+@pytest.mark.parametrize("url", SECRET_URLS)
+def test_mask_url_hides_every_form_of_password(url: str) -> None:
+    masked = mask_url(url)
+    assert "q-s3cret" not in masked, masked
+    assert "***" in masked
+
+
+@pytest.mark.security
+def test_no_query_form_password_anywhere(
+    server: LocalServer,
+    redis_url: str,
+    start_worker_process: Callable[..., WorkerProcess],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    password = server.password
+    url = query_form(redis_url, password)
+    texts: list[str] = []
+    worker = start_worker_process(env={"REDIS_URL": url})
+    settings = Settings(redis_url=url, **FAST)  # type: ignore[arg-type]
+    texts += [repr(settings), str(settings), settings.safe_url()]
+    with Client(url, **FAST) as client:
+        job = client.submit("add", 1, 2)
+        assert job.result(timeout=15) == 3  # the query-form password really authenticated
+        texts += [repr(client), repr(client.settings), repr(job), job._repr_html_(), client._repr_html_()]
+        texts += [str(client.workers()), job.info().model_dump_json()]
+    aclient = AsyncClient(url)
+    texts.append(repr(aclient))
+    from taskq_sdk.arq_config import arq_settings
+    from taskq_sdk.worker import make_worker_settings
+
+    texts += [repr(arq_settings(settings)), repr(make_worker_settings(settings=settings).redis_settings)]
+    # a refused connection, a wrong password, and a rediss:// form, each with the secret in the query
+    for bad_url in (
+        query_form(redis_url, password, port=1),
+        query_form(redis_url, password + "-wrong"),
+        query_form(redis_url, password, port=1, scheme="rediss"),
+    ):
+        with Client(bad_url, connect_timeout=0.5, socket_timeout=1.0) as broken:
+            with pytest.raises(TaskqError) as exc:
+                broken.submit("add", 1, 2)
+            assert isinstance(exc.value, BrokerUnavailable), repr(exc.value)
+            texts += [str(exc.value), repr(broken)]
+    worker.stop(now=False, timeout=20)
+    log = worker.log_path.read_text(errors="replace")
+    assert "serving" in log, log[-2000:]  # the start line, which shows the server URL
+    texts.append(log)
+    texts += [r.getMessage() for r in caplog.records]
+    leaks = [t for t in texts if password in t]
+    figure("passwords_printed_query_form", len(leaks))
+    assert leaks == [], [t[:300] for t in leaks]
