@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import stat
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,7 +25,7 @@ from taskq_sdk.config import Settings, mask_url
 from taskq_sdk.errors import ConfigurationError, TaskqError
 from taskq_sdk.local import WorkerProcess
 
-from .conftest import FAST, Api, figure
+from .conftest import FAST, Api, figure, wait_until
 
 # ------------------------------------------------------------------------------------------------ submit options
 #: (option, bad value, words the error must contain)
@@ -184,3 +187,48 @@ def test_no_query_form_password_anywhere(
     leaks = [t for t in texts if password in t]
     figure("passwords_printed_query_form", len(leaks))
     assert leaks == [], [t[:300] for t in leaks]
+
+
+# ---------------------------------------------------------------------------------------------- results.db permissions
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _db_files(db: Path) -> list[Path]:
+    return [p for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")) if p.exists()]
+
+
+@pytest.mark.security
+def test_results_db_is_private_to_its_user(
+    settings: Settings, start_worker_process: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    """Every tenant's results: the file (and its -wal/-shm) 0600, the directories the SDK makes 0700."""
+    shared = tmp_path / "shared"  # an existing, world-readable directory (like the CWD): left as it is
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    made = tmp_path / "made" / "by" / "sdk"  # directories the SDK creates
+    stale = tmp_path / "stale"  # a results.db an older version left world-readable
+    stale.mkdir()
+    (stale / "results.db").touch()
+    (stale / "results.db").chmod(0o644)
+    dbs = [shared / "results.db", made / "results.db", stale / "results.db"]
+    loose: dict[str, str] = {}
+    for db in dbs:  # one worker at a time: each writes its own file
+        old_umask = os.umask(0o022)  # the usual umask: what left the file readable by every local user
+        try:
+            worker = start_worker_process(env={"TASKQ_RESULTS_DB": f"sqlite:///{db}"})
+        finally:
+            os.umask(old_umask)
+        with Client(settings=settings.model_copy(update={"results_db": str(db)})) as client:
+            jobs = [client.submit("add", i, i) for i in range(5)]
+            assert [j.result(timeout=30) for j in jobs] == [2 * i for i in range(5)]
+            wait_until(lambda: len(client.results()) >= 5, timeout=10, what=f"rows in {db}")
+            files = _db_files(db)
+            modes = {str(p): oct(_mode(p)) for p in files}
+        worker.stop(now=False, timeout=20)
+        assert len(files) == 3, f"the worker's open connection keeps -wal and -shm: {modes}"
+        loose.update({k: v for k, v in modes.items() if int(v, 8) & 0o077})
+    loose.update({str(d): oct(_mode(d)) for d in (tmp_path / "made", made.parent, made) if _mode(d) != 0o700})
+    figure("results_db_files_readable_by_others", len(loose))
+    assert loose == {}
+    assert _mode(shared) == 0o755, "an existing directory is not the SDK's to chmod"
