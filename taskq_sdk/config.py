@@ -150,6 +150,12 @@ class Settings(BaseSettings):
     download_total_timeout: float = Field(
         900.0, gt=0, validation_alias=_env("download_total_timeout", "TASKQ_DOWNLOAD_TOTAL_TIMEOUT")
     )
+    video_max_pixels: int = Field(
+        4096 * 4096,
+        ge=1,
+        validation_alias=_env("video_max_pixels", "TASKQ_VIDEO_MAX_PIXELS"),
+        description="pixels per frame the video job decodes (4096x4096: any 4K, 5K; 8K is 2x); also 4 bytes each",
+    )
     log_format: Literal["text", "json"] = Field("text", validation_alias=_env("log_format", "TASKQ_LOG_FORMAT"))
     # --- schedules, monitoring, results DB, webhooks (issue 5) ---
     scheduler: bool = Field(

@@ -10,6 +10,8 @@ import logging
 import math
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +27,7 @@ from taskq_sdk.config import Settings, mask_url
 from taskq_sdk.errors import ConfigurationError, TaskqError
 from taskq_sdk.local import WorkerProcess
 
-from .conftest import FAST, Api, figure, wait_until
+from .conftest import FAST, ROOT, Api, figure, wait_until
 
 # ------------------------------------------------------------------------------------------------ submit options
 #: (option, bad value, words the error must contain)
@@ -232,3 +234,84 @@ def test_results_db_is_private_to_its_user(
     figure("results_db_files_readable_by_others", len(loose))
     assert loose == {}
     assert _mode(shared) == 0o755, "an existing directory is not the SDK's to chmod"
+
+
+# ---------------------------------------------------------------------------------------------- huge video frames
+def _rss_peak_mb(pid: int) -> float:
+    """The peak resident memory (VmHWM) of process ``pid`` so far, in MB."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
+@pytest.mark.badinput
+@pytest.mark.timeout(180)
+def test_huge_frames_fail_before_decoding(
+    settings: Settings, start_worker_process: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    """A 200 KB clip of 8192x8192 frames: refused from its stream header, the worker's memory stays flat."""
+    pytest.importorskip("av")
+    pytest.importorskip("httpcore")
+    from taskq_sdk.errors import JobFailed, VideoTooLarge
+
+    from .media import MediaServer
+
+    media = tmp_path / "media"
+    media.mkdir()
+    # made in a child process: encoding 8192x8192 frames takes the encoder ~1 GB, not this test's business
+    subprocess.run(
+        [sys.executable, "-c", "import sys; from tests.media import make_video; from pathlib import Path; "
+         "make_video(Path(sys.argv[1]), seconds=0.5, fps=4, size=(8192, 8192), scene_cuts=0)",
+         str(media / "huge.mp4")],
+        cwd=ROOT, check=True, timeout=120,
+    )  # fmt: skip
+    size_kb = (media / "huge.mp4").stat().st_size / 1024
+    assert size_kb < 1024, "a small file with huge frames"
+    worker = start_worker_process(
+        env={"TASKQ_ALLOW_PRIVATE_URLS": "true", "TASKQ_ARTIFACTS_DIR": str(tmp_path / "artifacts")}
+    )
+    with MediaServer(media) as http, Client(settings=settings) as client:
+        before = _rss_peak_mb(worker.pid)
+        job = client.submit("process_video_async", http.url("/files/huge.mp4"), thumbnails=2)
+        with pytest.raises(JobFailed) as info:
+            job.result(timeout=120)
+        peak = _rss_peak_mb(worker.pid)
+        attempts = job.info().attempts
+    figure("video_huge_frame_peak_rss_mb", round(peak))
+    figure("video_huge_frame_rss_growth_mb", round(peak - before))
+    assert isinstance(info.value, VideoTooLarge), str(info.value)
+    message = str(info.value)
+    assert "8192x8192" in message and "TASKQ_VIDEO_MAX_PIXELS" in message, message
+    assert attempts == 1, "a frame size never shrinks: not retried"
+    assert peak - before < 150, f"the worker grew from {before:.0f} MB to {peak:.0f} MB"
+    assert not any(p.is_file() for p in (tmp_path / "artifacts").rglob("*")), "no thumbnails left"
+
+
+@pytest.mark.badinput
+def test_frame_limits_by_pixels_and_by_decoded_bytes(tmp_path: Path) -> None:
+    """The pixel limit is exact at its boundary; a deep pixel format counts its bytes (4 per allowed pixel)."""
+    av = pytest.importorskip("av")
+    import numpy as np
+
+    from taskq_sdk.errors import VideoTooLarge
+    from taskq_sdk.jobs.video import analyze_video
+
+    from .media import make_video
+
+    clip = make_video(tmp_path / "wide.mp4", seconds=0.5, fps=4, size=(480, 272), scene_cuts=0)
+    with pytest.raises(VideoTooLarge, match=r"480x272 .*TASKQ_VIDEO_MAX_PIXELS=130559"):
+        analyze_video(clip, tmp_path / "out", max_pixels=480 * 272 - 1)
+    assert analyze_video(clip, tmp_path / "out", max_pixels=480 * 272).decoded_frames == 2
+
+    deep = tmp_path / "deep.nut"  # 16-bit 4:4:4: 6 bytes a pixel
+    with av.open(str(deep), "w", format="nut") as container:
+        stream = container.add_stream("ffv1", rate=4)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv444p16le"
+        gray = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 100, np.uint8), format="rgb24")
+        for packet in [*stream.encode(gray.reformat(format="yuv444p16le")), *stream.encode()]:
+            container.mux(packet)
+    with pytest.raises(VideoTooLarge, match=r"18,432 bytes decoded \(yuv444p16le\)"):
+        analyze_video(deep, tmp_path / "out", max_pixels=64 * 48)
+    assert analyze_video(deep, tmp_path / "out", max_pixels=64 * 48 * 2).decoded_frames == 1
