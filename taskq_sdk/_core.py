@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -92,14 +93,60 @@ def job_name(fn: str | Callable[..., Any], what: str = "submit()") -> str:
     raise ConfigurationError(f"{what} takes a job name or a function, not {type(fn).__name__}")
 
 
-def _seconds(value: Any, what: str) -> float | None:
+#: the longest delay, expiry or time limit a submit accepts: 10 years. Far beyond any real need (a
+#: schedule's expiry is one cron period, a leap-day schedule's up to 8 years), small enough that the
+#: milliseconds stay exact integers on the server.
+MAX_DURATION_SECONDS = 10 * 366 * 86_400.0
+#: the shortest ``_timeout``: below 10 ms the limit is shorter than the event loop's own scheduling
+MIN_TIMEOUT_SECONDS = 0.01
+#: the shortest ``_expires``: a job expiring sooner would be dropped before any worker could start it
+MIN_EXPIRES_SECONDS = 1.0
+#: the most attempts ``_retries`` accepts (a job that fails 1,000 times will not succeed on the next)
+MAX_RETRIES = 1000
+
+
+def _seconds(value: Any, what: str, *, low: float = 0.0, high: float = MAX_DURATION_SECONDS) -> float | None:
+    """``value`` (seconds or a timedelta) as a float in ``[low, high]``; NaN, infinities and others refused."""
     if value is None:
         return None
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigurationError(f"{what} takes a non-negative number of seconds or a timedelta, not {value!r}")
-    return float(value)
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not math.isfinite(seconds)
+        or not low <= seconds <= high
+    ):
+        raise ConfigurationError(
+            f"{what} takes a number of seconds (or a timedelta) from {low:g} to {high:,.0f} (10 years), not {value!r}"
+        )
+    return float(seconds)
+
+
+def _defer_until_ms(value: Any, now: int) -> int:
+    """The epoch milliseconds of a ``_defer_until`` datetime within 10 years of now (past times run at once)."""
+    if not isinstance(value, datetime):
+        raise ConfigurationError(f"_defer_until takes a datetime within 10 years of now, not {type(value).__name__}")
+    try:
+        ms = int(value.timestamp() * 1000)
+    except (OverflowError, OSError, ValueError):
+        ms = None
+    if ms is None or abs(ms - now) > MAX_DURATION_SECONDS * 1000:
+        raise ConfigurationError(
+            f"_defer_until takes a datetime within 10 years of now (a past one runs at once), not {value!r}; "
+            "pass a timezone-aware datetime such as datetime.now(tz=UTC) + timedelta(hours=1)"
+        )
+    return ms
+
+
+def _retries(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RETRIES:
+        raise ConfigurationError(
+            f"_retries counts attempts in total (like ARQ_MAX_RETRIES), an integer from 1 to {MAX_RETRIES}; "
+            f"use 1 for no retry, not {value!r}"
+        )
+    return value
 
 
 class _State(enum.Enum):
@@ -340,29 +387,27 @@ class ClientCore:
         local_id = check_job_id(options["_job_id"]) if options.get("_job_id") is not None else uuid.uuid4().hex
         job_id = qualify(tenant, local_id)
 
+        now = now_ms()
         defer_by = _seconds(options.get("_defer_by"), "_defer_by")
         defer_until = options.get("_defer_until")
-        if defer_until is not None and not isinstance(defer_until, datetime):
-            raise ConfigurationError(f"_defer_until takes a datetime, not {type(defer_until).__name__}")
         if defer_by is not None and defer_until is not None:
             raise ConfigurationError("use either _defer_by or _defer_until, not both")
-        expires = _seconds(options.get("_expires"), "_expires")
-        timeout = _seconds(options.get("_timeout"), "_timeout")
-        if timeout is not None and timeout <= 0:
-            raise ConfigurationError("_timeout must be a positive number of seconds")
-        retries = options.get("_retries")
-        if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 1):
-            raise ConfigurationError(
-                f"_retries counts attempts in total (like ARQ_MAX_RETRIES); use 1 for no retry, not {retries!r}"
-            )
+        expires = _seconds(options.get("_expires"), "_expires", low=MIN_EXPIRES_SECONDS)
+        timeout = _seconds(options.get("_timeout"), "_timeout", low=MIN_TIMEOUT_SECONDS)
+        retries = _retries(options.get("_retries"))
 
-        now = now_ms()
         if defer_until is not None:
-            score = int(defer_until.timestamp() * 1000)
+            score = _defer_until_ms(defer_until, now)
         elif defer_by:
             score = now + int(defer_by * 1000)
         else:
             score = now
+        if expires is not None and now + expires * 1000 < score:
+            raise ConfigurationError(
+                f"_expires={expires:g}s would drop the job before its deferral ends "
+                f"({(score - now) / 1000:g}s from now): _expires counts from the submit, so it must be at "
+                "least the deferral; raise it or drop it"
+            )
         job_ttl_ms = int(expires * 1000) if expires else max(0, score - now) + 86_400_000
         job_bytes = encode_job(self.codec, name, list(args), kwargs, enqueued_ms=now)
         if len(job_bytes) > self.settings.max_payload_bytes:

@@ -34,5 +34,6 @@ ERROR_NAMES = (
     "UnknownJob",
     "UnsupportedScheme",
     "VideoError",
+    "VideoTooLarge",
     "WaitTimeout",
 )

@@ -20,6 +20,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ._names import DEFAULT_QUEUE, check_name
+from ._redact import redact_url
 from .errors import ConfigurationError, InvalidName
 
 __all__ = ["Settings", "mask_url"]
@@ -32,19 +33,14 @@ def _env(*names: str) -> Any:
 
 
 def mask_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``.
+    """Return ``url`` with any password (in the userinfo or the query string) replaced by ``***``.
 
     >>> mask_url("redis://:hunter2@db:6379/0")
     'redis://:***@db:6379/0'
+    >>> mask_url("rediss://db:6380/0?password=hunter2")
+    'rediss://db:6380/0?password=***'
     """
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+    return redact_url(url)
 
 
 class Settings(BaseSettings):
@@ -153,6 +149,12 @@ class Settings(BaseSettings):
     )
     download_total_timeout: float = Field(
         900.0, gt=0, validation_alias=_env("download_total_timeout", "TASKQ_DOWNLOAD_TOTAL_TIMEOUT")
+    )
+    video_max_pixels: int = Field(
+        4096 * 4096,
+        ge=1,
+        validation_alias=_env("video_max_pixels", "TASKQ_VIDEO_MAX_PIXELS"),
+        description="pixels per frame the video job decodes (4096x4096: any 4K, 5K; 8K is 2x); also 4 bytes each",
     )
     log_format: Literal["text", "json"] = Field("text", validation_alias=_env("log_format", "TASKQ_LOG_FORMAT"))
     # --- schedules, monitoring, results DB, webhooks (issue 5) ---

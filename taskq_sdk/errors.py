@@ -39,7 +39,8 @@ The tree::
           ├── DownloadFailed                       HTTP error; .status (5xx retried, 4xx final)
           ├── DownloadTooLarge                     over TASKQ_MAX_DOWNLOAD_BYTES (worker)
           ├── DownloadTimeout      (TimeoutError)  connect/read/total deadline passed (worker, retried)
-          └── NotAVideo                            HTML, empty or truncated media (worker)
+          ├── NotAVideo                            HTML, empty or truncated media (worker)
+          └── VideoTooLarge        (ValueError)    frames over TASKQ_VIDEO_MAX_PIXELS (worker, checked before decoding)
 
 Every message names the job (when there is one) and says what to do next.
 """
@@ -478,4 +479,17 @@ class NotAVideo(VideoError):
     Example::
 
         client.submit_video(url_of_html_page).result()   # JobFailed ... NotAVideo
+    """
+
+
+class VideoTooLarge(VideoError, ValueError):
+    """The video's frames are larger than the worker decodes (checked from the stream header, before decoding).
+
+    A small file can hold huge frames (a 200 KB clip of 8192x8192 frames), and each decoded frame
+    costs width x height x bytes per pixel, several times over in the decoder's threads. The
+    limit is the worker's ``TASKQ_VIDEO_MAX_PIXELS`` (and 4 bytes a pixel of decoded frame). Not retried.
+
+    Example::
+
+        client.submit("process_video_async", url_of_8k_clip).result()   # JobFailed ... VideoTooLarge
     """

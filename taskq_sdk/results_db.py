@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -163,6 +164,52 @@ def sqlite_path(url: str) -> Path:
     return Path(rest).expanduser().absolute()
 
 
+def make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and its missing parents as 0700; directories that exist are left as they are.
+
+    The results DB holds every tenant's results, so what the SDK creates is its user's alone; an
+    existing directory (the CWD, a shared volume) is the user's to set up and is never chmodded.
+
+    Example::
+
+        make_private_dirs(Path.home() / ".taskq")     # ~/.taskq 0700 if it did not exist
+    """
+    missing: list[Path] = []
+    current = directory
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:  # another worker made it first: theirs, also 0700
+            pass
+
+
+def make_private_file(path: Path, *, create: bool = True) -> None:
+    """Make ``path`` readable by its owner only (0600), creating it empty first if ``create``.
+
+    Created with mode 0600 (never a moment world-readable, whatever the umask); an existing file
+    this user owns loses its group and other bits. Another user's file is left alone.
+
+    Example::
+
+        make_private_file(Path("results.db"))         # -rw-------
+    """
+    flags = os.O_RDWR | (os.O_CREAT if create else 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except (FileNotFoundError, PermissionError):
+        return  # not there (-wal/-shm), or not ours to open: SQLite reports it when it opens the file
+    try:
+        info = os.fstat(fd)
+        mine = not hasattr(os, "getuid") or info.st_uid == os.getuid()
+        if mine and info.st_mode & 0o077:
+            os.fchmod(fd, info.st_mode & 0o700)
+    finally:
+        os.close(fd)
+
+
 class SQLiteResults:
     """The SQLite results backend (WAL mode; one connection per instance, used from one thread).
 
@@ -175,7 +222,8 @@ class SQLiteResults:
     def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
         if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(path.parent)
+            make_private_file(path)
         elif not path.exists():
             raise FileNotFoundError(str(path))
         self._conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
@@ -187,6 +235,9 @@ class SQLiteResults:
                 self._conn.execute("PRAGMA synchronous = NORMAL")
                 self._conn.executescript(_SCHEMA)
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if create:  # SQLite gives -wal/-shm the database's mode; an older file's may still be loose
+            for suffix in ("-wal", "-shm"):
+                make_private_file(path.with_name(path.name + suffix), create=False)
 
     def write(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Insert (or replace, by job id) ``rows`` in one transaction."""

@@ -30,13 +30,14 @@ from pydantic import BaseModel, Field
 
 from .._names import check_name
 from ..config import Settings
-from ..errors import ConfigurationError, NotAVideo
+from ..errors import ConfigurationError, NotAVideo, VideoTooLarge
 from ..registry import job
 from ..runtime import report_progress
 from ._fetch import AddressGuard, FetchLimits, fetch_source
 
 __all__ = [
     "JOB_TIMEOUT",
+    "MAX_PIXELS",
     "SCENE_CHANGE_THRESHOLD",
     "THUMBNAIL_MAX_WIDTH",
     "AudioStreamInfo",
@@ -60,6 +61,15 @@ THUMBNAIL_MAX_WIDTH = 320
 #: the job's own time limit (seconds): download (TASKQ_DOWNLOAD_TOTAL_TIMEOUT) plus decoding
 JOB_TIMEOUT = 3600.0
 MAX_THUMBNAILS = 100
+#: pixels per frame the job decodes (``TASKQ_VIDEO_MAX_PIXELS`` on workers). 4096x4096 = 16.8 Mpx
+#: takes every 4K (UHD 3840x2160, DCI 4096x2160), 5K (5120x2880) and 4K 360° (3840x3840) video;
+#: 8K UHD (33 Mpx) is twice that. What decoding costs grows with it: an 8192x8192 clip of 200 KB
+#: took a worker from 50 MB to about 1 GB (frame threads each hold frames, the gray copies more),
+#: times ``ARQ_MAX_JOBS`` jobs at once.
+MAX_PIXELS = 4096 * 4096
+#: decoded bytes a pixel may take within the budget: 8-bit 4:2:0 takes 1.5, 10-bit 4:2:0 3,
+#: RGBA 4; 16-bit 4:4:4 (6) is allowed two thirds of the pixels
+BYTES_PER_PIXEL_BUDGET = 4
 MAX_SAMPLE_FRAMES = 10_000
 
 _INSTALL_HINT = 'pip install "taskq-sdk[video]"'
@@ -70,6 +80,9 @@ SAFE_DEMUXERS = (
     "ogg,asf,ivf,mxf,nut,dv,gif,yuv4mpegpipe,wav,mp3,aac,flac"
 )
 _DEMUX_OPTIONS = {"protocol_whitelist": "file", "format_whitelist": SAFE_DEMUXERS}
+_FFMPEG_INT_MAX = 2**31 - 1
+#: streams the header-reading pixel limit is given to (PyAV takes one options dict per stream)
+_MAX_STREAM_OPTIONS = 64
 _SAFE_DIR_RE = re.compile(r"[^A-Za-z0-9_.=+@-]")
 
 T = TypeVar("T")
@@ -219,7 +232,12 @@ def _sniff(path: Path) -> str:
     return ""
 
 
-def _open_input(av: Any, path: Path) -> Any:
+def _ffmpeg_max_pixels(max_pixels: int) -> str:
+    """FFmpeg's own ``max_pixels``: it counts the decoder's padded buffers (aligned, with edges), so twice ours."""
+    return str(min(2 * max_pixels, _FFMPEG_INT_MAX))
+
+
+def _open_input(av: Any, path: Path, max_pixels: int = MAX_PIXELS) -> Any:
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -227,7 +245,16 @@ def _open_input(av: Any, path: Path) -> Any:
     if size == 0:
         raise NotAVideo("the input is empty (0 bytes), not a video")
     try:
-        return av.open(str(path), mode="r", options=dict(_DEMUX_OPTIONS), metadata_errors="ignore")
+        # FFmpeg decodes a few frames while it reads the header (to guess H.264's decode delay); its
+        # max_pixels makes it skip frames over the budget, so no huge frame is decoded even there
+        limit = {"max_pixels": _ffmpeg_max_pixels(max_pixels)}
+        return av.open(
+            str(path),
+            mode="r",
+            options=dict(_DEMUX_OPTIONS),
+            stream_options=[limit] * _MAX_STREAM_OPTIONS,
+            metadata_errors="ignore",
+        )
     except (av.FFmpegError, ValueError, OSError, EOFError) as exc:
         detail = getattr(exc, "strerror", None) or type(exc).__name__
         raise NotAVideo(
@@ -235,6 +262,45 @@ def _open_input(av: Any, path: Path) -> Any:
             "Check that the URL points at the video file itself (mp4, mkv, webm, mov, avi, ...) "
             "and that it is complete"
         ) from None
+
+
+def _frame_bytes(av: Any, pix_fmt: str | None, width: int, height: int) -> int | None:
+    """Bytes of one decoded ``width`` x ``height`` frame in ``pix_fmt`` (``None``: format unknown)."""
+    if not pix_fmt:
+        return None
+    try:
+        bits = av.video.format.VideoFormat(pix_fmt, 16, 16).padded_bits_per_pixel
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return width * height * int(bits) // 8
+
+
+def check_frame_size(av: Any, stream: Any, max_pixels: int) -> None:
+    """Raise :class:`VideoTooLarge` if ``stream``'s frames, as its header states them, exceed the budget.
+
+    ``max_pixels`` bounds width x height, and ``max_pixels * 4`` the bytes of one decoded frame in
+    the stream's pixel format. Nothing is decoded: only the header's codec parameters are read.
+
+    Example::
+
+        check_frame_size(av, container.streams.video[0], MAX_PIXELS)
+    """
+    cc = stream.codec_context
+    width, height = int(cc.width or 0), int(cc.height or 0)
+    fmt = getattr(getattr(cc, "format", None), "name", None) or getattr(cc, "pix_fmt", None)
+    pixels = width * height
+    size = _frame_bytes(av, fmt, width, height)
+    max_bytes = max_pixels * BYTES_PER_PIXEL_BUDGET
+    if pixels <= max_pixels and (size is None or size <= max_bytes):
+        return
+    what = f"{pixels:,} pixels" if pixels > max_pixels else f"{size or 0:,} bytes decoded ({fmt})"
+    limit = f"{max_pixels:,} pixels" if pixels > max_pixels else f"{max_bytes:,} bytes (4 per allowed pixel)"
+    raise VideoTooLarge(
+        f"the video's frames are {width}x{height} ({what} each), over the worker's limit of {limit} per frame "
+        f"(TASKQ_VIDEO_MAX_PIXELS={max_pixels}); it was refused before decoding. Downscale it first "
+        "(e.g. ffmpeg -i in.mp4 -vf scale=3840:-2 out.mp4), or raise TASKQ_VIDEO_MAX_PIXELS on workers "
+        "with the memory for it (each running job holds several decoded frames)"
+    )
 
 
 def _is_cover_art(av: Any, stream: Any) -> bool:
@@ -313,8 +379,8 @@ def probe_video(path: str | Path) -> VideoProbe:
         container.close()
 
 
-def _count_packets(av: Any, path: Path, index: int) -> int:
-    container = _open_input(av, path)
+def _count_packets(av: Any, path: Path, index: int, max_pixels: int) -> int:
+    container = _open_input(av, path, max_pixels)
     try:
         stream = container.streams[index]
         return sum(1 for packet in container.demux(stream) if packet.size)
@@ -341,6 +407,7 @@ def analyze_video(
     sample_frames: int = 60,
     progress: AnalysisProgress | None = None,
     stop: threading.Event | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> VideoAnalysis:
     """Probe and decode a local video: write ``thumbnails`` JPEGs to ``out_dir``, measure sampled frames.
 
@@ -349,7 +416,8 @@ def analyze_video(
     ``sample_frames`` evenly spaced frames give the per-frame mean brightness and the scene-change
     count (see :data:`SCENE_CHANGE_THRESHOLD`). ``progress(fraction, message)`` is called after every
     decoded frame (throttle it yourself); setting ``stop`` makes it stop at the next frame. On failure
-    the thumbnails it wrote are removed.
+    the thumbnails it wrote are removed. Frames over ``max_pixels`` (or 4 bytes a pixel decoded)
+    raise :class:`~taskq_sdk.errors.VideoTooLarge` from the stream header, before any decoding.
 
     Example::
 
@@ -368,7 +436,7 @@ def analyze_video(
             progress(fraction, message)
 
     tell(0.0, "probing")
-    container = _open_input(av, file)
+    container = _open_input(av, file, max_pixels)
     try:
         try:
             probe = _probe_open(av, container, file)
@@ -382,7 +450,10 @@ def analyze_video(
             )
         info = probe.video[0]
         stream = container.streams[info.index]
-        expected = info.frames or _count_packets(av, file, info.index)
+        check_frame_size(av, stream, max_pixels)
+        # and FFmpeg itself refuses far larger frames, should the stream change size after its header
+        stream.codec_context.options = {**stream.codec_context.options, "max_pixels": _ffmpeg_max_pixels(max_pixels)}
+        expected = info.frames or _count_packets(av, file, info.index, max_pixels)
         if expected <= 0 and info.fps and probe.duration_s:
             expected = max(1, round(info.fps * probe.duration_s))
         expected = max(expected, 1)
@@ -595,6 +666,7 @@ async def process_video_async(
             sample_frames=sample_frames,
             progress=progress.analysis,
             stop=stop,
+            max_pixels=settings.video_max_pixels,
         )
         probe = analysis.probe
         result = VideoResult(
