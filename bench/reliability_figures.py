@@ -27,6 +27,7 @@ HEADLINES = {
     "corrupt jobs left unfailed": re.compile(r"jobs_left_unfailed$"),
     "cross-tenant leaks": re.compile(
         r"cross_tenant_leaks|forged_handle_reads|attacks_allowed|forged_handover_executions|forged_cancels_obeyed"
+        r"|readable_by_others"
     ),
     "pickle payloads executed": re.compile(r"pickle_payloads_executed"),
     "passwords printed": re.compile(r"passwords_printed"),

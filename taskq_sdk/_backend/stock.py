@@ -61,8 +61,16 @@ class SafeRedisSettings(RedisSettings):
 
 def redis_settings_for(settings: Settings) -> SafeRedisSettings:
     """arq ``RedisSettings`` equivalent to a taskq :class:`Settings` (URL, TLS, timeouts)."""
-    base = RedisSettings.from_dsn(settings.url())
+    from urllib.parse import parse_qs, urlsplit
+
+    url = settings.url()
+    base = RedisSettings.from_dsn(url)
     rs = SafeRedisSettings(**base.__dict__)
+    query = parse_qs(urlsplit(url).query)  # redis-py accepts ?username=&password=; arq's from_dsn does not
+    if not rs.password and query.get("password"):
+        rs.password = query["password"][-1]
+    if not rs.username and query.get("username"):
+        rs.username = query["username"][-1]
     rs.conn_timeout = int(max(1, settings.connect_timeout))
     if rs.ssl:
         rs.ssl_check_hostname = settings.tls_check_hostname
