@@ -64,7 +64,11 @@ def test_partial_failure_gather_modes_errors_and_frame(api: Api, worker: Any) ->
     batch = api(client.map("toy_sentiment", texts, chunk_size=4))
     with pytest.raises(JobFailed) as info:
         api(batch.results(timeout=30))
-    assert "item 1" in str(info.value) and "cannot score 'bad apple'" in str(info.value)
+    # the first failure seen is raised: chunk 2 (items 4-5) may finish before chunk 1
+    seen = str(info.value)
+    assert ("item 1" in seen and "cannot score 'bad apple'" in seen) or (
+        "item 4" in seen and "cannot score 'very bad'" in seen
+    ), seen
     assert info.value.remote_type == "ValueError" and "toy_sentiment" in info.value.remote_traceback
     returned = api(batch.gather(errors="return", timeout=30))
     assert [isinstance(v, JobFailed) for v in returned] == [False, True, False, False, True, False]
