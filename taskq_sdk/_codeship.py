@@ -32,7 +32,17 @@ from typing import Any
 from .errors import ConfigurationError, SerializationError
 from .registry import JobSpec, spec_for
 
-__all__ = ["ENV_VAR", "CodeResolver", "CodeShelf", "NotebookFunctions", "main", "require_cloudpickle"]
+__all__ = [
+    "ENV_VAR",
+    "CodeResolver",
+    "CodeShelf",
+    "NotebookFunctions",
+    "auto_name",
+    "fingerprint",
+    "main",
+    "require_cloudpickle",
+    "short_name",
+]
 
 #: the environment variable through which a cluster's worker subprocesses learn its code directory
 ENV_VAR = "TASKQ_CODE_DIR"
@@ -55,6 +65,51 @@ def require_cloudpickle() -> Any:
             f"{_INSTALL} (or use LocalCluster(processes=False) to run them in this process)."
         ) from exc
     return cloudpickle
+
+
+def fingerprint(fn: Callable[..., Any]) -> str | None:
+    """A digest of ``fn`` as it would travel (code, closure, defaults and the globals it uses), or None.
+
+    ``None``: cloudpickle is missing or cannot pickle ``fn`` (in-process workers do not need it to).
+
+    Example::
+
+        fingerprint(lambda x: x * 2)   # '5e0c1a9b2f...': equal for equal code and captured values
+    """
+    try:
+        import cloudpickle
+    except ImportError:
+        return None
+    try:
+        data = cloudpickle.dumps(fn)
+    except Exception:
+        return None
+    return hashlib.sha256(data).hexdigest()
+
+
+def short_name(fn: Callable[..., Any]) -> str:
+    """A readable name of any callable: its ``__name__`` (``lambda`` for lambdas), else its type's name.
+
+    Example::
+
+        short_name(lambda x: x)   # 'lambda'
+    """
+    target = inspect.unwrap(fn)
+    name = getattr(target, "__name__", None) or type(target).__name__
+    return str(name).replace("<lambda>", "lambda").replace("<", "").replace(">", "")
+
+
+def auto_name(fn: Callable[..., Any], digest: str) -> str:
+    """The job name a cluster gives a callable it ships by itself: qualified name, ``@``, code digest.
+
+    Example::
+
+        auto_name(score, fingerprint(score))   # 'score@3f2a9c1b0d'
+    """
+    target = inspect.unwrap(fn)
+    qual = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or type(target).__qualname__
+    qual = str(qual).replace("<lambda>", "lambda").replace("<locals>", "locals").replace("<", "").replace(">", "")
+    return f"{qual}@{digest[:10]}"
 
 
 _NAMES = "names.txt"  # the shipped names, so workers can list what they serve in their heartbeats
@@ -226,8 +281,7 @@ class CodeResolver:
             if payload.get("format") != _FORMAT or payload.get("name") != name or not callable(fn):
                 raise ValueError("unexpected file contents")
             _restore_source(fn, payload.get("src"))
-            spec = spec_for(fn)
-            return spec if spec.name == name else spec_for(fn, name=name)
+            return spec_for(fn, name=name)  # a lambda has no name of its own: the shelf's is the one
         except Exception as exc:
             return _load_failure(
                 name,
