@@ -24,7 +24,16 @@ if TYPE_CHECKING:
     from ._core import ClientCore
     from .client import AsyncClient, Client
 
-__all__ = ["default_async_client", "default_client", "job_target", "opened"]
+__all__ = [
+    "auto_name",
+    "cluster_created",
+    "default_async_client",
+    "default_client",
+    "display_name",
+    "job_target",
+    "opened",
+    "short_name",
+]
 
 #: client core -> the LocalCluster it was built from (cluster clients may ship code; others never do)
 _CLUSTERS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -79,19 +88,36 @@ async def job_target(core: ClientCore, fn: Any) -> Any:
     return fn
 
 
-def _newest(kind: type) -> Any:
+def _newest(blocking: bool) -> Any:
     for ref in reversed(_RECENT):
         client = ref()
-        if isinstance(client, kind) and not getattr(client, "is_closed", True):
+        # a Client has a portal (its loop thread); an AsyncClient runs on the caller's loop
+        if client is not None and hasattr(client, "portal") == blocking and not getattr(client, "is_closed", True):
             return client
     return None
 
 
-def _newest_cluster() -> Any:
-    from .local import _clusters
+#: LocalClusters, oldest first (LocalCluster.__init__ adds itself): the newest running one serves df.taskq
+_CLUSTER_LIST: list[weakref.ref[Any]] = []
 
-    running = [c for c in _clusters if not c._closed and c._started]
-    return running[-1] if running else None
+
+def cluster_created(cluster: Any) -> None:
+    """Remember a new LocalCluster, so ``df.taskq.apply`` can default to its client.
+
+    Example::
+
+        cluster_created(self)   # in LocalCluster.__init__
+    """
+    _CLUSTER_LIST[:] = [r for r in _CLUSTER_LIST if r() is not None]
+    _CLUSTER_LIST.append(weakref.ref(cluster))
+
+
+def _newest_cluster() -> Any:
+    for ref in reversed(_CLUSTER_LIST):
+        cluster = ref()
+        if cluster is not None and not cluster._closed and cluster._started:
+            return cluster
+    return None
 
 
 _NO_CLIENT = (
@@ -107,9 +133,7 @@ def default_client(what: str = "df.taskq.apply()") -> Client:
 
         client = default_client()   # ConfigurationError saying how to get one if there is none
     """
-    from .client import Client
-
-    client = _newest(Client)
+    client = _newest(blocking=True)
     if client is None:
         cluster = _newest_cluster()
         if cluster is not None:
@@ -127,9 +151,7 @@ def default_async_client(what: str = "apply_async()") -> AsyncClient:
 
         aclient = default_async_client()
     """
-    from .client import AsyncClient
-
-    client = _newest(AsyncClient)
+    client = _newest(blocking=False)
     if client is None:
         cluster = _newest_cluster()
         if cluster is not None:
@@ -142,7 +164,6 @@ def default_async_client(what: str = "apply_async()") -> AsyncClient:
 
 def display_name(fn: str | Callable[..., Any]) -> str:
     """The name result columns get by default: the job name, or a plain function's own ``__name__``."""
-    from ._codeship import short_name
     from .registry import spec_for
 
     if isinstance(fn, str):
@@ -150,3 +171,28 @@ def display_name(fn: str | Callable[..., Any]) -> str:
     if getattr(fn, "__taskq_job__", None) is not None:
         return spec_for(fn).name
     return short_name(fn)
+
+
+def short_name(fn: Callable[..., Any]) -> str:
+    """A readable name of any callable: its ``__name__`` (``lambda`` for lambdas), else its type's name.
+
+    Example::
+
+        short_name(lambda x: x)   # 'lambda'
+    """
+    target = inspect.unwrap(fn)
+    name = getattr(target, "__name__", None) or type(target).__name__
+    return str(name).replace("<lambda>", "lambda").replace("<", "").replace(">", "")
+
+
+def auto_name(fn: Callable[..., Any], digest: str) -> str:
+    """The job name a cluster gives a callable it ships by itself: qualified name, ``@``, code digest.
+
+    Example::
+
+        auto_name(score, fingerprint(score))   # 'score@3f2a9c1b0d'
+    """
+    target = inspect.unwrap(fn)
+    qual = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or type(target).__qualname__
+    qual = str(qual).replace("<lambda>", "lambda").replace("<locals>", "locals").replace("<", "").replace(">", "")
+    return f"{qual}@{digest[:10]}"

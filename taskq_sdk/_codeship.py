@@ -37,11 +37,9 @@ __all__ = [
     "CodeResolver",
     "CodeShelf",
     "NotebookFunctions",
-    "auto_name",
     "fingerprint",
     "main",
     "require_cloudpickle",
-    "short_name",
 ]
 
 #: the environment variable through which a cluster's worker subprocesses learn its code directory
@@ -85,31 +83,6 @@ def fingerprint(fn: Callable[..., Any]) -> str | None:
     except Exception:
         return None
     return hashlib.sha256(data).hexdigest()
-
-
-def short_name(fn: Callable[..., Any]) -> str:
-    """A readable name of any callable: its ``__name__`` (``lambda`` for lambdas), else its type's name.
-
-    Example::
-
-        short_name(lambda x: x)   # 'lambda'
-    """
-    target = inspect.unwrap(fn)
-    name = getattr(target, "__name__", None) or type(target).__name__
-    return str(name).replace("<lambda>", "lambda").replace("<", "").replace(">", "")
-
-
-def auto_name(fn: Callable[..., Any], digest: str) -> str:
-    """The job name a cluster gives a callable it ships by itself: qualified name, ``@``, code digest.
-
-    Example::
-
-        auto_name(score, fingerprint(score))   # 'score@3f2a9c1b0d'
-    """
-    target = inspect.unwrap(fn)
-    qual = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or type(target).__qualname__
-    qual = str(qual).replace("<lambda>", "lambda").replace("<locals>", "locals").replace("<", "").replace(">", "")
-    return f"{qual}@{digest[:10]}"
 
 
 _NAMES = "names.txt"  # the shipped names, so workers can list what they serve in their heartbeats

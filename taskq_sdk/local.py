@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from pydantic import SecretStr
 
 from . import _codeship
+from ._callables import auto_name, cluster_created, short_name
 from ._lifeline import ENV_VAR, Lifeline
 from ._server import LocalServer
 from .config import Settings
@@ -227,7 +228,7 @@ atexit.register(_close_all)
 
 
 def _short(fn: Callable[..., Any]) -> str:
-    return _codeship.short_name(fn)
+    return short_name(fn)
 
 
 class LocalCluster:
@@ -287,6 +288,7 @@ class LocalCluster:
         self._served: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         self._serve_lock = threading.RLock()
         _clusters.add(self)
+        cluster_created(self)
         if start:
             self.start()
 
@@ -539,7 +541,7 @@ class LocalCluster:
                     "(locks, open files, connections) inside the function, or use LocalCluster(processes=False)."
                 )
             digest = hashlib.sha256(f"{id(fn)}:{time.time_ns()}".encode()).hexdigest()
-        name = _codeship.auto_name(fn, digest)
+        name = auto_name(fn, digest)
         if name not in self._functions:
             try:
                 spec = spec_for(fn, name=name)
