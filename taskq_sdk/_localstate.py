@@ -36,6 +36,7 @@ class LocalState:
     safe_url: str
     pid: int
     path: Path
+    start_time: str | None = None
 
 
 def state_dir() -> Path:
@@ -60,19 +61,17 @@ def _private(path: Path) -> bool:
     return mine and not st.st_mode & 0o077
 
 
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a reused pid is some other program: the state is stale all the same
-        return b"taskq" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True
+def _alive(pid: int, start_time: str | None) -> bool:
+    from ._server import _pid_running  # a pid reused by another program has another start time
+
+    return _pid_running(pid, start_time.encode() if start_time else None)
+
+
+def _my_start_time() -> str | None:
+    from ._server import _start_time
+
+    started = _start_time(os.getpid())
+    return started.decode() if started else None
 
 
 def write_private(path: str | os.PathLike[str], text: str) -> None:
@@ -105,8 +104,9 @@ def write(url: str, safe_url: str) -> LocalState:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
     path = directory / _FILE
-    write_private(path, json.dumps({"url": url, "safe_url": safe_url, "pid": os.getpid()}))
-    return LocalState(url=url, safe_url=safe_url, pid=os.getpid(), path=path)
+    started = _my_start_time()
+    write_private(path, json.dumps({"url": url, "safe_url": safe_url, "pid": os.getpid(), "start_time": started}))
+    return LocalState(url=url, safe_url=safe_url, pid=os.getpid(), path=path, start_time=started)
 
 
 def read() -> LocalState | None:
@@ -122,11 +122,18 @@ def read() -> LocalState | None:
         return None
     try:
         data = json.loads(path.read_text())
-        state = LocalState(url=str(data["url"]), safe_url=str(data["safe_url"]), pid=int(data["pid"]), path=path)
+        started = data.get("start_time")
+        state = LocalState(
+            url=str(data["url"]),
+            safe_url=str(data["safe_url"]),
+            pid=int(data["pid"]),
+            path=path,
+            start_time=str(started) if started else None,
+        )
     except (OSError, ValueError, KeyError, TypeError):
         path.unlink(missing_ok=True)  # unreadable: nobody can use it
         return None
-    if not _alive(state.pid):
+    if not _alive(state.pid, state.start_time):
         path.unlink(missing_ok=True)
         return None
     return state
