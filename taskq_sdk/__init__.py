@@ -9,7 +9,8 @@ Start a local server and workers, submit a job, follow it, get its result::
         print(job.wait(progress=True))
 
 Names are imported on first use, so ``import taskq_sdk`` stays fast and never imports arq, redis,
-pandas, ipywidgets or video libraries. The package's layers, bottom up (``tests/test_quality.py``
+pandas, ipywidgets or video libraries; ``df.taskq`` appears once pandas is imported (see
+``taskq_sdk._pandas_hook``). The package's layers, bottom up (``tests/test_quality.py``
 keeps them so):
 
 * foundations: ``errors``, ``models``, ``config``, ``serialization``, ``registry`` and small helpers;
@@ -29,7 +30,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._error_names import ERROR_NAMES
+from ._pandas_hook import install as _install_pandas_accessor
 from ._version import __version__
+
+_install_pandas_accessor()  # df.taskq works once pandas is imported, without importing it here
 
 if TYPE_CHECKING:
     from .batch import AsyncBatch, Batch, BatchCounts

@@ -32,7 +32,15 @@ from typing import Any
 from .errors import ConfigurationError, SerializationError
 from .registry import JobSpec, spec_for
 
-__all__ = ["ENV_VAR", "CodeResolver", "CodeShelf", "NotebookFunctions", "main", "require_cloudpickle"]
+__all__ = [
+    "ENV_VAR",
+    "CodeResolver",
+    "CodeShelf",
+    "NotebookFunctions",
+    "fingerprint",
+    "main",
+    "require_cloudpickle",
+]
 
 #: the environment variable through which a cluster's worker subprocesses learn its code directory
 ENV_VAR = "TASKQ_CODE_DIR"
@@ -55,6 +63,26 @@ def require_cloudpickle() -> Any:
             f"{_INSTALL} (or use LocalCluster(processes=False) to run them in this process)."
         ) from exc
     return cloudpickle
+
+
+def fingerprint(fn: Callable[..., Any]) -> str | None:
+    """A digest of ``fn`` as it would travel (code, closure, defaults and the globals it uses), or None.
+
+    ``None``: cloudpickle is missing or cannot pickle ``fn`` (in-process workers do not need it to).
+
+    Example::
+
+        fingerprint(lambda x: x * 2)   # '5e0c1a9b2f...': equal for equal code and captured values
+    """
+    try:
+        import cloudpickle
+    except ImportError:
+        return None
+    try:
+        data = cloudpickle.dumps(fn)
+    except Exception:
+        return None
+    return hashlib.sha256(data).hexdigest()
 
 
 _NAMES = "names.txt"  # the shipped names, so workers can list what they serve in their heartbeats
@@ -226,8 +254,7 @@ class CodeResolver:
             if payload.get("format") != _FORMAT or payload.get("name") != name or not callable(fn):
                 raise ValueError("unexpected file contents")
             _restore_source(fn, payload.get("src"))
-            spec = spec_for(fn)
-            return spec if spec.name == name else spec_for(fn, name=name)
+            return spec_for(fn, name=name)  # a lambda has no name of its own: the shelf's is the one
         except Exception as exc:
             return _load_failure(
                 name,

@@ -1,16 +1,11 @@
 """The ``taskq`` command: run workers or a local server, and inspect or steer jobs from a shell.
 
-Connection comes from the same environment variables as the worker (``REDIS_URL`` or
-``REDIS_HOST``/``PORT``/``PASSWORD``/``DB``), or ``--url``::
+Connection: ``--url``, else ``REDIS_URL`` (or ``REDIS_HOST``/``PORT``/``PASSWORD``/``DB``), else
+the ``taskq local`` running for this user (it leaves its URL in a private state file), else
+``localhost:6379``::
 
     $ taskq local --workers 2              # embedded server + workers in the foreground; Ctrl-C stops both
-    $ taskq worker mypkg.jobs              # same as python -m taskq_sdk.worker
-    $ taskq status 3f2a9c...               # one job (--json for scripts)
-    $ taskq cancel 3f2a9c...  /  taskq retry 3f2a9c...
-    $ taskq jobs --status failed           # recent jobs
-    $ taskq workers                        # live workers
-    $ taskq metrics --window 300           # counts, failure rate, p50/p95 over the last 5 minutes
-    $ taskq health                         # ok / degraded / down, and the reasons
+    $ taskq jobs --status failed           # from another shell: finds the running `taskq local`
 
 Exit codes: 0 ok, 1 the job/operation did not succeed (failed job, nothing cancelled; health
 degraded), 2 usage or configuration error, 3 server unreachable (health down), 4 not found.
@@ -23,16 +18,47 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Sequence
 from typing import Any
 
+from . import _localstate
+from ._version import __version__
 from .errors import BrokerUnavailable, JobNotFound, TaskqError
 
 __all__ = ["main"]
 
+_EPILOG = """\
+examples:
+  taskq local --workers 2       embedded server + 2 workers in the foreground; Ctrl-C stops both
+  taskq jobs --status failed    recent failed jobs (finds a running `taskq local` by itself)
+  taskq status JOB_ID           one job (--json for scripts)
+  taskq cancel JOB_ID           cancel a queued or running job; `taskq retry JOB_ID` runs it again
+  taskq worker mypkg.jobs       a worker serving the jobs of module mypkg.jobs
+  taskq metrics --window 300    counts, failure rate, p50/p95 over the last 5 minutes
+  taskq health                  ok / degraded / down, and the reasons
+
+connection: --url, else REDIS_URL (or REDIS_HOST, REDIS_PORT, REDIS_PASSWORD, REDIS_DB), else the
+`taskq local` running for this user, else localhost:6379.
+
+exit codes: 0 ok, 1 the job or operation did not succeed (health degraded), 2 usage or
+configuration error, 3 server unreachable (health down), 4 not found."""
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
+_CONNECTION_ENV = ("REDIS_URL", "REDIS_HOST", "REDIS_PORT")
+#: Python advice in library messages, and what a shell user does instead
+_SHELL_WORDS = (
+    ("For a local one: LocalCluster() in Python, or `taskq local` in a shell.",
+     "Start one with `taskq local` in another shell, or name yours with --url or REDIS_URL."),
+    ("use a client bound to that tenant and its queue (tenant=..., queue=...)", "pass --tenant NAME"),
+    ("Check REDIS_PASSWORD / REDIS_URL.", "Check the password in --url or REDIS_URL (or REDIS_PASSWORD)."),
+)  # fmt: skip
+
+
+def _shell(message: str) -> str:
+    for python, shell in _SHELL_WORDS:
+        message = message.replace(python, shell)
+    return message
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -42,6 +68,10 @@ def _client(args: argparse.Namespace) -> Any:
     settings = Settings()
     if args.url:
         settings = settings.with_url(args.url)
+    elif not any(os.environ.get(k) for k in _CONNECTION_ENV):
+        running = _localstate.read()  # the `taskq local` of this user, if one runs
+        if running is not None:
+            settings = settings.with_url(running.url)
     return Client(settings=settings, tenant=getattr(args, "tenant", None))
 
 
@@ -178,37 +208,75 @@ def cmd_health(args: argparse.Namespace) -> int:
 def cmd_local(args: argparse.Namespace) -> int:
     from .local import LocalCluster
 
-    cluster = LocalCluster(n_workers=args.workers, jobs=args.modules, persist_dir=args.persist_dir)
+    running = _localstate.read()
+    if running is not None:
+        print(
+            f"taskq local: already running for this user (pid {running.pid}, server {running.safe_url}). "
+            f"Stop it first (Ctrl-C in its shell, or: kill {running.pid}); other taskq commands use it as it is.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())  # a closed terminal stops it cleanly too
+    cluster = LocalCluster(n_workers=args.workers, jobs=args.modules, persist_dir=args.persist_dir)
+    state = None
     try:
-        # the full URL carries the password: it goes to a 0600 file, never to the terminal
-        url_file = args.url_file or os.path.join(tempfile.mkdtemp(prefix="taskq-local-"), "url")
-        fd = os.open(url_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(cluster.url)
+        # the full URL carries the password: it goes to 0600 files, never to the terminal
+        state = _localstate.write(cluster.url, cluster.safe_url)
+        if args.url_file:
+            _localstate.write_private(args.url_file, cluster.url)
         print(f"taskq local: server {cluster.safe_url}, {args.workers} worker(s). Ctrl-C stops both.")
-        print(f'connect from another shell:  export REDIS_URL="$(cat {url_file})"')
+        print("other taskq commands in this user's shells use it: try `taskq workers`")
+        if args.url_file:
+            print(f'connect from elsewhere:  export REDIS_URL="$(cat {args.url_file})"')
+        sys.stdout.flush()
         stop.wait()
     except KeyboardInterrupt:
         pass
     finally:
         cluster.close()
+        if state is not None:
+            _localstate.remove(state)
+        if args.url_file:
+            _localstate.remove_file(args.url_file)
         print("taskq local: stopped")
     return EXIT_OK
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, not {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .models import JobStatus
+
     parser = argparse.ArgumentParser(
         prog="taskq",
         description="Run taskq workers or a local server, and inspect or steer jobs.",
-        epilog=__doc__.split("\n\n")[1] if __doc__ else None,
+        epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"taskq {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--url", help="server URL (default: REDIS_URL / REDIS_HOST...)")
+        p.add_argument(
+            "--url", help="server URL (default: REDIS_URL, else the running `taskq local`, else localhost:6379)"
+        )
         p.add_argument("--json", action="store_true", help="machine-readable output")
         p.add_argument("--tenant", help="act as this tenant")
         return p
@@ -216,9 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run a worker (python -m taskq_sdk.worker)", add_help=False)
     p = sub.add_parser("local", help="embedded server + workers in the foreground")
     p.add_argument("modules", nargs="*", help="job modules the workers import")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument(
+        "--workers", type=_count, default=1, metavar="N", help="worker processes to start (default: 1; 0: none)"
+    )
     p.add_argument("--persist-dir", help="keep the server's data here (append-only file)")
-    p.add_argument("--url-file", help="write the server URL (with its password) to this file")
+    p.add_argument(
+        "--url-file", help="also write the server URL (with its password) to this file (mode 0600; removed at stop)"
+    )
     p.set_defaults(func=cmd_local)
     for name, fn, helptext in (
         ("status", cmd_status, "show one job"),
@@ -229,9 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("job_id")
         p.set_defaults(func=fn)
     p = common(sub.add_parser("jobs", help="list recent jobs"))
-    p.add_argument("--status")
-    p.add_argument("--workspace")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--status", choices=[s.value for s in JobStatus], help="only jobs in this state")
+    p.add_argument("--workspace", help="only jobs of this workspace")
+    p.add_argument("--limit", type=_positive, default=50, help="at most this many jobs (default: 50)")
     p.set_defaults(func=cmd_jobs)
     p = common(sub.add_parser("workers", help="list live workers"))
     p.set_defaults(func=cmd_workers)
@@ -258,13 +330,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except JobNotFound as exc:
-        print(f"taskq: {exc}", file=sys.stderr)
+        print(f"taskq: {_shell(str(exc))}", file=sys.stderr)
         return EXIT_NOT_FOUND
     except BrokerUnavailable as exc:
-        print(f"taskq: {exc}", file=sys.stderr)
+        print(f"taskq: {_shell(str(exc))}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except TaskqError as exc:
-        print(f"taskq: {exc}", file=sys.stderr)
+        print(f"taskq: {_shell(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
 
 

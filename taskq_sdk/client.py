@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from . import health as _health
 from . import metrics as _metrics
+from ._callables import job_target, opened
 from ._core import ClientCore, ClientSource, resolve_settings
 from ._names import check_name
 from ._portal import Portal
@@ -78,6 +79,7 @@ class AsyncClient:
         settings = resolve_settings(redis_url, settings, overrides)
         self._core = ClientCore(settings, tenant=tenant, workspace=workspace, queue=queue)
         self._core.owner = self
+        opened(self, redis_url)  # a LocalCluster's client ships callables to its workers (_callables)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -159,6 +161,7 @@ class AsyncClient:
             job = await client.submit("resize", "cat.png", width=200, _timeout=60, _job_id="cat-200")
         """
         core = self._core
+        fn = await job_target(core, fn)  # any callable on a LocalCluster's client (_callables)
         row = core.prepare(fn, args, dict(kwargs))
         await core.check_known(row.function, row.queue)
         created, follow = await core.submit_followed(row)
@@ -280,6 +283,7 @@ class AsyncClient:
             batch = await client.map("score", texts, chunk_size=100, key="exp1-run", kwargs={"model": "v2"})
             values = await batch.results(timeout=600)
         """
+        fn = await job_target(self._core, fn)  # any callable on a LocalCluster's client (_callables)
         return await map_items(
             self._core,
             fn,
@@ -482,6 +486,7 @@ class Client:
             self._portal.stop()
             raise
         self._finalizer = weakref.finalize(self, _shutdown, self._portal, self._async)
+        opened(self)  # the default client of df.taskq.apply (_callables)
 
     # ------------------------------------------------------------------ properties
     @property

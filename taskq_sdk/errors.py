@@ -155,15 +155,17 @@ class UnknownJob(SubmitError, LookupError):
         client.submit("tpyo")   # UnknownJob: no worker serves 'tpyo'; known: add, ...
     """
 
-    def __init__(self, name: str, known: list[str], queue: str = "default") -> None:
+    def __init__(self, name: str, known: list[str], queue: str = "default", *, reason: str | None = None) -> None:
         self.name = name
         self.known = sorted(known)
         self.queue = queue
         listing = ", ".join(self.known) if self.known else "(none)"
+        first = reason or f"No worker serves a job named {name!r} on queue {queue!r}; check the spelling."
         super().__init__(
-            f"No worker serves a job named {name!r} on queue {queue!r}. Known names: {listing}. "
-            "Check the spelling, or start a worker that imports the module defining it "
-            "(python -m taskq_sdk.worker your.module)."
+            f"{first} Known names: {listing}. To run your own function: in a notebook, start a "
+            "LocalCluster and pass the function itself to cluster.client().submit(fn, ...) (or decorate it "
+            "with @cluster.job); in production, decorate it with @taskq_sdk.job in a module and start a "
+            "worker that imports it: python -m taskq_sdk.worker mymodule."
         )
 
 

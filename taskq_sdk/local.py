@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import hashlib
 import os
 import subprocess
 import sys
@@ -33,11 +34,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from pydantic import SecretStr
 
 from . import _codeship
+from ._callables import auto_name, cluster_created, short_name
 from ._lifeline import ENV_VAR, Lifeline
 from ._server import LocalServer
 from .config import Settings
-from .errors import ServerError
-from .registry import JobSpec, spec_for
+from .errors import ConfigurationError, SerializationError, ServerError
+from .registry import BUILTIN_JOB_MODULES, JobSpec, spec_for
 from .registry import job as taskq_job
 
 if TYPE_CHECKING:
@@ -225,6 +227,10 @@ def _close_all() -> None:
 atexit.register(_close_all)
 
 
+def _short(fn: Callable[..., Any]) -> str:
+    return short_name(fn)
+
+
 class LocalCluster:
     """An embedded server plus ``n_workers`` workers (subprocesses by default), for notebooks and tests.
 
@@ -279,7 +285,10 @@ class LocalCluster:
         self._functions: dict[str, JobSpec] = {}
         self._shelf: _codeship.CodeShelf | None = None
         self._started = False
+        self._served: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self._serve_lock = threading.RLock()
         _clusters.add(self)
+        cluster_created(self)
         if start:
             self.start()
 
@@ -480,6 +489,70 @@ class LocalCluster:
             return f
 
         return register(fn) if fn is not None else register
+
+    def serve_callable(self, fn: Callable[..., Any]) -> str:
+        """The job name this cluster's workers run ``fn`` under, shipping ``fn`` to them first if needed.
+
+        This is what ``client.submit(fn)``, ``client.map(fn, ...)`` and ``df.taskq.apply(fn)`` do
+        on a client of this cluster, so any callable works without :meth:`job`: a plain function,
+        a lambda, a ``functools.partial``. It is named from its qualified name and a digest of what
+        travels (code, closure, defaults, the globals it uses), so a re-run cell with changed code
+        ships a new version under a new name while queued jobs keep the old one. The same function
+        object is shipped once; a global it reads that changes later reaches the workers when the
+        cell defining the function runs again. Functions marked ``@taskq_sdk.job`` in a module the
+        workers import keep their name; other marked ones are shipped as :meth:`job` would.
+
+        Example::
+
+            name = cluster.serve_callable(lambda x: x * 2)   # 'lambda@5e0c1a9b2f'
+            cluster.client().submit(name, 21).result()       # 42
+        """
+        with self._serve_lock:
+            if self._closed:
+                raise ServerError("this LocalCluster was closed; create a new one to run functions on it")
+            try:
+                known = self._served.get(fn)
+            except TypeError:  # not weak-referenceable (a builtin): worked out again each time
+                known = None
+            if known is not None:
+                return known
+            name = self._ship_unknown(fn)
+            try:
+                self._served[fn] = name
+            except TypeError:
+                pass
+            return name
+
+    def _ship_unknown(self, fn: Callable[..., Any]) -> str:
+        marked = getattr(fn, "__taskq_job__", None)
+        if isinstance(marked, JobSpec):
+            mine = self._functions.get(marked.name)
+            if (mine is not None and mine.fn is fn) or marked.module in {*self.jobs, *BUILTIN_JOB_MODULES}:
+                return marked.name
+            self.job(fn)
+            return marked.name
+        digest = _codeship.fingerprint(fn)
+        if digest is None:
+            if self.processes:
+                _codeship.require_cloudpickle()  # the install hint, if that is what is missing
+                raise SerializationError(
+                    f"cannot send {_short(fn)!r} to the cluster's worker processes: cloudpickle cannot pickle it. "
+                    "Functions travel by value with the globals they use; move objects that cannot be pickled "
+                    "(locks, open files, connections) inside the function, or use LocalCluster(processes=False)."
+                )
+            digest = hashlib.sha256(f"{id(fn)}:{time.time_ns()}".encode()).hexdigest()
+        name = auto_name(fn, digest)
+        if name not in self._functions:
+            try:
+                spec = spec_for(fn, name=name)
+            except ValueError as exc:  # a builtin whose signature Python cannot read
+                raise ConfigurationError(
+                    f"cannot run {fn!r} as a job: {exc}. Wrap it in a function: def run(x): return {_short(fn)}(x)"
+                ) from exc
+            if self._started:
+                self._publish(spec)
+            self._functions[name] = spec
+        return name
 
     @property
     def notebook_functions(self) -> list[str]:

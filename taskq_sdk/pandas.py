@@ -33,6 +33,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('taskq_sdk.pandas needs pandas and numpy: pip install "taskq-sdk[pandas]"') from exc
 
+from ._callables import default_async_client, default_client, display_name, job_target
 from .batch.frame import JOB_COLUMN, STATUS_CATEGORIES, STATUS_COLUMN, TASKQ_COLUMNS, FrameBuilder, missing_block
 from .batch.handles import AsyncBatch, gather_frame, retry_items
 from .batch.submit import submit_frame
@@ -56,11 +57,18 @@ async def _gather(
     return out
 
 
+async def _submit(core: Any, data: pd.DataFrame | pd.Series, fn: str | Callable[..., Any], **how: Any) -> AsyncBatch:
+    # result columns keep the function's own name; the job goes by the name the cluster shipped it under
+    if how.get("prefix") is None:
+        how["prefix"] = display_name(fn)
+    return await submit_frame(core, data, await job_target(core, fn), **how)
+
+
 async def apply_async(
     data: pd.DataFrame | pd.Series,
     fn: str | Callable[..., Any],
     *,
-    client: AsyncClient,
+    client: AsyncClient | None = None,
     column: Any = None,
     columns: Sequence[Any] | None = None,
     rows: bool = False,
@@ -79,7 +87,8 @@ async def apply_async(
 
         out = await taskq_sdk.pandas.apply_async(df, "sentiment", column="text", client=aclient)
     """
-    batch = await submit_frame(
+    client = client if client is not None else default_async_client("apply_async()")
+    batch = await _submit(
         client.core, data, fn, column=column, columns=columns, rows=rows, chunk_size=chunk_size, prefix=prefix,
         expand=expand, key=key, kwargs=kwargs, options=options,
     )  # fmt: skip
@@ -90,7 +99,7 @@ def apply(
     data: pd.DataFrame | pd.Series,
     fn: str | Callable[..., Any],
     *,
-    client: Client,
+    client: Client | None = None,
     column: Any = None,
     columns: Sequence[Any] | None = None,
     rows: bool = False,
@@ -118,9 +127,10 @@ def apply(
         out = taskq_sdk.pandas.apply(df, "sentiment", column="text", client=client, chunk_size=500)
         df.join(out)
     """
+    client = client if client is not None else default_client("df.taskq.apply()")
     portal = client.portal
     batch = portal.call(
-        submit_frame, client.async_client.core, data, fn, column=column, columns=columns, rows=rows,
+        _submit, client.async_client.core, data, fn, column=column, columns=columns, rows=rows,
         chunk_size=chunk_size, prefix=prefix, expand=expand, key=key, kwargs=kwargs, options=options,
     )  # fmt: skip
     _CLIENTS[batch.id] = client
@@ -173,7 +183,7 @@ def _batch_of(out: pd.DataFrame) -> str:
 
 
 async def rerun_failed_async(
-    out: pd.DataFrame, *, client: AsyncClient, timeout: float | None = None, progress: bool | str = False
+    out: pd.DataFrame, *, client: AsyncClient | None = None, timeout: float | None = None, progress: bool | str = False
 ) -> pd.DataFrame:
     """:func:`rerun_failed` for ``async`` code.
 
@@ -181,6 +191,7 @@ async def rerun_failed_async(
 
         fixed = await taskq_sdk.pandas.rerun_failed_async(out, client=aclient)
     """
+    client = client if client is not None else default_async_client("rerun_failed_async()")
     batch = await client.batch(_batch_of(out))
     positions = _positions_to_rerun(out, batch.size)
     if not len(positions):
@@ -208,7 +219,7 @@ def rerun_failed(
     if client is None:
         client = _CLIENTS.get(batch_id)
         if client is None or client.is_closed:
-            raise ConfigurationError("pass client=: the client that ran this fan-out is gone")
+            client = default_client("rerun_failed()")
     batch = client.batch(batch_id)
     positions = _positions_to_rerun(out, batch.size)
     if not len(positions):
@@ -239,7 +250,7 @@ class TaskqAccessor:
         self,
         fn: str | Callable[..., Any],
         *,
-        client: Client,
+        client: Client | None = None,
         column: Any = None,
         columns: Sequence[Any] | None = None,
         rows: bool = False,
@@ -263,6 +274,33 @@ class TaskqAccessor:
             prefix=prefix, expand=expand, key=key, kwargs=kwargs, timeout=timeout, progress=progress, **options,
         )  # fmt: skip
 
+    def _info(self, what: str) -> dict[str, Any]:
+        info = self._obj.attrs.get("taskq")
+        if not isinstance(info, dict):
+            raise ConfigurationError(f".taskq.{what} is known only on the frame df.taskq.apply() returned")
+        return info
+
+    @property
+    def reused(self) -> bool:
+        """Whether :meth:`apply` with ``key=`` found this work already submitted and reused it (on its result).
+
+        Example::
+
+            out = df.taskq.apply(score, column="text", key="reviews-v1")
+            out.taskq.reused        # True when the cell ran before with the same key
+        """
+        return bool(self._info("reused").get("reused", False))
+
+    @property
+    def batch_id(self) -> str:
+        """The id of the batch that made this frame (``client.batch(out.taskq.batch_id)`` re-attaches).
+
+        Example::
+
+            client.batch(out.taskq.batch_id).counts()
+        """
+        return str(self._info("batch_id")["batch"])
+
     def rerun_failed(
         self, *, client: Client | None = None, timeout: float | None = None, progress: bool | str = True
     ) -> pd.DataFrame:
@@ -278,9 +316,13 @@ class TaskqAccessor:
 
 
 def _register() -> None:
-    for register in (pd.api.extensions.register_dataframe_accessor, pd.api.extensions.register_series_accessor):
-        target = pd.DataFrame if register is pd.api.extensions.register_dataframe_accessor else pd.Series
-        if getattr(target, "taskq", None) is None or getattr(target.taskq, "_accessor", None) is not TaskqAccessor:
+    # `import taskq_sdk` may have registered its placeholder already (taskq_sdk._pandas_hook): keep it
+    for cls, register in (
+        (pd.DataFrame, pd.api.extensions.register_dataframe_accessor),
+        (pd.Series, pd.api.extensions.register_series_accessor),
+    ):
+        current = getattr(cls.__dict__.get("taskq"), "_accessor", None)
+        if not str(getattr(current, "__module__", "")).startswith("taskq_sdk."):
             register("taskq")(TaskqAccessor)
 
 

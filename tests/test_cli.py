@@ -93,6 +93,7 @@ def test_taskq_local_runs_a_server_and_workers_until_ctrl_c(tmp_path: Any) -> No
     url_file = tmp_path / "url"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ARQ_", "TASKQ_"))}
     env["PYTHONPATH"] = str(ROOT)
+    env["XDG_RUNTIME_DIR"] = str(tmp_path)  # its per-user state file: never the developer's own
     proc = subprocess.Popen(
         [sys.executable, "-m", "taskq_sdk.cli", "local", "tests.jobfns", "--url-file", str(url_file)],
         env=env,
