@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -91,3 +92,71 @@ def test_every_builtin_analyzer_skips_missing_values_locally() -> None:
     # same keys whether skipped or not, so DataFrame columns line up
     for fn in (analyzers.sentiment, analyzers.language, analyzers.keywords, analyzers.text_stats):
         assert set(fn(None)) == set(fn("Good morning, lovely people.")), fn.__name__
+
+
+# ---------------------------------------------------------------------------- the README and the docs pages
+# Words that are ours, not our users': project history, machinery and this workplace
+INTERNAL_WORDS = [
+    r"\bthe seed\b", r"\bseed's\b", r"\bon this machine\b", r"\bhand-?over", r"\bhands? it over\b",
+    r"\bclaim(s|ed|ing)?\b", r"\breply channel\b", r"\bCI machine\b", r"\bthis VM\b", r"\bverbatim\b",
+]  # fmt: skip
+USER_PAGES = {"README.md": README} | {
+    f"docs/{p.name}": p.read_text() for p in DOCS if p.name not in ("FENCING.md", "RELIABILITY_FIGURES.md")
+}
+
+
+def _first_screen() -> str:
+    return README.split("\n---\n", 1)[0]
+
+
+def test_first_screen_says_why_shows_a_dataframe_and_the_two_commands() -> None:
+    screen = _first_screen()
+    assert len(screen.splitlines()) <= 35
+    assert "notebook" in screen and "kernel restart" in screen and "Cancel" in screen  # why, in the user's terms
+    code = re.findall(r"```python\n(.*?)```", screen, re.S)
+    assert code and ".taskq.apply(" in code[0] and "pd.DataFrame" in code[0], "no DataFrame example on screen one"
+    assert len(code[0].strip().splitlines()) <= 12
+    commands = re.findall(r"```bash\n(.*?)```", screen, re.S)
+    assert [c.strip().split(" && ")[-1] for c in commands] == ["python -m taskq_sdk.demo", "python -m pytest"]
+
+
+def test_readme_is_short_and_links_the_reference_pages() -> None:
+    assert len(README.splitlines()) <= 150, "reference belongs in docs/, not the README"
+    for page in ("jobs", "configuration", "deployment", "performance", "security", "queue-service"):
+        assert f"(docs/{page}.md)" in README and (ROOT / "docs" / f"{page}.md").exists(), page
+    for kept in ("docs/FENCING.md", "docs/RELIABILITY_FIGURES.md"):
+        assert f"({kept})" in README
+    for section in ("## Configuration", "## Safety", "## Performance", "## Job types", "## Retry policy"):
+        assert section not in README
+
+
+def test_readme_says_when_to_pick_taskq_with_measured_reasons() -> None:
+    table = README.split("## taskq, joblib, Dask, Ray or multiprocessing?", 1)[1].split("\n## ", 1)[0]
+    for peer in ("joblib", "Dask", "Ray", "multiprocessing"):
+        assert f"**{peer}**" in table, peer
+    assert "python -m bench.choose" in table and (ROOT / "bench" / "choose.py").exists()
+    assert len(re.findall(r"\d+(?:\.\d+)? (?:s|ms)\b", table)) >= 6, "reasons must be measured numbers"
+
+
+def test_relative_links_in_user_pages_resolve() -> None:
+    for name, text in USER_PAGES.items():
+        base = (ROOT / name).parent
+        for target in re.findall(r"\]\(([^)#]+?)(?:#[^)]*)?\)", text):
+            if "://" not in target:
+                assert (base / target).exists(), f"{name} links to {target}, which does not exist"
+
+
+@pytest.mark.parametrize("name", sorted(USER_PAGES) + [f"notebooks/{p.name}" for p in NOTEBOOKS])
+def test_user_facing_text_has_no_internal_words(name: str) -> None:
+    if name.startswith("notebooks/"):
+        import nbformat
+
+        nb = nbformat.read(ROOT / name, as_version=4)
+        text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        text += "\n".join(
+            line for c in nb.cells if c.cell_type == "code" for line in c.source.splitlines() if "#" in line
+        )
+    else:
+        text = USER_PAGES[name]
+    found = [m.group(0) for w in INTERNAL_WORDS for m in re.finditer(w, text, re.I)]
+    assert not found, f"{name} speaks to us, not to users: {sorted(set(found))}"
