@@ -160,3 +160,24 @@ def test_user_facing_text_has_no_internal_words(name: str) -> None:
         text = USER_PAGES[name]
     found = [m.group(0) for w in INTERNAL_WORDS for m in re.finditer(w, text, re.I)]
     assert not found, f"{name} speaks to us, not to users: {sorted(set(found))}"
+
+
+# ---------------------------------------------------------------------------- notebooks carry their outputs
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_is_stored_with_the_outputs_of_its_code(path: Any) -> None:
+    """Re-store with ``python -m tests.notebooks`` after editing a notebook's code."""
+    import nbformat
+
+    from .notebooks import code_sha256
+
+    nb = nbformat.read(path, as_version=4)
+    stored = nb.metadata.get("taskq", {}).get("code_sha256")
+    assert stored, f"{path.name} has no stored outputs: run python -m tests.notebooks {path.name[:2]}"
+    assert stored == code_sha256(nb), f"{path.name}'s code changed since its outputs were stored: re-run them"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    with_output = [c for c in code if c.outputs]
+    assert len(with_output) >= len(code) / 2, f"{path.name}: most code cells show nothing"
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"{path.name} was stored with an error: {errors[0].get('ename')}"
+    text = "".join(str(o) for c in code for o in c.outputs)
+    assert "redis://:***@" in text or "redis://" not in text.replace("redis://:PASSWORD@", ""), "a password leaked"
