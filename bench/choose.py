@@ -147,9 +147,7 @@ def run_snippet(python: str, code: str, *args: str, env: dict[str, str] | None =
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write("if __name__ == '__main__':\n" + textwrap.indent(code, "    "))
     try:
-        out = subprocess.run(
-            [python, f.name, *args], capture_output=True, text=True, timeout=900, cwd=ROOT, env=env
-        )
+        out = subprocess.run([python, f.name, *args], capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
     finally:
         os.unlink(f.name)
     if out.returncode != 0:

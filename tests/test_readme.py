@@ -201,6 +201,4 @@ def test_shell_block_runs(block: Block, harness: dict[str, Any], worker_for: Any
     out = subprocess.run(
         ["bash", "-e", "-c", block.code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
     )
-    assert out.returncode == 0, (
-        f"the shell block at {block.where} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}"
-    )
+    assert out.returncode == 0, f"the shell block at {block.where} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}"
