@@ -20,6 +20,15 @@ Register your own in a module the worker imports (``python -m taskq_sdk.worker m
 
     # client.submit("batch_analysis_async", ["HELLO there"], analyzers=["shouting", "sentiment"])
 
+Missing text is not scored. Every built-in result has a ``status``: ``"ok"``, or ``"skipped"``
+when there was nothing to analyze - the text is missing (``None``, ``NaN``, ``pd.NA``), or, for
+``sentiment``, ``language`` and ``keywords``, blank (empty or whitespace only). A skipped result
+keeps its keys with ``NaN`` for numbers and ``None`` for the rest, so a DataFrame fan-out gives
+NaN in, NaN out and ``mean()`` leaves those rows aside; ``text_stats`` counts a blank text (0
+words is a fact, not a guess)::
+
+    sentiment(None)   # {'score': nan, 'label': None, ..., 'status': 'skipped'}
+
 The libraries are imported on first use; without them an analyzer raises
 ``ImportError('pip install "taskq-sdk[analysis]"')``.
 """
@@ -27,6 +36,7 @@ The libraries are imported on first use; without them an analyzer raises
 from __future__ import annotations
 
 import math
+import numbers
 import re
 import threading
 from collections.abc import Callable
@@ -39,10 +49,13 @@ __all__ = [
     "DEFAULT_ANALYZERS",
     "INSTALL_HINT",
     "MAX_TEXT_CHARS",
+    "OK",
+    "SKIPPED",
     "AnalyzerSpec",
     "analyzer",
     "analyzer_names",
     "get_analyzer",
+    "is_missing",
     "keywords",
     "language",
     "sentiment",
@@ -60,6 +73,11 @@ MAX_TEXT_CHARS = 1_000_000
 SENTIMENT_THRESHOLD = 0.05
 #: below this normalised probability the language is reported as ``und`` (undetermined)
 LANGUAGE_MIN_CONFIDENCE = 0.5
+
+#: the ``status`` of a built-in analyzer's result: it analyzed the text, or there was no text to analyze
+OK = "ok"
+SKIPPED = "skipped"
+_NAN = float("nan")
 
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
@@ -154,10 +172,27 @@ def get_analyzer(name: str) -> AnalyzerSpec:
     return spec
 
 
+def is_missing(text: Any) -> bool:
+    """True for a missing value as pandas spells it: ``None``, a float ``NaN`` (numpy's too), ``pd.NA``, ``NaT``.
+
+    Example::
+
+        is_missing(float("nan")), is_missing(""), is_missing("hi")   # (True, False, False)
+    """
+    if text is None:
+        return True
+    if isinstance(text, float | numbers.Real) and not isinstance(text, bool | int):
+        return math.isnan(float(text))
+    # pandas' NA and NaT, without importing pandas: both are singletons of these types
+    return type(text).__name__ in ("NAType", "NaTType")
+
+
+def _skipped(**fields: Any) -> dict[str, Any]:
+    return {**fields, "status": SKIPPED}
+
+
 def _text(text: Any) -> str:
-    """The text to analyze: ``None`` and NaN (missing DataFrame cells) count as empty text."""
-    if text is None or (isinstance(text, float) and math.isnan(text)):
-        return ""
+    """The text to analyze (call :func:`is_missing` first); refuses what is not text, and texts over the limit."""
     if not isinstance(text, str):
         raise TypeError(f"analyzers take text (str), got {type(text).__name__}")
     if len(text) > MAX_TEXT_CHARS:
@@ -170,6 +205,9 @@ def _text(text: Any) -> str:
 # ---------------------------------------------------------------------------- text statistics
 _WORD_RE = re.compile(r"[^\W_]+(?:['’\-][^\W_]+)*")
 _SENTENCE_END_RE = re.compile(r"[.!?…。！？]+(?=\s|$)")
+_TEXT_STATS_KEYS = (
+    "chars", "words", "unique_words", "sentences", "avg_word_length", "avg_sentence_words", "lexical_diversity",
+)  # fmt: skip
 
 
 @analyzer("text_stats")
@@ -183,6 +221,8 @@ def text_stats(text: str) -> dict[str, Any]:
 
         text_stats("One fish. Two fish!")["sentences"]   # 2
     """
+    if is_missing(text):
+        return _skipped(**dict.fromkeys(_TEXT_STATS_KEYS, _NAN))
     body = _text(text)
     words = _WORD_RE.findall(body)
     stripped = body.strip()
@@ -198,6 +238,7 @@ def text_stats(text: str) -> dict[str, Any]:
         "avg_word_length": round(sum(len(w) for w in words) / len(words), 3) if words else 0.0,
         "avg_sentence_words": round(len(words) / sentences, 3) if sentences else 0.0,
         "lexical_diversity": round(len(unique) / len(words), 4) if words else 0.0,
+        "status": OK,
     }
 
 
@@ -224,14 +265,16 @@ def sentiment(text: str) -> dict[str, Any]:
 
     ``label`` is ``positive`` above +0.05, ``negative`` below -0.05, else ``neutral`` (VADER's
     thresholds). VADER's lexicon is English (it also knows emoji and common slang); other
-    languages mostly come out neutral.
+    languages mostly come out neutral. Missing or blank text is not scored: ``score`` NaN,
+    ``label`` None, ``status`` ``"skipped"``.
 
     Example::
 
-        sentiment("I love this, it is wonderful!")   # {'score': 0.86, 'label': 'positive', ...}
+        sentiment("I love this, it is wonderful!")   # {'score': 0.86, 'label': 'positive', ..., 'status': 'ok'}
     """
-    body = _text(text)
-    scores = _vader_analyzer().polarity_scores(body) if body.strip() else {}
+    if is_missing(text) or not _text(text).strip():
+        return _skipped(score=_NAN, label=None, positive=_NAN, neutral=_NAN, negative=_NAN)
+    scores = _vader_analyzer().polarity_scores(_text(text))
     score = float(scores.get("compound", 0.0))
     if score >= SENTIMENT_THRESHOLD:
         label = "positive"
@@ -243,8 +286,9 @@ def sentiment(text: str) -> dict[str, Any]:
         "score": round(score, 4),
         "label": label,
         "positive": float(scores.get("pos", 0.0)),
-        "neutral": float(scores.get("neu", 1.0 if not scores else 0.0)),
+        "neutral": float(scores.get("neu", 0.0)),
         "negative": float(scores.get("neg", 0.0)),
+        "status": OK,
     }
 
 
@@ -270,22 +314,25 @@ def language(text: str) -> dict[str, Any]:
 
     Texts without letters, and texts where the best language has a probability under 0.5, give
     ``code='und'`` (undetermined); ``best`` is the top guess in every case. Short texts (a few
-    words) are often uncertain.
+    words) are often uncertain. Missing or blank text is skipped: ``code`` None, ``status``
+    ``"skipped"``.
 
     Example::
 
         language("Der schnelle braune Fuchs springt über den faulen Hund.")   # {'code': 'de', ...}
     """
+    if is_missing(text) or not _text(text).strip():
+        return _skipped(code=None, confidence=_NAN, best=None)
     body = _text(text)
     if not any(ch.isalpha() for ch in body):
-        return {"code": "und", "confidence": 0.0, "best": "und"}
+        return {"code": "und", "confidence": 0.0, "best": "und", "status": OK}
     ranked = _langid().rank(body)
     top_lang, top_score = ranked[0]
     # normalise log-probabilities into a probability for the top language (a stable softmax)
     total = sum(math.exp(float(score) - float(top_score)) for _, score in ranked)
     confidence = 1.0 / total if total > 0 and math.isfinite(total) else 0.0
     code = str(top_lang) if confidence >= LANGUAGE_MIN_CONFIDENCE else "und"
-    return {"code": code, "confidence": round(confidence, 4), "best": str(top_lang)}
+    return {"code": code, "confidence": round(confidence, 4), "best": str(top_lang), "status": OK}
 
 
 # ---------------------------------------------------------------------------- keywords
@@ -302,20 +349,23 @@ def keywords(text: str, top: int = 5, max_words: int = 3, lang: str | None = Non
     """The ``top`` keywords and key phrases (up to ``max_words`` words) by YAKE, most relevant first.
 
     ``lang`` picks YAKE's stopword list (ISO 639-1 code); by default the language analyzer
-    detects it. ``scores`` are YAKE's: lower means more relevant.
+    detects it. ``scores`` are YAKE's: lower means more relevant. Missing or blank text is
+    skipped: ``terms`` None, ``status`` ``"skipped"``.
 
     Example::
 
         keywords("Redis is an in-memory data store. Job queues on Redis use sorted sets.")["terms"]
         # ['in-memory data store', 'Redis', 'sorted sets', ...]
     """
-    body = _text(text)
     if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 100:
         raise ValueError(f"top must be an integer from 1 to 100, got {top!r}")
     if isinstance(max_words, bool) or not isinstance(max_words, int) or not 1 <= max_words <= 5:
         raise ValueError(f"max_words must be an integer from 1 to 5, got {max_words!r}")
+    if is_missing(text) or not _text(text).strip():
+        return _skipped(terms=None, scores=None, lang=None)
+    body = _text(text)
     if not any(ch.isalpha() for ch in body):
-        return {"terms": [], "scores": [], "lang": lang or "und"}
+        return {"terms": [], "scores": [], "lang": lang or "und", "status": OK}
     if lang is None:
         detected = language(body)
         lang = detected["code"] if detected["code"] != "und" else "en"
@@ -325,4 +375,5 @@ def keywords(text: str, top: int = 5, max_words: int = 3, lang: str | None = Non
         "terms": [str(term) for term, _ in found],
         "scores": [round(float(score), 6) for _, score in found],
         "lang": lang,
+        "status": OK,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -42,8 +43,8 @@ def test_language_identifies_english_french_german() -> None:
         out = language(text)
         assert out["code"] == code, (text, out)
         assert out["confidence"] > 0.9
-    assert language("12345 !!!") == {"code": "und", "confidence": 0.0, "best": "und"}
-    assert language("")["code"] == "und"
+    assert language("12345 !!!") == {"code": "und", "confidence": 0.0, "best": "und", "status": "ok"}
+    assert language("")["code"] is None and language("")["status"] == "skipped"  # nothing to judge
 
 
 def test_sentiment_tells_positive_from_negative() -> None:
@@ -51,9 +52,9 @@ def test_sentiment_tells_positive_from_negative() -> None:
     assert pos["label"] == "positive" and pos["score"] > 0.5
     assert neg["label"] == "negative" and neg["score"] < -0.5
     assert sentiment("The meeting is on Tuesday.")["label"] == "neutral"
-    assert sentiment(None)["label"] == "neutral"  # a missing DataFrame cell counts as empty text
-    assert sentiment(float("nan"))["score"] == 0.0
-    assert set(pos) == {"score", "label", "positive", "neutral", "negative"}
+    assert sentiment(None)["label"] is None  # a missing DataFrame cell is skipped, not scored neutral
+    assert math.isnan(sentiment(float("nan"))["score"])
+    assert set(pos) == {"score", "label", "positive", "neutral", "negative", "status"} == set(sentiment(None))
 
 
 def test_keywords_are_sensible() -> None:
@@ -68,7 +69,8 @@ def test_keywords_are_sensible() -> None:
     assert single == ["Redis", "worker", "database"], single
     fr = keywords(FRENCH, top=3)
     assert fr["lang"] == "fr" and any("chat" in t for t in fr["terms"]), fr
-    assert keywords("   ") == {"terms": [], "scores": [], "lang": "und"}
+    assert keywords("   ") == {"terms": None, "scores": None, "lang": None, "status": "skipped"}
+    assert keywords("12 34") == {"terms": [], "scores": [], "lang": "und", "status": "ok"}
     with pytest.raises(ValueError, match="top"):
         keywords(ARTICLE, top=0)
 

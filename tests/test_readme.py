@@ -1,4 +1,6 @@
-"""The README keeps its promises: its two fresh-machine commands, and every code block that can run here runs.
+"""The README and the docs pages keep their promises: the two fresh-machine commands, and every code block that can run.
+
+The README's blocks and those of the pages under ``docs/`` are collected alike.
 
 Python blocks run in a fresh interpreter (top-level ``await`` allowed) against a test server given by the
 seed's variables (REDIS_HOST/PORT/PASSWORD) and a worker serving ``examples.jobs`` - unless an HTML comment
@@ -25,6 +27,7 @@ from taskq_sdk._server import LocalServer
 from .conftest import FAST_ENV, ROOT
 
 README = (ROOT / "README.md").read_text()
+DOC_PAGES = {p.name: p.read_text() for p in sorted((ROOT / "docs").glob("*.md"))}
 
 RUNNER = """
 import ast, asyncio, sys, types
@@ -44,23 +47,30 @@ class Block:
     code: str
     line: int
     directive: str
+    source: str = "README.md"
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}"
 
 
-def blocks(text: str) -> list[Block]:
+def blocks(text: str, source: str = "README.md") -> list[Block]:
     out = []
     for m in re.finditer(r"(?:<!--\s*readme:\s*([^>]*?)\s*-->\s*\n)?```(\w+)\n(.*?)```", text, re.S):
-        out.append(Block(m.group(2), m.group(3), text[: m.start()].count("\n") + 1, (m.group(1) or "").strip()))
+        line = text[: m.start()].count("\n") + 1
+        out.append(Block(m.group(2), m.group(3), line, (m.group(1) or "").strip(), source))
     return out
 
 
 ALL = blocks(README)
-PYTHON = [b for b in ALL if b.lang == "python" and not b.directive.startswith("skip")]
-SHELL = [b for b in ALL if b.lang == "bash" and b.directive == "run"]
+EVERYWHERE = ALL + [b for name, text in DOC_PAGES.items() for b in blocks(text, f"docs/{name}")]
+PYTHON = [b for b in EVERYWHERE if b.lang == "python" and not b.directive.startswith("skip")]
+SHELL = [b for b in EVERYWHERE if b.lang == "bash" and b.directive == "run"]
 
 
 def test_first_screen_has_the_two_fresh_machine_commands() -> None:
     first_screen = README.split("\n---\n", 1)[0]
-    assert len(first_screen.splitlines()) <= 30, "the two commands must be on the first screen"
+    assert len(first_screen.splitlines()) <= 35, "the two commands must be on the first screen"
     run, test = [b.code.strip() for b in blocks(first_screen) if b.lang == "bash"]
     assert run.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install")
     assert run.endswith("python -m taskq_sdk.demo")
@@ -72,15 +82,22 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
 
 
+def test_every_block_is_run_or_says_why_not() -> None:
+    for b in EVERYWHERE:
+        if b.lang in ("python", "bash") and b not in PYTHON and b not in SHELL:
+            first_screen_command = b.source == "README.md" and b in [x for x in ALL if x.lang == "bash"][:2]
+            assert first_screen_command or b.directive.startswith("skip:"), f"{b.where}: run it or say why not"
+
+
 def test_every_setting_is_in_the_configuration_table() -> None:
     from taskq_sdk.config import Settings
 
-    table = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    table = DOC_PAGES["configuration.md"]
     for name, field in Settings.model_fields.items():
         env = [a for a in getattr(field.validation_alias, "choices", []) if isinstance(a, str) and a.isupper()]
         assert env, name
         short = env[0].replace("TASKQ_DOWNLOAD", "").replace("TASKQ_RESULTS_DB", "")
-        assert env[0] in table or short in table, f"{env[0]} is missing from the README's configuration table"
+        assert env[0] in table or short in table, f"{env[0]} is missing from docs/configuration.md"
 
 
 def test_the_main_job_command_runs(tmp_path: Path) -> None:
@@ -158,7 +175,7 @@ def worker_for(harness: dict[str, Any]) -> Iterator[Any]:
         p.wait(15)
 
 
-@pytest.mark.parametrize("block", PYTHON, ids=[f"line{b.line}" for b in PYTHON])
+@pytest.mark.parametrize("block", PYTHON, ids=[b.where for b in PYTHON])
 def test_python_block_runs(block: Block, harness: dict[str, Any], worker_for: Any) -> None:
     if block.directive != "no-worker":
         worker_for()
@@ -167,16 +184,16 @@ def test_python_block_runs(block: Block, harness: dict[str, Any], worker_for: An
 
         s = harness["server"]
         redis.Redis(host=s.host, port=s.port, password=s.password).flushall()
-    path = harness["tmp"] / f"block_{block.line}.py"
+    path = harness["tmp"] / f"block_{block.source.replace('/', '_')}_{block.line}.py"
     path.write_text(block.code)
     out = subprocess.run(
         [sys.executable, "-c", RUNNER, str(path)], cwd=ROOT, env=harness["env"], capture_output=True, text=True,
         timeout=240,
     )  # fmt: skip
-    assert out.returncode == 0, f"README block at line {block.line} failed:\n{out.stderr[-4000:]}"
+    assert out.returncode == 0, f"the block at {block.where} failed:\n{out.stderr[-4000:]}"
 
 
-@pytest.mark.parametrize("block", SHELL, ids=[f"line{b.line}" for b in SHELL])
+@pytest.mark.parametrize("block", SHELL, ids=[b.where for b in SHELL])
 def test_shell_block_runs(block: Block, harness: dict[str, Any], worker_for: Any) -> None:
     worker_for()
     bindir = str(Path(sys.executable).parent)
@@ -184,6 +201,4 @@ def test_shell_block_runs(block: Block, harness: dict[str, Any], worker_for: Any
     out = subprocess.run(
         ["bash", "-e", "-c", block.code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
     )
-    assert out.returncode == 0, (
-        f"README shell block at line {block.line} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}"
-    )
+    assert out.returncode == 0, f"the shell block at {block.where} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}"

@@ -1,7 +1,8 @@
 """The built-in analysis jobs: ``batch_analysis_async`` and one per-item job per built-in analyzer.
 
 ``batch_analysis_async`` runs registered analyzers over many content items, reports progress per
-item, captures each item's errors in that item's result and returns :class:`BatchAnalysisResult`
+item, skips items without text (the built-ins return NaN/None with ``status="skipped"``, see
+:mod:`taskq_sdk.analyzers`), captures each item's errors in that item's result and returns :class:`BatchAnalysisResult`
 as plain data::
 
     job = client.submit("batch_analysis_async", ["I love it", "Je déteste ça"], analyzers=["sentiment"])
@@ -17,6 +18,7 @@ return one flat dict, which is what the DataFrame fan-out expands into columns::
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -65,12 +67,15 @@ class ItemResult(BaseModel):
 
 
 class BatchSummary(BaseModel):
-    """Totals over a batch: item counts, per-analyzer failures, label and language counts, top keywords.
+    """Totals over a batch: item counts, per-analyzer failures and skips, label and language counts, top keywords.
+
+    ``analyzer_skipped`` counts, per analyzer, the items it skipped for lack of text (missing or
+    blank); skipped items are ``ok`` and stay out of the labels, languages and ``mean_sentiment``.
 
     Example::
 
         s = result.summary
-        s.items, s.failed, s.sentiment_labels, s.languages, s.mean_sentiment
+        s.items, s.failed, s.analyzer_skipped, s.sentiment_labels, s.languages, s.mean_sentiment
     """
 
     items: int
@@ -78,6 +83,7 @@ class BatchSummary(BaseModel):
     failed: int
     analyzers: list[str]
     analyzer_errors: dict[str, int] = Field(default_factory=dict)
+    analyzer_skipped: dict[str, int] = Field(default_factory=dict)
     languages: dict[str, int] = Field(default_factory=dict)
     sentiment_labels: dict[str, int] = Field(default_factory=dict)
     mean_sentiment: float | None = None
@@ -110,8 +116,8 @@ def _item_id(item: Any) -> str | None:
 
 def _item_text(item: Any) -> Any:
     """The text of a content item: a string, or a mapping with ``text``/``content``/``body`` (and ``id``)."""
-    if isinstance(item, str) or item is None:
-        return item
+    if isinstance(item, str) or _analyzers.is_missing(item):
+        return item  # a missing item (None, NaN) is analyzed as missing text: skipped, not failed
     if isinstance(item, Mapping):
         for name in _TEXT_FIELDS:
             if name in item:
@@ -187,6 +193,7 @@ def analyze_items(
 
 def _summarise(names: list[str], items: list[ItemResult], elapsed: float) -> BatchSummary:
     analyzer_errors: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
     languages: Counter[str] = Counter()
     labels: Counter[str] = Counter()
     keyword_counts: Counter[str] = Counter()
@@ -194,13 +201,14 @@ def _summarise(names: list[str], items: list[ItemResult], elapsed: float) -> Bat
     words = 0
     for item in items:
         analyzer_errors.update(item.errors.keys())
+        skipped.update(name for name, out in item.results.items() if out.get("status") == _analyzers.SKIPPED)
         lang = item.results.get("language", {}).get("code")
         if isinstance(lang, str):
             languages[lang] += 1
         senti = item.results.get("sentiment", {})
         if isinstance(senti.get("label"), str):
             labels[senti["label"]] += 1
-        if isinstance(senti.get("score"), int | float):
+        if isinstance(senti.get("score"), int | float) and math.isfinite(senti["score"]):
             scores.append(float(senti["score"]))
         for term in item.results.get("keywords", {}).get("terms", []) or []:
             if isinstance(term, str):
@@ -215,6 +223,7 @@ def _summarise(names: list[str], items: list[ItemResult], elapsed: float) -> Bat
         failed=failed,
         analyzers=names,
         analyzer_errors=dict(analyzer_errors),
+        analyzer_skipped=dict(skipped),
         languages=dict(languages.most_common()),
         sentiment_labels=dict(labels.most_common()),
         mean_sentiment=round(sum(scores) / len(scores), 4) if scores else None,
