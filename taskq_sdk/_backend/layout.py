@@ -229,8 +229,9 @@ end
 local function logs_key(id) return TNS .. tenant_of(id) .. ':logs:' .. id end
 -- whether claim token '<worker>#<attempt>' holds job id: 1 if the claim is this token, or another
 -- claim of the same worker (it claimed the job again while its copy ran on: that copy is the only
--- one); 2 if the claim lapsed and nobody claimed the job since (its attempt counter is the
--- token's) and the job is unfinished (still in queue qk, when given); else 0 (another worker has it)
+-- one); 2 if this worker's claim lapsed and nobody claimed the job since (its attempt counter is
+-- the token's, the job's meta names this worker) and the job is unfinished (still in queue qk,
+-- when given); else 0 (another worker has it)
 local function holds(id, tok, qk)
   local holder = redis.pcall('GET', INP .. id)
   if holder == tok then return 1 end
@@ -240,6 +241,8 @@ local function holds(id, tok, qk)
     return 0
   end
   if holder or not try or try == '0' or redis.pcall('GET', RTY .. id) ~= try then return 0 end
+  -- and the lapsed claim was this worker's (a token naming another worker proves nothing)
+  if redis.pcall('HGET', meta_key(id), 'worker') ~= w then return 0 end
   if redis.call('EXISTS', RES .. id) == 1 or redis.call('EXISTS', JOB .. id) == 0 then return 0 end
   if qk and redis.call('ZSCORE', qk, id) == false then return 0 end
   return 2
