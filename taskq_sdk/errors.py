@@ -57,10 +57,22 @@ __all__ = list(ERROR_NAMES)
 def short_id(job_id: str) -> str:
     """Shorten a long generated id for messages: ``3f2a9c…`` (user-chosen short ids stay whole).
 
+    A batch job's chunk number (``<batch>.0``, ``<batch>.1``) survives, so two jobs of one batch
+    never print alike.
+
     >>> short_id("0123456789abcdef0123456789abcdef")
     '0123456789ab…'
+    >>> short_id("0123456789abcdef0123456789abcdef.1")
+    '0123456789ab….1'
     """
-    return job_id if len(job_id) <= 16 else job_id[:12] + "…"
+    if len(job_id) <= 16:
+        return job_id
+    head, dot, tail = job_id.partition(".")
+    if not dot or not tail:
+        return job_id[:12] + "…"
+    chunk, more, _hash = tail.partition(".")
+    short_head = head if len(head) <= 16 else head[:12] + "…"
+    return f"{short_head}.{chunk}{'…' if more else ''}"
 
 
 class TaskqError(Exception):
@@ -280,7 +292,8 @@ class JobFailed(TaskqError):
         self.attempts = attempts
         self.details = dict(details or {})
         tries = f" after {attempts} attempt{'s' if attempts != 1 else ''}" if attempts else ""
-        below = " (remote traceback below)" if remote_traceback else ""
+        # a traceback prints the cause (the remote traceback) *above* this error, in a terminal and in Jupyter
+        below = " (remote traceback printed above; also exc.remote_traceback)" if remote_traceback else ""
         hint = hint or "Retry with job.retry() or inspect job.exception()."
         super().__init__(f"Job {short_id(job_id)} failed{tries}: {remote_type}: {remote_message}{below}. {hint}")
         if remote_traceback:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .._backend.envelope import ResultRecord
 from .._core import ClientCore
-from .._portal import Portal
+from .._portal import Portal, forward_docs
 from ..errors import BrokerUnavailable, ConfigurationError, TaskqError, WaitTimeout
 from ..handles import AsyncJob, Job
 from ..serialization import RemoteError
@@ -110,6 +110,7 @@ class AsyncBatch:
 
     @property
     def chunk_size(self) -> int:
+        """Items per job (1: one job per item)."""
         return self._m.chunk_size
 
     @property
@@ -631,6 +632,7 @@ async def _next_group(agen: AsyncGenerator[list[tuple[int, Any]], None]) -> list
 
 
 # ============================================================================ the blocking batch
+@forward_docs(AsyncBatch)
 class Batch:
     """A batch of jobs for blocking code: the :class:`AsyncBatch` API, each call waiting for its answer.
 
@@ -650,22 +652,18 @@ class Batch:
 
     @property
     def id(self) -> str:
-        """The batch's full id: ``client.batch(batch.id)`` finds it again, also from another process."""
         return self._batch.id
 
     @property
     def key(self) -> str | None:
-        """The key it was submitted with (its id, for keyed batches), or ``None``."""
         return self._batch.key
 
     @property
     def function(self) -> str:
-        """The job function run once per item."""
         return self._batch.function
 
     @property
     def size(self) -> int:
-        """Number of items."""
         return self._batch.size
 
     def __len__(self) -> int:
@@ -673,7 +671,6 @@ class Batch:
 
     @property
     def n_jobs(self) -> int:
-        """Number of jobs (chunks) the items were split into (re-runs not counted)."""
         return self._batch.n_jobs
 
     @property
@@ -682,17 +679,14 @@ class Batch:
 
     @property
     def reused(self) -> int:
-        """Jobs that already existed when this batch was submitted (same key, same content): not run again."""
         return self._batch.reused
 
     @property
     def manifest(self) -> BatchManifest:
-        """What is stored about this batch in Redis."""
         return self._batch.manifest
 
     @property
     def last_counts(self) -> BatchCounts | None:
-        """The counts as last seen by this handle, without a round trip (``None``: never looked)."""
         return self._batch.last_counts
 
     @property
@@ -715,51 +709,32 @@ class Batch:
         return make_batch_view(progress, self._batch.manifest, self.cancel) or False
 
     def job_ids(self) -> list[str]:
-        """The ids of the batch's jobs in input order (one per chunk; re-runs not included)."""
         return self._batch.job_ids()
 
     def jobs(self) -> list[Job]:
-        """Handles on the batch's jobs in input order (one per chunk)."""
         return [Job(j, self._owner) for j in self._batch.jobs()]
 
     def counts(self) -> BatchCounts:
-        """Items done / failed / running and jobs by status, from one bulk status read."""
         return self._portal.call(self._batch.counts)
 
     def status(self) -> str:
-        """One word: queued, running, complete, partial (finished, some items failed), failed, cancelled."""
         return self._portal.call(self._batch.status)
 
     def done(self) -> bool:
-        """True once every job of the batch finished."""
         return self._portal.call(self._batch.done)
 
     def wait(self, timeout: float | None = None, *, progress: bool | str | BatchView = False) -> BatchCounts:
-        """Wait until every job finished (results are not fetched); return the final counts.
-
-        Example::
-
-            counts = batch.wait(timeout=600, progress=True)
-        """
         return self._portal.call(self._batch.wait, timeout, progress=self._view(progress))
 
     def results(self, timeout: float | None = None, *, progress: bool | str | BatchView = False) -> list[Any]:
-        """Every item's result in input order; raises the first item error met (see :meth:`gather`)."""
         return self._portal.call(self._batch.results, timeout, progress=self._view(progress))
 
     def gather(
         self, errors: ErrorMode = "raise", timeout: float | None = None, *, progress: bool | str | BatchView = False
     ) -> list[Any]:
-        """Every item's result in input order; ``errors`` says what a failed item does (raise, skip, return).
-
-        Example::
-
-            values = batch.gather(errors="return")
-        """
         return self._portal.call(self._batch.gather, errors, timeout, progress=self._view(progress))
 
     def as_completed(self, timeout: float | None = None, *, errors: ErrorMode = "raise") -> Iterator[tuple[int, Any]]:
-        """Yield ``(index, value)`` as items finish (see :meth:`AsyncBatch.as_completed`)."""
         agen = self._batch._completed_groups(timeout, errors)
         try:
             while True:
@@ -772,23 +747,19 @@ class Batch:
                 self._portal.call(agen.aclose)
 
     def errors(self, timeout: float | None = None) -> dict[int, Exception]:
-        """The failed items' exceptions by index (waits for the batch to finish)."""
         return self._portal.call(self._batch.errors, timeout)
 
     def to_frame(self, timeout: float | None = None, *, progress: bool | str | BatchView = False) -> pd.DataFrame:
-        """The results as a DataFrame in input order, with ``taskq_status``, ``taskq_error``, ``taskq_job_id``."""
         return self._portal.call(self._batch.to_frame, timeout, progress=self._view(progress))
 
     def cancel(self) -> int:
-        """Cancel every job not yet finished; return how many were cancelled (queued) or stopped (running)."""
         return self._portal.call(self._batch.cancel)
 
     def retry_failed(self) -> int:
-        """Run again only the items that failed (or were cancelled or lost); return how many."""
         return self._portal.call(self._batch.retry_failed)
 
     def widget(self) -> Any:
-        """A live ipywidgets view of the batch (status, bar, counts, rate, ETA, Cancel) that updates itself."""
+        """Blocking: call it from anywhere; the view updates on the client's thread."""
         from ..views.widgets import WidgetBatchView
 
         view = WidgetBatchView(self._batch.manifest, on_cancel=self.cancel)

@@ -1,0 +1,85 @@
+"""The first hour of a data scientist, through the API: each mistake a new user makes, and what taskq says.
+
+Every test here failed on the code before issue 20's API part: the blocking classes' ``help()`` was
+a one-liner or nothing, a wait on a job no worker serves hung silently, ``timeout=`` on a submit
+reached the function, a misspelt keyword failed on the worker, ``Batch`` and ``Job`` answered the
+same question with different types, and the reprs and messages said slightly wrong things. Real
+server, real workers (in-process threads serving ``tests.jobfns``), the same story through
+``Client`` and ``AsyncClient`` where both apply.
+"""
+
+from __future__ import annotations
+
+import inspect
+import pydoc
+import traceback
+from typing import Any
+
+import pytest
+
+from taskq_sdk import AsyncClient, Client, JobFailed
+from taskq_sdk.batch import AsyncBatch, Batch
+from taskq_sdk.handles import AsyncJob, Job
+from taskq_sdk.pipeline_integration import AsyncContentPipeline, ContentPipeline
+
+from .conftest import Api
+
+SYNC_FACADES = [(Client, AsyncClient), (Job, AsyncJob), (Batch, AsyncBatch), (ContentPipeline, AsyncContentPipeline)]
+
+
+# --- 1. help() on the blocking classes ----------------------------------------------------------------------------
+@pytest.mark.parametrize(("sync", "twin"), SYNC_FACADES, ids=[s.__name__ for s, _ in SYNC_FACADES])
+def test_every_public_sync_method_has_its_async_twins_docstring(sync: type, twin: type) -> None:
+    missing, differs = [], []
+    for name, attr in vars(sync).items():
+        if name.startswith("_") or not (inspect.isfunction(attr) or isinstance(attr, property)):
+            continue
+        doc = inspect.getdoc(attr)
+        if not doc:
+            missing.append(name)
+            continue
+        twin_attr = inspect.getattr_static(twin, name, None)
+        twin_doc = inspect.getdoc(twin_attr) if twin_attr is not None else None
+        # forwarded: the async text opens the sync docstring (``await`` dropped, class names made blocking)
+        if twin_doc and doc.splitlines()[0] != twin_doc.splitlines()[0].replace("await ", "").replace("Async", ""):
+            differs.append(name)
+    assert not missing, f"{sync.__name__} methods without a docstring: {missing}"
+    assert not differs, f"{sync.__name__} methods whose docstring is not their async twin's: {differs}"
+
+
+def test_help_shows_the_real_parameters_and_the_full_text() -> None:
+    text = pydoc.render_doc(Client.submit, renderer=pydoc.plaintext)
+    assert "submit(self, fn" in text and "``_defer_until``" in text and "Example::" in text
+    sig = inspect.signature(Client.map)
+    assert {"chunk_size", "key", "star", "kwargs"} <= set(sig.parameters)
+    assert "await" not in (Job.result.__doc__ or "") and "job.result(timeout=60" in (Job.result.__doc__ or "")
+    assert inspect.signature(Job.result).return_annotation in ("Any", Any)
+    assert inspect.signature(Batch.jobs).return_annotation == "list[Job]", "the facade keeps its own return types"
+
+
+# --- 5. small ones: repr, ids, traceback wording ------------------------------------------------------------------
+def test_repr_right_after_submit_says_queued_without_asking_the_server(api: Api, worker: Any) -> None:
+    client = api.client()
+    job = api(client.submit("add", 1, 2, _defer_by=30))
+    assert repr(job).endswith(" add deferred>"), repr(job)
+    job = api(client.submit("add", 1, 2))
+    assert repr(job).endswith(" add queued>"), repr(job)
+
+
+def test_two_chunk_jobs_of_a_batch_print_different_short_ids(api: Api, worker: Any) -> None:
+    client = api.client()
+    batch = api(client.map("double", range(4), chunk_size=2))
+    a, b = batch.jobs()
+    assert repr(a) != repr(b) and repr(a).split()[1].endswith(".0") and repr(b).split()[1].endswith(".1")
+    api(batch.results(timeout=30))
+
+
+def test_job_failed_points_to_the_traceback_where_it_prints(api: Api, worker: Any) -> None:
+    client = api.client()
+    job = api(client.submit("boom", 3))
+    with pytest.raises(JobFailed) as info:
+        api(job.result(timeout=30))
+    printed = "".join(traceback.format_exception(info.value))
+    assert "below" not in str(info.value) and "remote traceback printed above" in str(info.value)
+    # the remote traceback (the cause) prints first, the JobFailed line after it
+    assert printed.index("in boom") < printed.index(str(info.value))
