@@ -308,6 +308,50 @@ class AsyncClient:
         """
         return await attach(self._core, batch_id)
 
+    async def gather(
+        self,
+        handles: Iterable[AsyncJob | AsyncBatch],
+        /,
+        *,
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Wait for several jobs and batches together; their results in the order given.
+
+        A job gives its result, a batch the list of its items' results. The first error raises
+        at once and the other waits stop (the jobs run on); ``return_exceptions=True`` puts each
+        error in its place instead (a batch's failed items inside its list), as ``asyncio.gather``
+        does. ``timeout`` bounds the whole wait (:class:`WaitTimeout`; the jobs live on).
+
+        Example::
+
+            a, b = await client.submit("add", 1, 2), await client.submit("add", 3, 4)
+            batch = await client.map("double", range(10))
+            three, seven, doubled = await client.gather([a, b, batch], timeout=60)
+        """
+        waits: list[Any] = []
+        h: Any  # anything may be passed: a wrong type gets a message, not an AttributeError
+        for h in handles:
+            if isinstance(h, AsyncJob):
+                waits.append(h.result(timeout))
+            elif isinstance(h, AsyncBatch):
+                waits.append(h.gather("return", timeout) if return_exceptions else h.results(timeout))
+            else:
+                for w in waits:
+                    w.close()
+                raise ConfigurationError(
+                    f"gather() takes job and batch handles, not {type(h).__name__}; "
+                    "for an id, re-attach first with client.job(id) or client.batch(id)"
+                )
+        tasks = [asyncio.ensure_future(w) for w in waits]
+        try:
+            return list(await asyncio.gather(*tasks, return_exceptions=return_exceptions))
+        finally:
+            # the first error ended the gather: stop the other waits (never the jobs), retrieve their outcomes
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     # ------------------------------------------------------------------ service views
     async def health(self, *, refresh: bool = False) -> HealthSnapshot:
         """The system's health: ``status`` (ok / degraded / down), ``reasons`` and the figures behind them.
@@ -613,6 +657,17 @@ class Client:
 
     def batch(self, batch_id: str) -> Batch:
         return Batch(self._portal.call(self._async.batch, batch_id), self)
+
+    def gather(
+        self,
+        handles: Iterable[Job | Batch],
+        /,
+        *,
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        inner = [h.async_job if isinstance(h, Job) else h.async_batch if isinstance(h, Batch) else h for h in handles]
+        return self._portal.call(self._async.gather, inner, timeout=timeout, return_exceptions=return_exceptions)
 
     def health(self, *, refresh: bool = False) -> HealthSnapshot:
         return self._portal.call(self._async.health, refresh=refresh)

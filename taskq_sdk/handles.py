@@ -242,6 +242,24 @@ class AsyncJob:
         """True once the job finished (complete, failed, cancelled, expired or lost)."""
         return (await self.status()).finished
 
+    async def running(self) -> bool:
+        """True while a worker runs the job (``in_progress``; ``concurrent.futures`` name).
+
+        Example::
+
+            if await job.running(): print(await job.progress())
+        """
+        return (await self.status()) is JobStatus.in_progress
+
+    async def cancelled(self) -> bool:
+        """True if the job was cancelled before it finished (``concurrent.futures`` name).
+
+        Example::
+
+            await job.cancel(); await job.cancelled()   # True once the worker stopped it
+        """
+        return (await self.status()) is JobStatus.cancelled
+
     async def logs(self, last: int | None = None) -> list[str]:
         """Log records and prints the job produced (captured on the worker, capped)."""
         return await self._core.call(lambda s: s.logs(self._id, last))
@@ -559,6 +577,12 @@ class Job:
 
     def done(self) -> bool:
         return self._portal.call(self._job.done)
+
+    def running(self) -> bool:
+        return self._portal.call(self._job.running)
+
+    def cancelled(self) -> bool:
+        return self._portal.call(self._job.cancelled)
 
     def logs(self, last: int | None = None) -> list[str]:
         return self._portal.call(self._job.logs, last)

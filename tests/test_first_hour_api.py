@@ -10,6 +10,7 @@ server, real workers (in-process threads serving ``tests.jobfns``), the same sto
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import pydoc
 import traceback
@@ -17,12 +18,13 @@ from typing import Any
 
 import pytest
 
-from taskq_sdk import AsyncClient, Client, JobFailed
+from taskq_sdk import AsyncClient, Client, ConfigurationError, JobFailed, JobStatus
 from taskq_sdk.batch import AsyncBatch, Batch
+from taskq_sdk.config import Settings
 from taskq_sdk.handles import AsyncJob, Job
 from taskq_sdk.pipeline_integration import AsyncContentPipeline, ContentPipeline
 
-from .conftest import Api
+from .conftest import Api, wait_until
 
 SYNC_FACADES = [(Client, AsyncClient), (Job, AsyncJob), (Batch, AsyncBatch), (ContentPipeline, AsyncContentPipeline)]
 
@@ -83,3 +85,53 @@ def test_job_failed_points_to_the_traceback_where_it_prints(api: Api, worker: An
     assert "below" not in str(info.value) and "remote traceback printed above" in str(info.value)
     # the remote traceback (the cause) prints first, the JobFailed line after it
     assert printed.index("in boom") < printed.index(str(info.value))
+
+
+# --- 4. Job and Batch answer alike --------------------------------------------------------------------------------
+def test_batch_iterates_its_jobs_and_answers_like_a_job(api: Api, worker: Any) -> None:
+    client = api.client()
+    batch = api(client.map("add", [(1, 2), (3, 4), (5, 6)], star=True))
+    jobs = list(batch)
+    assert len(jobs) == 3 and all(type(j).__name__ in ("Job", "AsyncJob") for j in jobs)
+    assert api(jobs[1].result(timeout=30)) == 7
+    assert api(batch.results(timeout=30)) == [3, 7, 11]
+    status = api(batch.status())
+    assert status is JobStatus.complete and type(status) is type(api(jobs[0].status()))
+    assert api(batch.cancel()) is False and api(jobs[0].cancel()) is False, "cancel() says bool on both"
+    assert api(batch.cancelled()) is False and api(jobs[0].cancelled()) is False
+    assert api(batch.running()) is False and api(jobs[0].running()) is False
+
+
+def test_running_and_cancelled_like_concurrent_futures(api: Api, worker: Any) -> None:
+    client = api.client()
+    job = api(client.submit("sleeper", 30))
+    wait_until(lambda: api(job.running()), timeout=20, what="the job running")
+    assert api(job.cancel()) is True
+    wait_until(lambda: api(job.cancelled()), timeout=20, what="the job cancelled")
+    assert not api(job.running())
+
+
+def test_await_a_batch_like_a_job(settings: Settings, worker: Any) -> None:
+    async def story() -> None:
+        async with AsyncClient(settings=settings) as client:
+            batch = await client.map("double", range(5))
+            assert await batch == [0, 2, 4, 6, 8]
+            assert await (await client.submit("add", 1, 2)) == 3
+
+    asyncio.run(story())
+
+
+def test_client_gather_returns_results_in_order(api: Api, worker: Any) -> None:
+    client = api.client()
+    a = api(client.submit("add", 1, 2))
+    b = api(client.submit("add", 3, 4))
+    batch = api(client.map("double", range(3)))
+    assert api(client.gather([b, a, batch], timeout=30)) == [7, 3, [0, 2, 4]]
+    bad = api(client.submit("boom", 1))
+    with pytest.raises(JobFailed):
+        api(client.gather([a, bad], timeout=30))
+    mixed = api(client.map("fail_if_flagged", [1, 2], kwargs={"flags": ""}))
+    out = api(client.gather([a, bad, mixed], timeout=30, return_exceptions=True))
+    assert out[0] == 3 and isinstance(out[1], JobFailed) and out[2] == [3, 6]
+    with pytest.raises(ConfigurationError, match=r"client\.job\(id\)"):
+        api(client.gather([a.id]))

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._backend.envelope import ResultRecord
@@ -28,6 +28,7 @@ from .._core import ClientCore
 from .._portal import Portal, forward_docs
 from ..errors import BrokerUnavailable, ConfigurationError, TaskqError, WaitTimeout
 from ..handles import AsyncJob, Job
+from ..models import JobStatus
 from ..serialization import RemoteError
 from ..views.progress import BatchView, make_batch_view
 from .counts import ITEM_STATUS, BatchCounts, Rate
@@ -50,6 +51,16 @@ _ERROR_MODES = ("raise", "skip", "return")
 FETCH_GROUP = 200  # chunks whose results are fetched per round trip
 
 _UNREAD: Any = object()  # "not given": read it from the server
+
+#: a batch's one word (``counts().status``) as the JobStatus ``status()`` answers with, the same type as a job's
+BATCH_STATUS = {
+    "queued": JobStatus.queued,
+    "running": JobStatus.in_progress,
+    "complete": JobStatus.complete,
+    "partial": JobStatus.failed,  # results() raises, as a failed job's result() does; counts() says how many
+    "failed": JobStatus.failed,
+    "cancelled": JobStatus.cancelled,
+}
 
 
 # ============================================================================ the async batch
@@ -102,6 +113,14 @@ class AsyncBatch:
 
     def __len__(self) -> int:
         return self._m.n_items
+
+    def __iter__(self) -> Iterator[AsyncJob]:
+        # its jobs, as handles (no server call), like batch.jobs()
+        return iter(self.jobs())
+
+    def __await__(self) -> Generator[Any, None, list[Any]]:
+        # ``await batch`` is ``await batch.results()``, as ``await job`` is ``await job.result()``
+        return self.results().__await__()
 
     @property
     def n_jobs(self) -> int:
@@ -312,13 +331,31 @@ class AsyncBatch:
         self._last = counts
         return counts
 
-    async def status(self) -> str:
-        """One word: queued, running, complete, partial (finished, some items failed), failed, cancelled."""
-        return (await self.counts()).status
+    async def status(self) -> JobStatus:
+        """The batch's :class:`JobStatus`, the type a job's ``status()`` returns (one bulk read).
+
+        ``queued``, ``in_progress``, ``complete``, ``failed`` (some or all items failed: ``results()``
+        raises, like a failed job's) or ``cancelled``. The finer word, with ``partial``, is
+        ``counts().status``; how many items did what, the rest of :meth:`counts`.
+
+        Example::
+
+            if await batch.status() is JobStatus.failed:
+                print((await batch.counts()).failed, "items failed")
+        """
+        return BATCH_STATUS[(await self.counts()).status]
 
     async def done(self) -> bool:
         """True once every job of the batch finished."""
         return (await self.counts()).finished
+
+    async def running(self) -> bool:
+        """True while any of the batch's jobs runs on a worker (``concurrent.futures`` name)."""
+        return (await self.status()) is JobStatus.in_progress
+
+    async def cancelled(self) -> bool:
+        """True if the batch ended cancelled: its unfinished jobs were cancelled (``concurrent.futures`` name)."""
+        return (await self.status()) is JobStatus.cancelled
 
     async def wait(self, timeout: float | None = None, *, progress: bool | str | BatchView = False) -> BatchCounts:
         """Wait until every job finished (results are not fetched); return the final counts.
@@ -526,10 +563,11 @@ class AsyncBatch:
         return self._core.codec.loads(blob)
 
     # ------------------------------------------------------------------ control
-    async def cancel(self) -> int:
-        """Cancel every job not yet finished; return how many were cancelled (queued) or stopped (running).
+    async def cancel(self) -> bool:
+        """Cancel every job not yet finished: True if any was cancelled (queued) or stopped (running).
 
-        Items that already finished keep their results.
+        The same type as a job's ``cancel()``; False when every job had finished already. Items
+        that already finished keep their results; how many jobs ended cancelled: ``counts().jobs_cancelled``.
 
         Example::
 
@@ -538,9 +576,9 @@ class AsyncBatch:
         async with self._follower(None, subscribe=False) as follower:
             todo = [jid for _, jid in follower.unfinished_ids()]
         if not todo:
-            return 0
+            return False
         outs = await self._core.call(lambda s: s.cancel_many(todo, self._m.queue))
-        return sum(1 for o in outs if o in ("cancelled", "running"))
+        return any(o in ("cancelled", "running") for o in outs)
 
     async def retry_failed(self) -> int:
         """Run again only the items that failed (or were cancelled or lost); return how many.
@@ -669,6 +707,10 @@ class Batch:
     def __len__(self) -> int:
         return self._batch.size
 
+    def __iter__(self) -> Iterator[Job]:
+        # its jobs, as handles (no server call), like batch.jobs()
+        return iter(self.jobs())
+
     @property
     def n_jobs(self) -> int:
         return self._batch.n_jobs
@@ -717,11 +759,17 @@ class Batch:
     def counts(self) -> BatchCounts:
         return self._portal.call(self._batch.counts)
 
-    def status(self) -> str:
+    def status(self) -> JobStatus:
         return self._portal.call(self._batch.status)
 
     def done(self) -> bool:
         return self._portal.call(self._batch.done)
+
+    def running(self) -> bool:
+        return self._portal.call(self._batch.running)
+
+    def cancelled(self) -> bool:
+        return self._portal.call(self._batch.cancelled)
 
     def wait(self, timeout: float | None = None, *, progress: bool | str | BatchView = False) -> BatchCounts:
         return self._portal.call(self._batch.wait, timeout, progress=self._view(progress))
@@ -752,7 +800,7 @@ class Batch:
     def to_frame(self, timeout: float | None = None, *, progress: bool | str | BatchView = False) -> pd.DataFrame:
         return self._portal.call(self._batch.to_frame, timeout, progress=self._view(progress))
 
-    def cancel(self) -> int:
+    def cancel(self) -> bool:
         return self._portal.call(self._batch.cancel)
 
     def retry_failed(self) -> int:
