@@ -33,7 +33,16 @@ from ._backend.store import JobState, Store, SubmitRow, now_ms
 from ._names import DEFAULT_TENANT, DEFAULT_WORKSPACE, check_job_id, check_name, qualify, tenant_of
 from ._redact import call_repr
 from .config import Settings
-from .errors import ClientClosed, ConfigurationError, InvalidName, JobNotFound, PayloadTooLarge, TaskqError, UnknownJob
+from .errors import (
+    BadArguments,
+    ClientClosed,
+    ConfigurationError,
+    InvalidName,
+    JobNotFound,
+    PayloadTooLarge,
+    TaskqError,
+    UnknownJob,
+)
 from .models import JobInfo, JobStatus, WorkerInfo
 from .registry import spec_for
 from .serialization import Codec, codec_for
@@ -148,6 +157,7 @@ class ClientCore:
         self._store: Store | None = None
         self._hub: EventHub | None = None
         self._registry: dict[str, tuple[float, dict[str, float]]] = {}
+        self._signatures: dict[str, tuple[float, dict[str, frozenset[str] | None]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         try:
             self.loop = asyncio.get_running_loop()
@@ -312,6 +322,64 @@ class ClientCore:
         names = await self.known_names(queue, refresh=True)
         if names and name not in names:
             raise UnknownJob(name, list(names), queue)
+
+    async def published_params(self, queue: str, *, refresh: bool = False) -> dict[str, frozenset[str] | None]:
+        """Keyword parameters workers published per function on ``queue`` (cached; {} when unknown or unreadable)."""
+        cached = self._signatures.get(queue)
+        if cached is not None and not refresh and time.monotonic() - cached[0] < REGISTRY_CACHE_SECONDS:
+            return cached[1]
+        try:
+            sigs = await self.call(lambda s: s.signatures(queue), "submit a job to")
+        except TaskqError:
+            sigs = {}  # an older ACL without the signatures key, say: unknown, which never blocks a submit
+        self._signatures[queue] = (time.monotonic(), sigs)
+        return sigs
+
+    async def check_arguments(
+        self,
+        fn: str | Callable[..., Any],
+        name: str,
+        queue: str,
+        kwargs: dict[str, Any],
+        *,
+        wait_hint: str | None = "job.result(timeout=...)",
+    ) -> None:
+        """Raise :class:`BadArguments` for keywords the function does not take, and for a wait's ``timeout=``.
+
+        The signature is the callable's own when ``fn`` is one, else what the queue's workers
+        published; an unknown signature (old workers, none started) blocks nothing but ``timeout=``.
+        ``wait_hint`` names the wait a ``timeout=`` was probably meant for (``None``: the keywords
+        were given explicitly for the function, as ``map(kwargs=...)``, so ``timeout`` is just a keyword).
+        """
+        names = {k for k in kwargs if not k.startswith("_") and k not in ("tenant", "workspace")}
+        if not names:
+            return
+        if callable(fn) and not isinstance(fn, str):
+            params, known, source = spec_for(fn).params, True, "its signature"
+        else:
+            sigs = await self.published_params(queue)
+            if name in sigs and (sigs[name] is None or names <= (sigs[name] or frozenset())):
+                params, known = sigs[name], True
+            else:  # not published, or a keyword it lacks: maybe a worker with a newer version just started
+                sigs = await self.published_params(queue, refresh=True)
+                params, known = sigs.get(name), name in sigs
+            source = "the signature its workers published"
+        if wait_hint is not None and "timeout" in names and not (known and params is not None and "timeout" in params):
+            raise BadArguments.timeout_is_a_wait(
+                name, kwargs["timeout"], wait_hint.replace("...", repr(kwargs["timeout"]))
+            )
+        if not known or params is None:
+            return
+        unexpected = sorted(names - params)
+        if unexpected:
+            takes = ", ".join(sorted(params)) or "no keyword arguments"
+            raise BadArguments(
+                f"{name}() takes no keyword argument{'s' if len(unexpected) > 1 else ''} "
+                f"{', '.join(repr(u) for u in unexpected)} (checked against {source}). It takes: {takes}. "
+                "Check the spelling; SDK options start with '_' (_timeout, _retries, ...).",
+                function=name,
+                unexpected=unexpected,
+            )
 
     def prepare(
         self,

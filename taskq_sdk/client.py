@@ -162,6 +162,7 @@ class AsyncClient:
         core = self._core
         row = core.prepare(fn, args, dict(kwargs))
         await core.check_known(row.function, row.queue)
+        await core.check_arguments(fn, row.function, row.queue, kwargs)
         created, follow = await core.submit_followed(row)
         submitted = (row.function, JobStatus(row.state)) if created else None
         return AsyncJob(core, row.job_id, created=created, known=True, follow=follow, submitted=submitted)

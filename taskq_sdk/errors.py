@@ -20,6 +20,7 @@ The tree::
      ├── ServerError                               the embedded server could not be found or started
      ├── SubmitError                               nothing was enqueued
      │    ├── UnknownJob           (LookupError)   no worker has ever served that function name
+     │    ├── BadArguments         (TypeError)     keywords the function does not take, or timeout= on a submit
      │    ├── SerializationError   (TypeError)     an argument cannot travel on the safe wire format
      │    └── PayloadTooLarge      (ValueError)    arguments over the payload limit
      ├── DeserializationError                      bytes in Redis that taskq refuses to decode (e.g. pickle)
@@ -175,6 +176,39 @@ class UnknownJob(SubmitError, LookupError):
             f"No worker serves a job named {name!r} on queue {queue!r}. Known names: {listing}. "
             "Check the spelling, or start a worker that imports the module defining it "
             "(python -m taskq_sdk.worker your.module)."
+        )
+
+
+class BadArguments(SubmitError, TypeError):
+    """A submit's keyword arguments do not fit the function (checked against the signature its workers published).
+
+    Also raised for ``timeout=`` on ``submit``/``map``: ``timeout=`` is always a wait, ``_timeout=``
+    the job's own limit (unless the function itself declares a ``timeout`` parameter).
+
+    Example::
+
+        client.submit("score", "text", modle="v2")   # BadArguments: score() takes no keyword 'modle' ...
+    """
+
+    def __init__(self, message: str, *, function: str = "", unexpected: list[str] | None = None) -> None:
+        self.function = function
+        self.unexpected = list(unexpected or [])
+        super().__init__(message)
+
+    @classmethod
+    def timeout_is_a_wait(cls, function: str, value: Any, wait: str) -> BadArguments:
+        """The error for ``timeout=`` passed where the function does not declare it.
+
+        Example::
+
+            raise BadArguments.timeout_is_a_wait("score", 5, "job.result(timeout=5)")
+        """
+        return cls(
+            f"timeout= is a wait, not an argument of {function!r}: use {wait}. The job's own time limit is "
+            f"_timeout={value!r}. (If {function}() itself takes a timeout parameter, its workers have not published "
+            "its signature: pass it positionally.)",
+            function=function,
+            unexpected=["timeout"],
         )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from taskq_sdk import AsyncClient, Client, ConfigurationError, JobFailed, JobStatus
+from taskq_sdk import AsyncClient, BadArguments, Client, ConfigurationError, JobFailed, JobStatus
 from taskq_sdk.batch import AsyncBatch, Batch
 from taskq_sdk.config import Settings
 from taskq_sdk.handles import AsyncJob, Job
@@ -135,3 +135,44 @@ def test_client_gather_returns_results_in_order(api: Api, worker: Any) -> None:
     assert out[0] == 3 and isinstance(out[1], JobFailed) and out[2] == [3, 6]
     with pytest.raises(ConfigurationError, match=r"client\.job\(id\)"):
         api(client.gather([a.id]))
+
+
+# --- 3. one meaning per word: timeout= waits, _timeout= limits; keywords checked at submit --------------------------
+def test_timeout_on_submit_is_refused_with_what_to_write_instead(api: Api, worker: Any) -> None:
+    client = api.client()
+    with pytest.raises(BadArguments, match=r"timeout= is a wait.*job\.result\(timeout=5\).*_timeout=5"):
+        api(client.submit("add", 1, 2, timeout=5))
+    with pytest.raises(BadArguments, match=r"batch\.results\(timeout=5\).*_timeout=5"):
+        api(client.map("double", range(3), timeout=5))
+    job = api(client.submit("add", 1, 2, _timeout=5))
+    assert api(job.result(timeout=30)) == 3
+
+
+def test_a_function_that_declares_timeout_gets_it(api: Api, worker: Any) -> None:
+    client = api.client()
+    assert api(api(client.submit("takes_timeout", 2, timeout=7)).result(timeout=30)) == 14
+
+
+def test_a_misspelt_keyword_fails_at_submit_naming_the_parameters(api: Api, worker: Any) -> None:
+    client = api.client()
+    with pytest.raises(BadArguments, match=r"kwarg_echo\(\) takes no keyword argument 'scael'.*scale, tenant, x"):
+        api(client.submit("kwarg_echo", 1, scael=2))
+    with pytest.raises(BadArguments, match=r"'scael'"):
+        api(client.map("kwarg_echo", [1, 2], kwargs={"scael": 2}))
+    assert api(api(client.submit("kwarg_echo", 1, scale=2)).result(timeout=30))["scale"] == 2
+    # a function taking **kwargs takes any keyword
+    assert api(api(client.submit("echo", 1, anything=2)).result(timeout=30))
+
+
+def test_an_unknown_signature_never_blocks_a_submit(api: Api, start_worker: Any, sync_redis: Any) -> None:
+    from taskq_sdk._backend import layout
+
+    old = start_worker()
+    wait_until(lambda: sync_redis.exists(layout.signatures_key("default")), what="signatures published")
+    old.stop(now=True, timeout=20)
+    sync_redis.delete(layout.signatures_key("default"))  # as if served by older workers, which publish none
+    client = api.client()
+    job = api(client.submit("kwarg_echo", 1, scael=2))  # accepted: only a worker can tell now
+    start_worker()
+    with pytest.raises(JobFailed, match="scael"):
+        api(job.result(timeout=30))
