@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -47,7 +48,9 @@ from .models import JobInfo, JobStatus, WorkerInfo
 from .registry import spec_for
 from .serialization import Codec, codec_for
 
-__all__ = ["SUBMIT_OPTIONS", "ClientCore", "ClientSource", "Follow", "job_name", "resolve_settings"]
+__all__ = ["SUBMIT_OPTIONS", "ClientCore", "ClientSource", "Follow", "WorkerWatch", "job_name", "resolve_settings"]
+
+logger = logging.getLogger("taskq_sdk")
 
 T = TypeVar("T")
 
@@ -128,6 +131,56 @@ class Follow:
 
     prepared: Subscription | None = None
     reply_epoch: int | None = None
+
+
+class WorkerWatch:
+    """Warns once, when a wait has run ``settings.no_worker_notice`` seconds and no live worker serves its job.
+
+    The warning goes to the ``taskq_sdk`` logger and, when the wait shows one, to its progress view
+    (``view.notice(text)``); the wait goes on. A view without ``notice`` is left alone.
+
+    Example::
+
+        watch = WorkerWatch(core, "job 3f2a…", view)
+        await asyncio.sleep(watch.due_in() or 0)
+        if watch.due():
+            await watch.check("score", "default")
+    """
+
+    def __init__(self, core: ClientCore, what: str, view: Any = None) -> None:
+        self.core = core
+        self.what = what
+        self.view = view
+        self.delay = core.settings.no_worker_notice
+        self.started = time.monotonic()
+        self.checked = self.delay <= 0
+        #: the warning given (None: none yet, or a worker serves the job)
+        self.warning: str | None = None
+
+    def due_in(self) -> float | None:
+        """Seconds until the check is due (cap a sleep with it); None once checked."""
+        if self.checked:
+            return None
+        return max(0.0, self.started + self.delay - time.monotonic())
+
+    def due(self) -> bool:
+        return not self.checked and time.monotonic() - self.started >= self.delay
+
+    async def check(self, function: str, queue: str) -> None:
+        """Look once for a live worker serving ``function`` on ``queue``; warn if there is none."""
+        self.checked = True
+        note = await self.core.missing_worker_note(function, queue)
+        if note is None:
+            return
+        waited = time.monotonic() - self.started
+        self.warning = f"{self.what} has waited {waited:.0f}s and is still waiting. {note}"
+        logger.warning("%s", self.warning)
+        notice = getattr(self.view, "notice", None)
+        if callable(notice):
+            try:
+                notice(self.warning)
+            except Exception:  # a view's trouble must not end the wait
+                logger.debug("progress view %r could not show the notice", self.view, exc_info=True)
 
 
 class ClientCore:
@@ -522,12 +575,32 @@ class ClientCore:
         """Workers with a recent heartbeat (and, for a minute, ones that stopped gracefully)."""
         return await self.call(lambda s: s.workers())
 
+    async def missing_worker_note(self, function: str, queue: str) -> str | None:
+        """What a long wait warns once: the sentence saying no live worker serves ``function`` on ``queue``, or None.
+
+        Example::
+
+            note = await core.missing_worker_note("score", "default")   # None while a worker serves it
+        """
+        try:
+            workers = await self.workers()
+        except TaskqError:
+            return None  # cannot tell: say nothing rather than something wrong
+        info = JobInfo(id="", status=JobStatus.queued, function=function, queue=queue)
+        serving, note = self._liveness(workers, info)
+        return None if serving else note
+
     async def liveness_note(self, info: JobInfo) -> str:
         """One sentence on whether any live worker serves a job's function and queue (for timeouts)."""
         try:
             workers = await self.workers()
         except TaskqError:
             return "The server could not be asked about workers."
+        return self._liveness(workers, info)[1]
+
+    @staticmethod
+    def _liveness(workers: list[WorkerInfo], info: JobInfo) -> tuple[bool, str]:
+        """Whether a live worker serves the job's function on its queue, and one sentence saying so."""
         now = time.time()
         live = [
             w
@@ -538,14 +611,14 @@ class ClientCore:
         ]
         on_queue = [w for w in live if w.queue == info.queue]
         if not live:
-            return (
+            return False, (
                 "No live worker was seen (no heartbeat in the last "
                 f"{LIVE_WORKER_SECONDS:g}s): start one with `python -m taskq_sdk.worker` or LocalCluster()."
             )
         if info.function and not any(info.function in w.functions for w in on_queue):
-            return (
+            return False, (
                 f"No live worker serves {info.function!r} on queue {info.queue!r} "
                 f"({len(live)} live worker{'s' if len(live) != 1 else ''} elsewhere)."
             )
         busy = sum(w.ongoing for w in on_queue)
-        return f"{len(on_queue)} live worker(s) serve queue {info.queue!r} ({busy} jobs running)."
+        return bool(on_queue), f"{len(on_queue)} live worker(s) serve queue {info.queue!r} ({busy} jobs running)."

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._backend import layout
 from ._backend.store import JobState, ResultRecord
-from ._core import ClientCore, Follow
+from ._core import ClientCore, Follow, WorkerWatch
 from ._portal import Portal, forward_docs
 from .errors import (
     BrokerUnavailable,
@@ -291,6 +291,7 @@ class AsyncJob:
             hub.release(prepared)  # a view needs the job's own channel (progress events)
             prepared, skip_first_read = None, False
         channel = layout.job_channel(self._id)
+        watch = WorkerWatch(self._core, f"The wait for job {short_id(self._id)}", view)
         async with contextlib.AsyncExitStack() as stack:
             if replies:
                 sub = stack.enter_context(hub.local(channel, prepared=prepared))
@@ -335,7 +336,12 @@ class AsyncJob:
                             state.status.value,
                             await self._core.liveness_note(state.info),
                         )
+                    if watch.due():
+                        await self._watch_workers(watch)
                     wait = fallback if remaining is None else min(remaining, fallback)
+                    due_in = watch.due_in()
+                    if due_in is not None:
+                        wait = min(wait, max(due_in, 0.05))
                     event = await sub.get(timeout=wait)
                     if event is None:
                         fallback = min(fallback * 1.5, 5.0)
@@ -358,6 +364,14 @@ class AsyncJob:
                     if kind in _STATE_EVENTS:
                         quick = kind == "done" and view is None and self._known
                         break
+
+    async def _watch_workers(self, watch: WorkerWatch) -> None:
+        """Once per wait: warn if the job still waits for a worker and no live one serves it."""
+        state = await self._state()
+        if state.status in (JobStatus.queued, JobStatus.deferred, JobStatus.retrying):
+            await watch.check(state.info.function or "", state.info.queue)
+        else:
+            watch.checked = True
 
     async def _quick_final(self) -> JobState | None:
         """The final state read from the result envelope alone, or None if there is no result yet."""

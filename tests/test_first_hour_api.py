@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import pydoc
 import traceback
 from typing import Any
@@ -24,7 +25,7 @@ from taskq_sdk.config import Settings
 from taskq_sdk.handles import AsyncJob, Job
 from taskq_sdk.pipeline_integration import AsyncContentPipeline, ContentPipeline
 
-from .conftest import Api, wait_until
+from .conftest import Api, async_wait_until, wait_until
 
 SYNC_FACADES = [(Client, AsyncClient), (Job, AsyncJob), (Batch, AsyncBatch), (ContentPipeline, AsyncContentPipeline)]
 
@@ -176,3 +177,86 @@ def test_an_unknown_signature_never_blocks_a_submit(api: Api, start_worker: Any,
     start_worker()
     with pytest.raises(JobFailed, match="scael"):
         api(job.result(timeout=30))
+
+
+# --- 2. a wait with no live worker says so, once, and keeps waiting ----------------------------------------------
+class _Notes:
+    """A progress view that records what it is told (stands in for the bar or widget a user sees)."""
+
+    def __init__(self) -> None:
+        self.notices: list[str] = []
+
+    def update(self, *_: Any) -> None: ...
+
+    def close(self, *_: Any) -> None: ...
+
+    def notice(self, text: str) -> None:
+        self.notices.append(text)
+
+
+def _known_names_but_no_worker(settings: Settings, start_worker: Any, caplog: pytest.LogCaptureFixture) -> Settings:
+    """A new user's state: the registry knows the names from a worker that has stopped; notices after 0.5s."""
+    caplog.set_level(logging.WARNING, logger="taskq_sdk")
+    start_worker().stop(now=True, timeout=20)
+    return settings.model_copy(update={"no_worker_notice": 0.5})
+
+
+def _no_worker_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "taskq_sdk" and "is still waiting" in r.getMessage()]
+
+
+def test_a_wait_without_a_worker_says_so_once_then_finishes_when_one_starts(
+    settings: Settings, start_worker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    quick = _known_names_but_no_worker(settings, start_worker, caplog)
+    with Client(settings=quick) as client:
+        job = client.submit("add", 1, 2)
+        view = _Notes()
+        future = client.portal.submit(job.async_job.result(progress=view))  # what job.result() runs, no timeout
+        wait_until(lambda: view.notices, timeout=15, what="the no-worker notice")
+        assert "No live worker" in view.notices[0] and "still waiting" in view.notices[0]
+        assert not future.done(), "it keeps waiting"
+        start_worker()
+        assert future.result(timeout=30) == 3
+    assert len(view.notices) == 1 and len(_no_worker_warnings(caplog)) == 1, "said once"
+
+
+def test_an_async_wait_without_a_worker_says_so_too(
+    settings: Settings, start_worker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    quick = _known_names_but_no_worker(settings, start_worker, caplog)
+
+    async def story() -> Any:
+        async with AsyncClient(settings=quick) as client:
+            job = await client.submit("add", 1, 2)
+            waiting = asyncio.ensure_future(job.result())  # no timeout, no bar: the logger says it
+            await async_wait_until(lambda: _no_worker_warnings(caplog), timeout=15, what="the warning")
+            await asyncio.to_thread(start_worker)
+            return await asyncio.wait_for(waiting, 30)
+
+    assert asyncio.run(story()) == 3
+    assert len(_no_worker_warnings(caplog)) == 1
+
+
+def test_a_batch_wait_without_a_worker_says_so(
+    settings: Settings, start_worker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    quick = _known_names_but_no_worker(settings, start_worker, caplog)
+    with Client(settings=quick) as client:
+        batch = client.map("double", range(4))
+        view = _Notes()
+        future = client.portal.submit(batch.async_batch.results(progress=view))  # type: ignore[arg-type]
+        wait_until(lambda: view.notices, timeout=15, what="the batch's no-worker notice")
+        assert "No live worker" in view.notices[0] and batch.id in view.notices[0]
+        start_worker()
+        assert future.result(timeout=30) == [0, 2, 4, 6]
+        assert len(_no_worker_warnings(caplog)) == 1
+
+
+def test_a_wait_with_a_live_worker_stays_quiet(
+    settings: Settings, worker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="taskq_sdk")
+    with Client(settings=settings.model_copy(update={"no_worker_notice": 0.2})) as client:
+        assert client.submit("sleeper", 0.8).result(timeout=30) == 0.8
+    assert not _no_worker_warnings(caplog)

@@ -24,7 +24,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, 
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._backend.envelope import ResultRecord
-from .._core import ClientCore
+from .._core import ClientCore, WorkerWatch
 from .._portal import Portal, forward_docs
 from ..errors import BrokerUnavailable, ConfigurationError, TaskqError, WaitTimeout
 from ..handles import AsyncJob, Job
@@ -282,6 +282,7 @@ class AsyncBatch:
         rate = Rate()
         last_view = 0.0
         outage_since: float | None = None
+        watch = WorkerWatch(self._core, f"The wait for batch {self.id}", view)
         async with self._follower(todo) as follower:
             while True:
                 ready = follower.settle()
@@ -300,6 +301,7 @@ class AsyncBatch:
                         counts = rate.measure(counts)
                         view.update(counts)
                     self._last = counts
+                    await self._watch_workers(watch, counts)
                 if follower.finished:
                     return
                 remaining = None if deadline is None else deadline - loop.time()
@@ -307,8 +309,9 @@ class AsyncBatch:
                     counts = follower.counts(failed_seen, self._reused)
                     self._last = counts
                     raise _wait_timeout(self.id, round(time.monotonic() - started, 3), counts)
+                due_in = watch.due_in()
                 try:
-                    await follower.wait(remaining)
+                    await follower.wait(remaining if due_in is None else min(remaining or due_in, due_in + 0.05))
                     outage_since = None
                 except BrokerUnavailable:
                     outage_since = outage_since or time.monotonic()
@@ -388,6 +391,7 @@ class AsyncBatch:
     async def _follow(self, view: BatchView | None, every: float = 0.25) -> AsyncIterator[BatchCounts]:
         """Counts every ``every`` seconds (and at the end) until every job finished."""
         rate = Rate()
+        watch = WorkerWatch(self._core, f"The wait for batch {self.id}", view)
         async with self._follower(None) as follower:
             last_rf = 0.0
             failed = 0
@@ -401,6 +405,7 @@ class AsyncBatch:
                 self._last = counts
                 if view is not None:
                     view.update(counts)
+                await self._watch_workers(watch, counts)
                 yield counts
                 if follower.finished:
                     return
@@ -408,6 +413,14 @@ class AsyncBatch:
                 while not follower.finished and time.monotonic() < until:
                     await follower.wait(max(0.0, until - time.monotonic()))
                     follower.settle()
+
+    async def _watch_workers(self, watch: WorkerWatch, counts: BatchCounts) -> None:
+        """Once per wait: warn if nothing of the batch runs yet and no live worker serves its function."""
+        if watch.due():
+            if counts.running or counts.finished:
+                watch.checked = True
+            else:
+                await watch.check(self._m.function, self._m.queue)
 
     # ------------------------------------------------------------------ results
     async def _collect(self, errors: ErrorMode, timeout: float | None, view: BatchView | None) -> list[Any]:
