@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import math
 import time
 import uuid
@@ -34,12 +35,23 @@ from ._backend.store import JobState, Store, SubmitRow, now_ms
 from ._names import DEFAULT_TENANT, DEFAULT_WORKSPACE, check_job_id, check_name, qualify, tenant_of
 from ._redact import call_repr
 from .config import Settings
-from .errors import ClientClosed, ConfigurationError, InvalidName, JobNotFound, PayloadTooLarge, TaskqError, UnknownJob
+from .errors import (
+    BadArguments,
+    ClientClosed,
+    ConfigurationError,
+    InvalidName,
+    JobNotFound,
+    PayloadTooLarge,
+    TaskqError,
+    UnknownJob,
+)
 from .models import JobInfo, JobStatus, WorkerInfo
 from .registry import spec_for
 from .serialization import Codec, codec_for
 
-__all__ = ["SUBMIT_OPTIONS", "ClientCore", "ClientSource", "Follow", "job_name", "resolve_settings"]
+__all__ = ["SUBMIT_OPTIONS", "ClientCore", "ClientSource", "Follow", "WorkerWatch", "job_name", "resolve_settings"]
+
+logger = logging.getLogger("taskq_sdk")
 
 T = TypeVar("T")
 
@@ -168,6 +180,56 @@ class Follow:
     reply_epoch: int | None = None
 
 
+class WorkerWatch:
+    """Warns once, when a wait has run ``settings.no_worker_notice`` seconds and no live worker serves its job.
+
+    The warning goes to the ``taskq_sdk`` logger and, when the wait shows one, to its progress view
+    (``view.notice(text)``); the wait goes on. A view without ``notice`` is left alone.
+
+    Example::
+
+        watch = WorkerWatch(core, "job 3f2a…", view)
+        await asyncio.sleep(watch.due_in() or 0)
+        if watch.due():
+            await watch.check("score", "default")
+    """
+
+    def __init__(self, core: ClientCore, what: str, view: Any = None) -> None:
+        self.core = core
+        self.what = what
+        self.view = view
+        self.delay = core.settings.no_worker_notice
+        self.started = time.monotonic()
+        self.checked = self.delay <= 0
+        #: the warning given (None: none yet, or a worker serves the job)
+        self.warning: str | None = None
+
+    def due_in(self) -> float | None:
+        """Seconds until the check is due (cap a sleep with it); None once checked."""
+        if self.checked:
+            return None
+        return max(0.0, self.started + self.delay - time.monotonic())
+
+    def due(self) -> bool:
+        return not self.checked and time.monotonic() - self.started >= self.delay
+
+    async def check(self, function: str, queue: str) -> None:
+        """Look once for a live worker serving ``function`` on ``queue``; warn if there is none."""
+        self.checked = True
+        note = await self.core.missing_worker_note(function, queue)
+        if note is None:
+            return
+        waited = time.monotonic() - self.started
+        self.warning = f"{self.what} has waited {waited:.0f}s and is still waiting. {note}"
+        logger.warning("%s", self.warning)
+        notice = getattr(self.view, "notice", None)
+        if callable(notice):
+            try:
+                notice(self.warning)
+            except Exception:  # a view's trouble must not end the wait
+                logger.debug("progress view %r could not show the notice", self.view, exc_info=True)
+
+
 class ClientCore:
     """One client's connection state and shared rules (see the module docstring).
 
@@ -195,6 +257,7 @@ class ClientCore:
         self._store: Store | None = None
         self._hub: EventHub | None = None
         self._registry: dict[str, tuple[float, dict[str, float]]] = {}
+        self._signatures: dict[str, tuple[float, dict[str, frozenset[str] | None]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         try:
             self.loop = asyncio.get_running_loop()
@@ -360,6 +423,64 @@ class ClientCore:
         if names and name not in names:
             raise UnknownJob(name, list(names), queue)
 
+    async def published_params(self, queue: str, *, refresh: bool = False) -> dict[str, frozenset[str] | None]:
+        """Keyword parameters workers published per function on ``queue`` (cached; {} when unknown or unreadable)."""
+        cached = self._signatures.get(queue)
+        if cached is not None and not refresh and time.monotonic() - cached[0] < REGISTRY_CACHE_SECONDS:
+            return cached[1]
+        try:
+            sigs = await self.call(lambda s: s.signatures(queue), "submit a job to")
+        except TaskqError:
+            sigs = {}  # an older ACL without the signatures key, say: unknown, which never blocks a submit
+        self._signatures[queue] = (time.monotonic(), sigs)
+        return sigs
+
+    async def check_arguments(
+        self,
+        fn: str | Callable[..., Any],
+        name: str,
+        queue: str,
+        kwargs: dict[str, Any],
+        *,
+        wait_hint: str | None = "job.result(timeout=...)",
+    ) -> None:
+        """Raise :class:`BadArguments` for keywords the function does not take, and for a wait's ``timeout=``.
+
+        The signature is the callable's own when ``fn`` is one, else what the queue's workers
+        published; an unknown signature (old workers, none started) blocks nothing but ``timeout=``.
+        ``wait_hint`` names the wait a ``timeout=`` was probably meant for (``None``: the keywords
+        were given explicitly for the function, as ``map(kwargs=...)``, so ``timeout`` is just a keyword).
+        """
+        names = {k for k in kwargs if not k.startswith("_") and k not in ("tenant", "workspace")}
+        if not names:
+            return
+        if callable(fn) and not isinstance(fn, str):
+            params, known, source = spec_for(fn).params, True, "its signature"
+        else:
+            sigs = await self.published_params(queue)
+            if name in sigs and (sigs[name] is None or names <= (sigs[name] or frozenset())):
+                params, known = sigs[name], True
+            else:  # not published, or a keyword it lacks: maybe a worker with a newer version just started
+                sigs = await self.published_params(queue, refresh=True)
+                params, known = sigs.get(name), name in sigs
+            source = "the signature its workers published"
+        if wait_hint is not None and "timeout" in names and not (known and params is not None and "timeout" in params):
+            raise BadArguments.timeout_is_a_wait(
+                name, kwargs["timeout"], wait_hint.replace("...", repr(kwargs["timeout"]))
+            )
+        if not known or params is None:
+            return
+        unexpected = sorted(names - params)
+        if unexpected:
+            takes = ", ".join(sorted(params)) or "no keyword arguments"
+            raise BadArguments(
+                f"{name}() takes no keyword argument{'s' if len(unexpected) > 1 else ''} "
+                f"{', '.join(repr(u) for u in unexpected)} (checked against {source}). It takes: {takes}. "
+                "Check the spelling; SDK options start with '_' (_timeout, _retries, ...).",
+                function=name,
+                unexpected=unexpected,
+            )
+
     def prepare(
         self,
         fn: str | Callable[..., Any],
@@ -499,12 +620,32 @@ class ClientCore:
         """Workers with a recent heartbeat (and, for a minute, ones that stopped gracefully)."""
         return await self.call(lambda s: s.workers())
 
+    async def missing_worker_note(self, function: str, queue: str) -> str | None:
+        """What a long wait warns once: the sentence saying no live worker serves ``function`` on ``queue``, or None.
+
+        Example::
+
+            note = await core.missing_worker_note("score", "default")   # None while a worker serves it
+        """
+        try:
+            workers = await self.workers()
+        except TaskqError:
+            return None  # cannot tell: say nothing rather than something wrong
+        info = JobInfo(id="", status=JobStatus.queued, function=function, queue=queue)
+        serving, note = self._liveness(workers, info)
+        return None if serving else note
+
     async def liveness_note(self, info: JobInfo) -> str:
         """One sentence on whether any live worker serves a job's function and queue (for timeouts)."""
         try:
             workers = await self.workers()
         except TaskqError:
             return "The server could not be asked about workers."
+        return self._liveness(workers, info)[1]
+
+    @staticmethod
+    def _liveness(workers: list[WorkerInfo], info: JobInfo) -> tuple[bool, str]:
+        """Whether a live worker serves the job's function on its queue, and one sentence saying so."""
         now = time.time()
         live = [
             w
@@ -515,14 +656,14 @@ class ClientCore:
         ]
         on_queue = [w for w in live if w.queue == info.queue]
         if not live:
-            return (
+            return False, (
                 "No live worker was seen (no heartbeat in the last "
                 f"{LIVE_WORKER_SECONDS:g}s): start one with `python -m taskq_sdk.worker` or LocalCluster()."
             )
         if info.function and not any(info.function in w.functions for w in on_queue):
-            return (
+            return False, (
                 f"No live worker serves {info.function!r} on queue {info.queue!r} "
                 f"({len(live)} live worker{'s' if len(live) != 1 else ''} elsewhere)."
             )
         busy = sum(w.ongoing for w in on_queue)
-        return f"{len(on_queue)} live worker(s) serve queue {info.queue!r} ({busy} jobs running)."
+        return bool(on_queue), f"{len(on_queue)} live worker(s) serve queue {info.queue!r} ({busy} jobs running)."

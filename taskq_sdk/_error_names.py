@@ -7,6 +7,7 @@ A module of its own so that ``import taskq_sdk`` can export them without importi
 """
 
 ERROR_NAMES = (
+    "BadArguments",
     "BlockedDestination",
     "BrokerUnavailable",
     "ClientClosed",

@@ -7,22 +7,87 @@ Ctrl-C (Jupyter's stop button) while blocked cancels the *wait* and re-raises
     portal = Portal("taskq-client")
     value = portal.call(some_coroutine_function, 1, 2)
     portal.stop()
+
+The blocking classes built on a portal (``Client``, ``Job``, ``Batch``, ``ContentPipeline``) take
+their methods' docstrings from their async twins with :func:`forward_docs`, so ``help()`` and
+Jupyter's Shift-Tab show one text, written once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
+import re
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 from .errors import ClientClosed
 
-__all__ = ["Portal"]
+__all__ = ["Portal", "blocking_doc", "forward_docs"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
+C = TypeVar("C", bound=type)
+
+_ASYNC_CLASS = re.compile(r"\bAsync(Client|Job|Batch|ContentPipeline)\b")
+_ASYNC_WORDS = (("async for ", "for "), ("async with ", "with "), ("await ", ""))
+
+
+def blocking_doc(text: str) -> str:
+    """An async method's docstring as its blocking twin reads it: no ``await``, the blocking class names.
+
+    Example::
+
+        blocking_doc("job = await client.submit(...)  # an AsyncJob")   # 'job = client.submit(...)  # a Job'
+    """
+    for old, new in _ASYNC_WORDS:
+        text = text.replace(old, new)
+    text = _ASYNC_CLASS.sub(r"\1", text)
+    return text.replace("an Job", "a Job").replace("an Batch", "a Batch").replace("an Client", "a Client")
+
+
+def forward_docs(async_cls: type) -> Callable[[C], C]:
+    """Class decorator: every public method and property of a blocking facade gets its async twin's docstring.
+
+    The docstring is forwarded, not copied by hand: the facade's method keeps its own signature
+    (its return types name the blocking classes), and its own docstring, if it has one, follows
+    the forwarded text as a note on what differs when blocking. ``__wrapped__`` is deliberately
+    not set: ``inspect.signature`` would then show the async twin's return type.
+
+    Example::
+
+        @forward_docs(AsyncJob)
+        class Job:
+            def status(self) -> JobStatus:
+                return self._portal.call(self._job.status)
+
+        help(Job.status)   # status(self) -> JobStatus, then AsyncJob.status's text
+    """
+
+    def apply(cls: C) -> C:
+        for name, attr in list(vars(cls).items()):
+            if name.startswith("_"):
+                continue
+            twin = inspect.getattr_static(async_cls, name, None)
+            if isinstance(twin, property):
+                twin = twin.fget
+            text = inspect.getdoc(twin) if twin is not None else None
+            if not text:
+                continue
+            if isinstance(attr, property):
+                doc = _merge(blocking_doc(text), inspect.getdoc(attr))
+                setattr(cls, name, property(attr.fget, attr.fset, attr.fdel, doc))
+            elif inspect.isfunction(attr):
+                attr.__doc__ = _merge(blocking_doc(text), inspect.getdoc(attr))
+        return cls
+
+    return apply
+
+
+def _merge(forwarded: str, own: str | None) -> str:
+    return forwarded if not own or own in forwarded else f"{forwarded}\n\n{own}"
 
 
 class Portal:

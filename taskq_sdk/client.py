@@ -33,7 +33,7 @@ from . import metrics as _metrics
 from ._callables import job_target, opened
 from ._core import ClientCore, ClientSource, resolve_settings
 from ._names import check_name
-from ._portal import Portal
+from ._portal import Portal, forward_docs
 from .batch import AsyncBatch, Batch
 from .batch.submit import attach, map_items
 from .config import Settings
@@ -104,6 +104,7 @@ class AsyncClient:
 
     @property
     def is_closed(self) -> bool:
+        """True once :meth:`close` was called (a closed client cannot be reopened: make a new one)."""
         return self._core.is_closed
 
     @property
@@ -164,8 +165,10 @@ class AsyncClient:
         fn = await job_target(core, fn)  # any callable on a LocalCluster's client (_callables)
         row = core.prepare(fn, args, dict(kwargs))
         await core.check_known(row.function, row.queue)
+        await core.check_arguments(fn, row.function, row.queue, kwargs)
         created, follow = await core.submit_followed(row)
-        return AsyncJob(core, row.job_id, created=created, known=True, follow=follow)
+        submitted = (row.function, JobStatus(row.state)) if created else None
+        return AsyncJob(core, row.job_id, created=created, known=True, follow=follow, submitted=submitted)
 
     async def submit_video(
         self, url: str, *, tenant: str | None = None, workspace: str | None = None, **options: Any
@@ -310,6 +313,50 @@ class AsyncClient:
         """
         return await attach(self._core, batch_id)
 
+    async def gather(
+        self,
+        handles: Iterable[AsyncJob | AsyncBatch],
+        /,
+        *,
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Wait for several jobs and batches together; their results in the order given.
+
+        A job gives its result, a batch the list of its items' results. The first error raises
+        at once and the other waits stop (the jobs run on); ``return_exceptions=True`` puts each
+        error in its place instead (a batch's failed items inside its list), as ``asyncio.gather``
+        does. ``timeout`` bounds the whole wait (:class:`WaitTimeout`; the jobs live on).
+
+        Example::
+
+            a, b = await client.submit("add", 1, 2), await client.submit("add", 3, 4)
+            batch = await client.map("double", range(10))
+            three, seven, doubled = await client.gather([a, b, batch], timeout=60)
+        """
+        waits: list[Any] = []
+        h: Any  # anything may be passed: a wrong type gets a message, not an AttributeError
+        for h in handles:
+            if isinstance(h, AsyncJob):
+                waits.append(h.result(timeout))
+            elif isinstance(h, AsyncBatch):
+                waits.append(h.gather("return", timeout) if return_exceptions else h.results(timeout))
+            else:
+                for w in waits:
+                    w.close()
+                raise ConfigurationError(
+                    f"gather() takes job and batch handles, not {type(h).__name__}; "
+                    "for an id, re-attach first with client.job(id) or client.batch(id)"
+                )
+        tasks = [asyncio.ensure_future(w) for w in waits]
+        try:
+            return list(await asyncio.gather(*tasks, return_exceptions=return_exceptions))
+        finally:
+            # the first error ended the gather: stop the other waits (never the jobs), retrieve their outcomes
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     # ------------------------------------------------------------------ service views
     async def health(self, *, refresh: bool = False) -> HealthSnapshot:
         """The system's health: ``status`` (ok / degraded / down), ``reasons`` and the figures behind them.
@@ -452,6 +499,7 @@ def _shutdown(portal: Portal, aclient: AsyncClient) -> None:
     portal.stop()
 
 
+@forward_docs(AsyncClient)
 class Client:
     """The blocking client: every :class:`AsyncClient` method, each call waiting for its answer.
 
@@ -501,22 +549,18 @@ class Client:
 
     @property
     def settings(self) -> Settings:
-        """The resolved settings (explicit arguments, then environment, then defaults)."""
         return self._async.settings
 
     @property
     def tenant(self) -> str | None:
-        """The tenant this client is bound to, or ``None`` (unbound: submits as ``default``)."""
         return self._async.tenant
 
     @property
     def workspace(self) -> str | None:
-        """The default workspace of submits and listings (``None``: ``default`` / all)."""
         return self._async.workspace
 
     @property
     def queue(self) -> str:
-        """The queue submits go to unless ``_queue=`` says otherwise."""
         return self._async.queue
 
     @property
@@ -542,16 +586,14 @@ class Client:
 
     # ------------------------------------------------------------------ lifecycle
     def connect(self) -> Self:
-        """Open the connection now (it opens on first use otherwise); raises BrokerUnavailable."""
         self._portal.call(self._async.connect)
         return self
 
     def ping(self) -> float:
-        """Round-trip time to the server in seconds (raises :class:`BrokerUnavailable`)."""
         return self._portal.call(self._async.ping)
 
     def close(self) -> None:
-        """Close connections and stop the client's thread (idempotent; jobs are not affected)."""
+        """Blocking: also stops the client's event-loop thread."""
         self._finalizer()
 
     def __enter__(self) -> Self:
@@ -562,22 +604,14 @@ class Client:
 
     # ------------------------------------------------------------------ the API
     def submit(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job:
-        """Enqueue a job and return its handle (see :meth:`AsyncClient.submit` for the options).
-
-        Example::
-
-            job = client.submit("resize", "cat.png", width=200, _timeout=60)
-        """
         return Job(self._portal.call(self._async.submit, fn, *args, **kwargs), self)
 
     def submit_video(self, url: str, *, tenant: str | None = None, workspace: str | None = None, **options: Any) -> Job:
-        """Submit the built-in video job (``process_video_async``) for ``url``; the URL is checked first."""
         return Job(
             self._portal.call(self._async.submit_video, url, tenant=tenant, workspace=workspace, **options), self
         )
 
     def job(self, job_id: str) -> Job:
-        """Re-attach to a job by id (also from another process); raises :class:`JobNotFound`."""
         return Job(self._portal.call(self._async.job, job_id), self)
 
     def jobs(
@@ -588,19 +622,15 @@ class Client:
         tenant: str | None = None,
         limit: int = 100,
     ) -> list[JobInfo]:
-        """Recent jobs of this client's tenant, newest first, optionally by workspace and status."""
         return self._portal.call(self._async.jobs, status=status, workspace=workspace, tenant=tenant, limit=limit)
 
     def workers(self) -> list[WorkerInfo]:
-        """Workers with a recent heartbeat (and, for a minute, ones that stopped gracefully)."""
         return self._portal.call(self._async.workers)
 
     def queue_depth(self, queue: str | None = None) -> int:
-        """Jobs waiting (or running) in a queue."""
         return self._portal.call(self._async.queue_depth, queue)
 
     def registered_jobs(self, queue: str | None = None) -> list[str]:
-        """Job names workers have served on a queue (what ``submit`` accepts)."""
         return self._portal.call(self._async.registered_jobs, queue)
 
     def map(
@@ -617,13 +647,6 @@ class Client:
         workspace: str | None = None,
         **options: Any,
     ) -> Batch:
-        """Run job ``fn`` once per item, as one batch (see :meth:`AsyncClient.map`).
-
-        Example::
-
-            batch = client.map("score", texts, chunk_size=100, key="exp1-run")
-            values = batch.results(timeout=600)
-        """
         abatch = self._portal.call(
             self._async.map,
             fn,
@@ -639,15 +662,23 @@ class Client:
         return Batch(abatch, self)
 
     def batch(self, batch_id: str) -> Batch:
-        """Re-attach to a batch by id (or key), also from another process or after a kernel restart."""
         return Batch(self._portal.call(self._async.batch, batch_id), self)
 
+    def gather(
+        self,
+        handles: Iterable[Job | Batch],
+        /,
+        *,
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        inner = [h.async_job if isinstance(h, Job) else h.async_batch if isinstance(h, Batch) else h for h in handles]
+        return self._portal.call(self._async.gather, inner, timeout=timeout, return_exceptions=return_exceptions)
+
     def health(self, *, refresh: bool = False) -> HealthSnapshot:
-        """The system's health: ``status`` (ok / degraded / down), ``reasons`` and the figures behind them."""
         return self._portal.call(self._async.health, refresh=refresh)
 
     def health_history(self, limit: int = 100) -> list[HealthSnapshot]:
-        """The newest ``limit`` stored monitoring snapshots, newest first."""
         return self._portal.call(self._async.health_history, limit)
 
     def results(
@@ -661,7 +692,6 @@ class Client:
         state: str | None = None,
         limit: int = 100_000,
     ) -> Any:
-        """Finished jobs from the results database as a DataFrame (see :meth:`AsyncClient.results`)."""
         return self._portal.call(
             self._async.results,
             tenant=tenant,
@@ -681,13 +711,12 @@ class Client:
         function: str | None = None,
         tenant: str | None = None,
     ) -> Metrics:
-        """Job counts, failure rate and p50/p95 processing time, per tenant, workspace and function."""
         return self._portal.call(
             self._async.metrics, window=window, workspace=workspace, function=function, tenant=tenant
         )
 
     def dashboard(self, *, workspace: str | None = None, interval: float = 2.0, minutes: int = 15) -> Dashboard:
-        """A live notebook dashboard that refreshes on this client's thread (never blocking the kernel)."""
+        """Blocking: it refreshes on this client's thread, so it never blocks the kernel."""
         from .views.dashboard import Dashboard
 
         return Dashboard(

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         validation_alias=_env("outage_budget", "TASKQ_OUTAGE_BUDGET"),
         description="seconds a wait or a worker rides out a server outage before giving up",
     )
+    no_worker_notice: float = Field(
+        5.0,
+        ge=0,
+        validation_alias=_env("no_worker_notice", "TASKQ_NO_WORKER_NOTICE"),
+        description="seconds a wait runs before it warns, once, that no live worker serves its job (0: never)",
+    )
 
     # --- worker (the seed's names) ---
     max_jobs: int = Field(10, ge=1, validation_alias=_env("max_jobs", "ARQ_MAX_JOBS"))

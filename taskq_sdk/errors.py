@@ -20,6 +20,7 @@ The tree::
      ├── ServerError                               the embedded server could not be found or started
      ├── SubmitError                               nothing was enqueued
      │    ├── UnknownJob           (LookupError)   no worker has ever served that function name
+     │    ├── BadArguments         (TypeError)     keywords the function does not take, or timeout= on a submit
      │    ├── SerializationError   (TypeError)     an argument cannot travel on the safe wire format
      │    └── PayloadTooLarge      (ValueError)    arguments over the payload limit
      ├── DeserializationError                      bytes in Redis that taskq refuses to decode (e.g. pickle)
@@ -58,10 +59,22 @@ __all__ = list(ERROR_NAMES)
 def short_id(job_id: str) -> str:
     """Shorten a long generated id for messages: ``3f2a9c…`` (user-chosen short ids stay whole).
 
+    A batch job's chunk number (``<batch>.0``, ``<batch>.1``) survives, so two jobs of one batch
+    never print alike.
+
     >>> short_id("0123456789abcdef0123456789abcdef")
     '0123456789ab…'
+    >>> short_id("0123456789abcdef0123456789abcdef.1")
+    '0123456789ab….1'
     """
-    return job_id if len(job_id) <= 16 else job_id[:12] + "…"
+    if len(job_id) <= 16:
+        return job_id
+    head, dot, tail = job_id.partition(".")
+    if not dot or not tail:
+        return job_id[:12] + "…"
+    chunk, more, _hash = tail.partition(".")
+    short_head = head if len(head) <= 16 else head[:12] + "…"
+    return f"{short_head}.{chunk}{'…' if more else ''}"
 
 
 class TaskqError(Exception):
@@ -166,6 +179,39 @@ class UnknownJob(SubmitError, LookupError):
             "LocalCluster and pass the function itself to cluster.client().submit(fn, ...) (or decorate it "
             "with @cluster.job); in production, decorate it with @taskq_sdk.job in a module and start a "
             "worker that imports it: python -m taskq_sdk.worker mymodule."
+        )
+
+
+class BadArguments(SubmitError, TypeError):
+    """A submit's keyword arguments do not fit the function (checked against the signature its workers published).
+
+    Also raised for ``timeout=`` on ``submit``/``map``: ``timeout=`` is always a wait, ``_timeout=``
+    the job's own limit (unless the function itself declares a ``timeout`` parameter).
+
+    Example::
+
+        client.submit("score", "text", modle="v2")   # BadArguments: score() takes no keyword 'modle' ...
+    """
+
+    def __init__(self, message: str, *, function: str = "", unexpected: list[str] | None = None) -> None:
+        self.function = function
+        self.unexpected = list(unexpected or [])
+        super().__init__(message)
+
+    @classmethod
+    def timeout_is_a_wait(cls, function: str, value: Any, wait: str) -> BadArguments:
+        """The error for ``timeout=`` passed where the function does not declare it.
+
+        Example::
+
+            raise BadArguments.timeout_is_a_wait("score", 5, "job.result(timeout=5)")
+        """
+        return cls(
+            f"timeout= is a wait, not an argument of {function!r}: use {wait}. The job's own time limit is "
+            f"_timeout={value!r}. (If {function}() itself takes a timeout parameter, its workers have not published "
+            "its signature: pass it positionally.)",
+            function=function,
+            unexpected=["timeout"],
         )
 
 
@@ -283,7 +329,8 @@ class JobFailed(TaskqError):
         self.attempts = attempts
         self.details = dict(details or {})
         tries = f" after {attempts} attempt{'s' if attempts != 1 else ''}" if attempts else ""
-        below = " (remote traceback below)" if remote_traceback else ""
+        # a traceback prints the cause (the remote traceback) *above* this error, in a terminal and in Jupyter
+        below = " (remote traceback printed above; also exc.remote_traceback)" if remote_traceback else ""
         hint = hint or "Retry with job.retry() or inspect job.exception()."
         super().__init__(f"Job {short_id(job_id)} failed{tries}: {remote_type}: {remote_message}{below}. {hint}")
         if remote_traceback:

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._backend import layout
 from ._backend.store import JobState, ResultRecord
-from ._core import ClientCore, Follow
-from ._portal import Portal
+from ._core import ClientCore, Follow, WorkerWatch
+from ._portal import Portal, forward_docs
 from .errors import (
     BrokerUnavailable,
     ConfigurationError,
@@ -132,6 +132,7 @@ class AsyncJob:
         known: bool = False,
         state: JobState | None = None,
         follow: Follow | None = None,
+        submitted: tuple[str, JobStatus] | None = None,
     ) -> None:
         # (an AsyncClient is accepted for its core: AsyncJob(client, id) re-attaches like client.job(id))
         self._core: ClientCore = core if isinstance(core, ClientCore) else core.core
@@ -140,6 +141,8 @@ class AsyncJob:
         self._created = created
         self._known = known or bool(created)
         self._last: JobState | None = state
+        #: (function, status) known from this client's own submit: what the repr shows before any read
+        self._submitted = submitted
         self._final: tuple[JobStatus, Any, BaseException | None] | None = None
         self._progress = Progress()
         self._callbacks: list[asyncio.Task[None]] = []
@@ -181,8 +184,14 @@ class AsyncJob:
         return self._last.info if self._last is not None else None
 
     def __repr__(self) -> str:
-        status = self._last.status.value if self._last else "?"
-        fn = f" {self._last.info.function}" if self._last and self._last.info.function else ""
+        # no server call: the last state read, else what this client's submit wrote, else "?"
+        if self._last is not None:
+            function, status = self._last.info.function or "", self._last.status.value
+        elif self._submitted is not None:
+            function, status = self._submitted[0], self._submitted[1].value
+        else:
+            function, status = "", "?"
+        fn = f" {function}" if function else ""
         return f"<AsyncJob {short_id(self._id)}{fn} {status}>"
 
     def _repr_html_(self) -> str:
@@ -233,6 +242,24 @@ class AsyncJob:
         """True once the job finished (complete, failed, cancelled, expired or lost)."""
         return (await self.status()).finished
 
+    async def running(self) -> bool:
+        """True while a worker runs the job (``in_progress``; ``concurrent.futures`` name).
+
+        Example::
+
+            if await job.running(): print(await job.progress())
+        """
+        return (await self.status()) is JobStatus.in_progress
+
+    async def cancelled(self) -> bool:
+        """True if the job was cancelled before it finished (``concurrent.futures`` name).
+
+        Example::
+
+            await job.cancel(); await job.cancelled()   # True once the worker stopped it
+        """
+        return (await self.status()) is JobStatus.cancelled
+
     async def logs(self, last: int | None = None) -> list[str]:
         """Log records and prints the job produced (captured on the worker, capped)."""
         return await self._core.call(lambda s: s.logs(self._id, last))
@@ -264,6 +291,7 @@ class AsyncJob:
             hub.release(prepared)  # a view needs the job's own channel (progress events)
             prepared, skip_first_read = None, False
         channel = layout.job_channel(self._id)
+        watch = WorkerWatch(self._core, f"The wait for job {short_id(self._id)}", view)
         async with contextlib.AsyncExitStack() as stack:
             if replies:
                 sub = stack.enter_context(hub.local(channel, prepared=prepared))
@@ -308,7 +336,12 @@ class AsyncJob:
                             state.status.value,
                             await self._core.liveness_note(state.info),
                         )
+                    if watch.due():
+                        await self._watch_workers(watch)
                     wait = fallback if remaining is None else min(remaining, fallback)
+                    due_in = watch.due_in()
+                    if due_in is not None:
+                        wait = min(wait, max(due_in, 0.05))
                     event = await sub.get(timeout=wait)
                     if event is None:
                         fallback = min(fallback * 1.5, 5.0)
@@ -331,6 +364,14 @@ class AsyncJob:
                     if kind in _STATE_EVENTS:
                         quick = kind == "done" and view is None and self._known
                         break
+
+    async def _watch_workers(self, watch: WorkerWatch) -> None:
+        """Once per wait: warn if the job still waits for a worker and no live one serves it."""
+        state = await self._state()
+        if state.status in (JobStatus.queued, JobStatus.deferred, JobStatus.retrying):
+            await watch.check(state.info.function or "", state.info.queue)
+        else:
+            watch.checked = True
 
     async def _quick_final(self) -> JobState | None:
         """The final state read from the result envelope alone, or None if there is no result yet."""
@@ -474,6 +515,7 @@ class AsyncJob:
         self._core.track(task)
 
 
+@forward_docs(AsyncJob)
 class Job:
     """A handle on one job for blocking code: the :class:`AsyncJob` API, each call waiting for its answer.
 
@@ -500,17 +542,14 @@ class Job:
 
     @property
     def id(self) -> str:
-        """The job's full id."""
         return self._job.id
 
     @property
     def job_id(self) -> str:
-        """Alias of :attr:`id`."""
         return self._job.id
 
     @property
     def created(self) -> bool | None:
-        """False when a submit found this id already taken and returned the existing job."""
         return self._job.created
 
     @property
@@ -520,7 +559,6 @@ class Job:
 
     @property
     def last_info(self) -> JobInfo | None:
-        """The job's info as last seen by this handle, without a round trip (``None``: never looked)."""
         return self._job.last_info
 
     def __repr__(self) -> str:
@@ -543,53 +581,44 @@ class Job:
         return hash(self.id)
 
     def status(self) -> JobStatus:
-        """The job's current :class:`JobStatus` (one round trip)."""
         return self._portal.call(self._job.status)
 
     def info(self) -> JobInfo:
-        """Function, tenant, workspace, attempts, times, worker, progress and last error."""
         return self._portal.call(self._job.info)
 
     def progress(self) -> Progress:
-        """The latest progress the job reported (fraction in 0..1, message, time)."""
         return self._portal.call(self._job.progress)
 
     def done(self) -> bool:
-        """True once the job finished (complete, failed, cancelled, expired or lost)."""
         return self._portal.call(self._job.done)
 
+    def running(self) -> bool:
+        return self._portal.call(self._job.running)
+
+    def cancelled(self) -> bool:
+        return self._portal.call(self._job.cancelled)
+
     def logs(self, last: int | None = None) -> list[str]:
-        """Log records and prints the job produced (captured on the worker, capped)."""
         return self._portal.call(self._job.logs, last)
 
     def result(self, timeout: float | None = None, *, progress: bool | str | ProgressView = False) -> Any:
-        """Wait for the job and return its result, or raise its error (see :meth:`AsyncJob.result`).
-
-        Example::
-
-            value = job.result(timeout=60, progress=True)
-        """
         # the view is made here, in the caller's thread, so a notebook shows it under the running cell
         view = (make_view(progress, short_id(self.id)) or False) if progress else False
         return self._portal.call(self._job.result, timeout, progress=view)
 
     def wait(self, timeout: float | None = None, *, progress: bool | str | ProgressView = False) -> Any:
-        """Same as :meth:`result`; ``progress=True`` shows a bar while waiting."""
         return self.result(timeout, progress=progress)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        """Wait for the job; return its error (``None`` if it succeeded)."""
         return self._portal.call(self._job.exception, timeout)
 
     def cancel(self) -> bool:
-        """Cancel the job: True if it was queued (removed) or running (the worker stops it)."""
         return self._portal.call(self._job.cancel)
 
     def retry(self, **overrides: Any) -> Job:
-        """Submit the same call again as a new job linked to this one (``info().retry_of``)."""
         return Job(self._portal.call(self._job.retry, **overrides), self._owner)
 
     def add_done_callback(self, fn: Callable[[Job], Any]) -> None:
-        """Call ``fn(job)`` in a helper thread once the job finished (so ``fn`` may block on it)."""
+        """Blocking facade: ``fn(job)`` runs in a helper thread instead of the loop, so it may block."""
         portal = self._portal
         portal.call_soon(self._job.add_done_callback, lambda _aj: portal.run_in_thread(fn, self))

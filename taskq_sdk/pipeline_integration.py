@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ._names import check_job_id, qualify
+from ._portal import forward_docs
 from .client import AsyncClient, Client
 from .errors import ConfigurationError, TaskqError
 from .handles import AsyncJob, Job
@@ -390,6 +391,7 @@ class AsyncContentPipeline:
         return pd.DataFrame.from_records(rows, columns=columns)
 
 
+@forward_docs(AsyncContentPipeline)
 class ContentPipeline:
     """The blocking content pipeline: :class:`AsyncContentPipeline`'s API; callbacks run in a helper thread.
 
@@ -434,7 +436,6 @@ class ContentPipeline:
         label: str | None = None,
         **kwargs: Any,
     ) -> Job:
-        """Submit any job with optional callbacks, webhook and label (see :meth:`AsyncContentPipeline.submit`)."""
         return Job(
             self.client.portal.call(
                 self._async.submit,
@@ -459,7 +460,6 @@ class ContentPipeline:
         label: str | None = None,
         **options: Any,
     ) -> Job:
-        """Submit the video job for ``url`` (see :meth:`AsyncContentPipeline.submit_video`)."""
         return Job(
             self.client.portal.call(
                 self._async.submit_video,
@@ -484,7 +484,6 @@ class ContentPipeline:
         label: str | None = None,
         **options: Any,
     ) -> Job:
-        """Submit a batch analysis (see :meth:`AsyncContentPipeline.submit_batch`)."""
         return Job(
             self.client.portal.call(
                 self._async.submit_batch,
@@ -501,15 +500,12 @@ class ContentPipeline:
 
     @property
     def jobs(self) -> list[Job]:
-        """Handles of every job this pipeline submitted, in order."""
         return [Job(j, self.client) for j in self._async.jobs]
 
     def wait(self, timeout: float | None = None) -> None:
-        """Wait until every submitted job finished and its callback ran (``TimeoutError`` after ``timeout``)."""
         self.client.portal.call(self._async.wait, timeout)
 
     def status(self) -> Any:
-        """A DataFrame with one row per submitted job (see :meth:`AsyncContentPipeline.status`)."""
         return self.client.portal.call(self._async.status)
 
     def close(self) -> None:

@@ -261,6 +261,12 @@ def kwarg_echo(x: Any, scale: int = 1, tenant: str = "?") -> dict[str, Any]:
 
 
 @taskq_sdk.job
+def takes_timeout(x: int, timeout: int = 1) -> int:
+    """Declares a parameter named ``timeout``, so ``submit(..., timeout=7)`` passes it (test_first_hour_api)."""
+    return x * timeout
+
+
+@taskq_sdk.job
 def describe(value: Any) -> str:
     """The type and repr of what a call received (checks the fan-out passes what Series.apply passes)."""
     return f"{type(value).__name__}:{value!r}"

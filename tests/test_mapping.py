@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import redis
 
-from taskq_sdk import Client, JobCancelled, JobFailed, JobTimedOut, UnknownJob
+from taskq_sdk import Client, JobCancelled, JobFailed, JobStatus, JobTimedOut, UnknownJob
 from taskq_sdk.config import Settings
 from taskq_sdk.jobs.mapping import RUNNER_NAME, _arguments, take_items
 from taskq_sdk.registry import BUILTIN_JOB_MODULES, collect_jobs
@@ -72,7 +72,7 @@ def test_whole_chunk_failures(settings: Settings, worker: Any) -> None:
         batch = client.map("slow_item", [1, 2, 3], chunk_size=2, kwargs={"seconds": 5}, _timeout=0.3)
         values = batch.gather(errors="return", timeout=30)
         assert all(isinstance(v, JobTimedOut) for v in values)
-        assert batch.counts().failed == 3 and batch.status() == "failed"
+        assert batch.counts().failed == 3 and batch.status() is JobStatus.failed
 
 
 def test_rows_failed_are_counted_without_fetching_results(
@@ -98,7 +98,7 @@ def test_cancel_stops_a_running_sync_chunk(settings: Settings, worker: Any) -> N
         job = batch.jobs()[0]
         wait_until(lambda: job.progress().fraction, timeout=10, what="chunk reporting progress")
         start = time.perf_counter()
-        assert batch.cancel() == 1
+        assert batch.cancel() is True
         with pytest.raises(JobCancelled):
             job.result(timeout=10)
         figure("chunk_cancel_stop_ms", round((time.perf_counter() - start) * 1000))

@@ -1447,4 +1447,8 @@ class Engine(Worker):
             reg = layout.registry_key(self.taskq_queue)
             pipe.hset(reg, mapping=dict.fromkeys(info.functions, now))
             pipe.pexpire(reg, layout.REGISTRY_TTL_MS)
+            if self.specs:  # each served function's keyword parameters: submit checks keywords against them
+                sigs = layout.signatures_key(self.taskq_queue)
+                pipe.hset(sigs, mapping={n: layout.encode_params(s.params) for n, s in self.specs.items()})
+                pipe.pexpire(sigs, layout.REGISTRY_TTL_MS)
             await pipe.execute()

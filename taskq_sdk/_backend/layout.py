@@ -161,6 +161,27 @@ def registry_key(queue: str) -> str:
 REGISTRY_TTL_MS = 30 * 86_400_000
 
 
+def signatures_key(queue: str) -> str:
+    """A queue's published job signatures: function name -> its keyword parameters (:func:`encode_params`)."""
+    return f"taskq:signatures:{queue}"
+
+
+#: the published parameters of a function that takes ``**kwargs`` (any keyword goes)
+ANY_KEYWORD = "**"
+
+
+def encode_params(params: frozenset[str] | None) -> str:
+    """A function's keyword parameter names as published (``None``: it takes ``**kwargs``)."""
+    return ANY_KEYWORD if params is None else ",".join(sorted(params))
+
+
+def decode_params(text: str) -> frozenset[str] | None:
+    """The inverse of :func:`encode_params`."""
+    if text == ANY_KEYWORD:
+        return None
+    return frozenset(p for p in text.split(",") if p)
+
+
 def hooks_flag(tenant: str) -> str:
     """Set while a tenant has registered webhooks; workers skip the lookups for tenants without one."""
     return f"{TENANT_NS}{tenant}:hooks"
@@ -192,6 +213,7 @@ def tenant_acl_patterns(tenant: str, queue: str) -> tuple[list[str], list[str]]:
         f"{retry_key_prefix}{tenant}:*",
         f"{TENANT_NS}{tenant}:*",
         registry_key(queue),
+        signatures_key(queue),
         ready_key(queue),
         WORKERS_ZSET,
         worker_key("*"),

@@ -201,7 +201,7 @@ def build_worker_settings(specs: Mapping[str, JobSpec], settings: Settings, queu
         ctx["taskq_resolve"] = specs.get
         store = Store(ctx["redis"], codec, settings)
         ctx["taskq_store"] = store
-        await store.announce_names(queue_name, list(specs))
+        await store.announce_names(queue_name, list(specs), {n: s.params for n, s in specs.items()})
 
     attrs: dict[str, Any] = {
         "__doc__": f"arq settings for taskq jobs on queue {queue_name!r} at {mask_url(settings.url())}.",

@@ -14,7 +14,7 @@ taskq models, never arq's; its parts cover the other key families (``store.batch
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -378,14 +378,28 @@ class Store:
         raw: dict[Any, Any] = await self.redis.hgetall(layout.registry_key(queue))  # type: ignore[misc]
         return {_s(k): float(_s(v)) / 1000.0 for k, v in raw.items()}
 
-    async def announce_names(self, queue: str, names: Sequence[str]) -> None:
-        """Record that ``names`` are served on ``queue`` now (what workers do in their heartbeats)."""
+    async def signatures(self, queue: str) -> dict[str, frozenset[str] | None]:
+        """The keyword parameters workers published per function (``None``: takes ``**kwargs``); {} if none."""
+        raw: dict[Any, Any] = await self.redis.hgetall(layout.signatures_key(queue))  # type: ignore[misc]
+        return {_s(k): layout.decode_params(_s(v)) for k, v in raw.items()}
+
+    async def announce_names(
+        self, queue: str, names: Sequence[str], params: Mapping[str, frozenset[str] | None] | None = None
+    ) -> None:
+        """Record that ``names`` are served on ``queue`` now (what workers do in their heartbeats).
+
+        ``params``: each function's keyword parameters, published so submits can check keywords.
+        """
         if not names:
             return
         key = layout.registry_key(queue)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, mapping=dict.fromkeys(names, now_ms()))
             pipe.pexpire(key, layout.REGISTRY_TTL_MS)
+            if params:
+                skey = layout.signatures_key(queue)
+                pipe.hset(skey, mapping={n: layout.encode_params(p) for n, p in params.items()})
+                pipe.pexpire(skey, layout.REGISTRY_TTL_MS)
             await pipe.execute()
 
     async def workers(self, *, include_stopped: bool = True) -> list[WorkerInfo]:

@@ -20,14 +20,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._backend.envelope import ResultRecord
-from .._core import ClientCore
-from .._portal import Portal
+from .._core import ClientCore, WorkerWatch
+from .._portal import Portal, forward_docs
 from ..errors import BrokerUnavailable, ConfigurationError, TaskqError, WaitTimeout
 from ..handles import AsyncJob, Job
+from ..models import JobStatus
 from ..serialization import RemoteError
 from ..views.progress import BatchView, make_batch_view
 from .counts import ITEM_STATUS, BatchCounts, Rate
@@ -50,6 +51,16 @@ _ERROR_MODES = ("raise", "skip", "return")
 FETCH_GROUP = 200  # chunks whose results are fetched per round trip
 
 _UNREAD: Any = object()  # "not given": read it from the server
+
+#: a batch's one word (``counts().status``) as the JobStatus ``status()`` answers with, the same type as a job's
+BATCH_STATUS = {
+    "queued": JobStatus.queued,
+    "running": JobStatus.in_progress,
+    "complete": JobStatus.complete,
+    "partial": JobStatus.failed,  # results() raises, as a failed job's result() does; counts() says how many
+    "failed": JobStatus.failed,
+    "cancelled": JobStatus.cancelled,
+}
 
 
 # ============================================================================ the async batch
@@ -103,6 +114,14 @@ class AsyncBatch:
     def __len__(self) -> int:
         return self._m.n_items
 
+    def __iter__(self) -> Iterator[AsyncJob]:
+        # its jobs, as handles (no server call), like batch.jobs()
+        return iter(self.jobs())
+
+    def __await__(self) -> Generator[Any, None, list[Any]]:
+        # ``await batch`` is ``await batch.results()``, as ``await job`` is ``await job.result()``
+        return self.results().__await__()
+
     @property
     def n_jobs(self) -> int:
         """Number of jobs (chunks) the items were split into (re-runs not counted)."""
@@ -110,6 +129,7 @@ class AsyncBatch:
 
     @property
     def chunk_size(self) -> int:
+        """Items per job (1: one job per item)."""
         return self._m.chunk_size
 
     @property
@@ -262,6 +282,7 @@ class AsyncBatch:
         rate = Rate()
         last_view = 0.0
         outage_since: float | None = None
+        watch = WorkerWatch(self._core, f"The wait for batch {self.id}", view)
         async with self._follower(todo) as follower:
             while True:
                 ready = follower.settle()
@@ -280,6 +301,7 @@ class AsyncBatch:
                         counts = rate.measure(counts)
                         view.update(counts)
                     self._last = counts
+                    await self._watch_workers(watch, counts)
                 if follower.finished:
                     return
                 remaining = None if deadline is None else deadline - loop.time()
@@ -287,8 +309,9 @@ class AsyncBatch:
                     counts = follower.counts(failed_seen, self._reused)
                     self._last = counts
                     raise _wait_timeout(self.id, round(time.monotonic() - started, 3), counts)
+                due_in = watch.due_in()
                 try:
-                    await follower.wait(remaining)
+                    await follower.wait(remaining if due_in is None else min(remaining or due_in, due_in + 0.05))
                     outage_since = None
                 except BrokerUnavailable:
                     outage_since = outage_since or time.monotonic()
@@ -311,13 +334,31 @@ class AsyncBatch:
         self._last = counts
         return counts
 
-    async def status(self) -> str:
-        """One word: queued, running, complete, partial (finished, some items failed), failed, cancelled."""
-        return (await self.counts()).status
+    async def status(self) -> JobStatus:
+        """The batch's :class:`JobStatus`, the type a job's ``status()`` returns (one bulk read).
+
+        ``queued``, ``in_progress``, ``complete``, ``failed`` (some or all items failed: ``results()``
+        raises, like a failed job's) or ``cancelled``. The finer word, with ``partial``, is
+        ``counts().status``; how many items did what, the rest of :meth:`counts`.
+
+        Example::
+
+            if await batch.status() is JobStatus.failed:
+                print((await batch.counts()).failed, "items failed")
+        """
+        return BATCH_STATUS[(await self.counts()).status]
 
     async def done(self) -> bool:
         """True once every job of the batch finished."""
         return (await self.counts()).finished
+
+    async def running(self) -> bool:
+        """True while any of the batch's jobs runs on a worker (``concurrent.futures`` name)."""
+        return (await self.status()) is JobStatus.in_progress
+
+    async def cancelled(self) -> bool:
+        """True if the batch ended cancelled: its unfinished jobs were cancelled (``concurrent.futures`` name)."""
+        return (await self.status()) is JobStatus.cancelled
 
     async def wait(self, timeout: float | None = None, *, progress: bool | str | BatchView = False) -> BatchCounts:
         """Wait until every job finished (results are not fetched); return the final counts.
@@ -350,6 +391,7 @@ class AsyncBatch:
     async def _follow(self, view: BatchView | None, every: float = 0.25) -> AsyncIterator[BatchCounts]:
         """Counts every ``every`` seconds (and at the end) until every job finished."""
         rate = Rate()
+        watch = WorkerWatch(self._core, f"The wait for batch {self.id}", view)
         async with self._follower(None) as follower:
             last_rf = 0.0
             failed = 0
@@ -363,6 +405,7 @@ class AsyncBatch:
                 self._last = counts
                 if view is not None:
                     view.update(counts)
+                await self._watch_workers(watch, counts)
                 yield counts
                 if follower.finished:
                     return
@@ -370,6 +413,14 @@ class AsyncBatch:
                 while not follower.finished and time.monotonic() < until:
                     await follower.wait(max(0.0, until - time.monotonic()))
                     follower.settle()
+
+    async def _watch_workers(self, watch: WorkerWatch, counts: BatchCounts) -> None:
+        """Once per wait: warn if nothing of the batch runs yet and no live worker serves its function."""
+        if watch.due():
+            if counts.running or counts.finished:
+                watch.checked = True
+            else:
+                await watch.check(self._m.function, self._m.queue)
 
     # ------------------------------------------------------------------ results
     async def _collect(self, errors: ErrorMode, timeout: float | None, view: BatchView | None) -> list[Any]:
@@ -525,10 +576,11 @@ class AsyncBatch:
         return self._core.codec.loads(blob)
 
     # ------------------------------------------------------------------ control
-    async def cancel(self) -> int:
-        """Cancel every job not yet finished; return how many were cancelled (queued) or stopped (running).
+    async def cancel(self) -> bool:
+        """Cancel every job not yet finished: True if any was cancelled (queued) or stopped (running).
 
-        Items that already finished keep their results.
+        The same type as a job's ``cancel()``; False when every job had finished already. Items
+        that already finished keep their results; how many jobs ended cancelled: ``counts().jobs_cancelled``.
 
         Example::
 
@@ -537,9 +589,9 @@ class AsyncBatch:
         async with self._follower(None, subscribe=False) as follower:
             todo = [jid for _, jid in follower.unfinished_ids()]
         if not todo:
-            return 0
+            return False
         outs = await self._core.call(lambda s: s.cancel_many(todo, self._m.queue))
-        return sum(1 for o in outs if o in ("cancelled", "running"))
+        return any(o in ("cancelled", "running") for o in outs)
 
     async def retry_failed(self) -> int:
         """Run again only the items that failed (or were cancelled or lost); return how many.
@@ -631,6 +683,7 @@ async def _next_group(agen: AsyncGenerator[list[tuple[int, Any]], None]) -> list
 
 
 # ============================================================================ the blocking batch
+@forward_docs(AsyncBatch)
 class Batch:
     """A batch of jobs for blocking code: the :class:`AsyncBatch` API, each call waiting for its answer.
 
@@ -650,30 +703,29 @@ class Batch:
 
     @property
     def id(self) -> str:
-        """The batch's full id: ``client.batch(batch.id)`` finds it again, also from another process."""
         return self._batch.id
 
     @property
     def key(self) -> str | None:
-        """The key it was submitted with (its id, for keyed batches), or ``None``."""
         return self._batch.key
 
     @property
     def function(self) -> str:
-        """The job function run once per item."""
         return self._batch.function
 
     @property
     def size(self) -> int:
-        """Number of items."""
         return self._batch.size
 
     def __len__(self) -> int:
         return self._batch.size
 
+    def __iter__(self) -> Iterator[Job]:
+        # its jobs, as handles (no server call), like batch.jobs()
+        return iter(self.jobs())
+
     @property
     def n_jobs(self) -> int:
-        """Number of jobs (chunks) the items were split into (re-runs not counted)."""
         return self._batch.n_jobs
 
     @property
@@ -682,17 +734,14 @@ class Batch:
 
     @property
     def reused(self) -> int:
-        """Jobs that already existed when this batch was submitted (same key, same content): not run again."""
         return self._batch.reused
 
     @property
     def manifest(self) -> BatchManifest:
-        """What is stored about this batch in Redis."""
         return self._batch.manifest
 
     @property
     def last_counts(self) -> BatchCounts | None:
-        """The counts as last seen by this handle, without a round trip (``None``: never looked)."""
         return self._batch.last_counts
 
     @property
@@ -715,51 +764,38 @@ class Batch:
         return make_batch_view(progress, self._batch.manifest, self.cancel) or False
 
     def job_ids(self) -> list[str]:
-        """The ids of the batch's jobs in input order (one per chunk; re-runs not included)."""
         return self._batch.job_ids()
 
     def jobs(self) -> list[Job]:
-        """Handles on the batch's jobs in input order (one per chunk)."""
         return [Job(j, self._owner) for j in self._batch.jobs()]
 
     def counts(self) -> BatchCounts:
-        """Items done / failed / running and jobs by status, from one bulk status read."""
         return self._portal.call(self._batch.counts)
 
-    def status(self) -> str:
-        """One word: queued, running, complete, partial (finished, some items failed), failed, cancelled."""
+    def status(self) -> JobStatus:
         return self._portal.call(self._batch.status)
 
     def done(self) -> bool:
-        """True once every job of the batch finished."""
         return self._portal.call(self._batch.done)
 
+    def running(self) -> bool:
+        return self._portal.call(self._batch.running)
+
+    def cancelled(self) -> bool:
+        return self._portal.call(self._batch.cancelled)
+
     def wait(self, timeout: float | None = None, *, progress: bool | str | BatchView = False) -> BatchCounts:
-        """Wait until every job finished (results are not fetched); return the final counts.
-
-        Example::
-
-            counts = batch.wait(timeout=600, progress=True)
-        """
         return self._portal.call(self._batch.wait, timeout, progress=self._view(progress))
 
     def results(self, timeout: float | None = None, *, progress: bool | str | BatchView = False) -> list[Any]:
-        """Every item's result in input order; raises the first item error met (see :meth:`gather`)."""
         return self._portal.call(self._batch.results, timeout, progress=self._view(progress))
 
     def gather(
         self, errors: ErrorMode = "raise", timeout: float | None = None, *, progress: bool | str | BatchView = False
     ) -> list[Any]:
-        """Every item's result in input order; ``errors`` says what a failed item does (raise, skip, return).
-
-        Example::
-
-            values = batch.gather(errors="return")
-        """
         return self._portal.call(self._batch.gather, errors, timeout, progress=self._view(progress))
 
     def as_completed(self, timeout: float | None = None, *, errors: ErrorMode = "raise") -> Iterator[tuple[int, Any]]:
-        """Yield ``(index, value)`` as items finish (see :meth:`AsyncBatch.as_completed`)."""
         agen = self._batch._completed_groups(timeout, errors)
         try:
             while True:
@@ -772,23 +808,19 @@ class Batch:
                 self._portal.call(agen.aclose)
 
     def errors(self, timeout: float | None = None) -> dict[int, Exception]:
-        """The failed items' exceptions by index (waits for the batch to finish)."""
         return self._portal.call(self._batch.errors, timeout)
 
     def to_frame(self, timeout: float | None = None, *, progress: bool | str | BatchView = False) -> pd.DataFrame:
-        """The results as a DataFrame in input order, with ``taskq_status``, ``taskq_error``, ``taskq_job_id``."""
         return self._portal.call(self._batch.to_frame, timeout, progress=self._view(progress))
 
-    def cancel(self) -> int:
-        """Cancel every job not yet finished; return how many were cancelled (queued) or stopped (running)."""
+    def cancel(self) -> bool:
         return self._portal.call(self._batch.cancel)
 
     def retry_failed(self) -> int:
-        """Run again only the items that failed (or were cancelled or lost); return how many."""
         return self._portal.call(self._batch.retry_failed)
 
     def widget(self) -> Any:
-        """A live ipywidgets view of the batch (status, bar, counts, rate, ETA, Cancel) that updates itself."""
+        """Blocking: call it from anywhere; the view updates on the client's thread."""
         from ..views.widgets import WidgetBatchView
 
         view = WidgetBatchView(self._batch.manifest, on_cancel=self.cancel)

@@ -21,7 +21,7 @@ from .._backend.store import now_ms
 from .._chunks import MODES, RUNNER_NAME
 from .._core import job_name
 from .._names import JOB_ID_RE, local_part, tenant_of
-from ..errors import ConfigurationError, JobNotFound, SerializationError, TaskqError
+from ..errors import BadArguments, ConfigurationError, JobNotFound, SerializationError, TaskqError
 from .handles import AsyncBatch
 from .manifest import BatchManifest, decode_patches
 from .writer import encode_jobs, write_jobs
@@ -143,6 +143,8 @@ async def submit_batch(
     for opt in options:
         if opt == "_job_id":
             raise ConfigurationError("a batch derives its job ids; use key= for an idempotent batch")
+        if opt == "timeout":
+            raise BadArguments.timeout_is_a_wait(name, options[opt], f"batch.results(timeout={options[opt]!r})")
         if opt not in MAP_OPTIONS:
             hint = "" if opt.startswith("_") else "; pass the function's keyword arguments with kwargs={...}"
             raise ConfigurationError(
@@ -159,6 +161,7 @@ async def submit_batch(
     await core.check_known(name, template.queue)
     if runner:
         await core.check_known(RUNNER_NAME, template.queue)
+    await core.check_arguments(name, name, template.queue, shared, wait_hint=None)
     plan = encode_jobs(
         core, name, payloads, n_items=n_items, chunk_size=chunk_size, runner=runner, mode=mode, shared=shared,
         tenant=t, local=local, hashed=key is not None,

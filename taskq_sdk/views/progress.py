@@ -105,6 +105,10 @@ class TqdmView:
         post = status.value if not progress.message else f"{status.value} · {progress.message}"
         self._bar.set_postfix_str(post[:60], refresh=True)
 
+    def notice(self, text: str) -> None:
+        """Print a warning above the bar (e.g. that no live worker serves the job)."""
+        self._bar.write(f"⚠ {text}")
+
     def close(self, status: JobStatus) -> None:
         if status is JobStatus.complete and self._last < 1000:
             self._bar.update(1000 - self._last)
@@ -130,7 +134,8 @@ class WidgetProgressView:
         self.label = widgets.HTML(value=f"<code>{_escape(label)}</code>")
         self.bar = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, bar_style="info")
         self.status = widgets.HTML(value="waiting")
-        self.box = widgets.HBox([self.label, self.bar, self.status])
+        self.note = widgets.HTML(value="")
+        self.box = widgets.VBox([widgets.HBox([self.label, self.bar, self.status]), self.note])
         self._started = time.monotonic()
         self._status: JobStatus | None = None
         if display:
@@ -144,6 +149,10 @@ class WidgetProgressView:
             self.bar.value = 1.0
         text = status.value + (f" · {progress.message}" if progress.message else "")
         self.status.value = f"{_escape(text[:80])} · {time.monotonic() - self._started:.1f}s"
+
+    def notice(self, text: str) -> None:
+        """Show a warning under the bar (e.g. that no live worker serves the job)."""
+        self.note.value = f"<span style='color:#b45309'>⚠ {_escape(text)}</span>"
 
     def close(self, status: JobStatus) -> None:
         style = {JobStatus.complete: "success", JobStatus.failed: "danger"}.get(status, "warning")
@@ -221,6 +230,10 @@ class TqdmBatchView:
         if counts.done > self._last:
             self._bar.update(counts.done - self._last)
             self._last = counts.done
+
+    def notice(self, text: str) -> None:
+        """Print a warning above the bar (e.g. that no live worker serves the batch's function)."""
+        self._bar.write(f"⚠ {text}")
 
     def close(self, counts: BatchCounts | None) -> None:
         if counts is not None:

@@ -345,7 +345,8 @@ class WidgetBatchView:
             self.cancel.on_click(lambda _b: on_cancel())
         else:
             self.cancel.disabled = True
-        self.widget = w.VBox([self.title, w.HBox([self.status, self.bar, self.cancel]), self.label])
+        self.note = w.HTML("")
+        self.widget = w.VBox([self.title, w.HBox([self.status, self.bar, self.cancel]), self.label, self.note])
 
     def update(self, counts: BatchCounts) -> None:
         status = counts.status
@@ -356,6 +357,10 @@ class WidgetBatchView:
         self.label.value = html.escape(str(counts) + reused)
         if counts.finished:
             self.cancel.disabled = True
+
+    def notice(self, text: str) -> None:
+        """Show a warning under the counts (e.g. that no live worker serves the batch's function)."""
+        self.note.value = f"<span style='color:#b45309'>⚠ {html.escape(text)}</span>"
 
     def close(self, counts: BatchCounts | None) -> None:
         if counts is not None:
