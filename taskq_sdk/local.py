@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from pydantic import SecretStr
 
 from . import _codeship
+from ._aio import close_loop
 from ._callables import auto_name, cluster_created, short_name
 from ._lifeline import ENV_VAR, Lifeline
 from ._server import LocalServer
@@ -120,7 +121,7 @@ class WorkerThread:
             self._error = exc
         finally:
             self._ready.set()
-            loop.close()
+            close_loop(loop)  # a listener left pending would be finalised at random later
 
     def is_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
