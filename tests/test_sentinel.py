@@ -1,0 +1,182 @@
+"""Redis/Valkey Sentinel: connecting by URL and environment, following a failover, durable submits.
+
+A real primary, a replica and three sentinels from the embedded server binary (``tests/sentinel_group.py``);
+failover is tuned to take ~2-5 s. The 10,000-job failover figure is in ``test_sentinel_figures.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskq_sdk import AsyncClient, Client, ConfigurationError
+from taskq_sdk._lifeline import Lifeline
+from taskq_sdk.config import Settings
+from taskq_sdk.local import WorkerProcess, WorkerThread
+
+from .conftest import FAST, FAST_ENV, JOBS, ROOT, wait_until
+from .sentinel_group import SentinelGroup
+
+pytestmark = pytest.mark.sentinel
+
+
+@pytest.fixture
+def group(tmp_path: Path) -> Iterator[SentinelGroup]:
+    g = SentinelGroup(tmp_path / "sentinel").start()
+    try:
+        yield g
+    finally:
+        g.stop()
+
+
+def sentinel_settings(group: SentinelGroup, **overrides: Any) -> Settings:
+    return Settings(redis_url=group.url, **{**FAST, **overrides})  # type: ignore[arg-type]
+
+
+def worker_env(group: SentinelGroup, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ARQ_", "TASKQ_"))}
+    env.update(FAST_ENV)
+    env.update(group.env())
+    env.update({"PYTHONPATH": str(ROOT), "TASKQ_OUTAGE_BUDGET": "30"})
+    env.update(extra)
+    return env
+
+
+# ---------------------------------------------------------------- URLs and settings (no server needed)
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("redis+sentinel:///mymaster/0", "no sentinel hosts"),
+        ("redis+sentinel://,/mymaster", "no sentinel hosts"),
+        ("redis+sentinel://s1:http/mymaster", "bad port"),
+        ("redis+sentinel://s1:70000/mymaster", "bad port"),
+        ("redis+sentinel://s1:26379", "names no Sentinel primary"),
+        ("redis+sentinel://s1:26379/", "names no Sentinel primary"),
+        ("redis+sentinel://s1/mymaster/zero", "not a number"),
+        ("redis+sentinel://s1/mymaster/0/extra", "too many parts"),
+        ("redis+sentinel://s1/mymaster?ssl=1", "not understood"),
+    ],
+)
+def test_bad_sentinel_urls_are_typed_errors(url: str, says: str) -> None:
+    with pytest.raises(ConfigurationError, match=says):
+        Settings(redis_url=url)  # type: ignore[arg-type]
+
+
+def test_sentinel_url_parts_and_masking() -> None:
+    s = Settings(redis_url="rediss+sentinel://app:pw@s1:26380,[::1],s3/prim/2?sentinel_password=spw")  # type: ignore[arg-type]
+    a = s.sentinel()
+    assert a is not None
+    assert a.sentinels == (("s1", 26380), ("::1", 26379), ("s3", 26379))
+    assert (a.master, a.db, a.username, a.password, a.sentinel_password, a.tls) == ("prim", 2, "app", "pw", "spw", True)
+    assert "pw" not in s.safe_url().replace("sentinel_password", "") and "***" in s.safe_url()
+    assert "spw" not in repr(s) and "pw@" not in repr(s)
+
+
+def test_sentinel_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_SENTINELS", "s1:26379, s2:26380")
+    monkeypatch.setenv("REDIS_SENTINEL_MASTER", "mymaster")
+    monkeypatch.setenv("REDIS_PASSWORD", "data")
+    monkeypatch.setenv("REDIS_SENTINEL_PASSWORD", "sent")
+    monkeypatch.setenv("REDIS_DB", "3")
+    a = Settings().sentinel()
+    assert a is not None
+    assert (a.sentinels, a.master, a.db, a.password, a.sentinel_password) == (
+        (("s1", 26379), ("s2", 26380)), "mymaster", 3, "data", "sent",
+    )  # fmt: skip
+    monkeypatch.delenv("REDIS_SENTINEL_MASTER")
+    with pytest.raises(ConfigurationError, match="REDIS_SENTINEL_MASTER"):
+        Settings()
+    monkeypatch.setenv("REDIS_URL", "redis://plain:6379/0")
+    assert Settings().sentinel() is None, "REDIS_URL wins over REDIS_SENTINELS, as over REDIS_HOST"
+
+
+def test_master_name_without_sentinels_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_SENTINEL_MASTER", "mymaster")
+    with pytest.raises(ConfigurationError, match="REDIS_SENTINELS is not"):
+        Settings()
+
+
+def test_stock_arq_settings_use_arqs_sentinel_support() -> None:
+    from taskq_sdk.arq_config import arq_settings
+
+    rs = arq_settings(Settings(redis_url="redis+sentinel://:pw@s1:26379,s2:26379/mymaster/1"))["redis_settings"]  # type: ignore[arg-type]
+    assert rs.sentinel and rs.sentinel_master == "mymaster" and rs.host == [("s1", 26379), ("s2", 26379)]
+    assert (rs.database, rs.password) == (1, "pw") and "pw" not in repr(rs)
+    with pytest.raises(ConfigurationError, match=r"python -m taskq_sdk\.worker"):
+        arq_settings(Settings(redis_url="redis+sentinel://s1/mymaster?sentinel_password=x"))  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- a real primary, replica and three sentinels
+
+
+def test_submit_wait_cancel_through_sentinel_url(group: SentinelGroup) -> None:
+    settings = sentinel_settings(group)
+    worker = WorkerThread(settings, [JOBS]).start()
+    try:
+        wait_until(lambda: worker.engine is not None and worker.engine.status == "running", what="worker running")
+        with Client(settings=settings) as client:
+            assert client.submit("add", 2, 3).result(timeout=30) == 5
+            slow = client.submit("sleeper", 30.0)
+            wait_until(lambda: slow.status().value == "in_progress", timeout=20, what="sleeper running")
+            assert slow.cancel() is True
+            wait_until(lambda: slow.status().value == "cancelled", timeout=20, what="sleeper cancelled")
+            batch = client.map("double", range(20))
+            assert batch.results(timeout=30) == [x * 2 for x in range(20)]
+        # the writes are on the primary the sentinels name, and replicated
+        with group.node_client(group.primary_node().port) as primary:
+            assert primary.info("replication")["role"] == "master"
+            assert primary.zcard("taskq:workers") == 1
+    finally:
+        worker.stop(now=True, timeout=20)
+
+
+def test_clients_and_workers_connect_by_environment(
+    group: SentinelGroup, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for k, v in group.env().items():
+        monkeypatch.setenv(k, v)
+    with Lifeline() as lifeline:
+        worker = WorkerProcess(worker_env(group), [JOBS], tmp_path / "w.log", lifeline=lifeline).start()
+        try:
+            with Client(**{k: v for k, v in FAST.items() if k != "outage_budget"}) as client:  # type: ignore[arg-type]
+                assert client.settings.sentinel() is not None
+                wait_until(lambda: len(client.workers()) == 1, timeout=30, what=f"worker up\n{worker.log_tail()}")
+                assert client.submit("add", 1, 1).result(timeout=30) == 2
+
+            async def through_async() -> Any:
+                async with AsyncClient() as aclient:
+                    return await (await aclient.submit("add", 20, 22)).result(timeout=30)
+
+            assert asyncio.run(through_async()) == 42
+        finally:
+            worker.stop(now=True)
+
+
+def test_queue_service_and_cli_accept_a_sentinel_url(group: SentinelGroup, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from taskq_sdk import TaskQueueService
+
+    async def service_roundtrip() -> Any:
+        async with TaskQueueService(group.url, **FAST) as service:
+            job_id = await service.enqueue("add", 1, 2)
+            return await service.get_status(job_id)
+
+    status = asyncio.run(service_roundtrip())
+    assert status["status"] == "queued", status
+    env = worker_env(group)
+    out = subprocess.run(
+        [sys.executable, "-m", "taskq_sdk.cli", "health", "--url", group.url, "--json"],
+        env={k: v for k, v in env.items() if not k.startswith("REDIS_")},
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert "ConfigurationError" not in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stdout.strip(), out.stderr[-2000:]
