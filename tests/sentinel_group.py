@@ -162,6 +162,44 @@ class SentinelGroup:
             time.sleep(0.05)
         raise AssertionError(f"no failover within {timeout}s: the sentinels still say {self.primary_address()}")
 
+    def wait_replicated(self, timeout: float = 10.0) -> None:
+        """Wait until every live replica has the primary's whole replication stream."""
+        primary = self.primary_node()
+        with self.node_client(primary.port) as c:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                info = c.info("replication")
+                offset = int(info["master_repl_offset"])
+                replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+                if replicas and all(int(r["offset"]) >= offset for r in replicas):
+                    return
+                time.sleep(0.02)
+        raise AssertionError(f"the replicas did not catch up within {timeout}s")
+
+    def swap_roles_by_hand(self) -> tuple[Node, Node]:
+        """Promote the replica and demote the primary with REPLICAOF, behind the sentinels' back.
+
+        Unlike a sentinel failover, this kills no client connection: writes on them meet READONLY.
+        Returns (old primary, new primary).
+        """
+        old, new = self.primary_node(), self.replica_nodes()[0]
+        with self.node_client(new.port) as c:
+            c.execute_command("REPLICAOF", "NO", "ONE")
+        with self.node_client(old.port) as c:
+            c.execute_command("REPLICAOF", HOST, new.port)
+        return old, new
+
+    def repoint_sentinels(self, primary: Node) -> None:
+        """What an operator does after moving the primary by hand: monitor the new one."""
+        for node in self.sentinels:
+            with self.sentinel_client(node) as s:
+                s.execute_command("SENTINEL", "REMOVE", MASTER)
+                s.execute_command("SENTINEL", "MONITOR", MASTER, HOST, primary.port, 2)
+                s.execute_command(
+                    "SENTINEL", "SET", MASTER, "auth-pass", DATA_PASSWORD,
+                    "down-after-milliseconds", DOWN_AFTER_MS, "failover-timeout", FAILOVER_TIMEOUT_MS,
+                )  # fmt: skip
+
     def restart_node(self, node: Node) -> None:
         """Start a killed data node again from its (sentinel-rewritten or original) config."""
         self._spawn(node)

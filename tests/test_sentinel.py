@@ -7,7 +7,9 @@ failover is tuned to take ~2-5 s. The 10,000-job failover figure is in ``test_se
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from taskq_sdk._lifeline import Lifeline
 from taskq_sdk.config import Settings
 from taskq_sdk.local import WorkerProcess, WorkerThread
 
-from .conftest import FAST, FAST_ENV, JOBS, ROOT, wait_until
+from .conftest import FAST, FAST_ENV, JOBS, ROOT, figure, wait_until
 from .sentinel_group import SentinelGroup
 
 pytestmark = pytest.mark.sentinel
@@ -180,3 +182,82 @@ def test_queue_service_and_cli_accept_a_sentinel_url(group: SentinelGroup, tmp_p
     )  # fmt: skip
     assert "ConfigurationError" not in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert out.stdout.strip(), out.stderr[-2000:]
+
+
+# ---------------------------------------------------------------- failover
+
+
+def test_failover_with_a_client_waiting_and_a_worker_running(
+    group: SentinelGroup, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGKILL the primary while a job runs and a client waits on it: both follow the promoted replica.
+
+    Polling is slowed to 60 s on both sides, so the results below arrive by the pub/sub wake-ups and
+    job events, re-subscribed on the new primary, not by a fallback poll.
+    """
+    slow_poll = {"TASKQ_POLL_INTERVAL": "60"}
+    settings = sentinel_settings(group, poll_interval=60.0, outage_budget=30.0)
+    with Lifeline() as lifeline:
+        worker = WorkerProcess(worker_env(group, **slow_poll), [JOBS], tmp_path / "w.log", lifeline=lifeline).start()
+        try:
+            with Client(settings=settings) as client:
+                wait_until(lambda: len(client.workers()) == 1, timeout=30, what=f"worker up\n{worker.log_tail()}")
+                assert client.submit("add", 1, 1).result(timeout=30) == 2
+                running = client.submit("sleeper", 4.0)
+                wait_until(lambda: running.status().value == "in_progress", timeout=20, what="sleeper running")
+                group.wait_replicated()
+                with caplog.at_level(logging.WARNING, logger="taskq_sdk"):
+                    old = group.kill_primary()
+                    t0 = time.monotonic()
+                    new = group.wait_for_failover(old)
+                    assert running.result(timeout=40) == 4.0, "the wait rode out the failover"
+                    figure("sentinel_failover_wait_seconds", round(time.monotonic() - t0, 2))
+                moved = [r.getMessage() for r in caplog.records if "moved from" in r.getMessage()]
+                assert moved and f"{old[0]}:{old[1]}" in moved[0] and f"{new[0]}:{new[1]}" in moved[0], moved
+                # a fresh job: the worker is woken on the new primary (no poll for 60 s) and the client told
+                assert client.submit("add", 2, 2).result(timeout=20) == 4
+                assert worker.is_alive(), f"the worker exited:\n{worker.log_tail()}"
+            log = (tmp_path / "w.log").read_text()
+            assert "moved from" in log, f"the worker did not log the failover:\n{log[-3000:]}"
+        finally:
+            worker.stop(now=True)
+
+
+def test_a_demoted_primary_is_left_like_a_lost_connection(group: SentinelGroup) -> None:
+    """A primary demoted under open connections answers writes with READONLY: clients and workers reconnect.
+
+    A sentinel failover kills the old primary's client connections itself; a demotion by hand
+    (``REPLICAOF``) does not, so the connections stay and every write meets READONLY until the
+    sentinels name the new primary. The worker treats that as an outage, not a crash.
+    """
+    settings = sentinel_settings(group, outage_budget=30.0)
+    worker = WorkerThread(settings, [JOBS]).start()
+    try:
+        wait_until(lambda: worker.engine is not None and worker.engine.status == "running", what="worker running")
+        with Client(settings=settings) as client:
+            assert client.submit("add", 1, 2).result(timeout=30) == 3
+            group.wait_replicated()
+            old, new = group.swap_roles_by_hand()
+            wait_until(lambda: _readonly_replies(group, old.port) > 0, timeout=20, what="a write refused by READONLY")
+            group.repoint_sentinels(new)
+            for i in range(5):
+                assert client.submit("add", i, 10).result(timeout=30) == i + 10
+            assert client.map("double", range(10)).results(timeout=30) == [x * 2 for x in range(10)]
+            figure("sentinel_readonly_replies_ridden_out", _readonly_replies(group, old.port))
+        assert worker.engine is not None and worker.engine.status == "running", "the worker survived READONLY"
+    finally:
+        worker.stop(now=True, timeout=20)
+
+
+def _readonly_replies(group: SentinelGroup, port: int) -> int:
+    with group.node_client(port) as c:
+        return int(c.info("errorstats").get("errorstat_READONLY", {}).get("count", 0))
+
+
+def _role(group: SentinelGroup, port: int) -> str | None:
+    try:
+        with group.node_client(port) as c:
+            role = c.info("replication").get("role")
+            return str(role) if role is not None else None
+    except Exception:
+        return None
