@@ -266,6 +266,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        if self.durable_timeout >= self.socket_timeout:
+            raise ConfigurationError(
+                f"TASKQ_DURABLE_TIMEOUT ({self.durable_timeout:g}s) must be below TASKQ_SOCKET_TIMEOUT "
+                f"({self.socket_timeout:g}s): the durable submit's WAIT would otherwise look like a hung server"
+            )
         if self.redis_url is None:
             if self.redis_sentinels is not None:
                 parse_sentinel_hosts(self.redis_sentinels)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from taskq_sdk import AsyncClient, Client, ConfigurationError
+from taskq_sdk import AsyncClient, Client, ConfigurationError, DurabilityUnconfirmed
 from taskq_sdk._lifeline import Lifeline
 from taskq_sdk.config import Settings
 from taskq_sdk.local import WorkerProcess, WorkerThread
@@ -254,10 +255,47 @@ def _readonly_replies(group: SentinelGroup, port: int) -> int:
         return int(c.info("errorstats").get("errorstat_READONLY", {}).get("count", 0))
 
 
-def _role(group: SentinelGroup, port: int) -> str | None:
-    try:
-        with group.node_client(port) as c:
-            role = c.info("replication").get("role")
-            return str(role) if role is not None else None
-    except Exception:
-        return None
+# ---------------------------------------------------------------- durable submit
+
+
+def test_durable_submit_waits_for_a_replica(group: SentinelGroup) -> None:
+    settings = sentinel_settings(group, durable_timeout=1.0)
+    with Client(settings=settings) as client:
+        job = client.submit("add", 1, 2, _durable=True)
+        client.map("double", range(50), _durable=True)
+        with pytest.raises(ConfigurationError, match="_durable takes True or False"):
+            client.submit("add", 1, 2, _durable="yes")
+        replica = group.replica_nodes()[0]
+        with group.node_client(replica.port) as r:  # the replica has them already, without waiting for sync
+            assert r.exists(f"arq:job:{job.id}") == 1
+            assert r.zcard("arq:queue") == 51
+        os.kill(replica.pid, signal.SIGKILL)
+        replica.proc.wait(10)  # type: ignore[union-attr]
+        with pytest.raises(DurabilityUnconfirmed, match="0 of the 1 replica") as caught:
+            client.submit("add", 3, 4, _durable=True)
+        assert len(caught.value.job_ids) == 1
+        assert client.job(caught.value.job_ids[0]).status().value == "queued", "written to the primary all the same"
+        with pytest.raises(DurabilityUnconfirmed, match="the jobs of batch"):
+            client.map("double", range(5), _durable=True)
+        assert client.submit("add", 5, 6).status().value == "queued", "a plain submit does not wait"
+
+
+def test_durable_submit_by_environment(group: SentinelGroup, monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in group.env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("TASKQ_DURABLE_SUBMIT", "true")
+    monkeypatch.setenv("TASKQ_DURABLE_TIMEOUT", "0.5")
+    with Client() as client:
+        assert client.settings.durable_submit
+        client.submit("add", 1, 2)
+        replica = group.replica_nodes()[0]
+        os.kill(replica.pid, signal.SIGKILL)
+        replica.proc.wait(10)  # type: ignore[union-attr]
+        with pytest.raises(DurabilityUnconfirmed):
+            client.submit("add", 1, 2)
+        client.submit("add", 1, 2, _durable=False)  # the per-call option wins
+
+
+def test_durable_timeout_must_stay_below_the_socket_timeout() -> None:
+    with pytest.raises(ConfigurationError, match="TASKQ_DURABLE_TIMEOUT"):
+        Settings(durable_timeout=10, socket_timeout=5)
