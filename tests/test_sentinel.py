@@ -188,6 +188,7 @@ def test_queue_service_and_cli_accept_a_sentinel_url(group: SentinelGroup, tmp_p
 # ---------------------------------------------------------------- failover
 
 
+@pytest.mark.chaos
 def test_failover_with_a_client_waiting_and_a_worker_running(
     group: SentinelGroup, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -224,6 +225,7 @@ def test_failover_with_a_client_waiting_and_a_worker_running(
             worker.stop(now=True)
 
 
+@pytest.mark.chaos
 def test_a_demoted_primary_is_left_like_a_lost_connection(group: SentinelGroup) -> None:
     """A primary demoted under open connections answers writes with READONLY: clients and workers reconnect.
 
@@ -299,3 +301,26 @@ def test_durable_submit_by_environment(group: SentinelGroup, monkeypatch: pytest
 def test_durable_timeout_must_stay_below_the_socket_timeout() -> None:
     with pytest.raises(ConfigurationError, match="TASKQ_DURABLE_TIMEOUT"):
         Settings(durable_timeout=10, socket_timeout=5)
+
+
+def test_the_readme_sentinel_block_runs_against_sentinel(group: SentinelGroup, tmp_path: Path) -> None:
+    """The README's Sentinel block is skipped by test_readme (it needs sentinels); it runs here."""
+    import re
+    import subprocess
+    import sys
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### High availability: Redis/Valkey Sentinel") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    env = worker_env(group)
+    with Lifeline() as lifeline:
+        worker = WorkerProcess(env, ["examples.jobs"], tmp_path / "w.log", lifeline=lifeline).start()
+        try:
+            out = subprocess.run(
+                [sys.executable, "-c", code.group(1)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+            )
+        finally:
+            worker.stop(now=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "'words': 5" in out.stdout, out.stdout

@@ -15,10 +15,10 @@ replica has when it dies - the window asynchronous replication always has, widen
 shows. (Freezing alone is not enough: what the primary already sent waits in the replicas' socket
 buffers.) Printed, per scenario and submit mode::
 
-    FIGURE sentinel_<scenario>_<mode>_acked_lost=...     acknowledged submits that never ran
-    FIGURE sentinel_<scenario>_<mode>_ran_twice=...      jobs the ledger shows more than once
-    FIGURE sentinel_<scenario>_<mode>_seconds_without_progress=...
-    FIGURE sentinel_<scenario>_<mode>_status_wrong=...   jobs that ran but whose status/result is not complete/right
+    FIGURE sentinel_<N>k_<scenario>_<mode>_acked_lost=...     acknowledged submits that never ran
+    FIGURE sentinel_<N>k_<scenario>_<mode>_ran_twice=...      jobs the ledger shows more than once
+    FIGURE sentinel_<N>k_<scenario>_<mode>_seconds_without_progress=...
+    FIGURE sentinel_<N>k_<scenario>_<mode>_status_wrong=...   jobs that ran, status/result not complete/right
 
 The default tier drains 1,000 jobs per mode in the lagging scenario (~45 s here); ``-m heavy`` runs
 the issue's 10,000 in both scenarios (~2.5 min here).
@@ -225,8 +225,7 @@ def run_failover(tmp_path: Path, n: int, *, durable: bool, lag: float = 0.0, pac
             "drain_seconds": round(drain_s, 1),
         }
         for name, value in out.items():
-            figure(f"sentinel_{mode}_{name}", value)
-        figure(f"sentinel_{mode}_jobs", n)
+            figure(f"sentinel_{n // 1000}k_{mode}_{name}", value)
         out["lost_ids"], out["wrong"], out["alive"] = lost[:10], wrong[:10], alive
         out["killed_wall"] = killed["wall"]
         out["worker_logs"] = "\n".join(w.log_tail(15) for w in workers)
