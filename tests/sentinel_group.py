@@ -57,6 +57,7 @@ class SentinelGroup:
 
     root: Path
     replicas: int = 1
+    sentinel_password: str | None = SENTINEL_PASSWORD  # None: sentinels without a password (arq's limit)
     binary: str = field(default_factory=find_server_binary)
     data: list[Node] = field(default_factory=list)
     sentinels: list[Node] = field(default_factory=list)
@@ -70,25 +71,22 @@ class SentinelGroup:
     @property
     def url(self) -> str:
         """The ``redis+sentinel://`` URL with both passwords."""
-        return (
-            f"redis+sentinel://:{DATA_PASSWORD}@{self.sentinel_hosts}/{MASTER}/0?sentinel_password={SENTINEL_PASSWORD}"
-        )
+        url = f"redis+sentinel://:{DATA_PASSWORD}@{self.sentinel_hosts}/{MASTER}/0"
+        return url + (f"?sentinel_password={self.sentinel_password}" if self.sentinel_password else "")
 
     def env(self) -> dict[str, str]:
         """The same target as environment variables."""
-        return {
-            "REDIS_SENTINELS": self.sentinel_hosts,
-            "REDIS_SENTINEL_MASTER": MASTER,
-            "REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
-            "REDIS_PASSWORD": DATA_PASSWORD,
-        }
+        env = {"REDIS_SENTINELS": self.sentinel_hosts, "REDIS_SENTINEL_MASTER": MASTER, "REDIS_PASSWORD": DATA_PASSWORD}
+        if self.sentinel_password:
+            env["REDIS_SENTINEL_PASSWORD"] = self.sentinel_password
+        return env
 
     def node_client(self, port: int) -> redis.Redis:
         return redis.Redis(host=HOST, port=port, password=DATA_PASSWORD, socket_timeout=2, socket_connect_timeout=2)
 
     def sentinel_client(self, node: Node) -> redis.Redis:
         return redis.Redis(
-            host=HOST, port=node.port, password=SENTINEL_PASSWORD, socket_timeout=2, socket_connect_timeout=2
+            host=HOST, port=node.port, password=self.sentinel_password, socket_timeout=2, socket_connect_timeout=2
         )
 
     def primary_address(self) -> tuple[str, int] | None:
@@ -233,14 +231,14 @@ class SentinelGroup:
             f"port {port}",
             f'dir "{self.root}"',
             f'logfile "{self.root / (role + ".log")}"',
-            f'requirepass "{SENTINEL_PASSWORD}"',
-            f'sentinel sentinel-pass "{SENTINEL_PASSWORD}"',
             f"sentinel monitor {MASTER} {HOST} {primary_port} 2",
             f'sentinel auth-pass {MASTER} "{DATA_PASSWORD}"',
             f"sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}",
             f"sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}",
             f"sentinel parallel-syncs {MASTER} 1",
         ]
+        if self.sentinel_password:
+            lines += [f'requirepass "{self.sentinel_password}"', f'sentinel sentinel-pass "{self.sentinel_password}"']
         conf = self.root / f"{role}.conf"
         conf.write_text("\n".join(lines) + "\n")
         return Node(role, port, conf)

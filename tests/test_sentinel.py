@@ -324,3 +324,24 @@ def test_the_readme_sentinel_block_runs_against_sentinel(group: SentinelGroup, t
             worker.stop(now=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "'words': 5" in out.stdout, out.stdout
+
+
+def test_sdk_jobs_run_on_the_stock_arq_command_through_sentinel(tmp_path: Path) -> None:
+    """arq's own Sentinel support (``RedisSettings(sentinel=True)``), for sentinels without a password."""
+    import subprocess
+    import sys
+
+    group = SentinelGroup(tmp_path / "open-sentinels", sentinel_password=None).start()
+    try:
+        with Client(settings=sentinel_settings(group)) as client:
+            ok = client.submit("add", 20, 22)
+            slow = client.submit("slow", 5, step=0.01)
+            proc = subprocess.run(
+                [sys.executable, "-m", "arq", "tests.stock_settings.WorkerSettings", "--burst"],
+                env=worker_env(group), cwd=ROOT, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            assert ok.result(timeout=10) == 42
+            assert slow.result(timeout=10) == 5
+    finally:
+        group.stop()
