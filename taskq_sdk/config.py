@@ -93,7 +93,7 @@ class Settings(BaseSettings):
         2.0,
         gt=0,
         validation_alias=_env("durable_timeout", "TASKQ_DURABLE_TIMEOUT"),
-        description="seconds a durable submit waits for a replica's acknowledgement",
+        description="seconds a durable submit waits for a replica's acknowledgement (capped at 0.9 x socket timeout)",
     )
     tls_ca_certs: str | None = Field(None, validation_alias=_env("tls_ca_certs", "TASKQ_TLS_CA_CERTS"))
     tls_check_hostname: bool = Field(True, validation_alias=_env("tls_check_hostname", "TASKQ_TLS_CHECK_HOSTNAME"))
@@ -266,11 +266,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        if self.durable_timeout >= self.socket_timeout:
-            raise ConfigurationError(
-                f"TASKQ_DURABLE_TIMEOUT ({self.durable_timeout:g}s) must be below TASKQ_SOCKET_TIMEOUT "
-                f"({self.socket_timeout:g}s): the durable submit's WAIT would otherwise look like a hung server"
-            )
         if self.redis_url is None:
             if self.redis_sentinels is not None:
                 parse_sentinel_hosts(self.redis_sentinels)

@@ -298,9 +298,11 @@ def test_durable_submit_by_environment(group: SentinelGroup, monkeypatch: pytest
         client.submit("add", 1, 2, _durable=False)  # the per-call option wins
 
 
-def test_durable_timeout_must_stay_below_the_socket_timeout() -> None:
-    with pytest.raises(ConfigurationError, match="TASKQ_DURABLE_TIMEOUT"):
-        Settings(durable_timeout=10, socket_timeout=5)
+def test_durable_timeout_stays_below_the_socket_timeout() -> None:
+    from taskq_sdk._backend.durable import durable_timeout_ms
+
+    assert durable_timeout_ms(Settings(durable_timeout=10, socket_timeout=5)) == 4500
+    assert durable_timeout_ms(Settings(durable_timeout=0.5)) == 500
 
 
 def test_the_readme_sentinel_block_runs_against_sentinel(group: SentinelGroup, tmp_path: Path) -> None:

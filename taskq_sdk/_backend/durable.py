@@ -34,8 +34,15 @@ DURABLE_REPLICAS = 1
 
 
 def durable_timeout_ms(settings: Settings) -> int:
-    """``TASKQ_DURABLE_TIMEOUT`` in milliseconds, at least 1 (``WAIT 1 0`` would block forever)."""
-    return max(1, int(settings.durable_timeout * 1000))
+    """``TASKQ_DURABLE_TIMEOUT`` in milliseconds, at least 1 (``WAIT 1 0`` would block forever).
+
+    Capped at 0.9 x ``TASKQ_SOCKET_TIMEOUT``: a longer ``WAIT`` would look like a hung server.
+
+    Example::
+
+        durable_timeout_ms(Settings(durable_timeout=10, socket_timeout=5))   # 4500
+    """
+    return max(1, int(min(settings.durable_timeout, 0.9 * settings.socket_timeout) * 1000))
 
 
 def add_wait(pipe: Any, timeout_ms: int) -> None:
