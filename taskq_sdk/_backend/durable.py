@@ -10,7 +10,10 @@ What it guarantees, honestly: the jobs reached a replica's memory before the sub
 is not strong consistency: the replica that acknowledged might not be the one promoted (with two
 or more replicas), a replica restarted without persistence forgets, and a failover can still pick
 a replica that lags. With one replica, or when the promoted replica is the one that acknowledged,
-an acknowledged durable submit survives the primary's SIGKILL. Example::
+an acknowledged durable submit survives the primary's SIGKILL. One more gap: if the connection drops
+after the script ran but before ``WAIT`` answered, redis-py runs the pipeline again on a new
+connection; the script then finds the job written and writes nothing, so that ``WAIT`` covers
+nothing and confirms at once. Example::
 
     async with redis.pipeline(transaction=False) as pipe:
         await submit_script(keys=[], args=argv, client=pipe)

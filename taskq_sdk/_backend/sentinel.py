@@ -71,6 +71,12 @@ class _FollowingPool(SentinelConnectionPool):
         note_primary(self.taskq_address, primary)
         return primary
 
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        await super().disconnect(inuse_connections)
+        if inuse_connections:  # the client is closing: its connections to the sentinels go too
+            for sentinel in self.sentinel_manager.sentinels:
+                await sentinel.connection_pool.disconnect()
+
 
 def sentinel_tls_kwargs(address: SentinelAddress, settings: Settings) -> dict[str, Any]:
     """TLS options for ``rediss+sentinel://``: they apply to the sentinels and the data nodes alike."""
