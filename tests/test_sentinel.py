@@ -106,6 +106,25 @@ def test_master_name_without_sentinels_is_refused(monkeypatch: pytest.MonkeyPatc
         Settings()
 
 
+def test_tls_applies_to_sentinels_and_data_nodes(tmp_path: Path) -> None:
+    from redis.asyncio.connection import SSLConnection
+
+    from taskq_sdk._backend.connection import make_redis
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read until a connection is made")
+    settings = Settings(redis_url="rediss+sentinel://:pw@s1,s2/mymaster", tls_ca_certs=str(ca))  # type: ignore[arg-type]
+    redis = make_redis(settings)
+    pool = redis.connection_pool
+    assert issubclass(pool.connection_class, SSLConnection), "data nodes over TLS"
+    assert pool.connection_kwargs["ssl_ca_certs"] == str(ca) and pool.connection_kwargs["ssl_check_hostname"]
+    for sentinel in pool.sentinel_manager.sentinels:  # type: ignore[attr-defined]
+        assert issubclass(sentinel.connection_pool.connection_class, SSLConnection), "sentinels over TLS"
+        assert sentinel.connection_pool.connection_kwargs["ssl_ca_certs"] == str(ca)
+    plain = make_redis(Settings(redis_url="redis+sentinel://:pw@s1,s2/mymaster"))  # type: ignore[arg-type]
+    assert not issubclass(plain.connection_pool.connection_class, SSLConnection)
+
+
 def test_stock_arq_settings_use_arqs_sentinel_support() -> None:
     from taskq_sdk.arq_config import arq_settings
 
