@@ -52,6 +52,7 @@ __all__ = ["LocalCluster", "WorkerProcess", "WorkerThread"]
 _SETTINGS_ENV_PREFIXES = ("REDIS_", "ARQ_", "TASKQ_")
 _CONNECTION_FIELDS = frozenset(
     {"redis_url", "redis_host", "redis_port", "redis_username", "redis_password", "redis_db", "allow_private_urls"}
+    | {"redis_sentinels", "redis_sentinel_master", "redis_sentinel_password"}
 )
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 
 from ..serialization import Codec
 from . import layout
+from .durable import add_wait, check_acked
 from .envelope import decode_job, decode_result, job_call_of
 
 __all__ = [
@@ -175,6 +176,7 @@ class BulkHeader:
     job_ttl_ms: int
     meta_ttl_ms: int
     batch: str
+    durable_ms: int = 0  # > 0: a durable submit, WAIT this long for a replica (see durable.py)
 
 
 def pack_rows(rows: Sequence[Any]) -> bytes:
@@ -223,7 +225,11 @@ class BatchStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             for blob in groups:
                 await self._submit(keys=[], args=[*head, blob], client=pipe)
+            if header.durable_ms:
+                add_wait(pipe, header.durable_ms)
             outs = await pipe.execute()
+        if header.durable_ms:
+            check_acked(outs.pop(), [], header.durable_ms, f"the jobs of batch {header.batch}")
         return b"".join(o if isinstance(o, bytes) else str(o).encode() for o in outs)
 
     async def statuses(self, job_ids: Sequence[str], *, group: int = 5000) -> bytes:

@@ -29,6 +29,7 @@ from ..serialization import Codec, RemoteError
 from . import layout, liveness
 from .batches import BatchStore
 from .connection import run_scripts
+from .durable import add_wait, check_acked, durable_timeout_ms
 from .envelope import JobCall, ResultRecord, decode_job, decode_result, encode_result, job_call_of
 from .health_io import HealthReader
 from .hooks import HookStore
@@ -60,6 +61,7 @@ class SubmitRow:
     args_repr: str
     retry_of: str | None = None
     batch: str | None = None
+    durable: bool = False
 
 
 @dataclass
@@ -196,7 +198,15 @@ class Store:
                     r.batch or "",
                     r.args_repr,
                 ]
-            out = await self._submit(keys=[], args=argv)
+            if any(r.durable for r in part):
+                timeout_ms = durable_timeout_ms(self.settings)
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    await self._submit(keys=[], args=argv, client=pipe)
+                    add_wait(pipe, timeout_ms)
+                    out, acked = await pipe.execute()
+                check_acked(acked, [r.job_id for r in part], timeout_ms)
+            else:
+                out = await self._submit(keys=[], args=argv)
             created.extend(bool(x) for x in out)
         return created
 
