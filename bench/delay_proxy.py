@@ -35,6 +35,7 @@ import sys
 import threading
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,6 +146,10 @@ async def _serve(proxy: _Proxy, host: str, port: int, controlled: bool) -> None:
         await stop.wait()
 
 
+async def _settle(tasks: set[asyncio.Task[Any]]) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the proxy until SIGTERM; SIGUSR1 cuts, SIGUSR2 heals.
 
@@ -170,7 +175,8 @@ def main(argv: list[str] | None = None) -> None:
         loop.set_exception_handler(lambda _loop, _context: None)  # stopping: cancelled connections are expected
         for task in connections:
             task.cancel()
-        loop.run_until_complete(asyncio.gather(*connections, return_exceptions=True))
+        if connections:
+            loop.run_until_complete(_settle(connections))
     finally:
         loop.close()
 
