@@ -1,6 +1,6 @@
 """Scaling: drain and latency over 0 / 0.5 / 2 ms round trips vs raw arq, 1/2/4 workers, server CPU per job.
 
-    python -m bench.scaling             # --n 5000 --latency-n 200 --rtt 0 0.5 2 --workers 1 2 4
+    python -m bench.scaling       # --n 3000 --latency-n 100 --rtt 0 0.5 2 --workers 1 2 4 --repeat 3 (~10 min)
 
 Four tables, each measuring taskq and raw arq (worker polling at 5 ms, the SDK's codec) in one run:
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -144,35 +145,65 @@ def latency_p50(direct: str, via: str, n: int, kind: str) -> float:
     return percentile(samples, 0.5) * 1000
 
 
-def network_table(srv: Any, rtts: list[float], n: int, latency_n: int) -> str:
+def interleaved(runs: dict[str, Callable[[], float]], repeat: int) -> dict[str, list[float]]:
+    """Each run ``repeat`` times, in order A B .. then .. B A, so a drifting machine load hits all alike."""
+    out: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    for rep in range(repeat):
+        for name in names if rep % 2 == 0 else names[::-1]:
+            out[name].append(runs[name]())
+    return out
+
+
+def spread(values: list[float], fmt: str = ",.0f") -> str:
+    """The median, and the range when there is more than one value: ``1,234 (1,100-1,300)``."""
+    med = statistics.median(values)
+    if len(values) == 1:
+        return format(med, fmt)
+    return f"{format(med, fmt)} ({format(min(values), fmt)}-{format(max(values), fmt)})"
+
+
+def network_table(srv: Any, rtts: list[float], n: int, latency_n: int, repeat: int) -> str:
     rows = []
     for rtt in rtts:
         with reach(srv, rtt) as (via, measured, proxy):
-            arq_rate, arq_cpu = _share(proxy, lambda: drain_rate(srv.url, via, n, "arq"))
-            tq_rate, tq_cpu = _share(proxy, lambda: drain_rate(srv.url, via, n, "taskq"))
-            arq_lat = latency_p50(srv.url, via, latency_n, "arq")
-            tq_lat = latency_p50(srv.url, via, latency_n, "taskq")
+            shares: dict[str, list[str]] = {"arq": [], "taskq": []}
+
+            def drain(kind: str, shares: dict[str, list[str]] = shares) -> float:
+                rate, share = _share(proxy, lambda: drain_rate(srv.url, via, n, kind))
+                shares[kind].append(share)
+                return float(rate)
+
+            got = interleaved(
+                {
+                    "arq drain": lambda: drain("arq"),
+                    "taskq drain": lambda: drain("taskq"),
+                    "arq latency": lambda: latency_p50(srv.url, via, latency_n, "arq"),
+                    "taskq latency": lambda: latency_p50(srv.url, via, latency_n, "taskq"),
+                },
+                repeat,
+            )
+        med = {k: statistics.median(v) for k, v in got.items()}
         label = f"{rtt:g} ms (PING {measured:.2f} ms)"
-        rows.append([label, "arq, polling at 5 ms", f"{arq_rate:,.0f}", arq_cpu, f"{arq_lat:.2f}", "1.00x", "1.00x"])
-        rows.append(
-            [
-                label,
-                "taskq worker + AsyncClient",
-                f"{tq_rate:,.0f}",
-                tq_cpu,
-                f"{tq_lat:.2f}",
-                f"{tq_rate / arq_rate:.2f}x",
-                f"{arq_lat / tq_lat:.2f}x",
-            ]
-        )
-        print(f"FIGURE scaling_drain_jobs_per_s[rtt={rtt:g}ms,taskq]={tq_rate:.0f}")
-        print(f"FIGURE scaling_drain_jobs_per_s[rtt={rtt:g}ms,arq]={arq_rate:.0f}")
-        print(f"FIGURE scaling_latency_p50_ms[rtt={rtt:g}ms,taskq]={tq_lat:.2f}")
-        print(f"FIGURE scaling_latency_p50_ms[rtt={rtt:g}ms,arq]={arq_lat:.2f}")
+        for kind, name in (("arq", "arq, polling at 5 ms"), ("taskq", "taskq worker + AsyncClient")):
+            rows.append(
+                [
+                    label,
+                    name,
+                    spread(got[f"{kind} drain"]),
+                    max(shares[kind]),
+                    spread(got[f"{kind} latency"], ".2f"),
+                    f"{med[f'{kind} drain'] / med['arq drain']:.2f}x",
+                    f"{med['arq latency'] / med[f'{kind} latency']:.2f}x",
+                ]
+            )
+            print(f"FIGURE scaling_drain_jobs_per_s[rtt={rtt:g}ms,{kind}]={med[f'{kind} drain']:.0f}")
+            print(f"FIGURE scaling_latency_p50_ms[rtt={rtt:g}ms,{kind}]={med[f'{kind} latency']:.2f}")
     return table(
         f"Round trips: drain of {n:,} no-op jobs (1 worker process, max_jobs=10) and submit -> result p50 "
-        f"({latency_n} jobs), through a delay proxy",
-        ["RTT", "system", "drain jobs/s", "proxy CPU", "latency p50 ms", "drain vs arq", "latency vs arq"],
+        f"({latency_n} jobs), through a delay proxy; median (range) of {repeat} interleaved runs; "
+        f"load average {os.getloadavg()[0]:.1f}",
+        ["RTT", "system", "drain jobs/s", "proxy CPU (max)", "latency p50 ms", "drain vs arq", "latency vs arq"],
         rows,
     )
 
@@ -204,21 +235,31 @@ def added_mid_batch(url: str, n: int) -> tuple[float, float]:
     return (d1 - d0) / (t1 - t0), (n - d2) / (t3 - t2)
 
 
-def workers_table(url: str, n: int, counts: list[int]) -> str:
+def workers_table(url: str, n: int, counts: list[int], repeat: int) -> str:
+    runs: dict[str, Callable[[], float]] = {}
+    for w in counts:
+        runs[f"taskq {w}"] = lambda w=w: drain_rate(url, url, n, "taskq", w)  # type: ignore[misc]
+        runs[f"arq {w}"] = lambda w=w: drain_rate(url, url, n, "arq", w)  # type: ignore[misc]
+    got = interleaved(runs, repeat)
+    one = statistics.median(got[f"taskq {counts[0]}"])
     rows = []
-    rates: dict[int, tuple[float, float]] = {}
     for w in counts:
-        rates[w] = (drain_rate(url, url, n, "taskq", w), drain_rate(url, url, n, "arq", w))
-        print(f"FIGURE scaling_drain_jobs_per_s[workers={w},taskq]={rates[w][0]:.0f}")
-    one = rates[counts[0]][0]
-    for w in counts:
-        tq, arq = rates[w]
-        rows.append([f"{w} worker process{'es' if w > 1 else ''}", f"{tq:,.0f}", f"{tq / one:.2f}x", f"{arq:,.0f}"])
+        tq = statistics.median(got[f"taskq {w}"])
+        print(f"FIGURE scaling_drain_jobs_per_s[workers={w},taskq]={tq:.0f}")
+        rows.append(
+            [
+                f"{w} worker process{'es' if w > 1 else ''}",
+                spread(got[f"taskq {w}"]),
+                f"{tq / one:.2f}x",
+                spread(got[f"arq {w}"]),
+            ]
+        )
     before, after = added_mid_batch(url, n)
     rows.append(["1 worker, first 40 % of a batch", f"{before:,.0f}", f"{before / one:.2f}x", ""])
     rows.append(["+1 worker added while the batch runs", f"{after:,.0f}", f"{after / one:.2f}x", ""])
     return table(
-        f"Worker processes: {n:,} queued no-op jobs, max_jobs=10 per worker, loopback",
+        f"Worker processes: {n:,} queued no-op jobs, max_jobs=10 per worker, loopback; "
+        f"median (range) of {repeat} interleaved runs; load average {os.getloadavg()[0]:.1f}",
         ["workers", "taskq jobs/s", "vs 1", "arq (5 ms polls) jobs/s"],
         rows,
     )
@@ -238,53 +279,66 @@ def _wait_queue_empty(url: str, timeout: float) -> None:
 
 def server_cost_table(url: str, n: int, workers: int) -> str:
     rows = []
-    saturation = {}
     for kind in ("arq", "taskq"):
         flush(url)
         submit, run = ServerMeter(url), ServerMeter(url)
         with submit.measure():
             asyncio.run(enqueue_taskq(url, n) if kind == "taskq" else enqueue_arq(url, n))
-        with run.measure(), ExitStack() as stack:
-            for _ in range(workers):
-                if kind == "taskq":
-                    stack.enter_context(taskq_worker(url, "bench.noop_jobs"))
-                else:
-                    stack.enter_context(arq_worker(url, "bench.arq_baseline.Fast"))
-            _wait_queue_empty(url, timeout=900)
-        wait_drained(url, n, timeout=60)  # every job finished (outside the meter: it reads all results)
-        # an idle worker keeps a heartbeat and (arq) a poll going: the drain's own window is short, so
-        # this is a small overstatement, on both sides alike
-        per_job = (submit.cpu + run.cpu) / n * 1e6
-        saturation[kind] = 1e6 / per_job
+        r = redis.Redis.from_url(url)
+        with ExitStack() as stack:
+            procs = [
+                stack.enter_context(
+                    taskq_worker(url, "bench.noop_jobs")
+                    if kind == "taskq"
+                    else arq_worker(url, "bench.arq_baseline.Fast")
+                )
+                for _ in range(workers)
+            ]
+            # from here on: the workers are up (their start-up CPU is not a job's cost)
+            with run.measure():
+                done0 = n - cast(int, r.zcard("arq:queue"))
+                cpu0 = sum(cpu_seconds(p.pid) for p in procs)
+                _wait_queue_empty(url, timeout=900)
+                worker_cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
+        r.close()
+        wait_drained(url, n, timeout=60)  # every job finished (outside the meters: it reads all results)
+        ran = n - done0
+        enqueue_us, run_us = submit.cpu / n * 1e6, run.cpu / ran * 1e6
+        per_job = enqueue_us + run_us
+        saturation = 1e6 / per_job
         calls = {
-            k: submit.commands.get(k, (0, 0))[0] + run.commands.get(k, (0, 0))[0]
+            k: submit.commands.get(k, (0, 0))[0] / n + run.commands.get(k, (0, 0))[0] / ran
             for k in {*submit.commands, *run.commands}
         }
-        usec = {k: submit.commands.get(k, (0, 0))[1] + run.commands.get(k, (0, 0))[1] for k in calls}
+        usec = {k: submit.commands.get(k, (0, 0))[1] / n + run.commands.get(k, (0, 0))[1] / ran for k in calls}
         top = sorted(usec, key=lambda k: -usec[k])[:5]
         rows.append(
             [
                 "arq (5 ms polls)" if kind == "arq" else "taskq",
-                f"{submit.cpu / n * 1e6:.1f}",
-                f"{run.cpu / n * 1e6:.1f}",
+                f"{enqueue_us:.1f}",
+                f"{run_us:.1f}",
                 f"{per_job:.1f}",
-                f"{sum(calls.values()) / n:.1f}",
-                ", ".join(f"{k} {calls[k] / n:.1f}x/{usec[k] / n:.1f}us" for k in top),
-                f"{saturation[kind]:,.0f}",
+                f"{sum(calls.values()):.1f}",
+                ", ".join(f"{k} {calls[k]:.1f}x/{usec[k]:.1f}us" for k in top),
+                f"{saturation:,.0f}",
+                f"{worker_cpu / ran * 1e6:.0f}",
             ]
         )
         print(f"FIGURE scaling_server_cpu_us_per_job[{kind}]={per_job:.1f}")
-        print(f"FIGURE scaling_one_primary_saturates_jobs_per_s[{kind}]={saturation[kind]:.0f}")
+        print(f"FIGURE scaling_one_primary_saturates_jobs_per_s[{kind}]={saturation:.0f}")
+        print(f"FIGURE scaling_worker_cpu_us_per_job[{kind}]={worker_cpu / ran * 1e6:.0f}")
     return table(
-        f"Server CPU per job (main thread, INFO cpu / commandstats): {n:,} no-op jobs, {workers} worker processes",
+        f"CPU per job: server main thread (INFO cpu / commandstats) and worker processes (/proc); {n:,} no-op "
+        f"jobs, {workers} worker processes; load average {os.getloadavg()[0]:.1f}",
         [
             "system",
-            "enqueue us/job",
+            "server: enqueue us/job",
             "run us/job",
             "total us/job",
             "commands/job",
             "top commands (calls/job, us/job)",
             "1 primary saturates at jobs/s",
+            "worker CPU us/job",
         ],
         rows,
     )
@@ -292,15 +346,16 @@ def server_cost_table(url: str, n: int, workers: int) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=5000, help="jobs per drain")
-    p.add_argument("--latency-n", type=int, default=200, help="jobs per latency run")
+    p.add_argument("--n", type=int, default=3000, help="jobs per drain")
+    p.add_argument("--latency-n", type=int, default=100, help="jobs per latency run")
     p.add_argument("--rtt", type=float, nargs="+", default=[0.0, 0.5, 2.0], help="round trips to test, ms")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="worker process counts")
+    p.add_argument("--repeat", type=int, default=3, help="interleaved runs per measurement (median reported)")
     args = p.parse_args()
     with server() as srv:
-        print(network_table(srv, args.rtt, args.n, args.latency_n), flush=True)
+        print(network_table(srv, args.rtt, args.n, args.latency_n, args.repeat), flush=True)
         print(flush=True)
-        print(workers_table(srv.url, args.n, args.workers), flush=True)
+        print(workers_table(srv.url, args.n, args.workers, args.repeat), flush=True)
         print(flush=True)
         print(server_cost_table(srv.url, args.n, 2), flush=True)
 

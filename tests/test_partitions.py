@@ -73,6 +73,14 @@ def in_flight_on(folder: Path, n: int, pid: int) -> int:
     return sum(1 for t in traces(folder, n) for c in t.on(pid) if c not in t.ended)
 
 
+def _ticks_after_takeover(trace: Trace, old: int, new: int) -> int:
+    """Ticks copies on worker ``old`` wrote after the first tick of a copy on worker ``new``."""
+    starts = [trace.ticks[c][0] for c in trace.on(new) if trace.ticks[c]]
+    if not starts:
+        return 0
+    return sum(1 for c in trace.on(old) for at in trace.ticks[c] if at > min(starts))
+
+
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[Network]:
     network = network_or_skip(tmp_path / "net")
@@ -141,20 +149,16 @@ def test_a_worker_host_cut_off_for_30s_loses_nothing_and_finishes_nothing_it_los
     refused = sum(1 for i in moved for c in final[i].on(cut.pid) if c in final[i].ended and results[i] != c)
     accepted = sum(1 for i in moved if results[i] in final[i].on(cut.pid))
     late_ticks = sum(1 for i in moved for c in final[i].on(cut.pid) for at in final[i].ticks[c] if at > t_heal)
-    overlap = sum(
-        1
-        for i in moved
-        for c in final[i].on(cut.pid)
-        for at in final[i].ticks[c]
-        if at > min(final[i].ticks[o][0] for o in final[i].on(other.pid) if final[i].ticks[o])
-    )
+    overlap = {i: _ticks_after_takeover(final[i], cut.pid, other.pid) for i in moved}
     figure("partition_worker_30s_jobs_held_by_cut_host", len(held))
     figure("partition_worker_30s_jobs_lost", lost)
     figure("partition_worker_30s_jobs_run_twice", twice)
     figure("partition_worker_30s_stale_finishes_refused", refused)
     figure("partition_worker_30s_stale_finishes_accepted", accepted)
     figure("partition_worker_30s_stale_ticks_after_heal", late_ticks)
-    figure("partition_worker_30s_ticks_overlapping_the_new_owner_during_cut", overlap)
+    # the documented limit (docs/FENCING.md): an async copy cut off from the server runs on meanwhile
+    figure("partition_worker_30s_jobs_with_copies_overlapping_during_cut", sum(1 for v in overlap.values() if v))
+    figure("partition_worker_30s_ticks_overlapping_during_cut", sum(overlap.values()))
     figure("partition_worker_30s_seconds_cut_to_batch_done", round(t_done - t_cut, 1))
     log = cut.log_tail(80)
     assert lost == 0, f"{lost} jobs lost"
