@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -30,7 +31,7 @@ from typing import Any, cast
 
 import redis
 
-from ._harness import arq_worker, cpu_seconds, flush, percentile, server, table, taskq_worker
+from ._harness import arq_worker, clean_env, cpu_seconds, flush, percentile, process, server, table, taskq_worker
 from .delay_proxy import DelayProxy
 from .drain import enqueue_arq, enqueue_taskq, wait_drained
 from .latency import raw_arq, taskq_async
@@ -119,18 +120,58 @@ def _share(proxy: DelayProxy | None, run: Callable[[], Any]) -> tuple[Any, str]:
     return value, f"{(cpu_seconds(proxy.pid) - c0) / (time.monotonic() - t0):.0%}"
 
 
-def drain_rate(direct: str, via: str, n: int, kind: str, workers: int = 1) -> float:
-    """N no-op jobs queued (directly), then ``workers`` processes reaching the server through ``via`` drain them."""
+def _worker(kind: str, url: str, r: redis.Redis, nth: int) -> Any:
+    """The ``nth`` worker process of ``kind``, ready once it is up: the taskq one heart-beats as the ``nth``
+    registered worker, the arq one has a socket open (it connects after its imports)."""
+    if kind == "taskq":
+        cmd = [sys.executable, "-m", "taskq_sdk.worker", "bench.noop_jobs"]
+        return process(cmd, clean_env(url), lambda: cast(int, r.zcard("taskq:workers")) >= nth)
+    cmd = [sys.executable, "-m", "arq", "bench.arq_baseline.Fast"]
+    return process(cmd, clean_env(url), ready_proc=lambda proc: _has_socket(proc.pid))
+
+
+def _has_socket(pid: int) -> bool:
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def drain_rate(
+    direct: str, via: str, n: int, kind: str, workers: int = 1, cost: list[tuple[float, float]] | None = None
+) -> float:
+    """N no-op jobs drained by ``workers`` processes reaching the server through ``via``: N / (first start - last
+    finish), read from the results.
+
+    Without ``cost``: the jobs are queued first (directly), then the workers start (as bench.drain does).
+    With ``cost``: the workers start first (so that every one of them is up for the whole batch), then the
+    jobs are queued, and (worker CPU us/job, server main-thread CPU us/job, enqueue included) is appended:
+    CPU time, unlike the rate, does not depend on how much of the machine other processes take.
+    """
     flush(direct)
+    r = redis.Redis.from_url(direct)
+
+    def enqueue() -> None:
+        asyncio.run(enqueue_taskq(direct, n) if kind == "taskq" else enqueue_arq(direct, n))
+
     with ExitStack() as stack:
-        if kind == "taskq":
-            asyncio.run(enqueue_taskq(direct, n))
-            for _ in range(workers):
-                stack.enter_context(taskq_worker(via, "bench.noop_jobs"))
-        else:
-            asyncio.run(enqueue_arq(direct, n))
-            for _ in range(workers):
-                stack.enter_context(arq_worker(via, "bench.arq_baseline.Fast"))
+        if cost is None:
+            enqueue()
+        procs = [stack.enter_context(_worker(kind, via, r, k + 1)) for k in range(workers)]
+        worker0, server0 = sum(cpu_seconds(p.pid) for p in procs), _main_thread_cpu(r)
+        if cost is not None:
+            enqueue()
+            _wait_queue_empty(direct, timeout=900)
+            worker1, server1 = sum(cpu_seconds(p.pid) for p in procs), _main_thread_cpu(r)
+            cost.append(((worker1 - worker0) / n * 1e6, (server1 - server0) / n * 1e6))
+        r.close()
         return wait_drained(direct, n, timeout=900)
 
 
@@ -232,17 +273,28 @@ def added_mid_batch(url: str, n: int) -> tuple[float, float]:
             time.sleep(0.05)
         t3 = time.monotonic()
     r.close()
+    if n - d2 < 0.1 * n:  # the batch was (nearly) done before the second worker came up: nothing to say
+        return (d1 - d0) / (t1 - t0), 0.0
     return (d1 - d0) / (t1 - t0), (n - d2) / (t3 - t2)
 
 
 def workers_table(url: str, n: int, counts: list[int], repeat: int) -> str:
     runs: dict[str, Callable[[], float]] = {}
+    costs: dict[str, list[tuple[float, float]]] = {}
     for w in counts:
-        runs[f"taskq {w}"] = lambda w=w: drain_rate(url, url, n, "taskq", w)  # type: ignore[misc]
-        runs[f"arq {w}"] = lambda w=w: drain_rate(url, url, n, "arq", w)  # type: ignore[misc]
+        for kind in ("taskq", "arq"):
+            key = f"{kind} {w}"
+            costs[key] = []
+            runs[key] = lambda w=w, kind=kind, c=costs[key]: drain_rate(url, url, n, kind, w, c)  # type: ignore[misc]
     got = interleaved(runs, repeat)
     one = statistics.median(got[f"taskq {counts[0]}"])
     rows = []
+
+    def cpu(key: str) -> str:
+        worker = statistics.median(c[0] for c in costs[key])
+        server = statistics.median(c[1] for c in costs[key])
+        return f"{worker:,.0f} / {server:,.0f}"
+
     for w in counts:
         tq = statistics.median(got[f"taskq {w}"])
         print(f"FIGURE scaling_drain_jobs_per_s[workers={w},taskq]={tq:.0f}")
@@ -251,16 +303,26 @@ def workers_table(url: str, n: int, counts: list[int], repeat: int) -> str:
                 f"{w} worker process{'es' if w > 1 else ''}",
                 spread(got[f"taskq {w}"]),
                 f"{tq / one:.2f}x",
+                cpu(f"taskq {w}"),
                 spread(got[f"arq {w}"]),
+                cpu(f"arq {w}"),
             ]
         )
     before, after = added_mid_batch(url, n)
-    rows.append(["1 worker, first 40 % of a batch", f"{before:,.0f}", f"{before / one:.2f}x", ""])
-    rows.append(["+1 worker added while the batch runs", f"{after:,.0f}", f"{after / one:.2f}x", ""])
+    rows.append(["1 worker, first 40 % of a batch", f"{before:,.0f}", f"{before / one:.2f}x", "", "", ""])
+    if after:
+        rows.append(["+1 worker added while the batch runs", f"{after:,.0f}", f"{after / one:.2f}x", "", "", ""])
     return table(
-        f"Worker processes: {n:,} queued no-op jobs, max_jobs=10 per worker, loopback; "
+        f"Worker processes: {n:,} no-op jobs queued once all workers are up, max_jobs=10 per worker, loopback; "
         f"median (range) of {repeat} interleaved runs; load average {os.getloadavg()[0]:.1f}",
-        ["workers", "taskq jobs/s", "vs 1", "arq (5 ms polls) jobs/s"],
+        [
+            "workers",
+            "taskq jobs/s",
+            "vs 1",
+            "taskq CPU us/job: workers / server (with enqueue)",
+            "arq (5 ms polls) jobs/s",
+            "arq CPU us/job: workers / server",
+        ],
         rows,
     )
 
