@@ -356,7 +356,12 @@ class WidgetBatchView:
         reused = f" · {counts.reused:,} jobs reused (already submitted with this key)" if counts.reused else ""
         self.label.value = html.escape(str(counts) + reused)
         if counts.finished:
-            self.cancel.disabled = True
+            self._finish()
+
+    def _finish(self) -> None:
+        """A finished batch offers no Cancel: the button goes (disabled too, for front ends without layout)."""
+        self.cancel.disabled = True
+        self.cancel.layout.display = "none"
 
     def notice(self, text: str) -> None:
         """Show a warning under the counts (e.g. that no live worker serves the batch's function)."""
@@ -365,4 +370,4 @@ class WidgetBatchView:
     def close(self, counts: BatchCounts | None) -> None:
         if counts is not None:
             self.update(counts)
-        self.cancel.disabled = True
+        self._finish()
