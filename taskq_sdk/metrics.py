@@ -44,8 +44,8 @@ COUNTERS = ("enq", "complete", "failed", "retried", "cancelled")
 def bucket_bounds_ms(bucket: int) -> tuple[float, float]:
     """The duration range (ms) histogram bucket ``bucket`` covers (log2 scale, 8 buckets per doubling).
 
-    >>> [round(x, 2) for x in bucket_bounds_ms(8)]
-    [1.0, 1.18]
+    >>> tuple(round(x, 2) for x in bucket_bounds_ms(8))
+    (1.0, 1.18)
     """
     lo = 2 ** (bucket / BUCKETS_PER_DOUBLING) - 1
     hi = 2 ** ((bucket + 1) / BUCKETS_PER_DOUBLING) - 1
