@@ -5,7 +5,8 @@ Each compose file in ``STACKS`` goes through the same steps: base images (cached
 with 3 workers, a job submitted from the host through the published port, 3 live workers in
 ``taskq workers``, scale to 1 and back to 3, one worker container SIGKILLed mid-batch with every job of the
 batch still answered, and a teardown that leaves no container behind. More stacks (a Sentinel variant) are
-added to ``STACKS`` or named by ``TASKQ_DEPLOY_COMPOSE=path/to/compose.yml``.
+added to ``STACKS`` as a :class:`StackSpec` (its own worker service and client URL), or named by
+``TASKQ_DEPLOY_COMPOSE=path/to/compose.yml`` (same service name and URL shape as the seed's file).
 
     python -m pytest -p no:cacheprovider -m deploy tests/test_deploy.py
 """
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,10 +32,20 @@ from .deploy_engine import Stack, build_base_images, engine_env, free_port, miss
 
 pytestmark = pytest.mark.deploy
 
-WORKER_SERVICE = "arq-worker"
-STACKS = [ROOT / "examples" / "deploy" / "docker-compose.yml"]
+
+@dataclass(frozen=True)
+class StackSpec:
+    """A compose file to deploy, its worker service, and the URL a host client uses (``{password}``, ``{port}``:
+    ``REDIS_PASSWORD`` and ``TASKQ_REDIS_HOST_PORT``, both set by the test for the compose file to use)."""
+
+    compose: Path
+    worker_service: str = "arq-worker"
+    url: str = "redis://:{password}@127.0.0.1:{port}/0"
+
+
+STACKS = [StackSpec(ROOT / "examples" / "deploy" / "docker-compose.yml")]
 if os.environ.get("TASKQ_DEPLOY_COMPOSE"):
-    STACKS += [Path(p).resolve() for p in os.environ["TASKQ_DEPLOY_COMPOSE"].split(os.pathsep)]
+    STACKS += [StackSpec(Path(p).resolve()) for p in os.environ["TASKQ_DEPLOY_COMPOSE"].split(os.pathsep)]
 
 _why_not = missing()
 if _why_not:
@@ -43,8 +55,8 @@ if _why_not:
 class Deployed:
     """A stack that is up, with its URL on the host."""
 
-    def __init__(self, stack: Stack, url: str) -> None:
-        self.stack, self.url = stack, url
+    def __init__(self, stack: Stack, url: str, worker_service: str) -> None:
+        self.stack, self.url, self.worker_service = stack, url, worker_service
 
     def live_workers(self) -> list[dict[str, object]]:
         """What ``taskq workers --json`` says from the host, minus workers that stopped."""
@@ -63,9 +75,10 @@ class Deployed:
         )
 
 
-@pytest.fixture(scope="module", params=STACKS, ids=lambda p: p.name)
+@pytest.fixture(scope="module", params=STACKS, ids=lambda s: s.compose.name)
 def deployed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
-    compose_file: Path = request.param
+    spec: StackSpec = request.param
+    compose_file = spec.compose
     env = engine_env(tmp_path_factory.mktemp("engine"))
     password = secrets.token_urlsafe(16)
     port = free_port()
@@ -75,9 +88,9 @@ def deployed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     stack = Stack(compose_file, f"taskqtest{secrets.token_hex(3)}", env)
     try:
         t0 = time.monotonic()
-        stack.up(service=WORKER_SERVICE, replicas=3)
+        stack.up(service=spec.worker_service, replicas=3)
         print(f"{compose_file.name}: built and up in {time.monotonic() - t0:.0f}s")
-        yield Deployed(stack, f"redis://:{password}@127.0.0.1:{port}/0")
+        yield Deployed(stack, spec.url.format(password=password, port=port), spec.worker_service)
     finally:
         try:
             stack.down()
@@ -96,11 +109,11 @@ def test_three_workers_serve_a_job_submitted_from_the_host(deployed: Deployed) -
 
 def test_scale_to_one_and_back(deployed: Deployed) -> None:
     deployed.wait_for_workers(3)
-    deployed.stack.scale(WORKER_SERVICE, 1)
-    assert len(deployed.stack.containers(WORKER_SERVICE)) == 1
+    deployed.stack.scale(deployed.worker_service, 1)
+    assert len(deployed.stack.containers(deployed.worker_service)) == 1
     deployed.wait_for_workers(1)
-    deployed.stack.scale(WORKER_SERVICE, 3)
-    assert len(deployed.stack.containers(WORKER_SERVICE)) == 3
+    deployed.stack.scale(deployed.worker_service, 3)
+    assert len(deployed.stack.containers(deployed.worker_service)) == 3
     deployed.wait_for_workers(3)
 
 

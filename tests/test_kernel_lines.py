@@ -58,29 +58,29 @@ def kernel6_python() -> Path:
     return python
 
 
-def _probe_notebook(tmp: Path) -> Path:
-    """The quickstart with a first cell that prints the kernel's ipykernel version."""
-    nb = json.loads(NOTEBOOK.read_text())
+def _probe_notebook(tmp: Path, notebook: Path = NOTEBOOK) -> Path:
+    """The notebook with a first cell that prints the kernel's ipykernel version."""
+    nb = json.loads(notebook.read_text())
     probe = {"cell_type": "code", "metadata": {}, "source": PROBE, "outputs": [], "execution_count": None}
     nb["cells"].insert(1, probe)
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
             cell["outputs"], cell["execution_count"] = [], None
-    path = tmp / NOTEBOOK.name
+    path = tmp / notebook.name
     path.write_text(json.dumps(nb))
     return path
 
 
-def run_in_lab(python: Path, tmp: Path, subshells: str | None) -> tuple[str, str]:
-    """Run the probed quickstart in JupyterLab under ``python``; nbshot's report and the rendered HTML."""
+def run_in_lab(python: Path, tmp: Path, subshells: str | None, notebook: Path = NOTEBOOK) -> tuple[str, str]:
+    """Run the probed notebook in JupyterLab under ``python``; nbshot's report and the rendered HTML."""
     missing = _missing()
     if missing:
         pytest.skip(f"browser check skipped: {missing}")
     chromium = _chromium()
     assert chromium is not None
     page = tmp / "page.html"
-    cmd = [str(python), str(NBSHOT), str(_probe_notebook(tmp)), str(tmp / "shot.png"), "--strict-widgets"]
-    cmd += ["--timeout", "150", "--chromium", chromium, "--dump-html", str(page)]
+    cmd = [str(python), str(NBSHOT), str(_probe_notebook(tmp, notebook)), str(tmp / "shot.png"), "--strict-widgets"]
+    cmd += ["--timeout", "240", "--chromium", chromium, "--dump-html", str(page)]
     if subshells:
         cmd += ["--comms-over-subshells", subshells]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "TASKQ_", "ARQ_", "VIRTUAL_ENV"))}
@@ -90,11 +90,18 @@ def run_in_lab(python: Path, tmp: Path, subshells: str | None) -> tuple[str, str
     return report, page.read_text()
 
 
-def _check(report: str, html: str, major: str) -> int:
+def _rendered(report: str, html: str, major: str) -> tuple[int, int]:
+    """(widget outputs rendered as widgets, widget outputs), after checking the kernel's major version."""
     text = re.sub(r"<[^>]+>", " ", html)
     version = re.search(r"IPYKERNEL (\d+)\.(\d+)\.\S+", text)
     assert version and version.group(1) == major, f"kernel was not ipykernel {major}.x: {version and version.group(0)}"
-    rendered, total = map(int, re.search(r"widget outputs rendered as widgets: (\d+)/(\d+)", report).groups())  # type: ignore[union-attr]
+    found = re.search(r"widget outputs rendered as widgets: (\d+)/(\d+)", report)
+    assert found, report
+    return int(found.group(1)), int(found.group(2))
+
+
+def _check(report: str, html: str, major: str) -> int:
+    rendered, total = _rendered(report, html, major)
     assert total >= 4 and rendered == total, report
     # the first job's widget: shown while queued, then updated from the client's thread until it completed
     cells = re.split(r'(?=<div[^>]*class="[^"]*jp-Cell jp-CodeCell)', html)
@@ -123,3 +130,20 @@ def test_widgets_on_ipykernel_6_29(tmp_path: Path) -> None:
     report, html = run_in_lab(kernel6_python(), tmp_path, None)
     rendered = _check(report, html, "6")
     figure("widgets_rendered_ipykernel6", rendered)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("line", ["6", "7"])
+@pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_every_notebook_on_both_kernel_lines(tmp_path: Path, notebook: Path, line: str) -> None:
+    """Every notebook, every cell, every widget live, on ipykernel 6.29.x and 7.x (``-m heavy``: ~5 min)."""
+    if _missing():
+        pytest.skip(f"browser check skipped: {_missing()}")
+    import ipykernel
+
+    if line == "7" and not ipykernel.__version__.startswith("7."):
+        pytest.skip(f"the suite's venv has ipykernel {ipykernel.__version__}, not 7.x")
+    python = kernel6_python() if line == "6" else Path(sys.executable)
+    report, html = run_in_lab(python, tmp_path, None, notebook)
+    rendered, total = _rendered(report, html, line)
+    assert rendered == total, report
