@@ -35,7 +35,7 @@ NOTEBOOK = ROOT / "notebooks" / "01_quickstart.ipynb"
 NBSHOT = ROOT / "tests" / "nbshot.py"
 KERNEL6_VENV = ROOT / ".venv-ipykernel6"
 KERNEL6_PYTHON = os.environ.get("TASKQ_KERNEL6_PYTHON")
-KERNEL6_INSTALL = ["-e", f"{ROOT}[notebook,pandas]", "ipykernel>=6.29,<6.30", "playwright>=1.40", "jupyter_client>=8"]
+KERNEL6_INSTALL = ["-e", f"{ROOT}[all]", "ipykernel>=6.29,<6.30", "playwright>=1.40", "jupyter_client>=8"]
 PROBE = 'import ipykernel, sys\nprint("IPYKERNEL", ipykernel.__version__, sys.prefix)'
 
 
@@ -47,7 +47,7 @@ def kernel6_python() -> Path:
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(KERNEL6_VENV)], check=True, timeout=120)
     check = subprocess.run(
-        [str(python), "-c", "import ipykernel, jupyterlab, playwright, taskq_sdk; print(ipykernel.__version__)"],
+        [str(python), "-c", "import av, ipykernel, jupyterlab, playwright, taskq_sdk; print(ipykernel.__version__)"],
         capture_output=True,
         text=True,
     )
