@@ -574,6 +574,12 @@ class Job:
 
         return job_mimebundle(self)
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # plain IPython (no notebook): the text repr, after a fresh look, so showing the job again is current
+        from .views.widgets import job_text
+
+        printer.text(job_text(self))
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Job) and other.id == self.id
 
