@@ -280,7 +280,7 @@ class ClientCore:
         if self._state is _State.CLOSED:
             raise ClientClosed("Cannot use a client once it has been closed; create a new one.")
         if self._store is None:
-            self._store = Store(make_redis(self.settings, self.codec), self.codec, self.settings)
+            self._store = Store(make_redis(self.settings, self.codec), self.codec, self.settings, pipelined=True)
             self._state = _State.OPENED
             if self.loop is None:
                 try:

@@ -20,13 +20,15 @@ from functools import cached_property
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .._names import tenant_of
 from ..config import Settings
 from ..models import JobInfo, JobStatus, Progress, WorkerInfo, ms_to_dt
 from ..serialization import Codec, RemoteError
 from . import layout, liveness
+from .autopipe import AutoPipeline
 from .batches import BatchStore
 from .connection import run_scripts
 from .envelope import JobCall, ResultRecord, decode_job, decode_result, encode_result, job_call_of
@@ -104,13 +106,16 @@ class Store:
         await store.cancel(job_id)   # 'cancelled' | 'running' | 'finished' | 'unknown'
     """
 
-    def __init__(self, redis: Redis, codec: Codec, settings: Settings) -> None:
+    def __init__(self, redis: Redis, codec: Codec, settings: Settings, *, pipelined: bool = False) -> None:
         self.redis = redis
         self.codec = codec
         self.settings = settings
         self._submit = redis.register_script(layout.SUBMIT)
         self._state = redis.register_script(layout.STATE)
         self._cancel = redis.register_script(layout.CANCEL)
+        #: a client's hot calls (submit, state, result) coalesce per loop tick on one connection of
+        #: their own (see autopipe); a worker's or a job's store (``pipelined=False``) opens none
+        self.auto = AutoPipeline.for_redis(redis) if pipelined else None
 
     # ------------------------------------------------------------------ the other key families
     @cached_property
@@ -139,8 +144,36 @@ class Store:
         return ScheduleClaims(self.redis)
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (and the auto-pipeline's connection)."""
+        if self.auto is not None:
+            await self.auto.close()
         await self.redis.aclose(close_connection_pool=True)
+
+    async def _run(self, script: Any, args: list[Any]) -> Any:
+        """Run a registered script through the auto-pipeline; on a lost connection, through the pool.
+
+        The pool's path reconnects and retries as configured; a timeout (a hung server) is not
+        retried here, so a call still fails within the socket timeout.
+        """
+        auto = self.auto
+        if auto is not None and auto.usable:
+            try:
+                return await auto.evalsha(script, args)
+            except RedisConnectionError as exc:
+                if isinstance(exc, AuthenticationError):
+                    raise
+        return await script(keys=[], args=args)
+
+    async def _get(self, key: str) -> Any:
+        """GET through the auto-pipeline (see :meth:`_run`)."""
+        auto = self.auto
+        if auto is not None and auto.usable:
+            try:
+                return await auto.execute("GET", key)
+            except RedisConnectionError as exc:
+                if isinstance(exc, AuthenticationError):
+                    raise
+        return await self.redis.get(key)
 
     async def ping(self) -> None:
         await self.redis.ping()
@@ -196,14 +229,14 @@ class Store:
                     r.batch or "",
                     r.args_repr,
                 ]
-            out = await self._submit(keys=[], args=argv)
+            out = await self._run(self._submit, argv)
             created.extend(bool(x) for x in out)
         return created
 
     # ------------------------------------------------------------------ state
     async def state(self, job_id: str, *, with_result: bool = False) -> JobState:
         """The job's status and info in one round trip (``with_result``: and its result envelope)."""
-        raw = await self._state(keys=[], args=[job_id, "1" if with_result else "0"])
+        raw = await self._run(self._state, [job_id, "1" if with_result else "0"])
         return await self._interpret(job_id, raw)
 
     async def states(self, job_ids: Sequence[str]) -> list[JobState]:
@@ -290,7 +323,7 @@ class Store:
     # ------------------------------------------------------------------ results
     async def result_blob(self, job_id: str) -> bytes | None:
         """The raw result envelope, or ``None`` when there is none (yet, or any more)."""
-        blob: bytes | None = await self.redis.get(layout.result_key(job_id))
+        blob: bytes | None = await self._get(layout.result_key(job_id))
         return blob
 
     async def result(self, job_id: str) -> ResultRecord | None:
