@@ -27,7 +27,8 @@ pytest.importorskip("ipykernel", reason='needs ipykernel: pip install -e ".[dev]
 pytestmark = pytest.mark.notebook
 
 # prints BLOCKED (from a helper thread) once the kernel's main thread waits for the client's event loop
-# (a threading wait under Portal.wait, or the lock wait of Portal._block), so the interrupt lands in the blocking call, not before it
+# (a threading wait under Portal.wait, or the lock wait of Portal._block), so the interrupt lands in the
+# blocking call, not before it
 WATCH_BLOCKED = """
 import sys as _sys, threading as _threading, time as _time
 def _announce_when_blocked(limit=20.0):
