@@ -44,6 +44,7 @@ from typing import Any
 import redis
 
 from . import drain as bench_drain
+from . import submit_rate
 from ._harness import ROOT, arq_worker, clean_env, flush, percentile, server, table, taskq_worker
 from .latency import raw_arq, taskq_async
 
@@ -279,6 +280,50 @@ def peer_rows(url: str, python: Path, args: argparse.Namespace) -> list[Row]:
     return rows
 
 
+def submit_rates(url: str, python: Path, args: argparse.Namespace) -> dict[str, list[float]]:
+    """Enqueue rates, no worker running: one by one and ``--concurrent`` gathered, per system (one round)."""
+    n, c = args.submit_n, args.concurrent
+    cases: dict[str, Callable[[], float]] = {}
+    if "arq" in args.systems:
+        cases["arq 0.28 `enqueue_job`, one by one"] = lambda: asyncio.run(submit_rate.arq_rate(url, n, 1))
+        cases[f"arq `enqueue_job`, gather of {c}"] = lambda: asyncio.run(submit_rate.arq_rate(url, n, c))
+    if "taskq" in args.systems:
+        cases["taskq `AsyncClient.submit`, one by one"] = lambda: asyncio.run(submit_rate.async_rate(url, n, 1))
+        cases[f"taskq `AsyncClient.submit`, gather of {c}"] = lambda: asyncio.run(submit_rate.async_rate(url, n, c))
+        cases["taskq `Client.submit`, one by one"] = lambda: submit_rate.sync_rate(url, n, 1)
+    out: dict[str, list[float]] = {}
+    for name, case in cases.items():
+        flush(url)
+        rate, _ = _attempt(name, case)
+        if rate:
+            out.setdefault(name, []).append(rate)
+    for peer in PEERS:
+        if peer not in args.systems:
+            continue
+        flush(url)
+        res, _ = _attempt(
+            f"{peer} submit",
+            partial(run_peer, python, url, peer, "submit", "defaults", ["--n", str(n), "--concurrent", str(c)], 10),
+        )
+        if res:
+            out.setdefault(f"{peer} {res['version']}, one by one", []).append(res["one_by_one"])
+            if "gather" in res:
+                out.setdefault(f"{peer} {res['version']}, gather of {c}", []).append(res["gather"])
+    return out
+
+
+def render_submit(rates: dict[str, list[float]], args: argparse.Namespace) -> str:
+    base = next((statistics.median(v) for k, v in rates.items() if k.startswith("arq") and "one by one" in k), None)
+    rows = []
+    for name, values in rates.items():
+        rate = statistics.median(values)
+        rows.append(
+            [name, f"{rate:,.0f}", f"{min(values):,.0f}-{max(values):,.0f}", f"{rate / base:.2f}x" if base else ""]
+        )
+    title = f"Peers: enqueue rate of {args.submit_n:,} no-op jobs, no worker running (medians of {args.rounds} rounds)"
+    return table(title, ["how", "jobs/s", "range", "vs arq one by one"], rows)
+
+
 def merge_rounds(rounds: list[list[Row]]) -> list[Row]:
     """One row per system and setting: latency samples pooled over the rounds, drain rate and wall the medians."""
     merged: dict[tuple[str, str], tuple[Row, list[float], list[float]]] = {}
@@ -351,6 +396,8 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--drain-n", type=int, default=5000)
     p.add_argument("--concurrency", type=int, default=10)
+    p.add_argument("--concurrent", type=int, default=100, help="submits gathered at once in the enqueue-rate run")
+    p.add_argument("--submit-n", type=int, default=2000, help="jobs per enqueue-rate run (0: skip)")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (latency pooled, drain medians)")
     p.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS), help="a subset, for quick runs")
     args = p.parse_args()
@@ -365,7 +412,11 @@ def main() -> int:
     started = time.time()
     with server() as srv:
         rounds: list[list[Row]] = []
+        submits: dict[str, list[float]] = {}
         for i in range(args.rounds):
+            if args.submit_n:
+                for name, values in submit_rates(srv.url, python, args).items():
+                    submits.setdefault(name, []).extend(values)
             print(f"round {i + 1} of {args.rounds}", file=sys.stderr)
             # interleaved: every system once per round, the order reversed every other round (drift evens out)
             if i % 2 == 0:
@@ -376,6 +427,9 @@ def main() -> int:
         version = srv.version
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(render(rows, args))
+    if submits:
+        print()
+        print(render_submit(submits, args))
     print()
     print(
         f"_{time.strftime('%Y-%m-%d %H:%M %Z')}; server {version}; {os.cpu_count()} cores; "
