@@ -551,8 +551,7 @@ class ClientCore:
 
     async def write(self, row: SubmitRow, *, reply_to: str = "") -> bool:
         """Write one prepared job; True if created (False: its id was taken, the existing job stays)."""
-        created = await self.call(lambda s: s.submit([row], wake_queue=row.queue, reply_to=reply_to), "submit a job to")
-        return created[0]
+        return await self.call(lambda s: s.submit_one(row, reply_to=reply_to), "submit a job to")
 
     async def submit_followed(self, row: SubmitRow) -> tuple[bool, Follow]:
         """Write one prepared job, listening for its events first, so a wait right after misses none.

@@ -13,6 +13,7 @@ taskq models, never arq's; its parts cover the other key families (``store.batch
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -113,6 +114,13 @@ class Store:
         self._submit = redis.register_script(layout.SUBMIT)
         self._state = redis.register_script(layout.STATE)
         self._cancel = redis.register_script(layout.CANCEL)
+        #: submits waiting to share one script call, by (wake queue, reply_to); see :meth:`submit_one`
+        self._joining: dict[tuple[str, str], list[tuple[SubmitRow, asyncio.Future[bool]]]] = {}
+        self._submitting = 0
+        self._joined: set[asyncio.Task[None]] = set()
+        #: script calls made by :meth:`submit_one`, and the rows they carried (for benchmarks and tests)
+        self.submit_calls = 0
+        self.submit_rows = 0
         #: a client's hot calls (submit, state, result) coalesce per loop tick on one connection of
         #: their own (see autopipe); a worker's or a job's store (``pipelined=False``) opens none
         self.auto = AutoPipeline.for_redis(redis) if pipelined else None
@@ -232,6 +240,55 @@ class Store:
             out = await self._run(self._submit, argv)
             created.extend(bool(x) for x in out)
         return created
+
+    async def submit_one(self, row: SubmitRow, *, reply_to: str = "") -> bool:
+        """Write one job (True: created); submits issued while another is in flight share one script call.
+
+        A lone submit goes out at once. Submits made while one is on its way (``asyncio.gather``,
+        threads sharing a ``Client``) join the current loop tick's call: one ``SUBMIT`` with many
+        rows, which the script handles one by one in order, as separate calls would.
+        """
+        if not self._submitting:
+            self._submitting += 1
+            try:
+                self.submit_calls += 1
+                self.submit_rows += 1
+                return (await self.submit([row], wake_queue=row.queue, reply_to=reply_to))[0]
+            finally:
+                self._submitting -= 1
+        loop = asyncio.get_running_loop()
+        key = (row.queue, reply_to)
+        fut: asyncio.Future[bool] = loop.create_future()
+        joining = self._joining.get(key)
+        if joining is None:
+            joining = self._joining[key] = []
+            loop.call_soon(self._send_joined, key)
+        joining.append((row, fut))
+        return await fut
+
+    def _send_joined(self, key: tuple[str, str]) -> None:
+        task = asyncio.ensure_future(self._submit_joined(key, self._joining.pop(key)))
+        self._joined.add(task)
+        task.add_done_callback(self._joined.discard)
+
+    async def _submit_joined(self, key: tuple[str, str], joined: list[tuple[SubmitRow, asyncio.Future[bool]]]) -> None:
+        self._submitting += 1
+        try:
+            self.submit_calls += 1
+            self.submit_rows += len(joined)
+            created = await self.submit([row for row, _ in joined], wake_queue=key[0], reply_to=key[1])
+        except BaseException as exc:
+            for _, fut in joined:
+                if not fut.done():
+                    fut.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        finally:
+            self._submitting -= 1
+        for (_, fut), made in zip(joined, created, strict=True):
+            if not fut.done():
+                fut.set_result(made)
 
     # ------------------------------------------------------------------ state
     async def state(self, job_id: str, *, with_result: bool = False) -> JobState:
