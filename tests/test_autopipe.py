@@ -145,3 +145,30 @@ def test_pack_refuses_what_the_server_cannot_take() -> None:
         pack(("SET", "k", None))
     with pytest.raises(TypeError, match="cannot send"):
         pack(("SET", "k", True))
+
+
+def test_late_replies_after_a_hung_server_never_reach_new_calls() -> None:
+    """A call that timed out on a paused server leaves its reply on the old connection: new calls never read it."""
+    from taskq_sdk._server import LocalServer
+    from taskq_sdk.errors import BrokerUnavailable
+
+    from .conftest import FAST
+
+    srv = LocalServer().start()
+    try:
+        settings = Settings(redis_url=srv.url, **{**FAST, "socket_timeout": 1.0})  # type: ignore[arg-type]
+        with Client(settings=settings) as client:
+            first = client.submit("add", 1, 1, _job_id="before", _defer_by=3600)
+            srv.pause()
+            try:
+                with pytest.raises(BrokerUnavailable):
+                    client.submit("add", 2, 2, _job_id="during", _defer_by=3600)
+            finally:
+                srv.resume()
+            # the 'during' submit may still run and answer late; every answer below must be its own
+            for i in range(20):
+                assert first.status() is JobStatus.deferred
+                later = client.submit("add", i, 3, _job_id=f"after-{i}", _defer_by=3600)
+                assert later.created and later.id == f"after-{i}" and later.status() is JobStatus.deferred
+    finally:
+        srv.stop()

@@ -205,7 +205,8 @@ class AutoPipeline:
         reader, self._reader = self._reader, None
         if reader is not None and reader is not asyncio.current_task():
             reader.cancel()
-        conn = self._conn
+        # never reuse this connection: late replies of the failed calls may still arrive on it
+        conn, self._conn = self._conn, None
         if conn is not None:
             task = asyncio.ensure_future(conn.disconnect(nowait=True))
             self._closing.add(task)
