@@ -280,7 +280,7 @@ class ClientCore:
         if self._state is _State.CLOSED:
             raise ClientClosed("Cannot use a client once it has been closed; create a new one.")
         if self._store is None:
-            self._store = Store(make_redis(self.settings, self.codec), self.codec, self.settings)
+            self._store = Store(make_redis(self.settings, self.codec), self.codec, self.settings, pipelined=True)
             self._state = _State.OPENED
             if self.loop is None:
                 try:
@@ -557,8 +557,7 @@ class ClientCore:
 
     async def write(self, row: SubmitRow, *, reply_to: str = "") -> bool:
         """Write one prepared job; True if created (False: its id was taken, the existing job stays)."""
-        created = await self.call(lambda s: s.submit([row], wake_queue=row.queue, reply_to=reply_to), "submit a job to")
-        return created[0]
+        return await self.call(lambda s: s.submit_one(row, reply_to=reply_to), "submit a job to")
 
     async def submit_followed(self, row: SubmitRow) -> tuple[bool, Follow]:
         """Write one prepared job, listening for its events first, so a wait right after misses none.

@@ -525,6 +525,23 @@ class LocalCluster:
                 pass
             return name
 
+    def served_name(self, fn: Callable[..., Any]) -> str | None:
+        """The name ``fn`` was already served under, without waiting for anything; None if not (yet).
+
+        A submit's fast path: the same function object submitted again needs no thread hop and
+        no lock (:meth:`serve_callable` does the work, once).
+
+        Example::
+
+            cluster.served_name(f) or cluster.serve_callable(f)
+        """
+        if self._closed:
+            return None
+        try:
+            return self._served.get(fn)
+        except TypeError:  # not weak-referenceable
+            return None
+
     def _ship_unknown(self, fn: Callable[..., Any]) -> str:
         marked = getattr(fn, "__taskq_job__", None)
         if isinstance(marked, JobSpec):
