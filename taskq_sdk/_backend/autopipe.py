@@ -15,7 +15,9 @@ issued them (one connection, first in, first out)::
 A connection failure fails every call in flight with redis-py's own ``ConnectionError`` (or
 ``TimeoutError`` after the socket timeout, for a hung server); callers fall back to the regular
 pool (:meth:`Store._run`), which has the reconnect and retry policy. Error replies (``BUSY``,
-``NOSCRIPT``, ``WRONGTYPE``...) reach only the call they answer, as the exceptions redis-py raises.
+``NOSCRIPT``, ``WRONGTYPE``...) reach only the call they answer, as the exceptions redis-py raises;
+``READONLY`` (the server was demoted to a replica) counts as a lost connection, as redis-py's Sentinel
+connections treat it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["AutoPipeline", "pack"]
@@ -234,6 +236,11 @@ class AutoPipeline:
                 fut = self._waiting.popleft()
                 if fut.done():  # its caller was cancelled: the reply is read and dropped
                     continue
+                if isinstance(reply, ReadOnlyError):
+                    # the server became a replica (a failover): like a lost connection, so that callers
+                    # fall back to the pool, which follows the primary, and the next connect asks anew
+                    self._waiting.appendleft(fut)
+                    raise RedisConnectionError(f"the server is a read-only replica now ({reply})")
                 if isinstance(reply, ResponseError):  # an error reply answers one call only
                     fut.set_exception(reply)
                 else:
