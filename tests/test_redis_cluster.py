@@ -1,19 +1,27 @@
 """Tier ``redis_cluster``: taskq on a real Redis Cluster (3 primaries + 3 replicas of the embedded server).
 
-Run it with ``python -m pytest -q -p no:cacheprovider -m redis_cluster tests/test_redis_cluster.py``.
+Run it with ``python -m pytest -q -p no:cacheprovider tests/test_redis_cluster.py``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+from taskq_sdk import Client
+from taskq_sdk.config import Settings
+from taskq_sdk.errors import ConfigurationError
+from taskq_sdk.local import WorkerThread
 from tests.cluster_fixtures import RealCluster, real_cluster  # noqa: F401  (fixture)
-from tests.conftest import wait_until
+from tests.conftest import FAST, JOBS, wait_until
 
 pytestmark = pytest.mark.redis_cluster
 
 
-def test_fixture_is_a_cluster_that_fails_over(tmp_path) -> None:
+def test_fixture_is_a_cluster_that_fails_over(tmp_path: Path) -> None:
     with RealCluster(tmp_path).start() as cluster:
         assert len(cluster.primaries()) == 3
         slots = cluster._slots()
@@ -35,3 +43,50 @@ def test_fixture_is_a_cluster_that_fails_over(tmp_path) -> None:
         rc = cluster.cluster_client()
         assert rc.get("{q}:x") == b"1"
         rc.close()
+
+
+@pytest.fixture
+def cluster_settings(real_cluster: RealCluster) -> Settings:  # noqa: F811
+    return Settings(redis_url=real_cluster.url, **FAST)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def cluster_worker(cluster_settings: Settings) -> Iterator[Callable[..., WorkerThread]]:
+    started: list[WorkerThread] = []
+
+    def start(**overrides: Any) -> WorkerThread:
+        s = cluster_settings.model_copy(update=overrides) if overrides else cluster_settings
+        w = WorkerThread(s, [JOBS]).start()
+        wait_until(lambda: w.engine is not None and w.engine.status == "running", 20, what="worker running")
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop(now=True, timeout=20)
+    assert not any(w.is_alive() for w in started), "a cluster worker did not stop"
+
+
+def test_submit_and_wait_on_the_cluster(
+    cluster_settings: Settings,
+    cluster_worker: Callable[..., WorkerThread],
+    real_cluster: RealCluster,  # noqa: F811
+) -> None:
+    cluster_worker()
+    with Client(settings=cluster_settings) as client:
+        job = client.submit("add", 2, 3)
+        assert job.result(timeout=20) == 5
+        jobs = [client.submit("add", i, i) for i in range(20)]
+        assert [j.result(timeout=20) for j in jobs] == [2 * i for i in range(20)]
+    # every key of the queue lives in the slot of its hash tag
+    keys: list[str] = []
+    for node in real_cluster.primaries():
+        with node.client() as r:
+            keys += [k.decode() for k in r.keys("*") if not k.startswith(b"taskq:worker")]
+    assert any(k.startswith("taskq:{default}:result:") for k in keys), keys
+    assert {real_cluster.slot_of(k) for k in keys} == {real_cluster.slot_of("{default}")}, keys
+
+
+def test_submit_to_another_queue_is_refused(cluster_settings: Settings) -> None:
+    with Client(settings=cluster_settings) as client, pytest.raises(ConfigurationError, match="queue='other'"):
+        client.submit("add", 1, 2, _queue="other")

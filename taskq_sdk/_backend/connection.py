@@ -24,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..config import Settings
 from ..errors import BrokerUnavailable, ConfigurationError, PermissionDenied
 from ..serialization import Codec
+from .cluster import is_cluster_url, make_cluster_redis, make_node_redis, make_sync_cluster_redis
 
 R = TypeVar("R", bound=Redis)
 
@@ -97,6 +98,9 @@ def make_sync_redis(settings: Settings) -> Any:
     import redis as sync_redis
 
     url = settings.url()
+    if is_cluster_url(url):
+        kwargs = {"socket_connect_timeout": settings.connect_timeout, "socket_timeout": settings.socket_timeout}
+        return make_sync_cluster_redis(settings, kwargs)
     return sync_redis.Redis.from_url(
         url,
         socket_connect_timeout=settings.connect_timeout,
@@ -134,6 +138,8 @@ def make_redis(
         "decode_responses": False,
     }
     kwargs.update(_tls_kwargs(settings, url))
+    if is_cluster_url(url):  # a Redis Cluster: redis-py's cluster client, or one node for pub/sub
+        return make_node_redis(settings, kwargs) if for_pubsub else make_cluster_redis(settings, kwargs)  # type: ignore[no-any-return]
     try:
         redis: R = redis_class.from_url(url, **kwargs)
     except ValueError as exc:
@@ -191,7 +197,7 @@ async def broker_errors(settings: Settings, what: str = "reach") -> AsyncIterato
         ) from None
 
 
-async def run_scripts(redis: Redis, calls: list[tuple[Any, list[Any]]]) -> list[Any]:
+async def run_scripts(redis: Redis, calls: list[tuple[Any, list[Any]]], keys: list[str] | None = None) -> list[Any]:
     """Run several registered Lua scripts in one pipelined round trip; returns their results in order.
 
     redis-py checks a pipeline's scripts with an extra ``SCRIPT EXISTS`` round trip before every
@@ -199,18 +205,23 @@ async def run_scripts(redis: Redis, calls: list[tuple[Any, list[Any]]]) -> list[
     says it lacks them (after a restart), then runs again only the calls that were refused: the
     others already ran, and running them twice would apply their writes twice.
 
+    ``keys``: the KEYS of every call (the queue key in the cluster layout: see ``keys.layout_for``).
+
     Example::
 
         finish_out, = await run_scripts(redis, [(finish_script, argv)])
     """
     from redis.exceptions import NoScriptError
 
+    keys = keys or []
     if len(calls) == 1:
         script, args = calls[0]
-        return [await script(keys=[], args=args)]  # the Script object handles NOSCRIPT itself
+        return [await script(keys=keys, args=args)]
+    if keys and type(redis).__name__ == "RedisCluster":  # a cluster client: its pipelines refuse scripts
+        return await _run_in_turn(calls, keys)  # the Script object handles NOSCRIPT itself
     async with redis.pipeline(transaction=False) as pipe:
         for script, args in calls:
-            pipe.evalsha(script.sha, 0, *args)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
         results: list[Any] = await pipe.execute(raise_on_error=False)
     refused = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
     if refused:
@@ -218,9 +229,23 @@ async def run_scripts(redis: Redis, calls: list[tuple[Any, list[Any]]]) -> list[
             await redis.script_load(script.script)
         async with redis.pipeline(transaction=False) as pipe:
             for i in refused:
-                pipe.evalsha(calls[i][0].sha, 0, *calls[i][1])
+                pipe.evalsha(calls[i][0].sha, len(keys), *keys, *calls[i][1])
             for i, r in zip(refused, await pipe.execute(raise_on_error=False), strict=True):
                 results[i] = r
+    for r in results:
+        if isinstance(r, Exception):
+            raise r
+    return results
+
+
+async def _run_in_turn(calls: list[tuple[Any, list[Any]]], keys: list[str]) -> list[Any]:
+    """Run script calls one after the other (a round trip each), every one of them even if one fails."""
+    results: list[Any] = []
+    for script, args in calls:
+        try:
+            results.append(await script(keys=keys, args=args))
+        except Exception as exc:  # raised below, once the later calls ran too (as a pipeline would)
+            results.append(exc)
     for r in results:
         if isinstance(r, Exception):
             raise r

@@ -711,3 +711,18 @@ def claim_holder(value: str | None) -> str | None:
     if value is None:
         return None
     return value.rsplit("#", 1)[0]
+
+
+# ----------------------------------------------------------------------------- as a layout object
+#: this module is the default layout object (``keys.layout_for``); ``cluster_layout.ClusterLayout``
+#: is the other one, with the same names
+name = "arq"
+
+
+def script_keys(queue: str | None = None) -> list[str]:
+    """KEYS of a script call: none in this layout (the scripts build every name from ARGV)."""
+    return []
+
+
+def check_queue(queue: str) -> None:
+    """Any queue goes in this layout (a job is found by its id alone)."""

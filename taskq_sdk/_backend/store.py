@@ -32,6 +32,7 @@ from .connection import run_scripts
 from .envelope import JobCall, ResultRecord, decode_job, decode_result, encode_result, job_call_of
 from .health_io import HealthReader
 from .hooks import HookStore
+from .keys import KeyLayout, layout_for
 from .metrics_io import MetricsReader
 from .schedules import ScheduleClaims
 
@@ -104,13 +105,17 @@ class Store:
         await store.cancel(job_id)   # 'cancelled' | 'running' | 'finished' | 'unknown'
     """
 
-    def __init__(self, redis: Redis, codec: Codec, settings: Settings) -> None:
+    def __init__(self, redis: Redis, codec: Codec, settings: Settings, queue: str | None = None) -> None:
         self.redis = redis
         self.codec = codec
         self.settings = settings
-        self._submit = redis.register_script(layout.SUBMIT)
-        self._state = redis.register_script(layout.STATE)
-        self._cancel = redis.register_script(layout.CANCEL)
+        #: the key layout: arq's own, or the Redis Cluster one bound to ``queue`` (see ``keys``)
+        self.queue = queue or settings.queue
+        self.layout: KeyLayout = layout_for(settings, self.queue)
+        self._keys = self.layout.script_keys()
+        self._submit = redis.register_script(self.layout.SUBMIT)
+        self._state = redis.register_script(self.layout.STATE)
+        self._cancel = redis.register_script(self.layout.CANCEL)
 
     # ------------------------------------------------------------------ the other key families
     @cached_property
@@ -169,12 +174,14 @@ class Store:
         if wake_queue:
             header = [
                 now,
-                layout.wake_channel(wake_queue),
-                layout.ready_key(wake_queue),
-                layout.push_channel(wake_queue, ""),
-                layout.queue_key(wake_queue),
+                self.layout.wake_channel(wake_queue),
+                self.layout.ready_key(wake_queue),
+                self.layout.push_channel(wake_queue, ""),
+                self.layout.queue_key(wake_queue),
                 reply_to,
             ]
+        for r in rows:
+            self.layout.check_queue(r.queue)
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
             argv: list[Any] = list(header)
@@ -186,7 +193,7 @@ class Store:
                     r.score_ms,
                     r.job_ttl_ms,
                     meta_ttl,
-                    layout.queue_key(r.queue),
+                    self.layout.queue_key(r.queue),
                     r.workspace,
                     r.function,
                     "" if r.timeout is None else repr(float(r.timeout)),
@@ -196,21 +203,21 @@ class Store:
                     r.batch or "",
                     r.args_repr,
                 ]
-            out = await self._submit(keys=[], args=argv)
+            out = await self._submit(keys=self._keys, args=argv)
             created.extend(bool(x) for x in out)
         return created
 
     # ------------------------------------------------------------------ state
     async def state(self, job_id: str, *, with_result: bool = False) -> JobState:
         """The job's status and info in one round trip (``with_result``: and its result envelope)."""
-        raw = await self._state(keys=[], args=[job_id, "1" if with_result else "0"])
+        raw = await self._state(keys=self._keys, args=[job_id, "1" if with_result else "0"])
         return await self._interpret(job_id, raw)
 
     async def states(self, job_ids: Sequence[str]) -> list[JobState]:
         """Many jobs' states in one pipelined round trip."""
         if not job_ids:
             return []
-        raws = await run_scripts(self.redis, [(self._state, [jid, "0"]) for jid in job_ids])
+        raws = await run_scripts(self.redis, [(self._state, [jid, "0"]) for jid in job_ids], keys=self._keys)
         return [await self._interpret(jid, raw) for jid, raw in zip(job_ids, raws, strict=True)]
 
     async def _interpret(self, job_id: str, raw: list[Any]) -> JobState:
@@ -263,14 +270,15 @@ class Store:
         )
         if status is JobStatus.complete and prog.fraction is None:
             prog = Progress(fraction=1.0, updated_at=ms_to_dt(_s(meta.get("finished")) or None))
-        queue_key = _s(meta.get("queue")) or layout.queue_key("default")
+        # a job without its hash: on the bound queue (cluster layout: the only one), else arq's default
+        queue_key = _s(meta.get("queue")) or self.layout.queue_key(self.queue if self._keys else "default")
         return JobInfo(
             id=job_id,
             status=status,
             function=_s(meta.get("fn")) or None,
             tenant=(_s(meta.get("tenant")) or tenant_of(job_id)) if meta else "default",
             workspace=_s(meta.get("ws")) or "default",
-            queue=layout.queue_name(queue_key),
+            queue=self.layout.queue_name(queue_key),
             attempts=_i(meta.get("attempt")) or 0,
             max_tries=_i(meta.get("max_tries")),
             timeout=_f(meta.get("timeout")),
@@ -290,7 +298,7 @@ class Store:
     # ------------------------------------------------------------------ results
     async def result_blob(self, job_id: str) -> bytes | None:
         """The raw result envelope, or ``None`` when there is none (yet, or any more)."""
-        blob: bytes | None = await self.redis.get(layout.result_key(job_id))
+        blob: bytes | None = await self.redis.get(self.layout.result_key(job_id))
         return blob
 
     async def result(self, job_id: str) -> ResultRecord | None:
@@ -310,7 +318,7 @@ class Store:
         recorded = job_call_of(record) if record is not None else None
         if recorded is not None and (recorded.args or recorded.kwargs):
             return recorded.function, recorded.args, recorded.kwargs
-        blob = await self.redis.get(layout.job_key(job_id))
+        blob = await self.redis.get(self.layout.job_key(job_id))
         if blob is not None:
             call = decode_job(self.codec, blob)
             return call.function, call.args, call.kwargs
@@ -330,7 +338,7 @@ class Store:
             value=err,
             started_ms=now,
             finished_ms=now,
-            queue_key=layout.queue_key(queue),
+            queue_key=self.layout.queue_key(queue),
             job_id=job_id,
         )
 
@@ -342,7 +350,7 @@ class Store:
 
     async def cancel(self, job_id: str, queue: str) -> str:
         """Cancel: 'cancelled' (was queued), 'running' (requested), 'finished' or 'unknown' (no change)."""
-        out = await self._cancel(keys=[], args=self._cancel_args(job_id, queue, now_ms()))
+        out = await self._cancel(keys=self._keys, args=self._cancel_args(job_id, queue, now_ms()))
         return _s(out)
 
     async def cancel_many(self, job_ids: Sequence[str], queue: str) -> list[str]:
@@ -350,37 +358,40 @@ class Store:
         if not job_ids:
             return []
         now = now_ms()
+        if self._keys:  # the cluster layout: its client's pipelines refuse scripts
+            calls = [(self._cancel, self._cancel_args(job_id, queue, now)) for job_id in job_ids]
+            return [_s(o) for o in await run_scripts(self.redis, calls, keys=self._keys)]
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                await self._cancel(keys=[], args=self._cancel_args(job_id, queue, now), client=pipe)
+                await self._cancel(keys=self._keys, args=self._cancel_args(job_id, queue, now), client=pipe)
             outs = await pipe.execute(raise_on_error=False)
         return [_s(o) if isinstance(o, bytes | str) else str(o) for o in outs]
 
     # ------------------------------------------------------------------ listings
     async def job_ids(self, tenant: str, workspace: str | None, *, limit: int, offset: int = 0) -> list[str]:
         """Newest-first job ids of a tenant (optionally one workspace)."""
-        key = layout.index_key(tenant, workspace)
+        key = self.layout.index_key(tenant, workspace)
         raw = await self.redis.zrevrange(key, offset, offset + limit - 1)
         return [_s(x) for x in raw]
 
     async def logs(self, job_id: str, last: int | None = None) -> list[str]:
         """Captured log lines of a job (the last ``last`` of them)."""
         start = -last if last else 0
-        raw: list[Any] = await self.redis.lrange(layout.logs_key(job_id), start, -1)  # type: ignore[misc]
+        raw: list[Any] = await self.redis.lrange(self.layout.logs_key(job_id), start, -1)  # type: ignore[misc]
         return [_s(x) for x in raw]
 
     async def queue_depth(self, queue: str) -> int:
         """Jobs waiting or running in a queue (arq keeps running jobs in the queue set)."""
-        return int(await self.redis.zcard(layout.queue_key(queue)))
+        return int(await self.redis.zcard(self.layout.queue_key(queue)))
 
     async def registry(self, queue: str) -> dict[str, float]:
         """Function names ever served on ``queue``, with the last time a worker said so (epoch s)."""
-        raw: dict[Any, Any] = await self.redis.hgetall(layout.registry_key(queue))  # type: ignore[misc]
+        raw: dict[Any, Any] = await self.redis.hgetall(self.layout.registry_key(queue))  # type: ignore[misc]
         return {_s(k): float(_s(v)) / 1000.0 for k, v in raw.items()}
 
     async def signatures(self, queue: str) -> dict[str, frozenset[str] | None]:
         """The keyword parameters workers published per function (``None``: takes ``**kwargs``); {} if none."""
-        raw: dict[Any, Any] = await self.redis.hgetall(layout.signatures_key(queue))  # type: ignore[misc]
+        raw: dict[Any, Any] = await self.redis.hgetall(self.layout.signatures_key(queue))  # type: ignore[misc]
         return {_s(k): layout.decode_params(_s(v)) for k, v in raw.items()}
 
     async def announce_names(
@@ -392,12 +403,12 @@ class Store:
         """
         if not names:
             return
-        key = layout.registry_key(queue)
+        key = self.layout.registry_key(queue)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, mapping=dict.fromkeys(names, now_ms()))
             pipe.pexpire(key, layout.REGISTRY_TTL_MS)
             if params:
-                skey = layout.signatures_key(queue)
+                skey = self.layout.signatures_key(queue)
                 pipe.hset(skey, mapping={n: layout.encode_params(p) for n, p in params.items()})
                 pipe.pexpire(skey, layout.REGISTRY_TTL_MS)
             await pipe.execute()
