@@ -5,6 +5,7 @@ Run it with ``python -m pytest -q -p no:cacheprovider tests/test_redis_cluster.p
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -90,3 +91,83 @@ def test_submit_and_wait_on_the_cluster(
 def test_submit_to_another_queue_is_refused(cluster_settings: Settings) -> None:
     with Client(settings=cluster_settings) as client, pytest.raises(ConfigurationError, match="queue='other'"):
         client.submit("add", 1, 2, _queue="other")
+
+
+# ----------------------------------------------------------------------------- faults mid-drain
+DRAIN_JOBS = 400
+
+
+def _drain_with_fault(tmp_path: Path, fault: Callable[[RealCluster, int], None], name: str) -> None:
+    """Drain DRAIN_JOBS ``mark`` jobs with two workers; ``fault(cluster, slot)`` strikes at 50 %.
+
+    Prints FIGURE lines: acknowledged jobs lost, jobs run twice, seconds without progress.
+    """
+    with RealCluster(tmp_path).start() as cluster:
+        settings = Settings(redis_url=cluster.url, **FAST)  # type: ignore[arg-type]
+        slot = cluster.slot_of("{default}")
+        runs_key = "load:runs"  # counts executions; kept off the shard the fault strikes
+        runs = cluster.cluster_client()
+        workers = [WorkerThread(settings, [JOBS]).start() for _ in range(2)]
+        try:
+            for w in workers:
+                wait_until(lambda w=w: w.engine is not None and w.engine.status == "running", 20, what="worker up")
+            with Client(settings=settings) as client:
+                jobs = [client.submit("mark", i, 0.05) for i in range(DRAIN_JOBS)]
+                wait_until(lambda: runs.hlen(runs_key) >= DRAIN_JOBS // 2, 60, interval=0.01, what="half drained")
+                struck = time.monotonic()
+                fault(cluster, slot)
+                done_when_struck_over = runs.hlen(runs_key)
+                stalled_until = wait_until(
+                    lambda: runs.hlen(runs_key) > DRAIN_JOBS // 2 + 10 and time.monotonic(), 60, interval=0.05
+                )
+                results: list[Any] = []
+                for job in jobs:
+                    try:
+                        results.append(job.result(timeout=60))
+                    except Exception as exc:  # counted as lost below, with its reason
+                        results.append(exc)
+            counts = {int(k): int(v) for k, v in runs.hgetall(runs_key).items()}
+        finally:
+            for w in workers:
+                w.stop(now=True, timeout=20)
+            runs.close()
+    assert done_when_struck_over < DRAIN_JOBS, "the fault came after the drain: it proves nothing"
+    lost = [i for i, r in enumerate(results) if r != 2 * i]
+    twice = sum(1 for c in counts.values() if c > 1)
+    print(f"FIGURE cluster_{name}_jobs_lost={len(lost)}")
+    print(f"FIGURE cluster_{name}_jobs_run_twice={twice}")
+    print(f"FIGURE cluster_{name}_seconds_without_progress={stalled_until - struck:.1f}")
+    assert not lost, f"{len(lost)} jobs lost, e.g. {[results[i] for i in lost[:3]]}"
+    assert not any(w.is_alive() for w in workers)
+
+
+def _fail_over(cluster: RealCluster, slot: int) -> None:
+    primary = cluster.owner(slot)
+    replica = cluster.replica_of(primary)
+    cluster.kill(primary)
+    wait_until(lambda: cluster.owner(slot) is replica, 20, interval=0.1, what="the replica took over")
+
+
+def _migrate(cluster: RealCluster, slot: int) -> None:
+    """Move ``slot`` to another primary as a resharding tool does, while the queue drains."""
+    source = cluster.owner(slot)
+    target = next(n for n in cluster.primaries() if n is not source)
+    src, dst = source.client(), target.client()
+    dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
+    src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
+    while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100_000):
+        # all keys of the slot in one MIGRATE: the source runs nothing else meanwhile
+        src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 10_000, "AUTH", cluster.password, "KEYS", *keys)
+    for node in [target, source, *(n for n in cluster.primaries() if n not in (source, target))]:
+        node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
+    src.close()
+    dst.close()
+    wait_until(lambda: cluster.owner(slot) is target, 10, what="the slot moved")
+
+
+def test_primary_failover_mid_drain_loses_nothing(tmp_path: Path) -> None:
+    _drain_with_fault(tmp_path, _fail_over, "failover")
+
+
+def test_slot_migration_mid_drain_loses_nothing(tmp_path: Path) -> None:
+    _drain_with_fault(tmp_path, _migrate, "slot_migration")
