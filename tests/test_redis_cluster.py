@@ -171,3 +171,44 @@ def test_primary_failover_mid_drain_loses_nothing(tmp_path: Path) -> None:
 
 def test_slot_migration_mid_drain_loses_nothing(tmp_path: Path) -> None:
     _drain_with_fault(tmp_path, _migrate, "slot_migration")
+
+
+# ----------------------------------------------------------------------------- the public features, once each
+def test_features_on_the_cluster(
+    cluster_settings: Settings,
+    cluster_worker: Callable[..., WorkerThread],
+) -> None:
+    from taskq_sdk import JobStatus
+
+    cluster_worker()
+    with Client(settings=cluster_settings) as client:
+        # cancel: a queued (deferred) job, and a running one
+        later = client.submit("add", 1, 1, _defer_by=60)
+        assert later.cancel() and later.status() is JobStatus.cancelled
+        running = client.submit("sleeper", 30)
+        wait_until(lambda: running.status() is JobStatus.in_progress, 20, what="sleeper started")
+        running.cancel()
+        wait_until(lambda: running.status() is JobStatus.cancelled, 20, what="running job cancelled")
+        # retry: a transient failure retried by the worker, and a failed job retried by the user
+        assert client.submit("flaky", 2).result(timeout=20) == 2
+        failed = client.submit("boom", "x")
+        with pytest.raises(Exception, match="x"):
+            failed.result(timeout=20)
+        again = failed.retry()
+        assert again.id != failed.id and again.status() in set(JobStatus)
+        # workers, listings, logs
+        assert any(w.queue == "default" for w in client.workers())
+        assert {j.id for j in client.jobs(limit=50)} >= {later.id, running.id, failed.id}
+
+
+def test_metrics_and_health_on_the_cluster(
+    cluster_settings: Settings,
+    cluster_worker: Callable[..., WorkerThread],
+) -> None:
+    cluster_worker()
+    with Client(settings=cluster_settings) as client:
+        assert [client.submit("add", i, 1).result(timeout=20) for i in range(3)] == [1, 2, 3]
+        metrics = client.metrics()
+        assert "add" in repr(metrics)
+        health = client.health(refresh=True)
+        assert health is not None

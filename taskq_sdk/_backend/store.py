@@ -126,7 +126,7 @@ class Store:
     @cached_property
     def metrics(self) -> MetricsReader:
         """The metric counters the Lua scripts keep (see :mod:`.metrics_io`)."""
-        return MetricsReader(self.redis)
+        return MetricsReader(self.redis, self.layout)
 
     @cached_property
     def health(self) -> HealthReader:
