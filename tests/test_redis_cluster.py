@@ -212,3 +212,23 @@ def test_metrics_and_health_on_the_cluster(
         assert "add" in repr(metrics)
         health = client.health(refresh=True)
         assert health is not None
+
+
+def test_batches_on_the_cluster(
+    cluster_settings: Settings,
+    cluster_worker: Callable[..., WorkerThread],
+) -> None:
+    cluster_worker()
+    with Client(settings=cluster_settings) as client:
+        batch = client.map("add", [(i, 1) for i in range(30)], star=True)
+        assert batch.results(timeout=30) == [i + 1 for i in range(30)]
+        chunked = client.map("add", [(i, 2) for i in range(30)], star=True, chunk_size=7)
+        assert chunked.results(timeout=30) == [i + 2 for i in range(30)]
+
+        # DataFrame fan-out, and the batch found again by its key
+        import pandas as pd
+
+        df = pd.DataFrame({"text": ["I love it", "terrible service", "fine"]}, index=["a", "b", "c"])
+        out = df.taskq.apply("sentiment", column="text", client=client, key="cluster-df", chunk_size=2)
+        assert list(out.index) == ["a", "b", "c"] and set(out["taskq_status"]) == {"complete"}
+        assert client.batch("cluster-df").counts().done == 3

@@ -160,6 +160,15 @@ class ClusterLayout:
     def _base(queue: str) -> str:
         return f"taskq:{{{queue}}}:"
 
+    def script(self, text: str) -> str:
+        """A Lua script written on the default layout's prelude, rewritten for this layout.
+
+        Example::
+
+            ClusterLayout("q").script(batches.BULK_STATUS)   # runs with KEYS[1] = 'taskq:{q}:queue'
+        """
+        return _cluster_script(text, _scripts().PRELUDE)
+
     def script_keys(self, queue: str | None = None) -> list[str]:
         """KEYS of a script call about ``queue`` (this layout's own by default): its queue key.
 

@@ -121,7 +121,7 @@ class Store:
     @cached_property
     def batches(self) -> BatchStore:
         """Batch manifests, bulk submit, bulk status (see :mod:`.batches`)."""
-        return BatchStore(self.redis, self.codec)
+        return BatchStore(self.redis, self.codec, self.layout)
 
     @cached_property
     def metrics(self) -> MetricsReader:
