@@ -210,8 +210,70 @@ def test_metrics_and_health_on_the_cluster(
         assert [client.submit("add", i, 1).result(timeout=20) for i in range(3)] == [1, 2, 3]
         metrics = client.metrics()
         assert "add" in repr(metrics)
+        later = client.submit("add", 5, 5, _defer_by=600)
         health = client.health(refresh=True)
-        assert health is not None
+        assert health.status in ("ok", "degraded"), health
+        assert any(q.name == "default" and q.depth >= 1 for q in health.queues), health.queues
+        # the dashboard's data: live workers, this minute's counts, the deferred job listed
+        dash = client.dashboard(interval=0.25, minutes=5)
+        try:
+            wait_until(lambda: dash.data is not None and dash.data.minute.totals.complete >= 3, 20, what="counts")
+            assert dash.data is not None and len(dash.data.live_workers) >= 1
+            wait_until(lambda: later.id in dash.job_buttons, 20, what="deferred job listed")
+        finally:
+            dash.close()
+        later.cancel()
+
+
+def test_cli_on_the_cluster(
+    cluster_settings: Settings,
+    cluster_worker: Callable[..., WorkerThread],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from taskq_sdk.cli import main
+
+    cluster_worker()
+    url = cluster_settings.url()
+    with Client(settings=cluster_settings) as client:
+        job = client.submit("add", 20, 22)
+        assert job.result(timeout=20) == 42
+    capsys.readouterr()
+    assert main(["status", job.id, "--url", url, "--json"]) == 0
+    assert '"complete"' in capsys.readouterr().out
+    assert main(["workers", "--url", url]) == 0
+    assert "default" in capsys.readouterr().out
+    assert main(["jobs", "--url", url, "--limit", "5"]) == 0
+    assert job.id in capsys.readouterr().out
+    assert main(["health", "--url", url, "--refresh"]) in (0, 1)
+    assert main(["retry", job.id, "--url", url]) == 0
+
+
+def test_worker_process_and_claim_renewal_on_the_cluster(
+    real_cluster: RealCluster,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A ``python -m taskq_sdk.worker`` process on the cluster runs a job twice as long as its claim TTL, once."""
+    import os
+
+    from taskq_sdk._lifeline import Lifeline
+    from taskq_sdk.local import WorkerProcess
+    from tests.conftest import FAST_ENV, ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ARQ_", "TASKQ_"))}
+    env.update(FAST_ENV)
+    env.update({"REDIS_URL": real_cluster.url, "PYTHONPATH": str(ROOT)})
+    line = Lifeline()
+    w = WorkerProcess(env, [JOBS], tmp_path / "worker.log", lifeline=line)
+    w.start()
+    try:
+        with Client(settings=Settings(redis_url=real_cluster.url, **FAST)) as client:  # type: ignore[arg-type]
+            wait_until(lambda: client.workers(), 30, what=f"worker process up\n{w.log_tail()}")
+            job = client.submit("sync_sleeper", 6.0)  # the claim TTL is 3 s: it must be renewed
+            assert job.result(timeout=40) == 6.0
+            assert job.info().attempts == 1, "the claim was renewed: one attempt"
+    finally:
+        w.stop()
+        line.close()
 
 
 def test_batches_on_the_cluster(

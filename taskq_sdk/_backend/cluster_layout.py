@@ -160,6 +160,10 @@ class ClusterLayout:
     def _base(queue: str) -> str:
         return f"taskq:{{{queue}}}:"
 
+    def for_queue(self, queue: str) -> ClusterLayout:
+        """This layout bound to ``queue`` (to read the jobs of another queue, as a health check does)."""
+        return self if queue == self.queue else ClusterLayout(queue)
+
     def script(self, text: str) -> str:
         """A Lua script written on the default layout's prelude, rewritten for this layout.
 

@@ -131,12 +131,12 @@ class Store:
     @cached_property
     def health(self) -> HealthReader:
         """Server facts, queue heads, claimed jobs and the monitoring history (see :mod:`.health_io`)."""
-        return HealthReader(self.redis)
+        return HealthReader(self.redis, self.layout)
 
     @cached_property
     def hooks(self) -> HookStore:
         """Webhook registrations and delivery outcomes (see :mod:`.hooks`)."""
-        return HookStore(self.redis)
+        return HookStore(self.redis, self.layout)
 
     @cached_property
     def schedules(self) -> ScheduleClaims:
