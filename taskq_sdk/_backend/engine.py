@@ -525,7 +525,7 @@ class Engine(Worker):
         """The CLAIM call for ``free`` slots; an ``idle`` worker also offers to take submitted jobs directly."""
         now = now_ms()
         held, fresh, lapse = self._ready_entry or "", "", 0
-        if idle and self._push_listening and not self.burst and not self._stopping:
+        if idle and self._push_listening and not self.burst and not self._stopping and not self._keys:
             # if this claim finds nothing, the next submitted job is handed to us (no claim trip)
             self._ready_gen += 1
             fresh = f"{int(self.settings.claim_ttl * 1000)}|{self._ready_gen}|{self.worker_id}"

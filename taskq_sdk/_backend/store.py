@@ -171,7 +171,11 @@ class Store:
         created: list[bool] = []
         # jobs due now on wake_queue may be handed straight to an idle worker of that queue
         header: list[Any] = [now, "", "", "", "", reply_to]
-        if wake_queue:
+        if wake_queue and self._keys:
+            # the cluster layout hands no job over: PUBLISH there counts only the shard's own
+            # subscribers, so a listening worker on another node would look absent
+            header = [now, self.layout.wake_channel(wake_queue), "", "", "", reply_to]
+        elif wake_queue:
             header = [
                 now,
                 self.layout.wake_channel(wake_queue),
