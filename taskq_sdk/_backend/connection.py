@@ -56,7 +56,10 @@ def is_transient_reply(exc: BaseException) -> bool:
 
         is_transient_reply(ResponseError("BUSY Redis is busy running a script"))   # True
     """
-    return reply_kind(exc) in TRANSIENT_REPLIES
+    if reply_kind(exc) in TRANSIENT_REPLIES:
+        return True
+    # a Redis Cluster moving a queue's slot: a script met a key already on the new shard (try again)
+    return "Script attempted to access a non local key" in str(exc)
 
 
 def reply_kind(exc: BaseException) -> str | None:
