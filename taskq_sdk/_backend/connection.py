@@ -59,7 +59,7 @@ def is_transient_reply(exc: BaseException) -> bool:
     if reply_kind(exc) in TRANSIENT_REPLIES:
         return True
     # a Redis Cluster moving a queue's slot: a script met a key already on the new shard (try again)
-    return "Script attempted to access a non local key" in str(exc)
+    return "access a non local key" in str(exc)
 
 
 def reply_kind(exc: BaseException) -> str | None:
@@ -151,6 +151,19 @@ def make_redis(
         setattr(redis, "job_serializer", codec.serializer)  # noqa: B010
         setattr(redis, "job_deserializer", codec.deserializer)  # noqa: B010
     return redis
+
+
+async def close_redis(redis: Any) -> None:
+    """Close a client made by :func:`make_redis` and its connections (a cluster client has one pool per node).
+
+    Example::
+
+        await close_redis(redis)
+    """
+    if type(redis).__name__ == "RedisCluster":
+        await redis.aclose()
+    else:
+        await redis.aclose(close_connection_pool=True)
 
 
 def describe(exc: BaseException) -> str:

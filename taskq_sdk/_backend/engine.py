@@ -54,6 +54,7 @@ from ..runtime import JobContext, Lease, install_output_capture, remote_error
 from ..serialization import Codec, RemoteError, codec_for
 from . import layout
 from .connection import (
+    close_redis,
     is_connection_error,
     is_transient_reply,
     make_redis,
@@ -494,7 +495,7 @@ class Engine(Worker):
             self._executor.shutdown(wait=False, cancel_futures=True)
         if self._pool is not None:
             with contextlib.suppress(Exception):
-                await self._pool.aclose(close_connection_pool=True)
+                await close_redis(self._pool)
             self._pool = None
         logger.info(
             "worker %s stopped: %d complete, %d failed, %d retried, %d cancelled",

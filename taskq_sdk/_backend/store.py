@@ -28,7 +28,7 @@ from ..models import JobInfo, JobStatus, Progress, WorkerInfo, ms_to_dt
 from ..serialization import Codec, RemoteError
 from . import layout, liveness
 from .batches import BatchStore
-from .connection import run_scripts
+from .connection import close_redis, run_scripts
 from .envelope import JobCall, ResultRecord, decode_job, decode_result, encode_result, job_call_of
 from .health_io import HealthReader
 from .hooks import HookStore
@@ -145,7 +145,7 @@ class Store:
 
     async def close(self) -> None:
         """Close the connection pool."""
-        await self.redis.aclose(close_connection_pool=True)
+        await close_redis(self.redis)
 
     async def ping(self) -> None:
         await self.redis.ping()
