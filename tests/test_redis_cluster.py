@@ -5,6 +5,7 @@ Run it with ``python -m pytest -q -p no:cacheprovider tests/test_redis_cluster.p
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -115,8 +116,10 @@ def _drain_with_fault(tmp_path: Path, fault: Callable[[RealCluster, int], None],
                 jobs = [client.submit("mark", i, 0.05) for i in range(DRAIN_JOBS)]
                 wait_until(lambda: runs.hlen(runs_key) >= DRAIN_JOBS // 2, 60, interval=0.01, what="half drained")
                 struck = time.monotonic()
+                during = _Submitter(settings, first=DRAIN_JOBS).start()
                 fault(cluster, slot)
                 done_when_struck_over = runs.hlen(runs_key)
+                during.stop_after(1.0)
                 stalled_until = wait_until(
                     lambda: runs.hlen(runs_key) > DRAIN_JOBS // 2 + 10 and time.monotonic(), 60, interval=0.05
                 )
@@ -126,6 +129,7 @@ def _drain_with_fault(tmp_path: Path, fault: Callable[[RealCluster, int], None],
                         results.append(job.result(timeout=60))
                     except Exception as exc:  # counted as lost below, with its reason
                         results.append(exc)
+                acked_lost = during.lost()
             counts = {int(k): int(v) for k, v in runs.hgetall(runs_key).items()}
         finally:
             for w in workers:
@@ -137,8 +141,56 @@ def _drain_with_fault(tmp_path: Path, fault: Callable[[RealCluster, int], None],
     print(f"FIGURE cluster_{name}_jobs_lost={len(lost)}")
     print(f"FIGURE cluster_{name}_jobs_run_twice={twice}")
     print(f"FIGURE cluster_{name}_seconds_without_progress={stalled_until - struck:.1f}")
+    # submits made while the fault struck: acknowledged ones can vanish (replication is asynchronous)
+    print(f"FIGURE cluster_{name}_submits_acknowledged_during_fault={len(during.jobs)}")
+    print(f"FIGURE cluster_{name}_submits_refused_during_fault={during.refused}", sorted(during.reasons))
+    print(f"FIGURE cluster_{name}_acknowledged_submits_lost={len(acked_lost)}")
     assert not lost, f"{len(lost)} jobs lost, e.g. {[results[i] for i in lost[:3]]}"
     assert not any(w.is_alive() for w in workers)
+
+
+class _Submitter(threading.Thread):
+    """Submits ``mark`` jobs one after another (its own client) until told to stop; counts refusals."""
+
+    def __init__(self, settings: Settings, first: int) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.next = settings, first
+        self.jobs: list[Any] = []
+        self.refused = 0
+        self.reasons: set[str] = set()
+        self._stop_at: float | None = None
+
+    def start(self) -> _Submitter:  # type: ignore[override]
+        self.client = Client(settings=self.settings)
+        super().start()
+        return self
+
+    def run(self) -> None:
+        while self._stop_at is None or time.monotonic() < self._stop_at:
+            try:
+                self.jobs.append((self.next, self.client.submit("mark", self.next, 0.0)))
+            except Exception as exc:  # refused while the shard has no primary: the caller knows
+                self.refused += 1
+                self.reasons.add(f"{type(exc).__name__}: {str(exc)[:120]}")
+                time.sleep(0.05)
+            self.next += 1
+
+    def stop_after(self, seconds: float) -> None:
+        self._stop_at = time.monotonic() + seconds
+        self.join(30)
+
+    def lost(self) -> list[int]:
+        """The acknowledged jobs that never completed with the right result."""
+        lost = []
+        for i, job in self.jobs:
+            try:
+                ok = job.result(timeout=30) == 2 * i
+            except Exception:
+                ok = False
+            if not ok:
+                lost.append(i)
+        self.client.close()
+        return lost
 
 
 def _fail_over(cluster: RealCluster, slot: int) -> None:

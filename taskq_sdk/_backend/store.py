@@ -13,10 +13,11 @@ taskq models, never arq's; its parts cover the other key families (``store.batch
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 from redis.asyncio import Redis
@@ -207,9 +208,24 @@ class Store:
                     r.batch or "",
                     r.args_repr,
                 ]
-            out = await self._submit(keys=self._keys, args=argv)
+            out = await self._moving_slot_safe(partial(self._submit, keys=self._keys, args=argv))
             created.extend(bool(x) for x in out)
         return created
+
+    async def _moving_slot_safe(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run a script call again while the cluster moves the queue's slot (within the outage budget).
+
+        A script that meets a job key already moved to the new shard stops at that first command,
+        before it wrote anything: the same call, sent again, is redirected to the new shard.
+        """
+        deadline = time.monotonic() + self.settings.outage_budget
+        while True:
+            try:
+                return await call()
+            except ResponseError as exc:
+                if not self._keys or "access a non local key" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.05)
 
     # ------------------------------------------------------------------ state
     async def state(self, job_id: str, *, with_result: bool = False) -> JobState:
