@@ -143,7 +143,8 @@ def _drain_with_fault(tmp_path: Path, fault: Callable[[RealCluster, int], None],
     print(f"FIGURE cluster_{name}_seconds_without_progress={stalled_until - struck:.1f}")
     # submits made while the fault struck: acknowledged ones can vanish (replication is asynchronous)
     print(f"FIGURE cluster_{name}_submits_acknowledged_during_fault={len(during.jobs)}")
-    print(f"FIGURE cluster_{name}_submits_refused_during_fault={during.refused}", sorted(during.reasons))
+    print(f"FIGURE cluster_{name}_submits_refused_during_fault={during.refused}")
+    print(f"  refused because: {sorted(during.reasons)}")
     print(f"FIGURE cluster_{name}_acknowledged_submits_lost={len(acked_lost)}")
     assert not lost, f"{len(lost)} jobs lost, e.g. {[results[i] for i in lost[:3]]}"
     assert not any(w.is_alive() for w in workers)
