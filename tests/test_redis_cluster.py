@@ -365,3 +365,17 @@ def test_batches_on_the_cluster(
         out = df.taskq.apply("sentiment", column="text", client=client, key="cluster-df", chunk_size=2)
         assert list(out.index) == ["a", "b", "c"] and set(out["taskq_status"]) == {"complete"}
         assert client.batch("cluster-df").counts().done == 3
+
+
+def test_a_second_queue_lives_on_its_own_slot(
+    cluster_settings: Settings,
+    cluster_worker: Callable[..., WorkerThread],
+    real_cluster: RealCluster,  # noqa: F811
+) -> None:
+    cluster_worker(queue="reports")
+    with Client(settings=cluster_settings, queue="reports") as client:
+        assert client.submit("add", 40, 2).result(timeout=20) == 42
+        assert client.metrics().queue_depth.get("reports") == 0
+    owner = real_cluster.owner(real_cluster.slot_of("{reports}"))
+    with owner.client() as r:
+        assert r.keys("taskq:{reports}:result:*"), "the result is on the shard of {reports}"
