@@ -379,3 +379,24 @@ def test_a_second_queue_lives_on_its_own_slot(
     owner = real_cluster.owner(real_cluster.slot_of("{reports}"))
     with owner.client() as r:
         assert r.keys("taskq:{reports}:result:*"), "the result is on the shard of {reports}"
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7000/3", "only database 0"),
+        ("redis+cluster://10.0.0.1,10.0.0.2:7000", "'10.0.0.1'"),
+        ("redis+cluster://10.0.0.1:99999", "'10.0.0.1:99999'"),
+    ],
+)
+def test_bad_cluster_urls_say_what_to_write(url: str, match: str) -> None:
+    with Client(url) as client, pytest.raises(ConfigurationError, match=match):
+        client.submit("add", 1, 2)
+
+
+def test_a_cluster_url_is_read_with_its_seeds_and_password() -> None:
+    from taskq_sdk._backend.cluster import ClusterURL
+
+    parts = ClusterURL.parse(Settings(redis_url="redis+cluster://a:7000,b:7001", redis_password="p w").url())
+    assert parts.nodes == (("a", 7000), ("b", 7001)) and parts.password == "p w"
+    assert "secret" not in repr(Settings(redis_url="redis+cluster://:secret@a:7000,b:7001"))
