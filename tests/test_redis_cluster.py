@@ -399,4 +399,4 @@ def test_a_cluster_url_is_read_with_its_seeds_and_password() -> None:
 
     parts = ClusterURL.parse(Settings(redis_url="redis+cluster://a:7000,b:7001", redis_password="p w").url())
     assert parts.nodes == (("a", 7000), ("b", 7001)) and parts.password == "p w"
-    assert "secret" not in repr(Settings(redis_url="redis+cluster://:secret@a:7000,b:7001"))
+    assert "hunter2" not in repr(Settings(redis_url="redis+cluster://:hunter2@a:7000,b:7001"))
