@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from ._backend import layout
 from ._backend.connection import broker_errors, make_redis
 from ._backend.envelope import ResultRecord, decode_result, encode_job
 from ._backend.events import EventHub, Subscription
+from ._backend.keys import KeyLayout, layout_for
 from ._backend.store import JobState, Store, SubmitRow, now_ms
 from ._names import DEFAULT_TENANT, DEFAULT_WORKSPACE, check_job_id, check_name, qualify, tenant_of
 from ._redact import call_repr
@@ -246,8 +246,10 @@ class ClientCore:
         self.tenant = None if tenant is None else check_name(tenant, "tenant")
         self.workspace = None if workspace is None else check_name(workspace, "workspace")
         self.queue = check_name(queue, "queue") if queue is not None else settings.queue
+        #: key and channel names (the layout follows the server: see ``_backend.keys``)
+        self.layout: KeyLayout = layout_for(settings, self.queue)
         self.codec: Codec = codec_for(settings)
-        #: names this client's reply channel, where its jobs' events come (see ``layout.reply_channel``)
+        #: names this client's reply channel, where its jobs' events come (see ``self.layout.reply_channel``)
         self.client_id = uuid.uuid4().hex
         #: the event loop the core is used on (set when it is built on one, else at first use)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -280,7 +282,9 @@ class ClientCore:
         if self._state is _State.CLOSED:
             raise ClientClosed("Cannot use a client once it has been closed; create a new one.")
         if self._store is None:
-            self._store = Store(make_redis(self.settings, self.codec), self.codec, self.settings, pipelined=True)
+            self._store = Store(
+                make_redis(self.settings, self.codec), self.codec, self.settings, self.queue, pipelined=True
+            )
             self._state = _State.OPENED
             if self.loop is None:
                 try:
@@ -329,7 +333,7 @@ class ClientCore:
         """The client's event hub (one pub/sub connection shared by every waiter)."""
         self.open()
         if self._hub is None:
-            self._hub = EventHub(self.settings)
+            self._hub = EventHub(self.settings, self.layout)
         return self._hub
 
     @contextlib.asynccontextmanager
@@ -342,14 +346,14 @@ class ClientCore:
                 event = await sub.get(timeout=1.0)     # {"e": "progress", "p": 0.5, ...} or None
         """
         hub = await self.events()
-        async with hub.subscribe(layout.job_channel(job_id)) as sub:
+        async with hub.subscribe(self.layout.job_channel(job_id)) as sub:
             yield sub
 
     @contextlib.asynccontextmanager
     async def batch_events(self, tenant: str, batch_id: str) -> AsyncIterator[Subscription]:
         """Events of a batch's jobs (started, complete, failed, cancelled, retried) while the block runs."""
         hub = await self.events()
-        async with hub.subscribe(layout.batch_channel(tenant, batch_id)) as sub:
+        async with hub.subscribe(self.layout.batch_channel(tenant, batch_id)) as sub:
             yield sub
 
     def track(self, task: asyncio.Task[Any]) -> None:
@@ -566,11 +570,11 @@ class ClientCore:
         else on the job's own channel.
         """
         hub = await self.events()
-        channel = layout.job_channel(row.job_id)
+        channel = self.layout.job_channel(row.job_id)
         reply_to, epoch = "", None
         prepared: Subscription | None = None
         try:
-            epoch = await hub.reply_channel(layout.reply_channel(tenant_of(row.job_id), self.client_id))
+            epoch = await hub.reply_channel(self.layout.reply_channel(tenant_of(row.job_id), self.client_id))
             if epoch is not None:
                 reply_to, prepared = self.client_id, hub.expect(channel)
             else:

@@ -26,7 +26,7 @@ from .errors import ConfigurationError, InvalidName
 
 __all__ = ["Settings", "mask_url"]
 
-_SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES)
+_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", *SENTINEL_SCHEMES)
 
 
 def _env(*names: str) -> Any:
@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = Field(
         None,
         validation_alias=_env("redis_url", "REDIS_URL"),
-        description="redis://, rediss://, unix:// or redis+sentinel:// URL",
+        description="redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL",
     )
     redis_host: str = Field("localhost", validation_alias=_env("redis_host", "REDIS_HOST"))
     redis_port: int = Field(6379, ge=1, le=65535, validation_alias=_env("redis_port", "REDIS_PORT"))
@@ -257,8 +257,9 @@ class Settings(BaseSettings):
         if scheme not in _SCHEMES:
             raise ConfigurationError(
                 f"REDIS_URL scheme {scheme or '(none)'!r} is not supported: use redis://host:port/db, "
-                "rediss://host:port/db (TLS), unix:///path/to/socket or "
-                "redis+sentinel://host1:26379,host2:26379/mymaster/0"
+                "rediss://host:port/db (TLS), unix:///path/to/socket, "
+                "redis+sentinel://host1:26379,host2:26379/mymaster/0 or redis+cluster://host:port[,host:port...] "
+                "(a Redis Cluster)"
             )
         if scheme in SENTINEL_SCHEMES:
             parse_sentinel_url(raw)
@@ -300,7 +301,10 @@ class Settings(BaseSettings):
             if parts.password is None and self.redis_password is not None and parts.scheme != "unix":
                 user = quote(parts.username or self.redis_username or "", safe="")
                 pw = quote(self.redis_password.get_secret_value(), safe="")
-                netloc = f"{user}:{pw}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+                if parts.scheme == "redis+cluster":  # several host:port seeds
+                    netloc = f"{user}:{pw}@{parts.netloc.rpartition('@')[2]}"
+                else:
+                    netloc = f"{user}:{pw}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
                 raw = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
             return raw
         auth = ""

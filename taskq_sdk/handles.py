@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._backend import layout
 from ._backend.store import JobState, ResultRecord
 from ._core import ClientCore, Follow, WorkerWatch
 from ._portal import Portal, forward_docs
@@ -290,7 +289,7 @@ class AsyncJob:
         elif prepared is not None and prepared.local:
             hub.release(prepared)  # a view needs the job's own channel (progress events)
             prepared, skip_first_read = None, False
-        channel = layout.job_channel(self._id)
+        channel = self._core.layout.job_channel(self._id)
         watch = WorkerWatch(self._core, f"The wait for job {short_id(self._id)}", view)
         async with contextlib.AsyncExitStack() as stack:
             if replies:

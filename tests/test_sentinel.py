@@ -331,7 +331,7 @@ def test_the_readme_sentinel_block_runs_against_sentinel(group: SentinelGroup, t
     import sys
 
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### High availability: Redis/Valkey Sentinel") :]
+    section = readme[readme.index("**Sentinel** (failover)") :]
     code = re.search(r"```python\n(.*?)```", section, re.S)
     assert code is not None
     env = worker_env(group)

@@ -25,10 +25,13 @@ from typing import Any
 import msgpack
 from redis.asyncio import Redis
 
+from ..errors import ConfigurationError
 from ..serialization import Codec
 from . import layout
-from .durable import add_wait, check_acked
+from .connection import run_scripts
+from .durable import NO_DURABLE_ON_CLUSTER, add_wait, check_acked
 from .envelope import decode_job, decode_result, job_call_of
+from .keys import KeyLayout
 
 __all__ = [
     "BULK_STATUS",
@@ -42,28 +45,28 @@ __all__ = [
 ]
 
 
-def _batch_key(tenant: str, batch_id: str, part: str) -> str:
-    return f"{layout.TENANT_NS}{tenant}:batch:{batch_id}:{part}"
+def _batch_key(tenant: str, batch_id: str, part: str, tns: str) -> str:
+    return f"{tns}{tenant}:batch:{batch_id}:{part}"
 
 
-def manifest_key(tenant: str, batch_id: str) -> str:
+def manifest_key(tenant: str, batch_id: str, tns: str = layout.TENANT_NS) -> str:
     """The batch's manifest (a msgpack map)."""
-    return _batch_key(tenant, batch_id, "m")
+    return _batch_key(tenant, batch_id, "m", tns)
 
 
-def patches_key(tenant: str, batch_id: str) -> str:
+def patches_key(tenant: str, batch_id: str, tns: str = layout.TENANT_NS) -> str:
     """Hash: chunk index -> msgpack list of ``[job_id, [offsets...]]`` re-runs, oldest first."""
-    return _batch_key(tenant, batch_id, "p")
+    return _batch_key(tenant, batch_id, "p", tns)
 
 
-def rows_failed_key(tenant: str, batch_id: str) -> str:
+def rows_failed_key(tenant: str, batch_id: str, tns: str = layout.TENANT_NS) -> str:
     """Hash: chunk job id -> number of items that failed inside it (written by the chunk runner)."""
-    return _batch_key(tenant, batch_id, "rf")
+    return _batch_key(tenant, batch_id, "rf", tns)
 
 
-def frame_index_key(tenant: str, batch_id: str) -> str:
+def frame_index_key(tenant: str, batch_id: str, tns: str = layout.TENANT_NS) -> str:
     """The original DataFrame index of a fan-out, encoded with the wire codec (only when small)."""
-    return _batch_key(tenant, batch_id, "ix")
+    return _batch_key(tenant, batch_id, "ix", tns)
 
 
 #: ARGV: now, wake_channel ('' none), queue_key, workspace, function, timeout, max_tries, state,
@@ -200,11 +203,14 @@ class BatchStore:
         await bstore.write_manifest("acme", "exp1", blob, ttl_ms=86_400_000)
     """
 
-    def __init__(self, redis: Redis, codec: Codec) -> None:
+    def __init__(self, redis: Redis, codec: Codec, keys: KeyLayout = layout) -> None:
         self.redis = redis
         self.codec = codec
-        self._submit = redis.register_script(BULK_SUBMIT)
-        self._status = redis.register_script(BULK_STATUS)
+        self.layout = keys
+        self._tns = keys.TENANT_NS
+        self._keys = keys.script_keys()
+        self._submit = redis.register_script(keys.script(BULK_SUBMIT))
+        self._status = redis.register_script(keys.script(BULK_STATUS))
 
     async def submit(self, header: BulkHeader, groups: Sequence[bytes], *, now: int, fresh: bool) -> bytes:
         """Write the jobs of ``groups`` (each from :func:`pack_rows`), all Lua calls in one pipeline.
@@ -215,8 +221,8 @@ class BatchStore:
             return b""
         head: list[Any] = [
             now,
-            layout.wake_channel(header.queue),
-            layout.queue_key(header.queue),
+            self.layout.wake_channel(header.queue),
+            self.layout.queue_key(header.queue),
             header.workspace,
             header.function,
             "" if header.timeout is None else repr(float(header.timeout)),
@@ -228,6 +234,12 @@ class BatchStore:
             header.batch,
             "1" if fresh else "0",
         ]
+        self.layout.check_queue(header.queue)
+        if self._keys:  # the cluster layout: its client's pipelines refuse scripts
+            if header.durable_ms:
+                raise ConfigurationError(NO_DURABLE_ON_CLUSTER)
+            outs = await run_scripts(self.redis, [(self._submit, [*head, blob]) for blob in groups], keys=self._keys)
+            return b"".join(o if isinstance(o, bytes) else str(o).encode() for o in outs)
         async with self.redis.pipeline(transaction=False) as pipe:
             for blob in groups:
                 await self._submit(keys=[], args=[*head, blob], client=pipe)
@@ -242,21 +254,38 @@ class BatchStore:
         """One status letter per job (see :data:`BULK_STATUS`), in one pipelined round trip."""
         if not job_ids:
             return b""
+        blobs = [
+            msgpack.packb(list(job_ids[start : start + group]), use_bin_type=False)
+            for start in range(0, len(job_ids), group)
+        ]
+        if self._keys:  # the cluster layout: its client's pipelines refuse scripts
+            parts = await run_scripts(self.redis, [(self._status, [blob]) for blob in blobs], keys=self._keys)
+            return b"".join(p if isinstance(p, bytes) else str(p).encode() for p in parts)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for start in range(0, len(job_ids), group):
-                blob = msgpack.packb(list(job_ids[start : start + group]), use_bin_type=False)
+            for blob in blobs:
                 await self._status(keys=[], args=[blob], client=pipe)
             parts = await pipe.execute()
         return b"".join(p if isinstance(p, bytes) else str(p).encode() for p in parts)
+
+    async def _mgets(self, groups: list[list[str]]) -> list[list[Any]]:
+        """MGET each group of keys, pipelined (one call each in the cluster layout: its pipelines refuse MGET)."""
+        if self._keys:
+            return [await self.redis.mget(keys) for keys in groups]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys in groups:
+                pipe.mget(keys)
+            out: list[list[Any]] = await pipe.execute()
+        return out
 
     async def results(self, job_ids: Sequence[str], *, group: int = 500) -> list[bytes | None]:
         """The raw result envelopes of ``job_ids`` (``None`` where there is none), pipelined."""
         if not job_ids:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for start in range(0, len(job_ids), group):
-                pipe.mget([layout.result_key(j) for j in job_ids[start : start + group]])
-            parts = await pipe.execute()
+        groups = [
+            [self.layout.result_key(j) for j in job_ids[start : start + group]]
+            for start in range(0, len(job_ids), group)
+        ]
+        parts = await self._mgets(groups)
         out: list[bytes | None] = []
         for part in parts:
             out.extend(part)
@@ -269,10 +298,9 @@ class BatchStore:
         """
         if not job_ids:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.mget([layout.result_key(j) for j in job_ids])
-            pipe.mget([layout.job_key(j) for j in job_ids])
-            results, jobs = await pipe.execute()
+        results, jobs = await self._mgets(
+            [[self.layout.result_key(j) for j in job_ids], [self.layout.job_key(j) for j in job_ids]]
+        )
         out: list[tuple[list[Any], dict[str, Any]] | None] = []
         for res, job in zip(results, jobs, strict=True):
             found: tuple[list[Any], dict[str, Any]] | None = None
@@ -291,7 +319,7 @@ class BatchStore:
     async def write_manifest(self, tenant: str, batch_id: str, blob: bytes, *, ttl_ms: int) -> None:
         """Store (replace) the manifest and extend the lifetime of the batch's other keys."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(manifest_key(tenant, batch_id), blob, px=ttl_ms)
+            pipe.set(manifest_key(tenant, batch_id, self._tns), blob, px=ttl_ms)
             for key in (patches_key, rows_failed_key, frame_index_key):
                 pipe.pexpire(key(tenant, batch_id), ttl_ms)
             await pipe.execute()
@@ -299,8 +327,8 @@ class BatchStore:
     async def read_manifest(self, tenant: str, batch_id: str) -> tuple[bytes | None, dict[bytes, bytes]]:
         """The manifest blob and the patches hash, in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.get(manifest_key(tenant, batch_id))
-            pipe.hgetall(patches_key(tenant, batch_id))
+            pipe.get(manifest_key(tenant, batch_id, self._tns))
+            pipe.hgetall(patches_key(tenant, batch_id, self._tns))
             blob, patches = await pipe.execute()
         return blob, dict(patches or {})
 
@@ -308,20 +336,20 @@ class BatchStore:
         """Set some chunks' patch lists (field = chunk index)."""
         if not patches:
             return
-        key = patches_key(tenant, batch_id)
+        key = patches_key(tenant, batch_id, self._tns)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, mapping=patches)
             pipe.pexpire(key, ttl_ms)
-            pipe.pexpire(manifest_key(tenant, batch_id), ttl_ms)
+            pipe.pexpire(manifest_key(tenant, batch_id, self._tns), ttl_ms)
             await pipe.execute()
 
     async def clear_patches(self, tenant: str, batch_id: str) -> None:
         """Forget a keyed batch's re-runs (its content changed: the chunks are new jobs)."""
-        await self.redis.delete(patches_key(tenant, batch_id))
+        await self.redis.delete(patches_key(tenant, batch_id, self._tns))
 
     async def record_rows_failed(self, tenant: str, batch_id: str, job_id: str, failed: int) -> None:
         """A chunk job says how many of its items failed (the chunk runner calls this)."""
-        key = rows_failed_key(tenant, batch_id)
+        key = rows_failed_key(tenant, batch_id, self._tns)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, job_id, str(failed))
             pipe.pexpire(key, 7 * 86_400_000)
@@ -329,12 +357,12 @@ class BatchStore:
 
     async def rows_failed(self, tenant: str, batch_id: str) -> dict[str, int]:
         """Items that failed inside each finished chunk job, as the chunk runner reported them."""
-        raw: dict[Any, Any] = await self.redis.hgetall(rows_failed_key(tenant, batch_id))  # type: ignore[misc]
+        raw: dict[Any, Any] = await self.redis.hgetall(rows_failed_key(tenant, batch_id, self._tns))  # type: ignore[misc]
         return {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
 
     async def write_index(self, tenant: str, batch_id: str, blob: bytes, *, ttl_ms: int) -> None:
-        await self.redis.set(frame_index_key(tenant, batch_id), blob, px=ttl_ms)
+        await self.redis.set(frame_index_key(tenant, batch_id, self._tns), blob, px=ttl_ms)
 
     async def read_index(self, tenant: str, batch_id: str) -> bytes | None:
-        blob: bytes | None = await self.redis.get(frame_index_key(tenant, batch_id))
+        blob: bytes | None = await self.redis.get(frame_index_key(tenant, batch_id, self._tns))
         return blob

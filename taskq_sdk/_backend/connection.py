@@ -24,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..config import Settings
 from ..errors import BrokerUnavailable, ConfigurationError, PermissionDenied
 from ..serialization import Codec
+from .cluster import is_cluster_url, make_cluster_redis, make_node_redis, make_sync_cluster_redis
 
 R = TypeVar("R", bound=Redis)
 
@@ -55,7 +56,10 @@ def is_transient_reply(exc: BaseException) -> bool:
 
         is_transient_reply(ResponseError("BUSY Redis is busy running a script"))   # True
     """
-    return reply_kind(exc) in TRANSIENT_REPLIES
+    if reply_kind(exc) in TRANSIENT_REPLIES:
+        return True
+    # a Redis Cluster moving a queue's slot: a script met a key already on the new shard (try again)
+    return "access a non local key" in str(exc)
 
 
 def reply_kind(exc: BaseException) -> str | None:
@@ -107,6 +111,8 @@ def make_sync_redis(settings: Settings) -> Any:
 
         return make_sync_sentinel_redis(address, settings, timeouts)
     url = settings.url()
+    if is_cluster_url(url):
+        return make_sync_cluster_redis(settings, dict(timeouts))
     return sync_redis.Redis.from_url(url, **timeouts, **_tls_kwargs(settings, url))
 
 
@@ -145,6 +151,8 @@ def make_redis(
         _set_codec(primary, codec)
         return primary
     kwargs.update(_tls_kwargs(settings, url))
+    if is_cluster_url(url):  # a Redis Cluster: redis-py's cluster client, or one node for pub/sub
+        return make_node_redis(settings, kwargs) if for_pubsub else make_cluster_redis(settings, kwargs)  # type: ignore[no-any-return]
     try:
         redis: R = redis_class.from_url(url, **kwargs)
     except ValueError as exc:
@@ -157,6 +165,19 @@ def _set_codec(redis: Redis, codec: Codec | None) -> None:
     if codec is not None and hasattr(redis, "job_serializer"):  # arq's ArqRedis
         setattr(redis, "job_serializer", codec.serializer)  # noqa: B010
         setattr(redis, "job_deserializer", codec.deserializer)  # noqa: B010
+
+
+async def close_redis(redis: Any) -> None:
+    """Close a client made by :func:`make_redis` and its connections (a cluster client has one pool per node).
+
+    Example::
+
+        await close_redis(redis)
+    """
+    if type(redis).__name__ == "RedisCluster":
+        await redis.aclose()
+    else:
+        await redis.aclose(close_connection_pool=True)
 
 
 def describe(exc: BaseException) -> str:
@@ -206,7 +227,7 @@ async def broker_errors(settings: Settings, what: str = "reach") -> AsyncIterato
         ) from None
 
 
-async def run_scripts(redis: Redis, calls: list[tuple[Any, list[Any]]]) -> list[Any]:
+async def run_scripts(redis: Redis, calls: list[tuple[Any, list[Any]]], keys: list[str] | None = None) -> list[Any]:
     """Run several registered Lua scripts in one pipelined round trip; returns their results in order.
 
     redis-py checks a pipeline's scripts with an extra ``SCRIPT EXISTS`` round trip before every
@@ -214,18 +235,23 @@ async def run_scripts(redis: Redis, calls: list[tuple[Any, list[Any]]]) -> list[
     says it lacks them (after a restart), then runs again only the calls that were refused: the
     others already ran, and running them twice would apply their writes twice.
 
+    ``keys``: the KEYS of every call (the queue key in the cluster layout: see ``keys.layout_for``).
+
     Example::
 
         finish_out, = await run_scripts(redis, [(finish_script, argv)])
     """
     from redis.exceptions import NoScriptError
 
+    keys = keys or []
     if len(calls) == 1:
         script, args = calls[0]
-        return [await script(keys=[], args=args)]  # the Script object handles NOSCRIPT itself
+        return [await script(keys=keys, args=args)]
+    if keys and type(redis).__name__ == "RedisCluster":  # a cluster client: its pipelines refuse scripts
+        return await _run_in_turn(calls, keys)  # the Script object handles NOSCRIPT itself
     async with redis.pipeline(transaction=False) as pipe:
         for script, args in calls:
-            pipe.evalsha(script.sha, 0, *args)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
         results: list[Any] = await pipe.execute(raise_on_error=False)
     refused = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
     if refused:
@@ -233,9 +259,23 @@ async def run_scripts(redis: Redis, calls: list[tuple[Any, list[Any]]]) -> list[
             await redis.script_load(script.script)
         async with redis.pipeline(transaction=False) as pipe:
             for i in refused:
-                pipe.evalsha(calls[i][0].sha, 0, *calls[i][1])
+                pipe.evalsha(calls[i][0].sha, len(keys), *keys, *calls[i][1])
             for i, r in zip(refused, await pipe.execute(raise_on_error=False), strict=True):
                 results[i] = r
+    for r in results:
+        if isinstance(r, Exception):
+            raise r
+    return results
+
+
+async def _run_in_turn(calls: list[tuple[Any, list[Any]]], keys: list[str]) -> list[Any]:
+    """Run script calls one after the other (a round trip each), every one of them even if one fails."""
+    results: list[Any] = []
+    for script, args in calls:
+        try:
+            results.append(await script(keys=keys, args=args))
+        except Exception as exc:  # raised below, once the later calls ran too (as a pipeline would)
+            results.append(exc)
     for r in results:
         if isinstance(r, Exception):
             raise r

@@ -30,10 +30,16 @@ from typing import Any
 from ..config import Settings
 from ..errors import DurabilityUnconfirmed
 
-__all__ = ["DURABLE_REPLICAS", "add_wait", "check_acked", "durable_timeout_ms"]
+__all__ = ["DURABLE_REPLICAS", "NO_DURABLE_ON_CLUSTER", "add_wait", "check_acked", "durable_timeout_ms"]
 
 #: replicas that must confirm a durable write (the usual Sentinel deployment has one or two)
 DURABLE_REPLICAS = 1
+
+#: why ``_durable=True`` is refused on a Redis Cluster (its client cannot pipeline a script with ``WAIT``)
+NO_DURABLE_ON_CLUSTER = (
+    "durable submits (_durable=True, TASKQ_DURABLE_SUBMIT) are not offered on a Redis Cluster yet: "
+    "submit without them there, or use Sentinel for replica-acknowledged submits"
+)
 
 
 def durable_timeout_ms(settings: Settings) -> int:

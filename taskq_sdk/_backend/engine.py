@@ -54,6 +54,7 @@ from ..runtime import JobContext, Lease, install_output_capture, remote_error
 from ..serialization import Codec, RemoteError, codec_for
 from . import layout
 from .connection import (
+    close_redis,
     is_connection_error,
     is_transient_reply,
     make_redis,
@@ -63,6 +64,7 @@ from .connection import (
 )
 from .envelope import JobCall, decode_job, encode_result
 from .events import EventHub
+from .keys import KeyLayout, layout_for
 from .store import Store, now_ms
 
 logger = logging.getLogger("taskq_sdk.worker")
@@ -196,6 +198,9 @@ class Engine(Worker):
         self.specs = dict(specs)
         self.codec = codec or codec_for(settings)
         self.taskq_queue = queue
+        #: key and channel names (the layout follows the server: see ``keys.layout_for``)
+        self.layout: KeyLayout = layout_for(settings, queue)
+        self._keys = self.layout.script_keys()
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         functions = [
             func(_never_called, name=spec.name, timeout=spec.timeout, max_tries=spec.max_tries)
@@ -203,7 +208,7 @@ class Engine(Worker):
         ]
         super().__init__(
             functions=functions,
-            queue_name=layout.queue_key(queue),
+            queue_name=self.layout.queue_key(queue),
             burst=burst,
             handle_signals=handle_signals,
             max_jobs=settings.max_jobs,
@@ -267,11 +272,11 @@ class Engine(Worker):
     async def main(self) -> None:
         self._pool = make_redis(self.settings, self.codec, redis_class=ArqRedis)
         #: taskq's reads and writes on the worker's connection (jobs reach it as ctx["taskq_store"])
-        self.store = Store(self._pool, self.codec, self.settings)
-        self._claim_script = self._pool.register_script(layout.CLAIM)
-        self._finish_script = self._pool.register_script(layout.FINISH)
-        self._progress_script = self._pool.register_script(layout.PROGRESS)
-        self._check_script = self._pool.register_script(layout.CHECK)
+        self.store = Store(self._pool, self.codec, self.settings, self.taskq_queue)
+        self._claim_script = self._pool.register_script(self.layout.CLAIM)
+        self._finish_script = self._pool.register_script(self.layout.FINISH)
+        self._progress_script = self._pool.register_script(self.layout.PROGRESS)
+        self._check_script = self._pool.register_script(self.layout.CHECK)
         await self._wait_for_server()
         for script in (self._claim_script, self._finish_script, self._progress_script, self._check_script):
             # loaded up front: pipelined calls are sent by digest (see run_scripts)
@@ -287,13 +292,13 @@ class Engine(Worker):
         self._executor = ThreadPoolExecutor(max_workers=self.max_jobs + SPARE_THREADS, thread_name_prefix="taskq-job")
         if self.on_startup:
             await self.on_startup(self.ctx)
-        self._hub = EventHub(self.settings)
+        self._hub = EventHub(self.settings, self.layout)
         self._flusher = asyncio.create_task(self._flush_loop(), name="taskq-flush")
         self._bg = [
-            asyncio.create_task(self._listen(layout.wake_channel(self.taskq_queue)), name="taskq-wake"),
-            asyncio.create_task(self._listen(layout.control_channel(self.taskq_queue)), name="taskq-control"),
+            asyncio.create_task(self._listen(self.layout.wake_channel(self.taskq_queue)), name="taskq-wake"),
+            asyncio.create_task(self._listen(self.layout.control_channel(self.taskq_queue)), name="taskq-control"),
             asyncio.create_task(
-                self._listen(layout.push_channel(self.taskq_queue, self.worker_id), push=True), name="taskq-push"
+                self._listen(self.layout.push_channel(self.taskq_queue, self.worker_id), push=True), name="taskq-push"
             ),
             asyncio.create_task(self._heartbeat_loop(), name="taskq-heartbeat"),
         ]
@@ -490,7 +495,7 @@ class Engine(Worker):
             self._executor.shutdown(wait=False, cancel_futures=True)
         if self._pool is not None:
             with contextlib.suppress(Exception):
-                await self._pool.aclose(close_connection_pool=True)
+                await close_redis(self._pool)
             self._pool = None
         logger.info(
             "worker %s stopped: %d complete, %d failed, %d retried, %d cancelled",
@@ -512,7 +517,7 @@ class Engine(Worker):
         plan = self._plan_claim(free, idle=not self.tasks and not self._claiming and not self._pushes_coming)
         self._claiming += free
         try:
-            reply = await self._claim_script(keys=[], args=plan.args)
+            reply = await self._claim_script(keys=self._keys, args=plan.args)
         finally:
             self._claiming -= free
         return self._claimed(plan, reply)
@@ -521,12 +526,12 @@ class Engine(Worker):
         """The CLAIM call for ``free`` slots; an ``idle`` worker also offers to take submitted jobs directly."""
         now = now_ms()
         held, fresh, lapse = self._ready_entry or "", "", 0
-        if idle and self._push_listening and not self.burst and not self._stopping:
+        if idle and self._push_listening and not self.burst and not self._stopping and not self._keys:
             # if this claim finds nothing, the next submitted job is handed to us (no claim trip)
             self._ready_gen += 1
             fresh = f"{int(self.settings.claim_ttl * 1000)}|{self._ready_gen}|{self.worker_id}"
             lapse = now + self._ready_lapse_ms()
-        ready_key = layout.ready_key(self.taskq_queue) if (held or fresh) else ""
+        ready_key = self.layout.ready_key(self.taskq_queue) if (held or fresh) else ""
         args = [
             self.queue_name,
             now,
@@ -607,7 +612,7 @@ class Engine(Worker):
         self._push_listening = False
         if entry and self._pool is not None:
             with contextlib.suppress(Exception):  # bounded: shutdown must not wait on an unreachable server
-                await asyncio.wait_for(self._pool.zrem(layout.ready_key(self.taskq_queue), entry), 2.0)
+                await asyncio.wait_for(self._pool.zrem(self.layout.ready_key(self.taskq_queue), entry), 2.0)
 
     def _thread_abandoned(self) -> None:
         """A sync job's thread runs on after its job ended; replace the pool before they starve it."""
@@ -666,7 +671,7 @@ class Engine(Worker):
         sent = time.monotonic()
         ttl_ms = int(self.settings.claim_ttl * 1000)
         try:
-            ok = await self._check_script(keys=[], args=["push", job_id, lease.token, ttl_ms, self.queue_name])
+            ok = await self._check_script(keys=self._keys, args=["push", job_id, lease.token, ttl_ms, self.queue_name])
         except Exception as exc:  # unchecked: not run here; its claim lapses and any worker claims it
             logger.warning("job %s: could not check its hand-over (%s); leaving it to the queue", job_id, exc)
             return False
@@ -1178,7 +1183,7 @@ class Engine(Worker):
         if not calls:
             return []
         try:
-            results = await run_scripts(self.pool, calls)
+            results = await run_scripts(self.pool, calls, keys=self._keys)
         finally:
             if plan is not None:
                 self._claiming -= plan.free
@@ -1264,7 +1269,7 @@ class Engine(Worker):
         if job_id not in self.tasks:
             return
         try:
-            requested = await self._check_script(keys=[], args=["cancel", job_id, "", 0, self.queue_name])
+            requested = await self._check_script(keys=self._keys, args=["cancel", job_id, "", 0, self.queue_name])
         except Exception as exc:
             logger.warning("job %s: could not check a cancel request (%s); ignoring it", job_id, exc)
             return
@@ -1325,7 +1330,7 @@ class Engine(Worker):
         waiting in its fence check stops without the loop's help) and stops the job's task.
         """
         client = make_sync_redis(self.settings)
-        renew = client.register_script(layout.RENEW)
+        renew = client.register_script(self.layout.RENEW)
         failing_since: float | None = None
         interval = self.settings.claim_ttl / 3
         ttl_ms = int(self.settings.claim_ttl * 1000)
@@ -1355,7 +1360,7 @@ class Engine(Worker):
                     args: list[Any] = [ttl_ms]
                     for job_id, _, token in held:
                         args += [job_id, token]
-                    lost = {_s(x) for x in renew(keys=[], args=args) or ()}
+                    lost = {_s(x) for x in renew(keys=self._keys, args=args) or ()}
                     failing_since = None
                 except Exception as exc:
                     now = time.monotonic()
@@ -1442,13 +1447,13 @@ class Engine(Worker):
             pipe.pexpire(layout.WORKERS_ZSET, 3_600_000)
             if self._ready_entry:  # still offered (XX: never re-adds an entry a submit took)
                 pipe.zadd(
-                    layout.ready_key(self.taskq_queue), {self._ready_entry: now + self._ready_lapse_ms()}, xx=True
+                    self.layout.ready_key(self.taskq_queue), {self._ready_entry: now + self._ready_lapse_ms()}, xx=True
                 )
-            reg = layout.registry_key(self.taskq_queue)
+            reg = self.layout.registry_key(self.taskq_queue)
             pipe.hset(reg, mapping=dict.fromkeys(info.functions, now))
             pipe.pexpire(reg, layout.REGISTRY_TTL_MS)
             if self.specs:  # each served function's keyword parameters: submit checks keywords against them
-                sigs = layout.signatures_key(self.taskq_queue)
+                sigs = self.layout.signatures_key(self.taskq_queue)
                 pipe.hset(sigs, mapping={n: layout.encode_params(s.params) for n, s in self.specs.items()})
                 pipe.pexpire(sigs, layout.REGISTRY_TTL_MS)
             await pipe.execute()

@@ -25,8 +25,10 @@ from redis.asyncio import Redis
 from .._aio import stop_tasks
 from .._names import tenant_of
 from ..config import Settings
+from . import layout as arq_layout
 from .connection import is_connection_error, make_redis
-from .layout import PUSH_MAGIC, REPLY_MAGIC, job_channel, key_tenant
+from .keys import KeyLayout
+from .layout import PUSH_MAGIC, REPLY_MAGIC
 
 logger = logging.getLogger("taskq_sdk.events")
 
@@ -91,8 +93,9 @@ class EventHub:
         await hub.close()
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, layout: KeyLayout | None = None) -> None:
         self._settings = settings
+        self._layout: KeyLayout = layout or arq_layout
         self._redis: Redis | None = None
         self._pubsub: Any = None
         self._subs: dict[str, set[Subscription]] = {}
@@ -302,9 +305,9 @@ class EventHub:
             # an event of a job this client submitted: to the waiters of that job's channel
             raw_id, _, data = data[len(REPLY_MAGIC) :].partition(b"\0")
             job_id = raw_id.decode("utf-8", "replace")
-            if tenant_of(job_id) != key_tenant(channel):
+            if tenant_of(job_id) != self._layout.key_tenant(channel):
                 return  # a reply channel only speaks for its own tenant's jobs
-            channel = job_channel(job_id)
+            channel = self._layout.job_channel(job_id)
             targets = self._local.get(channel, ())
             if not targets:
                 return

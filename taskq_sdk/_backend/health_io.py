@@ -19,7 +19,8 @@ from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
 from .._names import tenant_of
-from . import layout
+from . import layout as arq_layout
+from .keys import KeyLayout
 
 __all__ = ["ClaimedJob", "HealthReader", "QueueRow"]
 
@@ -69,8 +70,9 @@ class HealthReader:
         await reader.ping_ms()          # 0.21
     """
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, layout: KeyLayout = arq_layout) -> None:
         self.redis = redis
+        self.layout = layout
 
     async def ping_ms(self, samples: int = 3) -> float:
         """The median of ``samples`` round trips, in milliseconds."""
@@ -101,7 +103,8 @@ class HealthReader:
         """Each queue's depth, due count and the wait of its oldest due job nobody has claimed."""
         out: list[QueueRow] = []
         for name in sorted(set(names)):
-            key = layout.queue_key(name)
+            lay = self.layout.for_queue(name)
+            key = lay.queue_key(name)
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.zcard(key)
                 pipe.zcount(key, "-inf", now_ms)
@@ -111,7 +114,7 @@ class HealthReader:
             if head:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for member, _ in head:
-                        pipe.exists(layout.in_progress_key(_s(member)))
+                        pipe.exists(lay.in_progress_key(_s(member)))
                     running = await pipe.execute()
                 for (_member, score), is_running in zip(head, running, strict=True):
                     if not is_running:
@@ -131,8 +134,9 @@ class HealthReader:
         rows: list[QueueRow] = []
         claimed: list[str] = []
         for name in sorted(set(names)):
+            lay = self.layout.for_queue(name)
             try:
-                head = await self.redis.zrange(layout.queue_key(name), 0, limit - 1, withscores=True)
+                head = await self.redis.zrange(lay.queue_key(name), 0, limit - 1, withscores=True)
             except NoPermissionError:
                 continue  # another tenant's queue
             mine = [(_s(m), float(score)) for m, score in head if tenant_of(_s(m)) == tenant]
@@ -140,7 +144,7 @@ class HealthReader:
             if mine:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for job_id, _ in mine:
-                        pipe.exists(layout.in_progress_key(job_id))
+                        pipe.exists(lay.in_progress_key(job_id))
                     running = await pipe.execute()
             due = [(job_id, score) for job_id, score in mine if score <= now_ms]
             held = {job_id for (job_id, _), is_running in zip(mine, running, strict=True) if is_running}
@@ -152,7 +156,7 @@ class HealthReader:
 
     async def claimed_jobs(self, limit: int) -> list[ClaimedJob]:
         """Jobs held by a worker's claim now (at most ``limit`` scanned), with their taskq metadata."""
-        prefix = layout.in_progress_key("")
+        prefix = self.layout.in_progress_key("")
         ids: list[str] = []
         async for key in self.redis.scan_iter(match=prefix + "*", count=1000):
             ids.append(_s(key)[len(prefix) :])
@@ -166,7 +170,7 @@ class HealthReader:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                pipe.hmget(layout.meta_key(job_id), ["fn", "tenant", "ws", "started", "timeout", "worker"])
+                pipe.hmget(self.layout.meta_key(job_id), ["fn", "tenant", "ws", "started", "timeout", "worker"])
             rows = await pipe.execute()
         return [
             ClaimedJob(
@@ -184,15 +188,15 @@ class HealthReader:
     async def push_snapshot(self, snapshot_json: str, *, keep: int) -> None:
         """Put a snapshot at the head of the capped history (kept 7 days)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.lpush(layout.HISTORY_KEY, snapshot_json)
-            pipe.ltrim(layout.HISTORY_KEY, 0, keep - 1)
-            pipe.pexpire(layout.HISTORY_KEY, HISTORY_TTL_MS)
+            pipe.lpush(arq_layout.HISTORY_KEY, snapshot_json)
+            pipe.ltrim(arq_layout.HISTORY_KEY, 0, keep - 1)
+            pipe.pexpire(arq_layout.HISTORY_KEY, HISTORY_TTL_MS)
             await pipe.execute()
 
     async def snapshots(self, limit: int) -> Sequence[str]:
         """The newest ``limit`` stored snapshots (JSON text), newest first (none for a user who may not read them)."""
         try:
-            raw: list[Any] = await self.redis.lrange(layout.HISTORY_KEY, 0, max(0, limit - 1))  # type: ignore[misc]
+            raw: list[Any] = await self.redis.lrange(arq_layout.HISTORY_KEY, 0, max(0, limit - 1))  # type: ignore[misc]
         except NoPermissionError:
             return []  # a per-tenant ACL user: the snapshots are everyone's
         return [_s(x) for x in raw]

@@ -16,7 +16,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from .._names import tenant_of
-from . import layout
+from . import layout as arq_layout
+from .keys import KeyLayout
 
 __all__ = ["HOOK_TTL_MS", "HookStore"]
 
@@ -57,17 +58,18 @@ class HookStore:
         urls = await HookStore(redis).urls(["acme:j1", "acme:j2"])   # ['https://...', None]
     """
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, layout: KeyLayout = arq_layout) -> None:
         self.redis = redis
+        self.layout = layout
         self._register_if_new = redis.register_script(_REGISTER_IF_NEW)
         self._unregister = redis.register_script(_UNREGISTER)
 
     async def register(self, job_id: str, url: str) -> None:
         """Register ``url`` for ``job_id`` (delivery status ``pending``) and flag its tenant as having hooks."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(layout.hook_key(job_id), mapping={"url": url, "status": "pending"})
-            pipe.pexpire(layout.hook_key(job_id), HOOK_TTL_MS)
-            pipe.set(layout.hooks_flag(tenant_of(job_id)), 1, px=HOOK_TTL_MS)
+            pipe.hset(self.layout.hook_key(job_id), mapping={"url": url, "status": "pending"})
+            pipe.pexpire(self.layout.hook_key(job_id), HOOK_TTL_MS)
+            pipe.set(self.layout.hooks_flag(tenant_of(job_id)), 1, px=HOOK_TTL_MS)
             await pipe.execute()
 
     async def register_if_new(self, job_id: str, url: str) -> tuple[bool, str | None]:
@@ -80,14 +82,14 @@ class HookStore:
 
             registered, url = await hooks.register_if_new("acme:j1", "https://hooks.example.com/done")
         """
-        keys = [layout.hook_key(job_id), layout.job_key(job_id), layout.result_key(job_id)]
-        keys.append(layout.hooks_flag(tenant_of(job_id)))
+        keys = [self.layout.hook_key(job_id), self.layout.job_key(job_id), self.layout.result_key(job_id)]
+        keys.append(self.layout.hooks_flag(tenant_of(job_id)))
         done, standing = await self._register_if_new(keys=keys, args=[url, HOOK_TTL_MS])
         return bool(done), _s(standing) or None
 
     async def unregister(self, job_id: str, url: str) -> bool:
         """Drop ``job_id``'s registration if it is still ``url`` and undelivered (a submit that lost a race)."""
-        return bool(await self._unregister(keys=[layout.hook_key(job_id)], args=[url]))
+        return bool(await self._unregister(keys=[self.layout.hook_key(job_id)], args=[url]))
 
     async def outcomes(self, job_ids: Sequence[str]) -> list[dict[str, str]]:
         """Each job's registration and delivery outcome (``{}`` where there is none)."""
@@ -95,7 +97,7 @@ class HookStore:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hgetall(layout.hook_key(job_id))
+                pipe.hgetall(self.layout.hook_key(job_id))
             rows: list[Any] = await pipe.execute()
         return [{_s(k): _s(v) for k, v in row.items()} for row in rows]
 
@@ -105,7 +107,7 @@ class HookStore:
             return set()
         async with self.redis.pipeline(transaction=False) as pipe:
             for tenant in tenants:
-                pipe.exists(layout.hooks_flag(tenant))
+                pipe.exists(self.layout.hooks_flag(tenant))
             flags = await pipe.execute()
         return {t for t, flag in zip(tenants, flags, strict=True) if flag}
 
@@ -115,10 +117,10 @@ class HookStore:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hget(layout.hook_key(job_id), "url")
+                pipe.hget(self.layout.hook_key(job_id), "url")
             raw = await pipe.execute()
         return [_s(u) or None for u in raw]
 
     async def record(self, job_id: str, outcome: Mapping[str, Any]) -> None:
         """Record a delivery outcome (status, code, error, attempts, time)."""
-        await self.redis.hset(layout.hook_key(job_id), mapping={k: str(v) for k, v in outcome.items()})  # type: ignore[misc]
+        await self.redis.hset(self.layout.hook_key(job_id), mapping={k: str(v) for k, v in outcome.items()})  # type: ignore[misc]

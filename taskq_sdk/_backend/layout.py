@@ -23,6 +23,9 @@ builders and the Lua prelude below are the one place this layout is written down
 
 from __future__ import annotations
 
+import sys
+from types import ModuleType
+
 from .._names import DEFAULT_QUEUE, tenant_of
 
 # arq's own key names (``arq.constants``), spelled here so that clients never import arq: importing
@@ -715,3 +718,28 @@ def claim_holder(value: str | None) -> str | None:
     if value is None:
         return None
     return value.rsplit("#", 1)[0]
+
+
+# ----------------------------------------------------------------------------- as a layout object
+#: this module is the default layout object (``keys.layout_for``); ``cluster_layout.ClusterLayout``
+#: is the other one, with the same names
+name = "arq"
+
+
+def script_keys(queue: str | None = None) -> list[str]:
+    """KEYS of a script call: none in this layout (the scripts build every name from ARGV)."""
+    return []
+
+
+def check_queue(queue: str) -> None:
+    """Any queue goes in this layout (a job is found by its id alone)."""
+
+
+def for_queue(queue: str) -> ModuleType:
+    """This layout for jobs of ``queue``: the same (a job is found by its id alone)."""
+    return sys.modules[__name__]
+
+
+def script(text: str) -> str:
+    """A Lua script written on :data:`PRELUDE`, for this layout: as it is."""
+    return text

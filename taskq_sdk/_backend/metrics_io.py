@@ -13,7 +13,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from . import layout
+from . import layout as arq_layout
+from .keys import KeyLayout
 
 __all__ = ["MetricsReader"]
 
@@ -31,25 +32,26 @@ class MetricsReader:
         await reader.tenants()          # ['acme', 'default']
     """
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, layout: KeyLayout = arq_layout) -> None:
         self.redis = redis
+        self.layout = layout
 
     async def tenants(self) -> list[str]:
         """Tenants that have metrics (found by scanning the all-time hashes)."""
         found: set[str] = set()
-        pattern = layout.metrics_key("*")
+        pattern = self.layout.metrics_key("*")
         async for key in self.redis.scan_iter(match=pattern, count=500):
-            tenant = layout.key_tenant(_s(key))
-            if tenant is not None and _s(key) == layout.metrics_key(tenant):
+            tenant = self.layout.key_tenant(_s(key))
+            if tenant is not None and _s(key) == self.layout.metrics_key(tenant):
                 found.add(tenant)
         return sorted(found)
 
     async def queues(self) -> list[str]:
         """Queues any worker ever served (from the registries), always including ``default``."""
         found = {"default"}
-        prefix = layout.registry_key("")
-        async for key in self.redis.scan_iter(match=prefix + "*", count=500):
-            found.add(_s(key)[len(prefix) :])
+        prefix, suffix = self.layout.registry_key("\0").split("\0")
+        async for key in self.redis.scan_iter(match=prefix + "*" + suffix, count=500):
+            found.add(_s(key)[len(prefix) : len(_s(key)) - len(suffix)])
         return sorted(found)
 
     async def hashes(self, tenants: Iterable[str], minutes: Iterable[int] | None) -> list[tuple[str, dict[Any, Any]]]:
@@ -57,9 +59,9 @@ class MetricsReader:
         keys: list[tuple[str, str]] = []
         for tenant in tenants:
             if minutes is None:
-                keys.append((tenant, layout.metrics_key(tenant)))
+                keys.append((tenant, self.layout.metrics_key(tenant)))
             else:
-                keys += [(tenant, layout.metrics_key(tenant, m)) for m in minutes]
+                keys += [(tenant, self.layout.metrics_key(tenant, m)) for m in minutes]
         if not keys:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -76,7 +78,7 @@ class MetricsReader:
             return out
         async with self.redis.pipeline(transaction=False) as pipe:
             for m, t in keys:
-                pipe.hgetall(layout.metrics_key(t, m))
+                pipe.hgetall(self.layout.metrics_key(t, m))
             rows = await pipe.execute()
         for (m, t), row in zip(keys, rows, strict=True):
             if row:

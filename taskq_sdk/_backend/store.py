@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 from redis.asyncio import Redis
@@ -26,16 +26,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .._names import tenant_of
 from ..config import Settings
+from ..errors import ConfigurationError
 from ..models import JobInfo, JobStatus, Progress, WorkerInfo, ms_to_dt
 from ..serialization import Codec, RemoteError
 from . import layout, liveness
 from .autopipe import AutoPipeline
 from .batches import BatchStore
-from .connection import run_scripts
-from .durable import add_wait, check_acked, durable_timeout_ms
+from .connection import close_redis, run_scripts
+from .durable import NO_DURABLE_ON_CLUSTER, add_wait, check_acked, durable_timeout_ms
 from .envelope import JobCall, ResultRecord, decode_job, decode_result, encode_result, job_call_of
 from .health_io import HealthReader
 from .hooks import HookStore
+from .keys import KeyLayout, layout_for
 from .metrics_io import MetricsReader
 from .schedules import ScheduleClaims
 
@@ -109,13 +111,19 @@ class Store:
         await store.cancel(job_id)   # 'cancelled' | 'running' | 'finished' | 'unknown'
     """
 
-    def __init__(self, redis: Redis, codec: Codec, settings: Settings, *, pipelined: bool = False) -> None:
+    def __init__(
+        self, redis: Redis, codec: Codec, settings: Settings, queue: str | None = None, *, pipelined: bool = False
+    ) -> None:
         self.redis = redis
         self.codec = codec
         self.settings = settings
-        self._submit = redis.register_script(layout.SUBMIT)
-        self._state = redis.register_script(layout.STATE)
-        self._cancel = redis.register_script(layout.CANCEL)
+        #: the key layout: arq's own, or the Redis Cluster one bound to ``queue`` (see ``keys``)
+        self.queue = queue or settings.queue
+        self.layout: KeyLayout = layout_for(settings, self.queue)
+        self._keys = self.layout.script_keys()
+        self._submit = redis.register_script(self.layout.SUBMIT)
+        self._state = redis.register_script(self.layout.STATE)
+        self._cancel = redis.register_script(self.layout.CANCEL)
         #: submits waiting to share one script call, by (wake queue, reply_to); see :meth:`submit_one`
         self._joining: dict[tuple[str, str], list[tuple[SubmitRow, asyncio.Future[bool]]]] = {}
         self._submitting = 0
@@ -124,29 +132,30 @@ class Store:
         self.submit_calls = 0
         self.submit_rows = 0
         #: a client's hot calls (submit, state, result) coalesce per loop tick on one connection of
-        #: their own (see autopipe); a worker's or a job's store (``pipelined=False``) opens none
+        #: their own (see autopipe); a worker's or a job's store (``pipelined=False``) opens none, nor
+        #: does a cluster client (``for_redis`` declines it)
         self.auto = AutoPipeline.for_redis(redis) if pipelined else None
 
     # ------------------------------------------------------------------ the other key families
     @cached_property
     def batches(self) -> BatchStore:
         """Batch manifests, bulk submit, bulk status (see :mod:`.batches`)."""
-        return BatchStore(self.redis, self.codec)
+        return BatchStore(self.redis, self.codec, self.layout)
 
     @cached_property
     def metrics(self) -> MetricsReader:
         """The metric counters the Lua scripts keep (see :mod:`.metrics_io`)."""
-        return MetricsReader(self.redis)
+        return MetricsReader(self.redis, self.layout)
 
     @cached_property
     def health(self) -> HealthReader:
         """Server facts, queue heads, claimed jobs and the monitoring history (see :mod:`.health_io`)."""
-        return HealthReader(self.redis)
+        return HealthReader(self.redis, self.layout)
 
     @cached_property
     def hooks(self) -> HookStore:
         """Webhook registrations and delivery outcomes (see :mod:`.hooks`)."""
-        return HookStore(self.redis)
+        return HookStore(self.redis, self.layout)
 
     @cached_property
     def schedules(self) -> ScheduleClaims:
@@ -157,7 +166,7 @@ class Store:
         """Close the connection pool (and the auto-pipeline's connection)."""
         if self.auto is not None:
             await self.auto.close()
-        await self.redis.aclose(close_connection_pool=True)
+        await close_redis(self.redis)
 
     async def _run(self, script: Any, args: list[Any]) -> Any:
         """Run a registered script through the auto-pipeline; on a lost connection, through the pool.
@@ -172,7 +181,7 @@ class Store:
             except RedisConnectionError as exc:
                 if isinstance(exc, AuthenticationError):
                     raise
-        return await script(keys=[], args=args)
+        return await script(keys=self._keys, args=args)
 
     async def _get(self, key: str) -> Any:
         """GET through the auto-pipeline (see :meth:`_run`)."""
@@ -209,15 +218,21 @@ class Store:
         created: list[bool] = []
         # jobs due now on wake_queue may be handed straight to an idle worker of that queue
         header: list[Any] = [now, "", "", "", "", reply_to]
-        if wake_queue:
+        if wake_queue and self._keys:
+            # the cluster layout hands no job over: PUBLISH there counts only the shard's own
+            # subscribers, so a listening worker on another node would look absent
+            header = [now, self.layout.wake_channel(wake_queue), "", "", "", reply_to]
+        elif wake_queue:
             header = [
                 now,
-                layout.wake_channel(wake_queue),
-                layout.ready_key(wake_queue),
-                layout.push_channel(wake_queue, ""),
-                layout.queue_key(wake_queue),
+                self.layout.wake_channel(wake_queue),
+                self.layout.ready_key(wake_queue),
+                self.layout.push_channel(wake_queue, ""),
+                self.layout.queue_key(wake_queue),
                 reply_to,
             ]
+        for r in rows:
+            self.layout.check_queue(r.queue)
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
             argv: list[Any] = list(header)
@@ -229,7 +244,7 @@ class Store:
                     r.score_ms,
                     r.job_ttl_ms,
                     meta_ttl,
-                    layout.queue_key(r.queue),
+                    self.layout.queue_key(r.queue),
                     r.workspace,
                     r.function,
                     "" if r.timeout is None else repr(float(r.timeout)),
@@ -240,12 +255,16 @@ class Store:
                     r.args_repr,
                 ]
             if any(r.durable for r in part):
+                if self._keys:
+                    raise ConfigurationError(NO_DURABLE_ON_CLUSTER)
                 timeout_ms = durable_timeout_ms(self.settings)
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    await self._submit(keys=[], args=argv, client=pipe)
+                    await self._submit(keys=self._keys, args=argv, client=pipe)
                     add_wait(pipe, timeout_ms)
                     out, acked = await pipe.execute()
                 check_acked(acked, [r.job_id for r in part], timeout_ms)
+            elif self._keys:  # a cluster: the queue's slot may be on its way to another shard
+                out = await self._moving_slot_safe(partial(self._submit, keys=self._keys, args=argv))
             else:
                 out = await self._run(self._submit, argv)
             created.extend(bool(x) for x in out)
@@ -300,6 +319,21 @@ class Store:
             if not fut.done():
                 fut.set_result(made)
 
+    async def _moving_slot_safe(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run a script call again while the cluster moves the queue's slot (within the outage budget).
+
+        A script that meets a job key already moved to the new shard stops at that first command,
+        before it wrote anything: the same call, sent again, is redirected to the new shard.
+        """
+        deadline = time.monotonic() + self.settings.outage_budget
+        while True:
+            try:
+                return await call()
+            except ResponseError as exc:
+                if not self._keys or "access a non local key" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.05)
+
     # ------------------------------------------------------------------ state
     async def state(self, job_id: str, *, with_result: bool = False) -> JobState:
         """The job's status and info in one round trip (``with_result``: and its result envelope)."""
@@ -310,7 +344,7 @@ class Store:
         """Many jobs' states in one pipelined round trip."""
         if not job_ids:
             return []
-        raws = await run_scripts(self.redis, [(self._state, [jid, "0"]) for jid in job_ids])
+        raws = await run_scripts(self.redis, [(self._state, [jid, "0"]) for jid in job_ids], keys=self._keys)
         return [await self._interpret(jid, raw) for jid, raw in zip(job_ids, raws, strict=True)]
 
     async def _interpret(self, job_id: str, raw: list[Any]) -> JobState:
@@ -363,14 +397,15 @@ class Store:
         )
         if status is JobStatus.complete and prog.fraction is None:
             prog = Progress(fraction=1.0, updated_at=ms_to_dt(_s(meta.get("finished")) or None))
-        queue_key = _s(meta.get("queue")) or layout.queue_key("default")
+        # a job without its hash: on the bound queue (cluster layout: the only one), else arq's default
+        queue_key = _s(meta.get("queue")) or self.layout.queue_key(self.queue if self._keys else "default")
         return JobInfo(
             id=job_id,
             status=status,
             function=_s(meta.get("fn")) or None,
             tenant=(_s(meta.get("tenant")) or tenant_of(job_id)) if meta else "default",
             workspace=_s(meta.get("ws")) or "default",
-            queue=layout.queue_name(queue_key),
+            queue=self.layout.queue_name(queue_key),
             attempts=_i(meta.get("attempt")) or 0,
             max_tries=_i(meta.get("max_tries")),
             timeout=_f(meta.get("timeout")),
@@ -390,7 +425,7 @@ class Store:
     # ------------------------------------------------------------------ results
     async def result_blob(self, job_id: str) -> bytes | None:
         """The raw result envelope, or ``None`` when there is none (yet, or any more)."""
-        blob: bytes | None = await self._get(layout.result_key(job_id))
+        blob: bytes | None = await self._get(self.layout.result_key(job_id))
         return blob
 
     async def result(self, job_id: str) -> ResultRecord | None:
@@ -410,7 +445,7 @@ class Store:
         recorded = job_call_of(record) if record is not None else None
         if recorded is not None and (recorded.args or recorded.kwargs):
             return recorded.function, recorded.args, recorded.kwargs
-        blob = await self.redis.get(layout.job_key(job_id))
+        blob = await self.redis.get(self.layout.job_key(job_id))
         if blob is not None:
             call = decode_job(self.codec, blob)
             return call.function, call.args, call.kwargs
@@ -430,7 +465,7 @@ class Store:
             value=err,
             started_ms=now,
             finished_ms=now,
-            queue_key=layout.queue_key(queue),
+            queue_key=self.layout.queue_key(queue),
             job_id=job_id,
         )
 
@@ -442,7 +477,7 @@ class Store:
 
     async def cancel(self, job_id: str, queue: str) -> str:
         """Cancel: 'cancelled' (was queued), 'running' (requested), 'finished' or 'unknown' (no change)."""
-        out = await self._cancel(keys=[], args=self._cancel_args(job_id, queue, now_ms()))
+        out = await self._cancel(keys=self._keys, args=self._cancel_args(job_id, queue, now_ms()))
         return _s(out)
 
     async def cancel_many(self, job_ids: Sequence[str], queue: str) -> list[str]:
@@ -450,37 +485,40 @@ class Store:
         if not job_ids:
             return []
         now = now_ms()
+        if self._keys:  # the cluster layout: its client's pipelines refuse scripts
+            calls = [(self._cancel, self._cancel_args(job_id, queue, now)) for job_id in job_ids]
+            return [_s(o) for o in await run_scripts(self.redis, calls, keys=self._keys)]
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                await self._cancel(keys=[], args=self._cancel_args(job_id, queue, now), client=pipe)
+                await self._cancel(keys=self._keys, args=self._cancel_args(job_id, queue, now), client=pipe)
             outs = await pipe.execute(raise_on_error=False)
         return [_s(o) if isinstance(o, bytes | str) else str(o) for o in outs]
 
     # ------------------------------------------------------------------ listings
     async def job_ids(self, tenant: str, workspace: str | None, *, limit: int, offset: int = 0) -> list[str]:
         """Newest-first job ids of a tenant (optionally one workspace)."""
-        key = layout.index_key(tenant, workspace)
+        key = self.layout.index_key(tenant, workspace)
         raw = await self.redis.zrevrange(key, offset, offset + limit - 1)
         return [_s(x) for x in raw]
 
     async def logs(self, job_id: str, last: int | None = None) -> list[str]:
         """Captured log lines of a job (the last ``last`` of them)."""
         start = -last if last else 0
-        raw: list[Any] = await self.redis.lrange(layout.logs_key(job_id), start, -1)  # type: ignore[misc]
+        raw: list[Any] = await self.redis.lrange(self.layout.logs_key(job_id), start, -1)  # type: ignore[misc]
         return [_s(x) for x in raw]
 
     async def queue_depth(self, queue: str) -> int:
         """Jobs waiting or running in a queue (arq keeps running jobs in the queue set)."""
-        return int(await self.redis.zcard(layout.queue_key(queue)))
+        return int(await self.redis.zcard(self.layout.queue_key(queue)))
 
     async def registry(self, queue: str) -> dict[str, float]:
         """Function names ever served on ``queue``, with the last time a worker said so (epoch s)."""
-        raw: dict[Any, Any] = await self.redis.hgetall(layout.registry_key(queue))  # type: ignore[misc]
+        raw: dict[Any, Any] = await self.redis.hgetall(self.layout.registry_key(queue))  # type: ignore[misc]
         return {_s(k): float(_s(v)) / 1000.0 for k, v in raw.items()}
 
     async def signatures(self, queue: str) -> dict[str, frozenset[str] | None]:
         """The keyword parameters workers published per function (``None``: takes ``**kwargs``); {} if none."""
-        raw: dict[Any, Any] = await self.redis.hgetall(layout.signatures_key(queue))  # type: ignore[misc]
+        raw: dict[Any, Any] = await self.redis.hgetall(self.layout.signatures_key(queue))  # type: ignore[misc]
         return {_s(k): layout.decode_params(_s(v)) for k, v in raw.items()}
 
     async def announce_names(
@@ -492,12 +530,12 @@ class Store:
         """
         if not names:
             return
-        key = layout.registry_key(queue)
+        key = self.layout.registry_key(queue)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, mapping=dict.fromkeys(names, now_ms()))
             pipe.pexpire(key, layout.REGISTRY_TTL_MS)
             if params:
-                skey = layout.signatures_key(queue)
+                skey = self.layout.signatures_key(queue)
                 pipe.hset(skey, mapping={n: layout.encode_params(p) for n, p in params.items()})
                 pipe.pexpire(skey, layout.REGISTRY_TTL_MS)
             await pipe.execute()
