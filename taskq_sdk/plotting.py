@@ -141,7 +141,9 @@ class Timeline:
             return ax
         times = [t for i in self.infos for t in (i.enqueued_at, i.started_at) if t is not None]
         t0 = min(times)
-        now = max(t for i in started for t in (i.finished_at or i.started_at, i.started_at) if t is not None)
+        finished = [i.finished_at for i in started if i.finished_at is not None]
+        # a run still going is drawn up to now; when all finished, the chart ends with the last of them
+        now = datetime.now(t0.tzinfo) if len(finished) < len(started) else max(finished)
         from matplotlib.patches import Patch
 
         handles = []

@@ -1,7 +1,7 @@
 """The package as a user gets it: the sdist and wheel built, the wheel installed into a fresh venv and run.
 
-Nothing here uses the editable install the suite runs from: ``python -m build`` makes both archives from a
-copy of the sources, ``twine check`` reads their metadata, and a new venv installs the *wheel* (with the
+Nothing here uses the editable install the suite runs from: ``python -m build`` makes the sdist, then the
+wheel from the sdist, ``twine check`` reads their metadata, and a new venv installs the *wheel* (with the
 ``video`` extra the demo needs) from PyPI and runs ``taskq --help``, ``taskq --version`` and the demo from a
 directory outside the repository.
 """
@@ -37,7 +37,9 @@ def _run(cmd: list[str], *, cwd: Path, timeout: float, env: dict[str, str] | Non
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    _run([sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(out), str(ROOT)], cwd=ROOT, timeout=600)
+    # no --sdist/--wheel: the wheel is built from the sdist, so the sdist must hold all a build needs (and
+    # nothing is built in the source tree)
+    _run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)], cwd=ROOT, timeout=600)
     return out
 
 

@@ -17,7 +17,7 @@ from taskq_sdk import Client
 from taskq_sdk.config import Settings
 from taskq_sdk.views.dashboard import chart_svg
 
-from .conftest import ROOT
+from .conftest import ROOT, wait_until
 
 matplotlib = pytest.importorskip("matplotlib", reason='needs matplotlib: pip install "taskq-sdk[notebook]"')
 pytest.importorskip("pandas")
@@ -65,6 +65,28 @@ def test_batch_timeline_has_a_lane_per_worker_and_a_bar_per_job(settings: Settin
     assert ax.get_xlabel() == "seconds since the first job was queued" and "8 jobs on 2 workers" in ax.get_title()
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["complete (8)"]
     matplotlib.pyplot.close(ax.figure)
+
+
+def test_timeline_of_a_running_batch_draws_its_runs_up_to_now(settings: Settings, worker: Any) -> None:
+    with Client(settings=settings) as client:
+        batch = client.map("sleeper", [3.0, 3.0])
+
+        def running_half_a_second() -> bool:
+            starts = [i.started_at for i in batch.timeline().infos]
+            return all(s is not None and time.time() - s.timestamp() > 0.5 for s in starts)
+
+        wait_until(running_half_a_second, 15, 0.05, "both jobs running for half a second")
+        ax = batch.timeline().plot()
+        batch.cancel()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["running (2)"]
+    widths = [w for collection in ax.collections for w in _widths(collection)]
+    assert len(widths) == 2 and min(widths) >= 0.5, f"each run drawn from its start up to now: {widths}"
+    matplotlib.pyplot.close(ax.figure)
+
+
+def _widths(collection: Any) -> list[float]:
+    """The length along x of each bar in a ``broken_barh`` collection."""
+    return [float(path.vertices[:, 0].max() - path.vertices[:, 0].min()) for path in collection.get_paths()]
 
 
 def test_without_matplotlib_the_error_names_the_install_line(tmp_path: Any) -> None:
