@@ -263,7 +263,7 @@ class AsyncClient:
         items: Iterable[Any],
         /,
         *,
-        chunk_size: int = 1,
+        chunk_size: int | str = "auto",
         key: str | None = None,
         star: bool = False,
         kwargs: dict[str, Any] | None = None,
@@ -273,8 +273,12 @@ class AsyncClient:
     ) -> AsyncBatch:
         """Run job ``fn`` once per item, as one batch; returns an :class:`AsyncBatch` (results in input order).
 
-        ``chunk_size=1`` makes one job per item; larger chunks run ``chunk_size`` items per job
-        through the built-in chunk runner, which catches each item's error separately. ``key``
+        ``chunk_size="auto"`` (the default) measures how long an item takes (the function's history,
+        else a first single-item job per worker) and sizes the jobs to about
+        ``TASKQ_TARGET_CHUNK_SECONDS`` each, smaller towards the end so the workers finish together;
+        ``batch.chunk_sizes`` shows the choice. ``chunk_size=1`` makes one job per item; an integer
+        runs that many items per job. Chunks go through the built-in chunk runner, which catches
+        each item's error separately. ``key``
         makes the batch idempotent: its id is the key, and submitting the same items again
         reuses the jobs that exist (finished or running) instead of running them twice.
         ``star=True`` unpacks each item as positional arguments; ``kwargs`` go to every call.
@@ -639,7 +643,7 @@ class Client:
         items: Iterable[Any],
         /,
         *,
-        chunk_size: int = 1,
+        chunk_size: int | str = "auto",
         key: str | None = None,
         star: bool = False,
         kwargs: dict[str, Any] | None = None,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import time
 import traceback as tb_mod
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from ..serialization import RemoteError
 __all__ = ["MODES", "RUNNER_NAME", "take_items", "taskq_map_chunk"]
 
 #: items whose error keeps its full traceback; later ones keep type and message (results stay small)
+logger = logging.getLogger("taskq_sdk.worker")
+
 TRACEBACKS_KEPT = 20
 TRACEBACK_CHARS = 4000
 PROGRESS_EVERY = 0.2  # seconds between progress reports of one chunk
@@ -173,13 +176,22 @@ async def taskq_map_chunk(
         if name not in extra and spec.params is not None and name in spec.params and name in ctx:
             extra[name] = ctx[name]
     pre: tuple[Any, ...] = (ctx,) if spec.takes_ctx else ()
+    started = time.perf_counter()
     if spec.is_async:
         values, errors = await _run_async(spec.fn, pre, calls, single, extra)
     else:
         cv = contextvars.copy_context()
         loop = asyncio.get_running_loop()
         values, errors = await loop.run_in_executor(None, cv.run, _run_sync, spec.fn, pre, calls, single, extra)
+    took = time.perf_counter() - started
     store = ctx.get("taskq_store")
+    if store is not None and values:
+        # what chunk_size="auto" plans the next chunks of this function with (batch/autochunk.py)
+        tenant = str(ctx.get("tenant") or "default")
+        if not await store.batches.record_item_seconds(
+            tenant, spec.name, took / len(values), now_ms=int(time.time() * 1000)
+        ):
+            logger.warning("could not record the item time of %s (a planning hint only)", spec.name)
     if errors and batch and store is not None and ctx.get("job_id"):
         tenant = str(ctx.get("tenant") or "default")
         await store.batches.record_rows_failed(tenant, batch, str(ctx["job_id"]), len(errors))
