@@ -327,30 +327,32 @@ class BatchStore:
         raw: dict[Any, Any] = await self.redis.hgetall(rows_failed_key(tenant, batch_id))  # type: ignore[misc]
         return {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
 
-    async def record_item_seconds(self, tenant: str, function: str, per_item: float, *, now_ms: int) -> bool:
-        """A chunk job says how long one item of ``function`` took (seconds, averaged over the chunk).
+    async def record_item_seconds(
+        self, tenant: str, function: str, per_item: float, *, now_ms: int, items: int = 1
+    ) -> bool:
+        """A chunk job says how long one item of ``function`` took (seconds, averaged over its ``items``).
 
         Returns False instead of raising when the server refused it: it is a planning hint only.
         """
         key = layout.item_seconds_key(tenant)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hset(key, function, f"{per_item:.9f}:{now_ms}")
+                pipe.hset(key, function, f"{per_item:.9f}:{now_ms}:{items}")
                 pipe.pexpire(key, ITEM_SECONDS_TTL_MS)
                 await pipe.execute()
         except RedisError:
             return False
         return True
 
-    async def item_seconds(self, tenant: str, function: str) -> tuple[float, int] | None:
-        """The last measured seconds per item of ``function`` and when (ms), or None if never measured."""
+    async def item_seconds(self, tenant: str, function: str) -> tuple[float, int, int] | None:
+        """The last measured seconds per item of ``function``, when (ms) and over how many items; None if never."""
         raw = await self.redis.hget(layout.item_seconds_key(tenant), function)  # type: ignore[misc]
         if raw is None:
             return None
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
-        value, _, when = text.partition(":")
         try:
-            return float(value), int(when)
+            value, when, items = text.split(":")
+            return float(value), int(when), int(items)
         except ValueError:
             return None  # not written by taskq: as if never measured
 

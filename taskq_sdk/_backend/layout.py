@@ -102,7 +102,7 @@ def batch_counts_key(tenant: str, batch_id: str) -> str:
 
 
 def item_seconds_key(tenant: str) -> str:
-    """Hash: function -> ``"<seconds per item>:<ms written>"`` of its last chunk (what ``chunk_size="auto"`` reads)."""
+    """Hash: function -> ``"<seconds per item>:<ms written>:<items>"`` of its last chunk (read by chunk_size="auto")."""
     return f"{TENANT_NS}{tenant}:itemsec"
 
 

@@ -1,11 +1,12 @@
 """``chunk_size="auto"``: chunk sizes chosen from measured item times, so each job runs about
 ``TASKQ_TARGET_CHUNK_SECONDS`` and the workers finish together.
 
-The time an item takes comes from the function's history (the chunk runner records seconds per
-item after every chunk) or, the first time, from a probe: one single-item job per worker, written
-as the batch's first chunks. Later chunks aim at the target duration, and the last ones shrink
-(guided self-scheduling: never more than a share of what is left per worker) so no worker idles
-while another finishes a big chunk::
+The time an item takes comes from a probe: one single-item job per live worker, written as the
+batch's first chunks (so no worker waits for it); the chunk runner records seconds per item after
+every chunk, and that history stands in when the probe cannot run (no live worker, or none
+free). Later chunks aim at the target duration, and the last ones shrink (guided self-scheduling:
+never more than a share of what is left per worker) so no worker idles while another finishes a
+big chunk::
 
     plan_sizes(400, per_item=0.005, workers=2, target=0.2)   # [40, 40, ..., 30, 23, 17, 13, ...]
     sizes = await choose_sizes(core, "score", n_items=400, queue="default", tenant="default", ...)
@@ -35,6 +36,8 @@ MAX_AUTO_CHUNK = 20_000
 UNKNOWN_JOBS_PER_WORKER = 16
 #: live workers assumed when none could be counted
 DEFAULT_WORKERS = 2
+#: seconds a big batch waits for its probe's measurement once a probe job started
+LONG_PATIENCE = 10.0
 PROBE_POLL = 0.01  # seconds between looks at the probe's measurement
 
 
@@ -89,10 +92,10 @@ async def live_workers(core: ClientCore, queue: str) -> int:
     )
 
 
-async def measured(core: ClientCore, tenant: str, function: str) -> float | None:
-    """The last measured seconds per item of ``function``, or None if it never ran in a chunk."""
+async def measured(core: ClientCore, tenant: str, function: str) -> tuple[float, int, int] | None:
+    """The last measured seconds per item of ``function``, when (ms) and over how many items; None if never."""
     found = await core.call(lambda s: s.batches.item_seconds(tenant, function))
-    return None if found is None else max(found[0], 0.0)
+    return None if found is None else (max(found[0], 0.0), found[1], found[2])
 
 
 async def choose_sizes(
@@ -103,41 +106,61 @@ async def choose_sizes(
     queue: str,
     tenant: str,
     target: float,
-    probe: Callable[[int], Awaitable[None]],
+    probe: Callable[[list[int]], Awaitable[None]],
     probe_started: Callable[[], Awaitable[bool]],
 ) -> list[int]:
-    """The chunk sizes of an auto batch, the probe's single-item chunks first if one was needed.
+    """The chunk sizes of an auto batch, the probe's single-item chunks first if it ran.
 
-    ``probe(k)`` writes the batch's first ``k`` items as single-item jobs; ``probe_started()``
-    tells whether any of them has started. The probe waits for a measurement at most
-    ``2 * target`` seconds (at least 0.5 s) after a probe job started: an item slower than that
-    runs alone in its job anyway.
+    ``probe(sizes)`` writes the batch's next chunks with these sizes (first one single item per
+    worker; for fast items a second, bigger round); ``probe_started()`` tells whether any has
+    started. The probe waits for a measurement at most
+    ``5 * target`` seconds (at least 1 s; 10 s for batches of more than 16 items per worker) after
+    a probe job started: an item slower than that runs alone in its job anyway.
     """
     workers = await live_workers(core, queue)
     w = workers or DEFAULT_WORKERS
     if n_items <= SINGLES_PER_WORKER * w:
         return [1] * n_items
-    per_item = await measured(core, tenant, function)
-    if per_item is not None:
-        return plan_sizes(n_items, per_item=per_item, workers=w, target=target)
-    if not workers:  # nobody to measure with now: a plan that suits most functions
+    history = await measured(core, tenant, function)
+    if not workers:  # nobody to measure with now: the function's history, else a plan that suits most
+        if history is not None:
+            return plan_sizes(n_items, per_item=history[0], workers=w, target=target)
         return unknown_sizes(n_items, workers=w)
-    k = w
-    await probe(k)  # only without any record: the first record to appear is the probe's
-    patience = max(0.5, 2 * target)
+    # a probe even with a history: the same function may take much longer on other inputs
+    probes: list[int] = [1] * w
+    await probe(probes)
+    patience = max(1.0, 5 * target)
     deadline = time.monotonic() + patience
     started_at: float | None = None
+    last = history
     while True:
-        per_item = await measured(core, tenant, function)
-        if per_item is not None:
-            return [1] * k + plan_sizes(n_items - k, per_item=per_item, workers=w, target=target)
+        found = await measured(core, tenant, function)
+        if found is not None and found != last and (len(probes) == w or found[2] > 1):
+            last = found  # (after the second probe: only a measurement of more than one item)
+            left = n_items - sum(probes)
+            # one item's time is noisy (first calls, a busy machine): fast items get a second probe
+            # of ~target/10 worth of items per worker, whose average decides
+            second = min(round(target / 10 / found[0]) if found[0] > 0 else MAX_AUTO_CHUNK, MAX_AUTO_CHUNK)
+            if len(probes) == w and second >= 8 and left > 8 * second * w:
+                probes += [second] * w
+                await probe([second] * w)
+                deadline = time.monotonic() + patience
+                continue
+            return probes + plan_sizes(left, per_item=found[0], workers=w, target=target)
         now = time.monotonic()
         if started_at is None and await probe_started():
             started_at = now
-            deadline = now + patience
+            # a worker's first call may load the function first: before many single-item jobs are
+            # chosen for want of a measurement, wait longer (the workers are busy with the probe)
+            deadline = now + (max(patience, LONG_PATIENCE) if n_items > 16 * w else patience)
         if now >= deadline:
             break
         await asyncio.sleep(PROBE_POLL)
+    left = n_items - sum(probes)
+    if last is not None and last != history:  # the second probe is late: plan with the first
+        return probes + plan_sizes(left, per_item=last[0], workers=w, target=target)
     if started_at is not None:  # a single item takes longer than the patience: one item per job
-        return [1] * n_items
-    return [1] * k + unknown_sizes(n_items - k, workers=w)
+        return probes + [1] * left
+    if history is not None:  # the probe did not start (busy workers): trust the history
+        return probes + plan_sizes(left, per_item=history[0], workers=w, target=target)
+    return probes + unknown_sizes(left, workers=w)

@@ -226,14 +226,22 @@ async def submit_batch(
     probe_hashes: list[str] = []
     probe_ids: list[str] = []
     if auto:
+        probe_bounds: list[tuple[int, int]] = []
 
-        async def probe(k: int) -> None:
-            # every item is checked before the probe's jobs are written (the final chunks differ)
-            check = [(i, i + 1) for i in range(k)]
-            for size in unknown_sizes(n_items - k, workers=k):
-                check.append((check[-1][1], check[-1][1] + size))
-            encode(check[k:], k).rows.clear()
-            plan = encode(check[:k], 0)
+        async def probe(sizes: list[int]) -> None:
+            if not probe_bounds:
+                # every item is checked before the probe's jobs are written (the final chunks differ)
+                check = [(i, i + 1) for i in range(len(sizes))]
+                for size in unknown_sizes(n_items - len(sizes), workers=len(sizes)):
+                    check.append((check[-1][1], check[-1][1] + size))
+                encode(check[len(sizes) :], len(sizes)).rows.clear()
+            fresh_bounds: list[tuple[int, int]] = []
+            at = probe_bounds[-1][1] if probe_bounds else 0
+            for size in sizes:
+                fresh_bounds.append((at, at + size))
+                at += size
+            plan = encode(fresh_bounds, len(probe_bounds))
+            probe_bounds.extend(fresh_bounds)
             probe_hashes.extend(plan.hashes or [])
             probe_ids.extend(str(plan.rows[i]) for i in range(0, len(plan.rows), 3))
             written.append(await write_jobs(core, header, plan.rows, fresh=key is None))
