@@ -33,7 +33,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('taskq_sdk.pandas needs pandas and numpy: pip install "taskq-sdk[pandas]"') from exc
 
-from ._callables import default_async_client, default_client, display_name, job_target
+from ._callables import default_async_client, default_client, display_name, job_target, with_default_priority
 from .batch.frame import JOB_COLUMN, STATUS_CATEGORIES, STATUS_COLUMN, TASKQ_COLUMNS, FrameBuilder, missing_block
 from .batch.handles import AsyncBatch, gather_frame, retry_items
 from .batch.submit import submit_frame
@@ -61,6 +61,7 @@ async def _submit(core: Any, data: pd.DataFrame | pd.Series, fn: str | Callable[
     # result columns keep the function's own name; the job goes by the name the cluster shipped it under
     if how.get("prefix") is None:
         how["prefix"] = display_name(fn)
+    how["options"] = with_default_priority(fn, how.get("options") or {})
     return await submit_frame(core, data, await job_target(core, fn), **how)
 
 
