@@ -98,6 +98,10 @@ def test_small_or_slow_maps_run_one_item_per_job(settings: Settings, worker: Any
         assert slow.results(timeout=60) == list(range(6))
         with pytest.raises(ConfigurationError, match='"auto" or a positive integer'):
             client.map("double", [1], chunk_size="big")
+        # a deferred batch is not probed (its jobs cannot start yet): planned from the history at once
+        later = client.map("sync_slow_item", list(range(40)), kwargs={"seconds": 0.6}, _defer_by=60)
+        assert later.chunk_sizes == [1] * 40 and "chosen automatically" in later._repr_html_()
+        later.cancel()
 
 
 def test_keyed_auto_batch_reuses_its_chunks_and_reruns_failed_rows(

@@ -108,6 +108,7 @@ async def choose_sizes(
     target: float,
     probe: Callable[[list[int]], Awaitable[None]],
     probe_started: Callable[[], Awaitable[bool]],
+    deferred: bool = False,
 ) -> list[int]:
     """The chunk sizes of an auto batch, the probe's single-item chunks first if it ran.
 
@@ -115,14 +116,15 @@ async def choose_sizes(
     worker; for fast items a second, bigger round); ``probe_started()`` tells whether any has
     started. The probe waits for a measurement at most
     ``5 * target`` seconds (at least 1 s; 10 s for batches of more than 16 items per worker) after
-    a probe job started: an item slower than that runs alone in its job anyway.
+    a probe job started: an item slower than that runs alone in its job anyway. A deferred batch
+    is not probed (its jobs could not start yet).
     """
     workers = await live_workers(core, queue)
     w = workers or DEFAULT_WORKERS
     if n_items <= SINGLES_PER_WORKER * w:
         return [1] * n_items
     history = await measured(core, tenant, function)
-    if not workers:  # nobody to measure with now: the function's history, else a plan that suits most
+    if not workers or deferred:  # nobody to measure with now: the history, else a plan that suits most
         if history is not None:
             return plan_sizes(n_items, per_item=history[0], workers=w, target=target)
         return unknown_sizes(n_items, workers=w)

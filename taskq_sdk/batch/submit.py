@@ -258,6 +258,7 @@ async def submit_batch(
             sizes = await choose_sizes(
                 core, name, n_items=n_items, queue=template.queue, tenant=t,
                 target=core.settings.target_chunk_seconds, probe=probe, probe_started=probe_started,
+                deferred=template.state == "deferred",
             )  # fmt: skip
         if single is None:
             single = kind == "map" and not probe_ids and all(size == 1 for size in sizes)
