@@ -21,6 +21,7 @@ SCRIPTS = [
     ("bulk_submit", []),
     ("fanout", []),
     ("cpu_fanout", []),
+    ("priority", []),
     ("scaling", []),
     ("idle", []),
 ]
