@@ -121,6 +121,10 @@ def test_keyed_auto_batch_reuses_its_chunks_and_reruns_failed_rows(
         flags.write_text("")
         assert second.retry_failed() == 3
         assert second.results(timeout=60) == [x * 3 for x in items]
+        # rows appended to a keyed batch: its chunks again (reused, with their re-runs), new chunks for the new rows
+        grown = client.map("fail_if_flagged", [*items, *range(60, 100)], key="auto-run", kwargs={"flags": str(flags)})
+        assert grown.chunk_sizes[: second.n_jobs] == second.chunk_sizes and grown.reused == second.n_jobs
+        assert grown.results(timeout=60) == [x * 3 for x in range(100)]
         # a DataFrame fan-out picks its chunks the same way and re-runs only the failed rows
         flags.write_text("5")
         df = pd.DataFrame({"x": list(range(80))}, index=[f"r{i}" for i in range(80)])

@@ -26,7 +26,7 @@ from ..errors import TaskqError
 if TYPE_CHECKING:
     from .._core import ClientCore
 
-__all__ = ["MAX_AUTO_CHUNK", "SINGLES_PER_WORKER", "choose_sizes", "plan_sizes", "unknown_sizes"]
+__all__ = ["MAX_AUTO_CHUNK", "SINGLES_PER_WORKER", "choose_sizes", "plan_rest", "plan_sizes", "unknown_sizes"]
 
 #: batches of at most this many items per worker run one item per job: nothing to measure or gain
 SINGLES_PER_WORKER = 4
@@ -96,6 +96,22 @@ async def measured(core: ClientCore, tenant: str, function: str) -> tuple[float,
     """The last measured seconds per item of ``function``, when (ms) and over how many items; None if never."""
     found = await core.call(lambda s: s.batches.item_seconds(tenant, function))
     return None if found is None else (max(found[0], 0.0), found[1], found[2])
+
+
+async def plan_rest(
+    core: ClientCore, function: str, *, n_items: int, queue: str, tenant: str, target: float
+) -> list[int]:
+    """Chunk sizes for items appended to a keyed batch: from the function's history, without a probe.
+
+    Example::
+
+        sizes = old.sizes() + await plan_rest(core, "score", n_items=500, queue="default", tenant="t", target=0.2)
+    """
+    workers = await live_workers(core, queue) or DEFAULT_WORKERS
+    history = await measured(core, tenant, function)
+    if history is None:
+        return unknown_sizes(n_items, workers=workers)
+    return plan_sizes(n_items, per_item=history[0], workers=workers, target=target)
 
 
 async def choose_sizes(

@@ -23,7 +23,7 @@ from .._chunks import MODES, RUNNER_NAME
 from .._core import job_name
 from .._names import JOB_ID_RE, local_part, tenant_of
 from ..errors import BadArguments, ConfigurationError, JobNotFound, SerializationError, TaskqError
-from .autochunk import choose_sizes, unknown_sizes
+from .autochunk import choose_sizes, plan_rest, unknown_sizes
 from .handles import AsyncBatch
 from .manifest import BatchManifest, decode_patches, runs_of
 from .writer import Plan, encode_jobs, write_jobs
@@ -254,6 +254,13 @@ async def submit_batch(
         if old is not None and old.auto and old.n_items == n_items and old.mode == mode:
             sizes = old.sizes()  # the same key again: the same chunks, so unchanged ones are reused
             single = not old.runner
+        elif old is not None and old.auto and old.runner and 0 < old.n_items < n_items and old.mode == mode:
+            # rows appended: the old chunks again (reused where unchanged), new ones for the rest
+            sizes = old.sizes() + await plan_rest(
+                core, name, n_items=n_items - old.n_items, queue=template.queue, tenant=t,
+                target=core.settings.target_chunk_seconds,
+            )  # fmt: skip
+            single = False
         else:
             sizes = await choose_sizes(
                 core, name, n_items=n_items, queue=template.queue, tenant=t,
@@ -280,12 +287,14 @@ async def submit_batch(
         manifest.hashes = probe_hashes + plan.hashes
     if key is not None:
         same = False
-        if old is not None:
-            same = (old.hashes, old.n_items, old.sizes(), old.runner) == (
-                manifest.hashes,
-                manifest.n_items,
-                manifest.sizes(),
-                manifest.runner,
+        if old is not None and old.hashes is not None and manifest.hashes is not None and old.runner == runner:
+            # re-runs stay valid for the chunks that are the same job again (same items, same content)
+            n_old = old.n_jobs
+            same = all(
+                int(c) < min(n_old, manifest.n_jobs)
+                and old.hashes[int(c)] == manifest.hashes[int(c)]
+                and old.bounds(int(c)) == manifest.bounds(int(c))
+                for c in patches
             )
         if not same and patches:
             await core.call(lambda s: s.batches.clear_patches(t, local))
