@@ -24,6 +24,7 @@ SCRIPTS = [
     ("memory", []),
     ("fanout", []),
     ("cpu_fanout", []),
+    ("priority", []),
     ("scaling", []),
     ("idle", []),
 ]

@@ -33,6 +33,7 @@ __all__ = [
     "job_target",
     "opened",
     "short_name",
+    "with_default_priority",
 ]
 
 #: client core -> the LocalCluster it was built from (cluster clients may ship code; others never do)
@@ -57,6 +58,20 @@ def opened(client: Any, source: Any = None) -> None:
     if inner is not None:  # a Client: its AsyncClient lives on the Client's own loop, not the caller's
         _RECENT[:] = [r for r in _RECENT if r() is not inner]
     _RECENT.append(weakref.ref(client))
+
+
+def with_default_priority(fn: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with ``_priority`` from ``@job(priority=...)`` when ``fn`` is such a function and none is given.
+
+    Example::
+
+        with_default_priority(urgent_fn, {})     # {'_priority': 10} for @job(priority=10)
+    """
+    spec = getattr(fn, "__taskq_job__", None)
+    priority = getattr(spec, "priority", 0)
+    if priority and options.get("_priority") is None:
+        return {**options, "_priority": priority}
+    return options
 
 
 async def job_target(core: ClientCore, fn: Any) -> Any:

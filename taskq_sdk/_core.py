@@ -49,14 +49,28 @@ from .models import JobInfo, JobStatus, WorkerInfo
 from .registry import spec_for
 from .serialization import Codec, codec_for
 
-__all__ = ["SUBMIT_OPTIONS", "ClientCore", "ClientSource", "Follow", "WorkerWatch", "job_name", "resolve_settings"]
+__all__ = [
+    "MAX_PRIORITY",
+    "SUBMIT_OPTIONS",
+    "ClientCore",
+    "ClientSource",
+    "Follow",
+    "WorkerWatch",
+    "check_priority",
+    "job_name",
+    "resolve_settings",
+]
 
 logger = logging.getLogger("taskq_sdk")
 
 T = TypeVar("T")
 
 #: the SDK's own submit options (keyword-only, with a leading underscore, as in arq)
-SUBMIT_OPTIONS = ("_job_id", "_defer_by", "_defer_until", "_expires", "_timeout", "_retries", "_queue", "_durable")
+SUBMIT_OPTIONS = (
+    "_job_id", "_defer_by", "_defer_until", "_expires", "_timeout", "_retries", "_queue", "_priority", "_durable",
+)  # fmt: skip
+#: the highest ``_priority``: a job of priority p queues as if submitted p x TASKQ_PRIORITY_STEP earlier
+MAX_PRIORITY = 100
 REGISTRY_CACHE_SECONDS = 5.0
 LIVE_WORKER_SECONDS = 10.0
 
@@ -157,6 +171,23 @@ def _retries(value: Any) -> int | None:
         raise ConfigurationError(
             f"_retries counts attempts in total (like ARQ_MAX_RETRIES), an integer from 1 to {MAX_RETRIES}; "
             f"use 1 for no retry, not {value!r}"
+        )
+    return value
+
+
+def check_priority(value: Any, what: str = "_priority") -> int:
+    """A job priority: an integer from 0 (the default, lowest) to :data:`MAX_PRIORITY`.
+
+    Example::
+
+        check_priority(5)      # 5
+    """
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PRIORITY:
+        raise ConfigurationError(
+            f"{what} is an integer from 0 (the default, lowest) to {MAX_PRIORITY} (highest), not {value!r}; "
+            "a job of priority p goes ahead of jobs queued less than p x TASKQ_PRIORITY_STEP seconds before it"
         )
     return value
 
@@ -525,13 +556,20 @@ class ClientCore:
             durable = self.settings.durable_submit
         elif not isinstance(durable, bool):
             raise ConfigurationError(f"_durable takes True or False, not {durable!r}")
+        priority = check_priority(options.get("_priority"))
+        if priority and (defer_by or defer_until is not None):
+            raise ConfigurationError(
+                "_priority orders jobs that are due now; a deferred job (_defer_by / _defer_until) starts at its "
+                "time: pass one or the other"
+            )
 
         if defer_until is not None:
             score = _defer_until_ms(defer_until, now)
         elif defer_by:
             score = now + int(defer_by * 1000)
         else:
-            score = now
+            # priority as a head start in the queue (sorted by due time): it ages, so nothing starves
+            score = now - int(priority * self.settings.priority_step * 1000)
         if expires is not None and now + expires * 1000 < score:
             raise ConfigurationError(
                 f"_expires={expires:g}s would drop the job before its deferral ends "

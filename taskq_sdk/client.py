@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from . import health as _health
 from . import metrics as _metrics
-from ._callables import job_target, opened
+from ._callables import job_target, opened, with_default_priority
 from ._core import ClientCore, ClientSource, resolve_settings
 from ._names import check_name
 from ._portal import Portal, forward_docs
@@ -153,7 +153,8 @@ class AsyncClient:
 
         SDK options are keyword-only with a leading underscore (as in arq): ``_job_id``,
         ``_defer_by``, ``_defer_until``, ``_expires``, ``_timeout``, ``_retries`` (attempts in total),
-        ``_queue``, ``_durable`` (wait for a replica's acknowledgement, see the README's Sentinel
+        ``_queue``, ``_priority`` (0-100: a head start of that many TASKQ_PRIORITY_STEP in the
+        queue), ``_durable`` (wait for a replica's acknowledgement, see the README's Sentinel
         section). ``tenant=``/``workspace=`` set the job's tenant and workspace (a bound client
         fills them in) and reach functions that declare them. A ``_job_id`` already taken returns
         the existing job's handle with ``job.created == False``.
@@ -163,6 +164,7 @@ class AsyncClient:
             job = await client.submit("resize", "cat.png", width=200, _timeout=60, _job_id="cat-200")
         """
         core = self._core
+        kwargs = with_default_priority(fn, kwargs)
         fn = await job_target(core, fn)  # any callable on a LocalCluster's client (_callables)
         row = core.prepare(fn, args, dict(kwargs))
         await core.check_known(row.function, row.queue)
@@ -264,7 +266,7 @@ class AsyncClient:
         items: Iterable[Any],
         /,
         *,
-        chunk_size: int = 1,
+        chunk_size: int | str = "auto",
         key: str | None = None,
         star: bool = False,
         kwargs: dict[str, Any] | None = None,
@@ -274,12 +276,16 @@ class AsyncClient:
     ) -> AsyncBatch:
         """Run job ``fn`` once per item, as one batch; returns an :class:`AsyncBatch` (results in input order).
 
-        ``chunk_size=1`` makes one job per item; larger chunks run ``chunk_size`` items per job
-        through the built-in chunk runner, which catches each item's error separately. ``key``
+        ``chunk_size="auto"`` (the default) measures how long an item takes (the function's history,
+        else a first single-item job per worker) and sizes the jobs to about
+        ``TASKQ_TARGET_CHUNK_SECONDS`` each, smaller towards the end so the workers finish together;
+        ``batch.chunk_sizes`` shows the choice. ``chunk_size=1`` makes one job per item; an integer
+        runs that many items per job. Chunks go through the built-in chunk runner, which catches
+        each item's error separately. ``key``
         makes the batch idempotent: its id is the key, and submitting the same items again
         reuses the jobs that exist (finished or running) instead of running them twice.
         ``star=True`` unpacks each item as positional arguments; ``kwargs`` go to every call.
-        SDK options as in ``submit``: ``_timeout`` (per job), ``_retries``, ``_queue``,
+        SDK options as in ``submit``: ``_timeout`` (per job), ``_retries``, ``_queue``, ``_priority``,
         ``_expires``, ``_defer_by``, ``_defer_until``, ``_durable``.
 
         Example::
@@ -287,6 +293,7 @@ class AsyncClient:
             batch = await client.map("score", texts, chunk_size=100, key="exp1-run", kwargs={"model": "v2"})
             values = await batch.results(timeout=600)
         """
+        options = with_default_priority(fn, options)
         fn = await job_target(self._core, fn)  # any callable on a LocalCluster's client (_callables)
         return await map_items(
             self._core,
@@ -640,7 +647,7 @@ class Client:
         items: Iterable[Any],
         /,
         *,
-        chunk_size: int = 1,
+        chunk_size: int | str = "auto",
         key: str | None = None,
         star: bool = False,
         kwargs: dict[str, Any] | None = None,

@@ -122,6 +122,22 @@ class Settings(BaseSettings):
         description="seconds a wait runs before it warns, once, that no live worker serves its job (0: never)",
     )
 
+    target_chunk_seconds: float = Field(
+        0.2,
+        gt=0,
+        le=3600,
+        validation_alias=_env("target_chunk_seconds", "TASKQ_TARGET_CHUNK_SECONDS"),
+        description='seconds of work chunk_size="auto" aims at per job of a map or DataFrame fan-out',
+    )
+
+    priority_step: float = Field(
+        60.0,
+        gt=0,
+        le=86400,
+        validation_alias=_env("priority_step", "TASKQ_PRIORITY_STEP"),
+        description="seconds of head start in its queue per unit of a job's _priority (so waiting jobs age)",
+    )
+
     # --- worker (the seed's names) ---
     max_jobs: int = Field(10, ge=1, validation_alias=_env("max_jobs", "ARQ_MAX_JOBS"))
     job_timeout: float = Field(300, gt=0, validation_alias=_env("job_timeout", "ARQ_TIMEOUT"))

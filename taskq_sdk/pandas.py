@@ -3,7 +3,7 @@
 ``import taskq_sdk.pandas`` registers a ``.taskq`` accessor on DataFrames and Series::
 
     import taskq_sdk.pandas  # registers the accessor
-    out = df.taskq.apply("sentiment", column="text", client=client, chunk_size=500)
+    out = df.taskq.apply("sentiment", column="text", client=client)
     out[["sentiment_score", "sentiment_label", "taskq_status", "taskq_error"]]
     fixed = taskq_sdk.pandas.rerun_failed(out)      # re-runs only the failed rows
 
@@ -33,7 +33,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('taskq_sdk.pandas needs pandas and numpy: pip install "taskq-sdk[pandas]"') from exc
 
-from ._callables import default_async_client, default_client, display_name, job_target
+from ._callables import default_async_client, default_client, display_name, job_target, with_default_priority
 from .batch.frame import JOB_COLUMN, STATUS_CATEGORIES, STATUS_COLUMN, TASKQ_COLUMNS, FrameBuilder, missing_block
 from .batch.handles import AsyncBatch, gather_frame, retry_items
 from .batch.submit import submit_frame
@@ -61,6 +61,7 @@ async def _submit(core: Any, data: pd.DataFrame | pd.Series, fn: str | Callable[
     # result columns keep the function's own name; the job goes by the name the cluster shipped it under
     if how.get("prefix") is None:
         how["prefix"] = display_name(fn)
+    how["options"] = with_default_priority(fn, how.get("options") or {})
     return await submit_frame(core, data, await job_target(core, fn), **how)
 
 
@@ -72,7 +73,7 @@ async def apply_async(
     column: Any = None,
     columns: Sequence[Any] | None = None,
     rows: bool = False,
-    chunk_size: int = 500,
+    chunk_size: int | str = "auto",
     prefix: str | None = None,
     expand: bool = True,
     key: str | None = None,
@@ -103,7 +104,7 @@ def apply(
     column: Any = None,
     columns: Sequence[Any] | None = None,
     rows: bool = False,
-    chunk_size: int = 500,
+    chunk_size: int | str = "auto",
     prefix: str | None = None,
     expand: bool = True,
     key: str | None = None,
@@ -117,14 +118,16 @@ def apply(
     ``column=`` / ``columns=`` / ``rows=True`` choose what each call receives (a Series needs
     none). Dict results become columns ``{prefix}_{key}`` (``prefix`` defaults to the function
     name; ``prefix=""`` keeps the bare keys), other results one column named ``prefix``;
-    ``expand=False`` keeps dicts in one column. Per-row errors land in ``taskq_error`` with
+    ``expand=False`` keeps dicts in one column. ``chunk_size="auto"`` (the default) sizes each
+    chunk job to about ``TASKQ_TARGET_CHUNK_SECONDS`` from measured row times; an integer fixes
+    it. Per-row errors land in ``taskq_error`` with
     ``taskq_status == "failed"``; other rows are unaffected. ``key=`` makes a re-run reuse
     submitted work. ``_timeout=`` is per chunk job. ``progress`` shows rows done / failed /
     running with rate and ETA (a widget in Jupyter, tqdm elsewhere).
 
     Example::
 
-        out = taskq_sdk.pandas.apply(df, "sentiment", column="text", client=client, chunk_size=500)
+        out = taskq_sdk.pandas.apply(df, "sentiment", column="text", client=client)
         df.join(out)
     """
     client = client if client is not None else default_client("df.taskq.apply()")
@@ -197,7 +200,7 @@ async def rerun_failed_async(
     if not len(positions):
         return out.copy()
     await retry_items(batch, positions.tolist())
-    chunks = sorted({int(p) // batch.chunk_size for p in positions})
+    chunks = sorted({batch.manifest.locate(int(p))[0] for p in positions})
     sub = await gather_frame(batch, timeout, progress, chunks=chunks)
     return _merge(out, sub, positions)
 
@@ -226,7 +229,7 @@ def rerun_failed(
         return out.copy()
     abatch = batch.async_batch
     client.portal.call(retry_items, abatch, positions.tolist())
-    chunks = sorted({int(p) // batch.chunk_size for p in positions})
+    chunks = sorted({batch.manifest.locate(int(p))[0] for p in positions})
     view = make_batch_view(progress, batch.manifest, batch.cancel) or False
     sub = client.portal.call(gather_frame, abatch, timeout, view, chunks=chunks)
     _CLIENTS[batch_id] = client
@@ -239,7 +242,7 @@ class TaskqAccessor:
 
     Example::
 
-        out = df.taskq.apply("sentiment", column="text", client=client, chunk_size=500)
+        out = df.taskq.apply("sentiment", column="text", client=client)
         out = out.taskq.rerun_failed()
     """
 
@@ -254,7 +257,7 @@ class TaskqAccessor:
         column: Any = None,
         columns: Sequence[Any] | None = None,
         rows: bool = False,
-        chunk_size: int = 500,
+        chunk_size: int | str = "auto",
         prefix: str | None = None,
         expand: bool = True,
         key: str | None = None,
@@ -267,7 +270,7 @@ class TaskqAccessor:
 
         Example::
 
-            out = df.taskq.apply("sentiment", column="text", client=client, chunk_size=500)
+            out = df.taskq.apply("sentiment", column="text", client=client)
         """
         return apply(
             self._obj, fn, client=client, column=column, columns=columns, rows=rows, chunk_size=chunk_size,

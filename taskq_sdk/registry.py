@@ -55,6 +55,7 @@ class JobSpec:
     max_tries: int | None = None
     retry_delay: float | None = None
     isolate: bool = False
+    priority: int = 0
     module: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -71,6 +72,7 @@ def _build_spec(
     retries: int | None,
     retry_delay: float | None,
     isolate: bool = False,
+    priority: int = 0,
 ) -> JobSpec:
     if not callable(fn):
         raise ConfigurationError(f"@job needs a function, got {type(fn).__name__}")
@@ -80,6 +82,8 @@ def _build_spec(
         raise ConfigurationError(
             f"retries counts attempts in total (like ARQ_MAX_RETRIES); use 1 for no retry, got {retries!r}"
         )
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 100:
+        raise ConfigurationError(f"priority is an integer from 0 (the default, lowest) to 100, got {priority!r}")
     target = inspect.unwrap(fn)
     sig = inspect.signature(target)
     params = list(sig.parameters.values())
@@ -105,6 +109,7 @@ def _build_spec(
         max_tries=retries,
         retry_delay=retry_delay,
         isolate=isolate,
+        priority=priority,
         module=getattr(target, "__module__", "") or "",
     )
 
@@ -121,6 +126,7 @@ def job(
     retries: int | None = None,
     retry_delay: float | None = None,
     isolate: bool = False,
+    priority: int = 0,
 ) -> Callable[[F], F]: ...
 
 
@@ -133,12 +139,14 @@ def job(
     retries: int | None = None,
     retry_delay: float | None = None,
     isolate: bool = False,
+    priority: int = 0,
 ) -> Any:
     """Mark a function as a taskq job; it stays callable as a normal function.
 
     ``retries`` counts attempts in total, like ``ARQ_MAX_RETRIES`` (1 = never retry).
     ``isolate=True`` runs each attempt in its own process, killed on timeout or cancel (a thread
-    cannot be stopped; a process can).
+    cannot be stopped; a process can). ``priority`` (0-100) is the default ``_priority`` when
+    the function object itself is submitted or mapped (by name, pass ``_priority=``).
 
     Example::
 
@@ -150,7 +158,9 @@ def job(
     """
 
     def mark(f: Callable[..., Any]) -> Callable[..., Any]:
-        spec = _build_spec(f, name=name, timeout=timeout, retries=retries, retry_delay=retry_delay, isolate=isolate)
+        spec = _build_spec(
+            f, name=name, timeout=timeout, retries=retries, retry_delay=retry_delay, isolate=isolate, priority=priority
+        )
         try:
             setattr(f, _ATTR, spec)
         except (AttributeError, TypeError) as exc:  # builtins, some callables

@@ -143,7 +143,7 @@ def test_tenant_users_cannot_enumerate_other_tenants(
         long = acme.submit("slow", 400, step=0.05)
         wait_until(lambda: long.status().value == "in_progress", timeout=20, what="a running job")
         assert long.cancel() and isinstance(long.exception(timeout=30), JobCancelled)
-        batch = acme.map("add", [(i, i) for i in range(5)], star=True)
+        batch = acme.map("add", [(i, i) for i in range(5)], star=True, chunk_size=1)
         assert batch.results(timeout=30) == [0, 2, 4, 6, 8]
         assert {w.queue for w in acme.workers()} >= {"acme"}
         assert acme.job(job.id).result(timeout=5) == 3

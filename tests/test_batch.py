@@ -40,7 +40,7 @@ def test_map_results_in_input_order_counts_and_streaming(api: Api, worker: Any) 
     client = api.client()
     items = list(range(200))
     start = time.perf_counter()
-    batch = api(client.map("double", items))
+    batch = api(client.map("double", items, chunk_size=1))
     assert isinstance(batch, Batch if api.kind == "sync" else AsyncBatch)
     assert batch.size == len(batch) == 200 and batch.n_jobs == 200 and batch.chunk_size == 1
     assert api(batch.results(timeout=30)) == [x * 2 for x in items]
@@ -246,7 +246,7 @@ def test_bad_inputs_fail_fast_and_enqueue_nothing(settings: Settings, sync_redis
 
 def test_options_kwargs_star_and_tenancy_reach_the_jobs(settings: Settings, worker: Any) -> None:
     with Client(settings=settings, tenant="acme", workspace="w1") as client:
-        batch = client.map("kwarg_echo", [1, 2], kwargs={"scale": 3}, _timeout=30, _retries=2)
+        batch = client.map("kwarg_echo", [1, 2], kwargs={"scale": 3}, chunk_size=1, _timeout=30, _retries=2)
         assert batch.results(timeout=30) == [{"x": x, "scale": 3, "tenant": "acme"} for x in (1, 2)]
         info = batch.jobs()[0].info()
         assert info.timeout == 30 and info.max_tries == 2 and info.workspace == "w1" and info.batch_id
@@ -263,7 +263,7 @@ def test_bulk_submit_writes_what_submit_writes(settings: Settings, sync_redis: r
     """Drift guard: the bulk Lua script must leave the same keys, fields and TTLs as SUBMIT."""
     with Client(settings=settings) as client:
         single = client.submit("double", 5, _job_id="single-5")
-        batch = client.map("double", [5], key="bulk-5")
+        batch = client.map("double", [5], key="bulk-5", chunk_size=1)
         (bulk_id,) = batch.job_ids()
         meta = {k.decode(): v for k, v in sync_redis.hgetall(f"taskq:t:default:job:{single.id}").items()}
         bmeta = {k.decode(): v for k, v in sync_redis.hgetall(f"taskq:t:default:job:{bulk_id}").items()}

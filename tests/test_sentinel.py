@@ -283,7 +283,7 @@ def test_durable_submit_waits_for_a_replica(group: SentinelGroup) -> None:
     settings = sentinel_settings(group, durable_timeout=1.0)
     with Client(settings=settings) as client:
         job = client.submit("add", 1, 2, _durable=True)
-        client.map("double", range(50), _durable=True)
+        client.map("double", range(50), _durable=True, chunk_size=1)  # one job per item, counted below
         with pytest.raises(ConfigurationError, match="_durable takes True or False"):
             client.submit("add", 1, 2, _durable="yes")
         replica = group.replica_nodes()[0]

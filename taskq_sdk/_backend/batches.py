@@ -9,6 +9,9 @@ A batch's jobs are ordinary jobs (same keys as :mod:`.layout` writes for ``submi
     taskq:t:<tenant>:batch:<id>:ix    string: the DataFrame index of a fan-out (codec bytes), if small
     taskq:t:<tenant>:batch:<id>:n     hash: job counters kept by the worker scripts (see layout)
 
+and, per tenant, ``layout.item_seconds_key``: each function's measured seconds per item (for
+``chunk_size="auto"``), written by the chunk runner.
+
 All of them expire with the batch's jobs. Example::
 
     bstore = store.batches                           # a Store's batch part (or BatchStore(redis, codec))
@@ -24,6 +27,7 @@ from typing import Any
 
 import msgpack
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from ..errors import ConfigurationError
 from ..serialization import Codec
@@ -43,6 +47,9 @@ __all__ = [
     "patches_key",
     "rows_failed_key",
 ]
+
+
+ITEM_SECONDS_TTL_MS = 30 * 86_400_000  # a function's measured item time is kept a month after its last chunk
 
 
 def _batch_key(tenant: str, batch_id: str, part: str, tns: str) -> str:
@@ -359,6 +366,35 @@ class BatchStore:
         """Items that failed inside each finished chunk job, as the chunk runner reported them."""
         raw: dict[Any, Any] = await self.redis.hgetall(rows_failed_key(tenant, batch_id, self._tns))  # type: ignore[misc]
         return {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
+
+    async def record_item_seconds(
+        self, tenant: str, function: str, per_item: float, *, now_ms: int, items: int = 1
+    ) -> bool:
+        """A chunk job says how long one item of ``function`` took (seconds, averaged over its ``items``).
+
+        Returns False instead of raising when the server refused it: it is a planning hint only.
+        """
+        key = layout.item_seconds_key(tenant)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hset(key, function, f"{per_item:.9f}:{now_ms}:{items}")
+                pipe.pexpire(key, ITEM_SECONDS_TTL_MS)
+                await pipe.execute()
+        except RedisError:
+            return False
+        return True
+
+    async def item_seconds(self, tenant: str, function: str) -> tuple[float, int, int] | None:
+        """The last measured seconds per item of ``function``, when (ms) and over how many items; None if never."""
+        raw = await self.redis.hget(layout.item_seconds_key(tenant), function)  # type: ignore[misc]
+        if raw is None:
+            return None
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        try:
+            value, when, items = text.split(":")
+            return float(value), int(when), int(items)
+        except ValueError:
+            return None  # not written by taskq: as if never measured
 
     async def write_index(self, tenant: str, batch_id: str, blob: bytes, *, ttl_ms: int) -> None:
         await self.redis.set(frame_index_key(tenant, batch_id, self._tns), blob, px=ttl_ms)

@@ -104,6 +104,11 @@ def batch_counts_key(tenant: str, batch_id: str) -> str:
     return f"{TENANT_NS}{tenant}:batch:{batch_id}:n"
 
 
+def item_seconds_key(tenant: str) -> str:
+    """Hash: function -> ``"<seconds per item>:<ms written>:<items>"`` of its last chunk (read by chunk_size="auto")."""
+    return f"{TENANT_NS}{tenant}:itemsec"
+
+
 def batch_channel(tenant: str, batch_id: str) -> str:
     """Channel where each job of a batch announces started / complete / failed / cancelled / retried."""
     return f"{TENANT_NS}{tenant}:bev:{batch_id}"

@@ -199,16 +199,22 @@ class Follower:
         per = {letter: codes.count(ord(letter)) for letter in "qrcfxdle"}
         by = {"q": per["q"], "r": per["r"], "c": per["c"] + per["d"], "f": per["f"], "x": per["x"]}
         by["l"] = per["l"] + per["e"]
-        size = m.chunk_size
-        done = (m.n_jobs - per["q"] - per["r"]) * size
-        running = per["r"] * size
 
         def take_back(code: int, n: int) -> tuple[int, int]:
             if code in FINISHED:
                 return n, 0
             return (0, n) if code == ord("r") else (0, 0)
 
-        if m.n_jobs:
+        size = m.chunk_size
+        if m.auto:  # chunks of several sizes: add them up (auto batches have few jobs)
+            done = running = 0
+            for code, n in zip(codes, m.sizes(), strict=False):
+                d, r = take_back(code, n)
+                done, running = done + d, running + r
+        else:
+            done = (m.n_jobs - per["q"] - per["r"]) * size
+            running = per["r"] * size
+        if m.n_jobs and not m.auto:
             last = m.n_jobs - 1
             short = size - (m.n_items - last * size)
             if short:

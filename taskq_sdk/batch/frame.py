@@ -343,17 +343,16 @@ def _cut(source: Any, start: int, stop: int) -> Any:
     return source.iloc[start:stop].reset_index(drop=True)
 
 
-def frame_payloads(source: pd.DataFrame | pd.Series, mode: str, chunk_size: int) -> Iterator[Any]:
+def frame_payloads(source: pd.DataFrame | pd.Series, mode: str, bounds: Sequence[tuple[int, int]]) -> Iterator[Any]:
     """Each chunk's payload for the chunk runner (numpy slices for number columns: cheap both ways)."""
-    n = len(source)
     if mode == "series":
         assert isinstance(source, pd.Series)
         col = _column_source(source)
-        for s in range(0, n, chunk_size):
-            yield _cut(col, s, s + chunk_size)
+        for s, e in bounds:
+            yield _cut(col, s, e)
         return
     assert isinstance(source, pd.DataFrame)
     names = list(source.columns)
     cols = [_column_source(source.iloc[:, i]) for i in range(len(names))]
-    for s in range(0, n, chunk_size):
-        yield [names, [_cut(c, s, s + chunk_size) for c in cols]]
+    for s, e in bounds:
+        yield [names, [_cut(c, s, e) for c in cols]]

@@ -130,8 +130,13 @@ class AsyncBatch:
 
     @property
     def chunk_size(self) -> int:
-        """Items per job (1: one job per item)."""
+        """Items per job (1: one job per item); with ``chunk_size="auto"``, the largest chunk chosen."""
         return self._m.chunk_size
+
+    @property
+    def chunk_sizes(self) -> list[int]:
+        """Items in each job, in order: what ``chunk_size="auto"`` chose (re-runs not counted)."""
+        return self._m.sizes()
 
     @property
     def reused(self) -> int:
@@ -631,7 +636,8 @@ class AsyncBatch:
             for pos in sorted({int(p) for p in positions}):
                 if not 0 <= pos < m.n_items:
                     raise ConfigurationError(f"item {pos} is not in this batch of {m.n_items} items")
-                failed.setdefault(pos // m.chunk_size, []).append(pos % m.chunk_size)
+                chunk, offset = m.locate(pos)
+                failed.setdefault(chunk, []).append(offset)
         else:
             async with self._follower(None, subscribe=False) as follower:
                 follower.settle()
@@ -749,6 +755,11 @@ class Batch:
     @property
     def chunk_size(self) -> int:
         return self._batch.chunk_size
+
+    @property
+    def chunk_sizes(self) -> list[int]:
+        """Items in each job, in order: what ``chunk_size="auto"`` chose (re-runs not counted)."""
+        return self._batch.chunk_sizes
 
     @property
     def reused(self) -> int:

@@ -10,7 +10,9 @@ every job id derives; patches record the jobs that re-ran some of a chunk's item
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 import msgpack
@@ -20,7 +22,7 @@ from .._backend.store import Store, now_ms
 from .._names import qualify
 from ..errors import TaskqError
 
-__all__ = ["MANIFEST_VERSION", "BatchManifest", "Patches", "decode_patches", "encode_patch_list"]
+__all__ = ["MANIFEST_VERSION", "BatchManifest", "Patches", "decode_patches", "encode_patch_list", "runs_of"]
 
 MANIFEST_VERSION = 1
 
@@ -52,10 +54,43 @@ class BatchManifest:
     hashes: list[str] | None = None  # per job: content hash (keyed batches)
     kind: str = "map"  # "map" or "frame" (a DataFrame fan-out)
     frame: dict[str, Any] = field(default_factory=dict)
+    #: chunk sizes as ``[[size, repeat], ...]`` when they vary (``chunk_size="auto"``); None: all ``chunk_size``
+    runs: list[list[int]] | None = None
+    _starts: list[int] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def n_jobs(self) -> int:
+        if self.runs is not None:
+            return sum(count for _, count in self.runs)
         return -(-self.n_items // self.chunk_size) if self.n_items else 0
+
+    @property
+    def auto(self) -> bool:
+        """True when the chunk sizes were chosen by measuring (``chunk_size="auto"``)."""
+        return self.runs is not None
+
+    def sizes(self) -> list[int]:
+        """Items per job, chunk by chunk (re-runs not counted)."""
+        if self.runs is not None:
+            return [size for size, count in self.runs for _ in range(count)]
+        return [self.bounds(c)[1] - self.bounds(c)[0] for c in range(self.n_jobs)]
+
+    def starts(self) -> list[int]:
+        """The first item of each chunk (cached: the manifest does not change once written)."""
+        if self._starts is None:
+            if self.runs is None:
+                self._starts = list(range(0, self.n_items, self.chunk_size))
+            else:
+                self._starts = [0, *accumulate(self.sizes())][:-1]
+        return self._starts
+
+    def locate(self, position: int) -> tuple[int, int]:
+        """The chunk holding item ``position`` and the item's offset inside it."""
+        if self.runs is None:
+            return position // self.chunk_size, position % self.chunk_size
+        starts = self.starts()
+        chunk = bisect_right(starts, position) - 1
+        return chunk, position - starts[chunk]
 
     @property
     def id(self) -> str:
@@ -71,6 +106,9 @@ class BatchManifest:
         return qualify(self.tenant, self.local_job_id(chunk))
 
     def bounds(self, chunk: int) -> tuple[int, int]:
+        if self.runs is not None:
+            starts = self.starts()
+            return starts[chunk], starts[chunk + 1] if chunk + 1 < len(starts) else self.n_items
         start = chunk * self.chunk_size
         return start, min(self.n_items, start + self.chunk_size)
 
@@ -110,6 +148,7 @@ class BatchManifest:
             "hashes": "".join(self.hashes) if self.hashes is not None else None,
             "kind": self.kind,
             "frame": self.frame,
+            "runs": self.runs,
         }
         packed: bytes = msgpack.packb(d, use_bin_type=True)
         return packed
@@ -138,6 +177,7 @@ class BatchManifest:
             created_ms=int(d["created"]),
             kind=str(d.get("kind") or "map"),
             frame=dict(d.get("frame") or {}),
+            runs=[[int(size), int(count)] for size, count in d["runs"]] if d.get("runs") else None,
         )
         if hashes_text is not None:
             width = len(hashes_text) // m.n_jobs if m.n_jobs else 0
@@ -160,6 +200,17 @@ class BatchManifest:
             meta_ttl_ms=self.job_ttl_ms + store.meta_ttl_after_finish_ms,
             batch=self.batch,
         )
+
+
+def runs_of(sizes: list[int]) -> list[list[int]]:
+    """Chunk sizes as ``[[size, repeat], ...]`` (how a manifest stores them): ``[4, 4, 2] -> [[4, 2], [2, 1]]``."""
+    runs: list[list[int]] = []
+    for size in sizes:
+        if runs and runs[-1][0] == size:
+            runs[-1][1] += 1
+        else:
+            runs.append([size, 1])
+    return runs
 
 
 Patches = dict[int, list[tuple[str, list[int]]]]

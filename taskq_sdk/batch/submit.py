@@ -18,15 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from .._backend.batches import BulkHeader
 from .._backend.durable import durable_timeout_ms
 from .._backend.store import now_ms
 from .._chunks import MODES, RUNNER_NAME
 from .._core import job_name
 from .._names import JOB_ID_RE, local_part, tenant_of
 from ..errors import BadArguments, ConfigurationError, JobNotFound, SerializationError, TaskqError
+from .autochunk import choose_sizes, plan_rest, unknown_sizes
 from .handles import AsyncBatch
-from .manifest import BatchManifest, decode_patches
-from .writer import encode_jobs, write_jobs
+from .manifest import BatchManifest, decode_patches, runs_of
+from .writer import Plan, encode_jobs, write_jobs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,7 +41,7 @@ logger = logging.getLogger("taskq_sdk.batch")
 
 KEY_MAX = 120
 INDEX_MAX_BYTES = 32 * 1024 * 1024  # a fan-out's index is stored for re-attach up to this size
-MAP_OPTIONS = ("_defer_by", "_defer_until", "_expires", "_timeout", "_retries", "_queue", "_durable")
+MAP_OPTIONS = ("_defer_by", "_defer_until", "_expires", "_timeout", "_retries", "_queue", "_priority", "_durable")
 
 
 def _check_key(key: str) -> str:
@@ -57,7 +59,7 @@ async def map_items(
     items: Iterable[Any],
     /,
     *,
-    chunk_size: int = 1,
+    chunk_size: int | str = "auto",
     key: str | None = None,
     star: bool = False,
     kwargs: dict[str, Any] | None = None,
@@ -65,31 +67,32 @@ async def map_items(
     workspace: str | None = None,
     **options: Any,
 ) -> AsyncBatch:
-    """What ``client.map`` does (options as documented there): one job per item, or per chunk of items.
+    """What ``client.map`` does (options as documented there): chunks sized automatically, or as given.
 
     Example::
 
         batch = await map_items(core, "score", texts, chunk_size=100, key="exp1-run")
     """
     name = job_name(fn, "map()")
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise ConfigurationError(f"chunk_size must be a positive integer, not {chunk_size!r}")
+    check_chunk_size(chunk_size)
     data = items if isinstance(items, list) else list(items)
     if star:
         for i, item in enumerate(data):
             if not isinstance(item, list | tuple):
                 raise ConfigurationError(f"star=True needs each item to be a tuple of arguments; item {i} is not")
-    if chunk_size == 1:
-        payloads: Iterator[Any] = iter(data)
-    else:
-        payloads = (data[s : s + chunk_size] for s in range(0, len(data), chunk_size))
+
+    def payloads(bounds: Sequence[tuple[int, int]], runner: bool) -> Iterator[Any]:
+        if runner:
+            return (data[s:e] for s, e in bounds)
+        return (data[s] for s, _ in bounds)
+
     return await submit_batch(
         core,
         name,
         payloads,
         n_items=len(data),
         chunk_size=chunk_size,
-        runner=chunk_size > 1,
+        runner=chunk_size != 1,
         mode="star" if star else "items",
         kwargs=kwargs,
         key=key,
@@ -97,6 +100,14 @@ async def map_items(
         workspace=workspace,
         options=options,
     )
+
+
+def check_chunk_size(chunk_size: Any) -> None:
+    """``chunk_size`` must be ``"auto"`` or a positive integer."""
+    if chunk_size == "auto" and isinstance(chunk_size, str):
+        return
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise ConfigurationError(f'chunk_size must be "auto" or a positive integer, not {chunk_size!r}')
 
 
 async def attach(core: ClientCore, batch_id: str) -> AsyncBatch:
@@ -124,10 +135,10 @@ async def attach(core: ClientCore, batch_id: str) -> AsyncBatch:
 async def submit_batch(
     core: ClientCore,
     name: str,
-    payloads: Iterator[Any],
+    payloads: Callable[[Sequence[tuple[int, int]], bool], Iterator[Any]],
     *,
     n_items: int,
-    chunk_size: int,
+    chunk_size: int | str,
     runner: bool,
     mode: str,
     kwargs: dict[str, Any] | None,
@@ -139,7 +150,13 @@ async def submit_batch(
     frame: dict[str, Any] | None = None,
     index_blob: bytes | None = None,
 ) -> AsyncBatch:
-    """Validate, encode, write the jobs (pipelined), then the manifest; the batch handle."""
+    """Validate, encode, write the jobs (pipelined), then the manifest; the batch handle.
+
+    ``payloads(bounds, runner)`` yields the payload of each ``[start, stop)`` of items (for the
+    chunk runner, or one item per job). With ``chunk_size="auto"`` the sizes come from
+    :mod:`.autochunk` (which may write the first chunks as a probe before the others are
+    planned); a map whose chunks are all single items then runs them as plain jobs.
+    """
     if mode not in MODES:
         raise ConfigurationError(f"unknown mode {mode!r}")
     for opt in options:
@@ -157,17 +174,14 @@ async def submit_batch(
     shared = dict(kwargs or {})
     local = _check_key(key) if key is not None else uuid.uuid4().hex
     job_fn = RUNNER_NAME if runner else name
+    auto = chunk_size == "auto"
     # one validation of options, identity and names: exactly what submit() checks
     template = core.prepare(job_fn, (), {**options, "tenant": tenant, "workspace": workspace})
     t = tenant_of(template.job_id)
     await core.check_known(name, template.queue)
-    if runner:
+    if runner or auto:
         await core.check_known(RUNNER_NAME, template.queue)
     await core.check_arguments(name, name, template.queue, shared, wait_hint=None)
-    plan = encode_jobs(
-        core, name, payloads, n_items=n_items, chunk_size=chunk_size, runner=runner, mode=mode, shared=shared,
-        tenant=t, local=local, hashed=key is not None,
-    )  # fmt: skip
     manifest = BatchManifest(
         batch=local,
         tenant=t,
@@ -175,7 +189,7 @@ async def submit_batch(
         runner=runner,
         mode=mode,
         n_items=n_items,
-        chunk_size=chunk_size,
+        chunk_size=chunk_size if isinstance(chunk_size, int) else 1,
         key=key,
         workspace=template.workspace,
         queue=template.queue,
@@ -183,35 +197,113 @@ async def submit_batch(
         max_tries=template.max_tries,
         job_ttl_ms=template.job_ttl_ms,
         created_ms=now_ms(),
-        hashes=plan.hashes,
         kind=kind,
         frame=dict(frame or {}),
     )
     if index_blob is not None and len(index_blob) <= INDEX_MAX_BYTES:
         manifest.frame["index"] = True
     store = core.open()
-    header = manifest.header(store, function=job_fn, batch_state=template.state, score_ms=template.score_ms)
-    if template.durable:
-        header = replace(header, durable_ms=durable_timeout_ms(core.settings))
+
+    def header_for(function: str) -> BulkHeader:
+        made = manifest.header(store, function=function, batch_state=template.state, score_ms=template.score_ms)
+        return replace(made, durable_ms=durable_timeout_ms(core.settings)) if template.durable else made
+
+    header = header_for(job_fn)
     patches: dict[bytes, bytes] = {}
+    old: BatchManifest | None = None
     if key is not None:
         old_blob, patches = await core.call(lambda s: s.batches.read_manifest(t, local))
-        same = False
         if old_blob is not None:
             try:
                 old = BatchManifest.decode(old_blob)
-                same = (old.hashes, old.n_items, old.chunk_size, old.runner) == (
-                    manifest.hashes,
-                    manifest.n_items,
-                    manifest.chunk_size,
-                    manifest.runner,
-                )
             except (TaskqError, ValueError, KeyError, msgpack.UnpackException):
-                same = False
+                old = None
+
+    def encode(bounds: list[tuple[int, int]], first: int) -> Plan:
+        return encode_jobs(
+            core, name, payloads(bounds, runner), bounds=bounds, runner=runner, mode=mode, shared=shared,
+            tenant=t, local=local, hashed=key is not None, first=first,
+        )  # fmt: skip
+
+    written: list[bytes] = []
+    probe_hashes: list[str] = []
+    probe_ids: list[str] = []
+    if auto:
+        probe_bounds: list[tuple[int, int]] = []
+
+        async def probe(sizes: list[int]) -> None:
+            if not probe_bounds:
+                # every item is checked before the probe's jobs are written (the final chunks differ)
+                check = [(i, i + 1) for i in range(len(sizes))]
+                for size in unknown_sizes(n_items - len(sizes), workers=len(sizes)):
+                    check.append((check[-1][1], check[-1][1] + size))
+                encode(check[len(sizes) :], len(sizes)).rows.clear()
+            fresh_bounds: list[tuple[int, int]] = []
+            at = probe_bounds[-1][1] if probe_bounds else 0
+            for size in sizes:
+                fresh_bounds.append((at, at + size))
+                at += size
+            plan = encode(fresh_bounds, len(probe_bounds))
+            probe_bounds.extend(fresh_bounds)
+            probe_hashes.extend(plan.hashes or [])
+            probe_ids.extend(str(plan.rows[i]) for i in range(0, len(plan.rows), 3))
+            written.append(await write_jobs(core, header, plan.rows, fresh=key is None))
+
+        async def probe_started() -> bool:
+            codes = await core.call(lambda s: s.batches.statuses(probe_ids))
+            return any(c != ord("q") for c in codes)
+
+        single = None
+        if old is not None and old.auto and old.n_items == n_items and old.mode == mode:
+            sizes = old.sizes()  # the same key again: the same chunks, so unchanged ones are reused
+            single = not old.runner
+        elif old is not None and old.auto and old.runner and 0 < old.n_items < n_items and old.mode == mode:
+            # rows appended: the old chunks again (reused where unchanged), new ones for the rest
+            sizes = old.sizes() + await plan_rest(
+                core, name, n_items=n_items - old.n_items, queue=template.queue, tenant=t,
+                target=core.settings.target_chunk_seconds,
+            )  # fmt: skip
+            single = False
+        else:
+            sizes = await choose_sizes(
+                core, name, n_items=n_items, queue=template.queue, tenant=t,
+                target=core.settings.target_chunk_seconds, probe=probe, probe_started=probe_started,
+                deferred=template.state == "deferred",
+            )  # fmt: skip
+        if single is None:
+            single = kind == "map" and not probe_ids and all(size == 1 for size in sizes)
+        if single:
+            runner = manifest.runner = False  # one item per job: plain jobs, as with chunk_size=1
+            job_fn = name
+            header = header_for(job_fn)
+        manifest.runs = runs_of(sizes)
+        manifest.chunk_size = max(sizes, default=1)
+    bounds = [manifest.bounds(c) for c in range(manifest.n_jobs)]
+    done = len(probe_ids)
+    try:
+        plan = encode(bounds[done:], done)
+    except TaskqError:
+        for job_id in probe_ids:  # a later item cannot be sent: the probe's jobs go too
+            await core.cancel(job_id)
+        raise
+    if plan.hashes is not None:
+        manifest.hashes = probe_hashes + plan.hashes
+    if key is not None:
+        same = False
+        if old is not None and old.hashes is not None and manifest.hashes is not None and old.runner == runner:
+            # re-runs stay valid for the chunks that are the same job again (same items, same content)
+            n_old = old.n_jobs
+            same = all(
+                int(c) < min(n_old, manifest.n_jobs)
+                and old.hashes[int(c)] == manifest.hashes[int(c)]
+                and old.bounds(int(c)) == manifest.bounds(int(c))
+                for c in patches
+            )
         if not same and patches:
             await core.call(lambda s: s.batches.clear_patches(t, local))
             patches = {}
-    flags = await write_jobs(core, header, plan.rows, fresh=key is None)
+    written.append(await write_jobs(core, header, plan.rows, fresh=key is None))
+    flags = b"".join(written)
     reused = flags.count(b"0")
     ttl = header.meta_ttl_ms
     await core.call(lambda s: s.batches.write_manifest(t, local, manifest.encode(), ttl_ms=ttl))
@@ -244,7 +336,7 @@ async def submit_frame(
     column: Any,
     columns: Sequence[Any] | None,
     rows: bool,
-    chunk_size: int,
+    chunk_size: int | str,
     prefix: str | None,
     expand: bool,
     key: str | None,
@@ -255,8 +347,7 @@ async def submit_frame(
     from .frame import frame_inputs, frame_payloads
 
     source, mode = frame_inputs(data, column, columns, rows)
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise ConfigurationError(f"chunk_size must be a positive integer, not {chunk_size!r}")
+    check_chunk_size(chunk_size)
     if prefix is not None and not isinstance(prefix, str):
         raise ConfigurationError(f"prefix= takes a string, not {type(prefix).__name__}")
     name = job_name(fn, "apply()")
@@ -270,7 +361,7 @@ async def submit_frame(
     return await submit_batch(
         core,
         name,
-        frame_payloads(source, mode, chunk_size),
+        lambda bounds, _runner: frame_payloads(source, mode, bounds),
         n_items=len(source),
         chunk_size=chunk_size,
         runner=True,

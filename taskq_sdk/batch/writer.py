@@ -4,7 +4,7 @@ a few thousand per Lua call, all calls in one pipeline; and the jobs of a batch'
 Each group of jobs is packed while the previous one is on the server, and its rows are released
 once packed, so the client holds the encoded jobs plus about two groups::
 
-    plan = encode_jobs(core, "score", payloads, n_items=10_000, chunk_size=100, runner=True, ...)
+    plan = encode_jobs(core, "score", payloads, bounds=[(0, 100), (100, 200)], runner=True, ...)
     flags = await write_jobs(core, header, plan.rows, fresh=True)     # b"111...": created per job
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._backend.batches import BulkHeader, pack_rows
@@ -68,16 +68,19 @@ def encode_jobs(
     name: str,
     payloads: Iterator[Any],
     *,
-    n_items: int,
-    chunk_size: int,
+    bounds: Sequence[tuple[int, int]],
     runner: bool,
     mode: str,
     shared: dict[str, Any],
     tenant: str,
     local: str,
     hashed: bool,
+    first: int = 0,
 ) -> Plan:
-    """Every job's id, encoded definition and short repr; raises before anything is written."""
+    """Every job's id, encoded definition and short repr; raises before anything is written.
+
+    ``bounds`` gives each payload's items (``[start, stop)``); the jobs are chunks ``first``, ``first + 1``, ...
+    """
     plan = Plan()
     now = now_ms()
     encoder = JobEncoder(core.codec, enqueued_ms=now)
@@ -87,15 +90,13 @@ def encode_jobs(
     kw_repr = call_repr("", (), shared, limit=REPR_MAX)[1:-1] if shared else ""
     job_fn = RUNNER_NAME if runner else name
     rows = plan.rows
-    for i, payload in enumerate(payloads):
-        start = i * chunk_size
-        stop = min(n_items, start + chunk_size)
+    for i, (payload, (start, stop)) in enumerate(zip(payloads, bounds, strict=True), start=first):
         args: list[Any]
         kwargs: dict[str, Any]
         if runner:
             args = []
             kwargs = {"function": name, "items": payload, "mode": mode, "kwargs": shared, "batch": local}
-            what = f"chunk {i} (items {start}-{stop - 1})"
+            what = f"chunk {i} (item {start})" if stop - start == 1 else f"chunk {i} (items {start}-{stop - 1})"
             text = chunk_repr(name, start, stop)
         else:
             args = list(payload) if mode == "star" else [payload]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import time
 import traceback as tb_mod
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from ..serialization import RemoteError
 __all__ = ["MODES", "RUNNER_NAME", "take_items", "taskq_map_chunk"]
 
 #: items whose error keeps its full traceback; later ones keep type and message (results stay small)
+logger = logging.getLogger("taskq_sdk.worker")
+
 TRACEBACKS_KEPT = 20
 TRACEBACK_CHARS = 4000
 PROGRESS_EVERY = 0.2  # seconds between progress reports of one chunk
@@ -112,32 +115,34 @@ class _Progress:
 
 def _run_sync(
     fn: Callable[..., Any], pre: tuple[Any, ...], calls: list[Any], single: bool, kwargs: dict[str, Any]
-) -> tuple[list[Any], list[list[Any]]]:
+) -> tuple[list[Any], list[list[Any]], float]:
     values: list[Any] = [None] * len(calls)
     errors: list[list[Any]] = []
     progress = _Progress(len(calls))
+    started = time.perf_counter()  # the calls only: not the hand-over to and from the thread
     for i, args in enumerate(calls):
         progress.tick(i, len(errors))
         try:
             values[i] = fn(*pre, args, **kwargs) if single else fn(*pre, *args, **kwargs)
         except Exception as exc:
             errors.append([i, _error(exc, len(errors))])
-    return values, errors
+    return values, errors, time.perf_counter() - started
 
 
 async def _run_async(
     fn: Callable[..., Any], pre: tuple[Any, ...], calls: list[Any], single: bool, kwargs: dict[str, Any]
-) -> tuple[list[Any], list[list[Any]]]:
+) -> tuple[list[Any], list[list[Any]], float]:
     values: list[Any] = [None] * len(calls)
     errors: list[list[Any]] = []
     progress = _Progress(len(calls))
+    started = time.perf_counter()
     for i, args in enumerate(calls):
         progress.tick(i, len(errors))
         try:
             values[i] = await (fn(*pre, args, **kwargs) if single else fn(*pre, *args, **kwargs))
         except Exception as exc:
             errors.append([i, _error(exc, len(errors))])
-    return values, errors
+    return values, errors, time.perf_counter() - started
 
 
 @job(name=RUNNER_NAME)
@@ -174,12 +179,19 @@ async def taskq_map_chunk(
             extra[name] = ctx[name]
     pre: tuple[Any, ...] = (ctx,) if spec.takes_ctx else ()
     if spec.is_async:
-        values, errors = await _run_async(spec.fn, pre, calls, single, extra)
+        values, errors, took = await _run_async(spec.fn, pre, calls, single, extra)
     else:
         cv = contextvars.copy_context()
         loop = asyncio.get_running_loop()
-        values, errors = await loop.run_in_executor(None, cv.run, _run_sync, spec.fn, pre, calls, single, extra)
+        values, errors, took = await loop.run_in_executor(None, cv.run, _run_sync, spec.fn, pre, calls, single, extra)
     store = ctx.get("taskq_store")
+    if store is not None and values:
+        # what chunk_size="auto" plans the next chunks of this function with (batch/autochunk.py)
+        tenant = str(ctx.get("tenant") or "default")
+        if not await store.batches.record_item_seconds(
+            tenant, spec.name, took / len(values), now_ms=int(time.time() * 1000), items=len(values)
+        ):
+            logger.warning("could not record the item time of %s (a planning hint only)", spec.name)
     if errors and batch and store is not None and ctx.get("job_id"):
         tenant = str(ctx.get("tenant") or "default")
         await store.batches.record_rows_failed(tenant, batch, str(ctx["job_id"]), len(errors))

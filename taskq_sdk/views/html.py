@@ -292,7 +292,9 @@ def batch_html(manifest: BatchManifest, counts: BatchCounts | None, *, kind: str
     e = html.escape
     title = f"<code>{e(kind)}</code> <b>{e(manifest.id)}</b>"
     fn = f"<code>{e(manifest.function)}</code> over {manifest.n_items:,} items"
-    if manifest.runner:
+    if manifest.auto:
+        fn += f" in {manifest.n_jobs:,} jobs (chunk sizes chosen automatically: up to {manifest.chunk_size:,})"
+    elif manifest.runner:
         fn += f" in {manifest.n_jobs:,} chunks of {manifest.chunk_size:,}"
     rows = [("function", fn)]
     if counts is None:
