@@ -56,7 +56,7 @@ logger = logging.getLogger("taskq_sdk")
 T = TypeVar("T")
 
 #: the SDK's own submit options (keyword-only, with a leading underscore, as in arq)
-SUBMIT_OPTIONS = ("_job_id", "_defer_by", "_defer_until", "_expires", "_timeout", "_retries", "_queue")
+SUBMIT_OPTIONS = ("_job_id", "_defer_by", "_defer_until", "_expires", "_timeout", "_retries", "_queue", "_cache")
 REGISTRY_CACHE_SECONDS = 5.0
 LIVE_WORKER_SECONDS = 10.0
 

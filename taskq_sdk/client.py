@@ -36,6 +36,7 @@ from ._names import check_name
 from ._portal import Portal, forward_docs
 from .batch import AsyncBatch, Batch
 from .batch.submit import attach, map_items
+from .caching import cache_plan, claim_or_share, function_digest
 from .config import Settings
 from .errors import ConfigurationError, JobNotFound
 from .handles import AsyncJob, Job
@@ -155,20 +156,40 @@ class AsyncClient:
         ``_defer_by``, ``_defer_until``, ``_expires``, ``_timeout``, ``_retries`` (attempts in total),
         ``_queue``. ``tenant=``/``workspace=`` set the job's tenant and workspace (a bound client
         fills them in) and reach functions that declare them. A ``_job_id`` already taken returns
-        the existing job's handle with ``job.created == False``.
+        the existing job's handle with ``job.created == False``. ``_cache=True`` (or a timedelta;
+        the default of functions marked ``@job(cache=True)``) serves a call whose inputs were seen
+        before from the job that ran them (``job.cached``; see :mod:`taskq_sdk.caching`).
 
         Example::
 
             job = await client.submit("resize", "cat.png", width=200, _timeout=60, _job_id="cat-200")
         """
         core = self._core
+        given = fn
         fn = await job_target(core, fn)  # any callable on a LocalCluster's client (_callables)
         row = core.prepare(fn, args, dict(kwargs))
         await core.check_known(row.function, row.queue)
         await core.check_arguments(fn, row.function, row.queue, kwargs)
+        plan = cache_plan(core, given, row.function, args, kwargs, row.workspace)
+        if plan is not None and (shared := await claim_or_share(core, plan, row)) is not None:
+            return shared  # an identical call's job serves this one (taskq_sdk.caching)
         created, follow = await core.submit_followed(row)
         submitted = (row.function, JobStatus(row.state)) if created else None
         return AsyncJob(core, row.job_id, created=created, known=True, follow=follow, submitted=submitted)
+
+    async def cache_clear(self, fn: str | Callable[..., Any] | None = None, /, *, tenant: str | None = None) -> int:
+        """Forget cached results of ``fn`` (a function or job name), or of every function; returns how many.
+
+        Later submits run again; jobs and results already stored stay until they expire.
+
+        Example::
+
+            await client.cache_clear(embed)   # 3
+        """
+        core = self._core
+        t, _ = core.identity(tenant, None)
+        digest = "" if fn is None else function_digest(core, fn)
+        return await core.call(lambda s: s.cache.clear(t, digest))
 
     async def submit_video(
         self, url: str, *, tenant: str | None = None, workspace: str | None = None, **options: Any
@@ -605,6 +626,9 @@ class Client:
     # ------------------------------------------------------------------ the API
     def submit(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job:
         return Job(self._portal.call(self._async.submit, fn, *args, **kwargs), self)
+
+    def cache_clear(self, fn: str | Callable[..., Any] | None = None, /, *, tenant: str | None = None) -> int:
+        return self._portal.call(self._async.cache_clear, fn, tenant=tenant)
 
     def submit_video(self, url: str, *, tenant: str | None = None, workspace: str | None = None, **options: Any) -> Job:
         return Job(

@@ -468,6 +468,54 @@ return {out, nxt[2] or false, ready}
 """
 )
 
+
+# ----------------------------------------------------------------------------- input-hash result cache
+#: per tenant: ``cache:<entry>`` (the id of the job whose result a call's inputs map to),
+#: ``cj:<job id>`` (marks a job that runs for a cache entry: ``<entry>|<ttl_ms>|<claimed_ms>``) and
+#: ``cache-index`` (sorted set of entries by last use: size limit, ``cache_clear``). An entry is
+#: ``<function digest>:<inputs digest>`` (see :mod:`taskq_sdk.caching`).
+def cache_entry_key(tenant: str, entry: str) -> str:
+    return f"{TENANT_NS}{tenant}:cache:{entry}"
+
+
+def cache_job_key(job_id: str) -> str:
+    return f"{TENANT_NS}{tenant_of(job_id)}:cj:{job_id}"
+
+
+def cache_index_key(tenant: str) -> str:
+    return f"{TENANT_NS}{tenant}:cache-index"
+
+
+#: Lua run when a job finishes ('done'): a job marked as a cache entry's run keeps its result (and
+#: its record) for the entry's TTL if it completed; any other ending drops the entry, so a failed
+#: or cancelled run is never served from the cache.
+CACHE_SETTLE = """
+local function cache_settle(id, state)
+  local t = tenant_of(id)
+  local ck = TNS .. t .. ':cj:' .. id
+  local v = redis.call('GET', ck)
+  if not v then return end
+  redis.call('DEL', ck)
+  local entry, ttl = string.match(v, '^([^|]+)|(%d+)')
+  if not entry then return end
+  ttl = tonumber(ttl)
+  local pk = TNS .. t .. ':cache:' .. entry
+  if redis.call('GET', pk) ~= id then return end
+  if state == 'complete' and redis.call('EXISTS', RES .. id) == 1 then
+    redis.call('PEXPIRE', pk, ttl)
+    local mk = meta_key(id)
+    for _, k in ipairs({RES .. id, mk, logs_key(id)}) do
+      local left = redis.call('PTTL', k)
+      if left >= 0 and left < ttl then redis.call('PEXPIRE', k, ttl) end
+    end
+    redis.call('HSET', mk, 'cache', entry)
+  else
+    redis.call('DEL', pk)
+    redis.call('ZREM', TNS .. t .. ':cache-index', entry)
+  end
+end
+"""
+
 FINISH_STRIDE = 13
 #: ARGV per job (FINISH_STRIDE values): op ('done' | 'retry' | 'release'), id, queue_key,
 #: result_bytes, result_ttl_ms (<0: forever), state, meta_ttl_ms, now, error, duration_ms,
@@ -477,6 +525,7 @@ FINISH_STRIDE = 13
 #: corrupt meta key is replaced, and counters that fail are skipped: an outcome is always recorded.
 FINISH = (
     PRELUDE
+    + CACHE_SETTLE
     + """
 local function finish_one(i)
   local op, id, qk, tok = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 10]
@@ -515,6 +564,7 @@ local function finish_one(i)
         notify(id, mk, ARGV[i + 12])
       end
     end
+    pcall(cache_settle, id, ARGV[i + 5])
   elseif op == 'retry' then
     local score = tonumber(ARGV[i + 11])
     redis.call('ZADD', qk, score, id)

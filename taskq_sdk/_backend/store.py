@@ -28,6 +28,7 @@ from ..models import JobInfo, JobStatus, Progress, WorkerInfo, ms_to_dt
 from ..serialization import Codec, RemoteError
 from . import layout, liveness
 from .batches import BatchStore
+from .cache_io import CacheStore
 from .connection import run_scripts
 from .envelope import JobCall, ResultRecord, decode_job, decode_result, encode_result, job_call_of
 from .health_io import HealthReader
@@ -117,6 +118,11 @@ class Store:
     def batches(self) -> BatchStore:
         """Batch manifests, bulk submit, bulk status (see :mod:`.batches`)."""
         return BatchStore(self.redis, self.codec)
+
+    @cached_property
+    def cache(self) -> CacheStore:
+        """The input-hash result cache's entries (see :mod:`.cache_io`)."""
+        return CacheStore(self.redis)
 
     @cached_property
     def metrics(self) -> MetricsReader:
