@@ -50,7 +50,16 @@ if TYPE_CHECKING:
     from .handles import AsyncJob
     from .registry import JobSpec
 
-__all__ = ["CachePlan", "cache_plan", "code_version", "function_digest", "inputs_digest"]
+__all__ = [
+    "CachePlan",
+    "Described",
+    "cache_plan",
+    "code_version",
+    "describe_function",
+    "function_digest",
+    "function_digest_of",
+    "inputs_digest",
+]
 
 #: how long a submit that found an entry claimed a moment ago waits for its job to be written
 PENDING_WAIT_SECONDS = 5.0
@@ -287,7 +296,7 @@ class CachePlan:
 
 
 @dataclass(frozen=True)
-class _Described:
+class Described:
     identity: str  # what names the function across processes
     version: str
     cache: bool | float  # what @job(cache=...) declared
@@ -295,12 +304,12 @@ class _Described:
     fn: Callable[..., Any] | None = None  # the function itself, when it is here (to bind arguments)
 
 
-def _describe_spec(spec: JobSpec) -> _Described:
+def _describe_spec(spec: JobSpec) -> Described:
     version = spec.extra.get("version") or code_version(spec.fn)
-    return _Described(spec.name, version, spec.extra.get("cache", False), spec.declares("workspace"), spec.fn)
+    return Described(spec.name, version, spec.extra.get("cache", False), spec.declares("workspace"), spec.fn)
 
 
-def _describe(core: ClientCore, fn: Any, name: str) -> _Described:
+def describe_function(core: ClientCore, fn: Any, name: str) -> Described:
     """The identity, version and declared cache setting of the function behind a submit."""
     from ._callables import registered_spec
     from .registry import JobSpec
@@ -313,11 +322,11 @@ def _describe(core: ClientCore, fn: Any, name: str) -> _Described:
             scoped = "workspace" in inspect.signature(fn).parameters
         except (TypeError, ValueError):
             scoped = False
-        return _Described(_qualname(inspect.unwrap(fn)), code_version(fn), False, scoped, fn)
+        return Described(_qualname(inspect.unwrap(fn)), code_version(fn), False, scoped, fn)
     spec = registered_spec(core, name)  # a function a LocalCluster registered under this name
     if spec is not None:
         return _describe_spec(spec)
-    return _Described(name, "", False, True)
+    return Described(name, "", False, True)
 
 
 def _bound(fn: Callable[..., Any] | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -341,6 +350,11 @@ def _digest_of(identity: str) -> str:
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
+def function_digest_of(described: Described) -> str:
+    """The digest prefixing the cache entries of a described function."""
+    return _digest_of(described.identity)
+
+
 def function_digest(core: ClientCore, fn: str | Callable[..., Any]) -> str:
     """The digest that prefixes a function's cache entries (what ``cache_clear(fn)`` drops).
 
@@ -349,9 +363,9 @@ def function_digest(core: ClientCore, fn: str | Callable[..., Any]) -> str:
         function_digest(core, "score")   # '5e0c1a9b2f3d4e6a'
     """
     if isinstance(fn, str) and fn:
-        return _digest_of(_describe(core, fn, fn).identity)
+        return _digest_of(describe_function(core, fn, fn).identity)
     if callable(fn) and not isinstance(fn, str):
-        return _digest_of(_describe(core, fn, "").identity)
+        return _digest_of(describe_function(core, fn, "").identity)
     raise ConfigurationError(f"cache_clear() takes a job name or a function, not {fn!r}")
 
 
@@ -367,7 +381,7 @@ def cache_plan(
 
         plan = cache_plan(core, embed, "embed", ("hello",), {}, "default")   # CachePlan(entry='…:…', ...)
     """
-    described = _describe(core, fn, name)
+    described = describe_function(core, fn, name)
     option = kwargs.get("_cache")
     setting = described.cache if option is None else cache_setting(option, "_cache")
     if setting is False:

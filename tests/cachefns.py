@@ -37,3 +37,18 @@ async def uncached_count(ctx: dict[str, Any], key: str, x: int) -> int:
 async def cached_column_sum(ctx: dict[str, Any], key: str, frame: Any) -> float:
     await ctx["redis"].incr(key)
     return float(frame["v"].sum())
+
+
+@taskq_sdk.job
+async def row_length(ctx: dict[str, Any], text: str, key: str) -> Any:
+    """One row of a fan-out: counts itself; 'bad' rows fail; 'dict' rows return a dict."""
+    await ctx["redis"].incr(key)
+    if text.startswith("bad"):
+        raise ValueError(f"bad row {text}")
+    return len(text)
+
+
+@taskq_sdk.job
+async def row_stats(ctx: dict[str, Any], text: str, key: str) -> dict[str, Any]:
+    await ctx["redis"].incr(key)
+    return {"n": len(text), "upper": text.upper()}

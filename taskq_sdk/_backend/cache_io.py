@@ -16,6 +16,7 @@ serves its entry: the next caller claims it again. The worker's finish script (`
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -159,3 +160,50 @@ class CacheStore:
     async def entries(self, tenant: str) -> int:
         """How many entries the tenant's cache index holds (expired ones count until trimmed)."""
         return int(await self._redis.zcard(layout.cache_index_key(tenant)))
+
+    # ------------------------------------------------------------------ row entries (DataFrame fan-out)
+    async def rows_get(self, tenant: str, entry: str, fields: list[str]) -> list[bytes | None]:
+        """The stored results of ``fields`` (row digests) in the entry of one call shape; None for a miss."""
+        if not fields:
+            return []
+        values: list[bytes | None] = await self._redis.hmget(layout.cache_entry_key(tenant, entry), fields)  # type: ignore[misc]
+        return values
+
+    async def rows_put(
+        self, tenant: str, entry: str, rows: dict[str, bytes], *, ttl_ms: int, max_rows: int, now_ms: int | None = None
+    ) -> None:
+        """Store row results in the entry of one call shape; it lives ``ttl_ms`` from this write.
+
+        An entry holding more than ``max_rows`` rows starts over (a bound on memory); the entry is
+        listed in the tenant's cache index, so ``cache_clear`` and the size limit cover it.
+        """
+        if not rows:
+            return
+        key = layout.cache_entry_key(tenant, entry)
+        index = layout.cache_index_key(tenant)
+        if int(await self._redis.hlen(key)) + len(rows) > max_rows:  # type: ignore[misc]
+            await self._redis.delete(key)
+        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, mapping=rows)
+            pipe.pexpire(key, ttl_ms)
+            pipe.zadd(index, {entry: now})
+            pipe.pexpire(index, ttl_ms, nx=True)  # a new index gets a TTL; a longer-lived one keeps its own
+            pipe.pexpire(index, ttl_ms, gt=True)
+            await pipe.execute()
+
+    async def count_rows(self, tenant: str, workspace: str, function: str, hits: int, rows: int) -> None:
+        """Count a fan-out's row hits and misses in the tenant's metrics (as submits count theirs)."""
+        now = int(time.time() * 1000)
+        prefix = f"{workspace}|{function}|"
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, ttl in (
+                (layout.metrics_key(tenant), 2_592_000_000),
+                (layout.metrics_key(tenant, now // 60_000), 7_200_000),
+            ):
+                if hits:
+                    pipe.hincrby(key, prefix + "cache_hit", hits)
+                if rows - hits:
+                    pipe.hincrby(key, prefix + "cache_miss", rows - hits)
+                pipe.pexpire(key, ttl)
+            await pipe.execute()
