@@ -17,7 +17,9 @@ re-running the cell re-runs exactly the failed and the changed rows::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import gc
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,7 @@ from ._names import DEFAULT_WORKSPACE
 from .batch.frame import ERROR_COLUMN, JOB_COLUMN, STATUS_CATEGORIES, STATUS_COLUMN, TASKQ_COLUMNS, frame_inputs
 from .caching import describe_function, function_digest_of, inputs_digest
 from .errors import ConfigurationError
+from .serialization import FORMAT_MSGPACK, MAGIC, WIRE_VERSION, Codec
 
 if TYPE_CHECKING:
     from ._core import ClientCore
@@ -37,35 +40,41 @@ __all__ = ["RowLookup", "lookup_rows", "merge_rows", "store_rows"]
 
 #: rows per server round trip when reading or writing row entries
 ROUND_TRIP_ROWS = 50_000
+#: row values always travel as msgpack (never pickle, whatever the client's serializer)
+_CODEC = Codec("msgpack")
+WIRE_HEADER = MAGIC + bytes([WIRE_VERSION]) + FORMAT_MSGPACK
 
 
 @dataclass
 class RowLookup:
-    """What the cache holds for a frame's rows: which rows hit (their stored records) and which must run."""
+    """What the cache holds for a frame's rows: which rows hit (their stored results) and which must run."""
 
     tenant: str
     entry: str  # the cache entry holding this call shape's rows (one hash, row digest -> result)
     ttl_ms: int
     function: str  # for the hit/miss metrics
-    fields: list[str]  # per row of the input, its digest
+    digests: bytes  # 8 bytes per row of the input
     hit: np.ndarray[Any, Any]  # bool per row
-    records: list[dict[str, Any]] = field(default_factory=list)  # the hit rows' result columns, in row order
-    job_ids: list[str] = field(default_factory=list)  # the job that computed each hit row
+    stored: list[list[Any]] = field(default_factory=list)  # per hit row, in row order: [job id, columns, values]
 
     @property
     def todo(self) -> np.ndarray[Any, Any]:
         """Positions of the rows that must run."""
         return np.flatnonzero(~self.hit)
 
+    def digest(self, row: int) -> bytes:
+        return self.digests[row * 8 : row * 8 + 8]
 
-def _row_digests(source: pd.DataFrame | pd.Series) -> list[str]:
-    """One 64-bit digest per row of ``source``'s values (pandas' stable row hash; canonical digests as a fallback)."""
+
+def _row_digests(source: pd.DataFrame | pd.Series) -> bytes:
+    """8 bytes per row of ``source``'s values (pandas' stable row hash; canonical digests as a fallback)."""
     try:
-        hashed = pd.util.hash_pandas_object(source, index=False).to_numpy()
-        return [format(int(h), "016x") for h in hashed]
+        hashed = pd.util.hash_pandas_object(source, index=False).to_numpy(dtype=np.uint64)
     except TypeError:  # cells pandas cannot hash (lists, dicts): each row's canonical digest
         values = source.to_numpy(dtype=object).tolist()
-        return [inputs_digest(v)[:16] for v in values]
+        hashed = np.array([int(inputs_digest(v)[:16], 16) for v in values], dtype=np.uint64)
+    packed: bytes = hashed.astype(">u8").tobytes()
+    return packed
 
 
 async def lookup_rows(
@@ -97,29 +106,30 @@ async def lookup_rows(
     names = [str(c) for c in source.columns] if isinstance(source, pd.DataFrame) else [str(source.name)]
     shape = inputs_digest([described.version, mode, names, kwargs or {}, prefix, expand], core.codec.dumps)
     entry = f"{function_digest_of(described)}:rows:{shape[:24]}"
-    ttl = core.settings.cache_ttl if setting is True else float(setting)
+    ttl_ms = int((core.settings.cache_ttl if setting is True else float(setting)) * 1000)
     tenant, _ = core.identity(None, None)
-    fields = _row_digests(source)
-    blobs: list[bytes | None] = []
-    for start in range(0, len(fields), ROUND_TRIP_ROWS):
-        part = fields[start : start + ROUND_TRIP_ROWS]
-        blobs.extend(await core.call(lambda s, p=part: s.cache.rows_get(tenant, entry, p)))  # type: ignore[misc]
-    hit = np.zeros(len(fields), dtype=bool)
-    lookup = RowLookup(tenant, entry, int(ttl * 1000), described.identity, fields, hit)
-    for i, blob in enumerate(blobs):
-        if blob is None:
+    digests = _row_digests(source)
+    n = len(digests) // 8
+    hit = np.zeros(n, dtype=bool)
+    lookup = RowLookup(tenant, entry, ttl_ms, described.identity, digests, hit)
+    for start in range(0, n, ROUND_TRIP_ROWS):
+        part = digests[start * 8 : (start + ROUND_TRIP_ROWS) * 8]
+        rows_found, bodies, count = await core.call(
+            lambda s, p=part: s.cache.rows_get(tenant, entry, p, ttl_ms=ttl_ms, header=WIRE_HEADER)  # type: ignore[misc]
+        )
+        if not count:
             continue
         try:
-            job_id, record = core.codec.loads(blob)
-        except Exception:  # an entry this client cannot read is a miss, never an error
+            records = _CODEC.loads_bodies(count, bodies)
+        except Exception:  # entries this client cannot read are misses, never an error
             continue
-        hit[i] = True
-        lookup.job_ids.append(str(job_id))
-        lookup.records.append(dict(record))
+        positions = np.frombuffer(rows_found, dtype=">u4").astype(np.int64) + start
+        for row, record in zip(positions.tolist(), records, strict=True):
+            if isinstance(record, list) and len(record) == 3:
+                hit[row] = True
+                lookup.stored.append(record)
     await core.call(
-        lambda s: s.cache.count_rows(
-            tenant, core.workspace or DEFAULT_WORKSPACE, lookup.function, int(hit.sum()), len(hit)
-        )
+        lambda s: s.cache.count_rows(tenant, core.workspace or DEFAULT_WORKSPACE, lookup.function, int(hit.sum()), n)
     )
     return lookup
 
@@ -132,35 +142,71 @@ async def store_rows(core: ClientCore, lookup: RowLookup, computed: pd.DataFrame
     if not len(done):
         return 0
     results = [c for c in computed.columns if c not in TASKQ_COLUMNS]
-    records = computed[results].iloc[done].astype(object).to_dict("records")
     job_ids = computed[JOB_COLUMN].iloc[done].astype(object).tolist()
-    todo = lookup.todo
-    mapping: dict[str, bytes] = {}
-    for pos, record, job_id in zip(done.tolist(), records, job_ids, strict=True):
+    values = computed[results].iloc[done].astype(object).itertuples(index=False, name=None)
+    with _collector_paused():
+        records = [[str(j), results, list(v)] for j, v in zip(job_ids, values, strict=True)]
         try:
-            mapping[lookup.fields[todo[pos]]] = core.codec.dumps([str(job_id), record])
-        except Exception:  # a value the wire format cannot carry: that row is computed again next time
-            continue
-    items = list(mapping.items())
-    for start in range(0, len(items), ROUND_TRIP_ROWS):
-        part = dict(items[start : start + ROUND_TRIP_ROWS])
+            blobs: list[bytes | None] = list(_CODEC.dumps_many(records))
+        except Exception:  # a value the wire format cannot carry: that row (only) is computed again next time
+            blobs = [_dumps_or_none(r) for r in records]
+    todo = lookup.todo
+    kept = [(lookup.digest(int(todo[pos])), b) for pos, b in zip(done.tolist(), blobs, strict=True) if b is not None]
+    digests = [d for d, _ in kept]
+    values = [b for _, b in kept]
+    for start in range(0, len(values), ROUND_TRIP_ROWS):
+        stop = start + ROUND_TRIP_ROWS
         await core.call(
-            lambda s, p=part: s.cache.rows_put(  # type: ignore[misc]
-                lookup.tenant, lookup.entry, p, ttl_ms=lookup.ttl_ms, max_rows=core.settings.cache_max_entries
+            lambda s, d=digests[start:stop], b=values[start:stop]: s.cache.rows_put(  # type: ignore[misc]
+                lookup.tenant, lookup.entry, d, b, ttl_ms=lookup.ttl_ms, max_rows=core.settings.cache_max_entries
             )
         )
-    return len(mapping)
+    return len(values)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while many small lists are made (it would rescan them repeatedly)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _dumps_or_none(record: Any) -> bytes | None:
+    try:
+        return _CODEC.dumps(record)
+    except Exception:
+        return None
+
+
+def _stored_frame(stored: list[list[Any]]) -> pd.DataFrame:
+    """The hit rows' result columns (rows stored by runs with other columns get theirs; the rest NaN)."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, (_, cols, _) in enumerate(stored):
+        groups.setdefault(tuple(cols), []).append(i)
+    parts = []
+    for cols, rows in groups.items():
+        part = pd.DataFrame([stored[i][2] for i in rows], columns=list(cols))
+        part.index = pd.Index(rows)
+        parts.append(part.infer_objects())
+    out = parts[0] if len(parts) == 1 else pd.concat(parts).sort_index()
+    return out.reset_index(drop=True)
 
 
 def merge_rows(lookup: RowLookup, index: pd.Index, computed: pd.DataFrame | None) -> pd.DataFrame:
     """One frame in ``index``'s order: the stored rows and the ``computed`` ones."""
     parts: list[pd.DataFrame] = []
-    n_hit = len(lookup.records)
+    n_hit = len(lookup.stored)
     if n_hit:
-        cached = pd.DataFrame.from_records(lookup.records, index=pd.RangeIndex(n_hit))
+        with _collector_paused():
+            cached = _stored_frame(lookup.stored)
         cached[STATUS_COLUMN] = pd.Categorical(["complete"] * n_hit, categories=STATUS_CATEGORIES)
         cached[ERROR_COLUMN] = pd.Series([None] * n_hit, dtype=object)
-        cached[JOB_COLUMN] = lookup.job_ids
+        cached[JOB_COLUMN] = [record[0] for record in lookup.stored]
         parts.append(cached)
     if computed is not None and len(computed):
         parts.append(computed.reset_index(drop=True))

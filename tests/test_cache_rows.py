@@ -124,3 +124,19 @@ def test_another_tenant_never_reads_the_rows(settings: Settings, cache_worker: A
             out = df.taskq.apply(cachefns.row_length, column="text", kwargs={"key": key}, cache=True, client=client)
             assert out["row_length"].tolist() == [1, 2]
     assert runs(sync_redis, key) == 4
+
+
+def test_many_values_encode_and_decode_in_bulk() -> None:
+    from taskq_sdk.errors import DeserializationError
+    from taskq_sdk.serialization import HEADER_SIZE, Codec
+
+    codec = Codec()
+    values = [[i, "x", (i, 2.5)] for i in range(70_000)]  # tuples (an extension) and the 32-bit array header
+    blobs = codec.dumps_many(values)
+    assert blobs[3] == codec.dumps(values[3])
+    bodies = b"".join(b[HEADER_SIZE:] for b in blobs)
+    assert codec.loads_bodies(len(blobs), bodies) == values
+    with pytest.raises(DeserializationError, match="extra data"):  # more values than said
+        codec.loads_bodies(3, b"".join(b[HEADER_SIZE:] for b in blobs[:2]) + b"\x01\x02")
+    with pytest.raises(DeserializationError):
+        codec.loads_bodies(2, bodies[:10])

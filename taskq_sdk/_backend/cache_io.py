@@ -16,6 +16,7 @@ serves its entry: the next caller claims it again. The worker's finish script (`
 
 from __future__ import annotations
 
+import struct
 import time
 from dataclasses import dataclass
 
@@ -94,6 +95,59 @@ return n
 """
 
 
+#: KEYS: entry key, index key.  ARGV: digests (8 bytes per row), ttl_ms, entry, now_ms, header.
+#: Returns {row numbers (a big-endian uint32 each), the values' bodies concatenated, count}: the
+#: stored values that start with ``header`` (the wire header, stripped), as two strings rather
+#: than one reply per row - 100,000 rows are read and decoded in a few calls.
+ROWS_GET = """
+local key, packed, header = KEYS[1], ARGV[1], ARGV[5]
+local skip = string.len(header)
+local rows, bodies = {}, {}
+local n = 0
+local total = string.len(packed) / 8
+local fields = {}
+for r = 1, total do fields[r] = string.sub(packed, r * 8 - 7, r * 8) end
+-- HMGET in slices (unpack's stack limit), far fewer calls than one HGET per row
+for first = 1, total, 4000 do
+  local last = math.min(first + 3999, total)
+  local got = redis.call('HMGET', key, unpack(fields, first, last))
+  for k = 1, last - first + 1 do
+    local v = got[k]
+    if v and string.sub(v, 1, skip) == header then
+      n = n + 1
+      rows[n] = struct.pack('>I4', first + k - 2)
+      bodies[n] = string.sub(v, skip + 1)
+    end
+  end
+end
+if n > 0 then
+  redis.call('PEXPIRE', key, ARGV[2])
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+end
+return {table.concat(rows), table.concat(bodies), n}
+"""
+
+#: KEYS: entry key, index key.  ARGV: rows (per row: 8-byte digest, big-endian uint32 length,
+#: value), ttl_ms, max_rows, entry, now_ms, row count.
+ROWS_PUT = """
+local key, packed = KEYS[1], ARGV[1]
+local ttl = tonumber(ARGV[2])
+if redis.call('HLEN', key) + tonumber(ARGV[6]) > tonumber(ARGV[3]) then redis.call('DEL', key) end
+local i, size = 1, string.len(packed)
+while i <= size do
+  local len = struct.unpack('>I4', packed, i + 8)
+  redis.call('HSET', key, string.sub(packed, i, i + 7), string.sub(packed, i + 12, i + 11 + len))
+  i = i + 12 + len
+end
+redis.call('PEXPIRE', key, ttl)
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
+if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
+return 1
+"""
+
+_LENGTH = struct.Struct(">I")
+
+
 @dataclass(frozen=True)
 class CacheClaim:
     """What the claim found: ``job_id`` None (this submit's job serves the entry) or the serving job."""
@@ -119,6 +173,8 @@ class CacheStore:
         self._redis = redis
         self._claim = redis.register_script(CLAIM)
         self._clear = redis.register_script(CLEAR)
+        self._rows_get = redis.register_script(ROWS_GET)
+        self._rows_put = redis.register_script(ROWS_PUT)
 
     async def claim(
         self,
@@ -162,35 +218,36 @@ class CacheStore:
         return int(await self._redis.zcard(layout.cache_index_key(tenant)))
 
     # ------------------------------------------------------------------ row entries (DataFrame fan-out)
-    async def rows_get(self, tenant: str, entry: str, fields: list[str]) -> list[bytes | None]:
-        """The stored results of ``fields`` (row digests) in the entry of one call shape; None for a miss."""
-        if not fields:
-            return []
-        values: list[bytes | None] = await self._redis.hmget(layout.cache_entry_key(tenant, entry), fields)  # type: ignore[misc]
-        return values
+    async def rows_get(
+        self, tenant: str, entry: str, digests: bytes, *, ttl_ms: int, header: bytes
+    ) -> tuple[bytes, bytes, int]:
+        """The stored rows among ``digests`` (8 bytes per row): their row numbers (big-endian uint32
+        each), their values' bodies (``header`` stripped) concatenated, and how many.
+
+        A read keeps the entry alive for ``ttl_ms`` more and marks it recently used.
+        """
+        if not digests:
+            return b"", b"", 0
+        keys = [layout.cache_entry_key(tenant, entry), layout.cache_index_key(tenant)]
+        rows, bodies, n = await self._rows_get(
+            keys=keys, args=[digests, ttl_ms, entry, int(time.time() * 1000), header]
+        )
+        return bytes(rows), bytes(bodies), int(n)
 
     async def rows_put(
-        self, tenant: str, entry: str, rows: dict[str, bytes], *, ttl_ms: int, max_rows: int, now_ms: int | None = None
+        self, tenant: str, entry: str, digests: list[bytes], values: list[bytes], *, ttl_ms: int, max_rows: int
     ) -> None:
-        """Store row results in the entry of one call shape; it lives ``ttl_ms`` from this write.
+        """Store row values (one per 8-byte digest) in the entry of one call shape, for ``ttl_ms`` from now.
 
-        An entry holding more than ``max_rows`` rows starts over (a bound on memory); the entry is
-        listed in the tenant's cache index, so ``cache_clear`` and the size limit cover it.
+        An entry that would hold more than ``max_rows`` rows starts over (a bound on memory); the
+        entry is listed in the tenant's cache index, so ``cache_clear`` and the size limit cover it.
         """
-        if not rows:
+        if not digests:
             return
-        key = layout.cache_entry_key(tenant, entry)
-        index = layout.cache_index_key(tenant)
-        if int(await self._redis.hlen(key)) + len(rows) > max_rows:  # type: ignore[misc]
-            await self._redis.delete(key)
-        now = now_ms if now_ms is not None else int(time.time() * 1000)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(key, mapping=rows)
-            pipe.pexpire(key, ttl_ms)
-            pipe.zadd(index, {entry: now})
-            pipe.pexpire(index, ttl_ms, nx=True)  # a new index gets a TTL; a longer-lived one keeps its own
-            pipe.pexpire(index, ttl_ms, gt=True)
-            await pipe.execute()
+        packed = b"".join([d + _LENGTH.pack(len(v)) + v for d, v in zip(digests, values, strict=True)])
+        keys = [layout.cache_entry_key(tenant, entry), layout.cache_index_key(tenant)]
+        args: list[bytes | int | str] = [packed, ttl_ms, max_rows, entry, int(time.time() * 1000), len(digests)]
+        await self._rows_put(keys=keys, args=args)
 
     async def count_rows(self, tenant: str, workspace: str, function: str, hits: int, rows: int) -> None:
         """Count a fan-out's row hits and misses in the tenant's metrics (as submits count theirs)."""
