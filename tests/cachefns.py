@@ -52,3 +52,13 @@ async def row_length(ctx: dict[str, Any], text: str, key: str) -> Any:
 async def row_stats(ctx: dict[str, Any], text: str, key: str) -> dict[str, Any]:
     await ctx["redis"].incr(key)
     return {"n": len(text), "upper": text.upper()}
+
+
+@taskq_sdk.job(cache=True)
+async def cached_record_pid(ctx: dict[str, Any], key: str, seconds: float) -> int:
+    """Records ``<pid>:<attempt>`` (so a test can kill the worker that provably runs it), then sleeps."""
+    import os
+
+    await ctx["redis"].rpush(key, f"{os.getpid()}:{ctx['job_try']}")
+    await asyncio.sleep(seconds)
+    return int(ctx["job_try"])

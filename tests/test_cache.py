@@ -22,7 +22,7 @@ from taskq_sdk.local import WorkerThread
 from taskq_sdk.registry import job as taskq_job
 
 from . import cachefns
-from .conftest import JOBS, Api
+from .conftest import JOBS, Api, wait_until
 
 MODULES = (JOBS, "tests.cachefns")
 
@@ -255,3 +255,28 @@ def test_code_version_sees_helpers_and_constants_it_uses() -> None:
     assert code_version(build(2, "x + 1")) == base
     assert code_version(build(3, "x + 1")) != base
     assert code_version(build(2, "x + 2")) != base
+
+
+@pytest.mark.chaos
+def test_a_worker_killed_mid_run_still_gives_one_shared_cached_result(
+    settings: Settings, start_worker_process: Any, sync_redis: redis.Redis
+) -> None:
+    """SIGKILL the worker running a cached job: the retry completes it, the submit that shared it gets that
+    result, and the entry then serves hits; nothing runs a third time."""
+    import os
+    import signal
+
+    key = counter()
+    start_worker_process(modules=MODULES)
+    with Client(settings=settings) as client:
+        first = client.submit(cachefns.cached_record_pid, key, 1.5, _timeout=30)
+        entry = wait_until(lambda: sync_redis.lindex(key, 0), timeout=30, what="the first attempt started")
+        shared = client.submit(cachefns.cached_record_pid, key, 1.5, _timeout=30)
+        assert shared.cached is True and shared.id == first.id
+        os.kill(int(entry.decode().split(":")[0]), signal.SIGKILL)
+        start_worker_process(modules=MODULES)
+        assert shared.result(timeout=60) == 2  # the second attempt's result
+        assert first.result(timeout=10) == 2
+        hit = client.submit(cachefns.cached_record_pid, key, 1.5, _timeout=30)
+        assert hit.cached is True and hit.id == first.id and hit.result(timeout=10) == 2
+    assert sync_redis.llen(key) == 2
