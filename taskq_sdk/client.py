@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 from . import health as _health
 from . import metrics as _metrics
+from ._backend.store import now_ms
+from ._backend.upstream_io import PARENTS_KEY
 from ._callables import job_target, opened
 from ._core import ClientCore, ClientSource, resolve_settings
 from ._names import check_name
@@ -41,6 +43,7 @@ from .config import Settings
 from .errors import ConfigurationError, JobNotFound
 from .handles import AsyncJob, Job
 from .models import HealthSnapshot, JobInfo, JobStatus, WorkerInfo
+from .upstream import detach_upstreams, make_waiting
 
 if TYPE_CHECKING:
     from .metrics import Metrics
@@ -167,13 +170,18 @@ class AsyncClient:
         core = self._core
         given = fn
         fn = await job_target(core, fn)  # any callable on a LocalCluster's client (_callables)
-        row = core.prepare(fn, args, dict(kwargs))
+        args, kwargs, parents = detach_upstreams(core, args, kwargs)  # job handles as arguments (upstream)
+        row = core.prepare(fn, args, {**kwargs, PARENTS_KEY: parents} if parents else dict(kwargs))
+        if parents:
+            make_waiting(row, parents, expires=kwargs.get("_expires") is not None)
         await core.check_known(row.function, row.queue)
         await core.check_arguments(fn, row.function, row.queue, kwargs)
         plan = cache_plan(core, given, row.function, args, kwargs, row.workspace)
         if plan is not None and (shared := await claim_or_share(core, plan, row)) is not None:
             return shared  # an identical call's job serves this one (taskq_sdk.caching)
         created, follow = await core.submit_followed(row)
+        if parents and created:
+            await core.call(lambda s: s.upstream.link(row.job_id, parents, now_ms=now_ms()), "submit a job to")
         submitted = (row.function, JobStatus(row.state)) if created else None
         return AsyncJob(core, row.job_id, created=created, known=True, follow=follow, submitted=submitted)
 

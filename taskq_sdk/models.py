@@ -51,6 +51,8 @@ class JobStatus(StrEnum):
     queued = "queued"
     #: waiting in the queue for a start time in the future (``_defer_by`` / ``_defer_until``)
     deferred = "deferred"
+    #: waiting for the jobs it takes as arguments to finish (it is queued when they complete)
+    waiting = "waiting"
     #: a worker is running it
     in_progress = "in_progress"
     #: an attempt failed with a transient error; the next attempt is scheduled

@@ -516,6 +516,48 @@ local function cache_settle(id, state)
 end
 """
 
+
+# ----------------------------------------------------------------------------- jobs that wait on other jobs
+#: per tenant: ``kids:<job id>`` (set of the jobs waiting on this one). A waiting job's meta holds
+#: ``state`` 'waiting', ``deps_left`` (upstream jobs not finished yet), ``parents`` (comma-joined)
+#: and, once an upstream job failed or was cancelled, ``upstream_failed`` (its id).
+def upstream_kids_key(job_id: str) -> str:
+    return f"{TENANT_NS}{tenant_of(job_id)}:kids:{job_id}"
+
+
+#: Lua: release the jobs waiting on job ``id`` as it finishes with ``state``: a complete upstream
+#: counts down their ``deps_left`` (released at 0); any other ending releases them at once, marked
+#: ``upstream_failed`` (their worker then records UpstreamFailed). Releasing puts the waiting job
+#: in its queue due now; a job no longer waiting (cancelled, released) is left alone.
+UPSTREAM_RELEASE = """
+local function release_child(child, now)
+  local cmk = meta_key(child)
+  if redis.call('HGET', cmk, 'state') ~= 'waiting' then return end
+  local qk = redis.call('HGET', cmk, 'queue')
+  if not qk or redis.call('EXISTS', JOB .. child) == 0 then return end
+  redis.call('ZADD', qk, now, child)
+  redis.call('HSET', cmk, 'state', 'queued', 'sched', now)
+  if redis.call('PTTL', JOB .. child) < 86400000 then redis.call('PEXPIRE', JOB .. child, 86400000) end
+  redis.call('PUBLISH', 'taskq:wake:' .. queue_of(qk), '{"e":"wake"}')
+end
+local function release_children(id, state, now)
+  local kk = TNS .. tenant_of(id) .. ':kids:' .. id
+  local kids = redis.call('SMEMBERS', kk)
+  for _, child in ipairs(kids) do
+    local cmk = meta_key(child)
+    if redis.call('EXISTS', cmk) == 1 then
+      if state == 'complete' then
+        if redis.call('HINCRBY', cmk, 'deps_left', -1) <= 0 then release_child(child, now) end
+      else
+        redis.call('HSET', cmk, 'upstream_failed', id)
+        release_child(child, now)
+      end
+    end
+  end
+  redis.call('DEL', kk)
+end
+"""
+
 FINISH_STRIDE = 13
 #: ARGV per job (FINISH_STRIDE values): op ('done' | 'retry' | 'release'), id, queue_key,
 #: result_bytes, result_ttl_ms (<0: forever), state, meta_ttl_ms, now, error, duration_ms,
@@ -526,6 +568,7 @@ FINISH_STRIDE = 13
 FINISH = (
     PRELUDE
     + CACHE_SETTLE
+    + UPSTREAM_RELEASE
     + """
 local function finish_one(i)
   local op, id, qk, tok = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 10]
@@ -565,6 +608,7 @@ local function finish_one(i)
       end
     end
     pcall(cache_settle, id, ARGV[i + 5])
+    pcall(release_children, id, ARGV[i + 5], tonumber(ARGV[i + 7]))
   elseif op == 'retry' then
     local score = tonumber(ARGV[i + 11])
     redis.call('ZADD', qk, score, id)
@@ -641,6 +685,7 @@ return lost
 #: Returns 'finished', 'running' (cancel requested), 'cancelled' (removed from the queue) or 'unknown'.
 CANCEL = (
     PRELUDE
+    + UPSTREAM_RELEASE
     + """
 local id, now = ARGV[1], ARGV[2]
 local mk = meta_key(id)
@@ -673,6 +718,7 @@ if redis.call('ZSCORE', qk, id) then
     redis.call('PEXPIRE', mk, ARGV[5])
     notify(id, mk, ARGV[6])
   end
+  pcall(release_children, id, 'cancelled', tonumber(now))
   return 'cancelled'
 end
 return 'unknown'

@@ -35,6 +35,7 @@ from .health_io import HealthReader
 from .hooks import HookStore
 from .metrics_io import MetricsReader
 from .schedules import ScheduleClaims
+from .upstream_io import UpstreamStore
 
 __all__ = ["JobState", "ResultRecord", "Store", "SubmitRow", "now_ms"]
 
@@ -123,6 +124,11 @@ class Store:
     def cache(self) -> CacheStore:
         """The input-hash result cache's entries (see :mod:`.cache_io`)."""
         return CacheStore(self.redis)
+
+    @cached_property
+    def upstream(self) -> UpstreamStore:
+        """Links of jobs that wait on other jobs (see :mod:`.upstream_io`)."""
+        return UpstreamStore(self.redis)
 
     @cached_property
     def metrics(self) -> MetricsReader:
@@ -243,7 +249,9 @@ class Store:
         elif holder is not None:
             status = JobStatus.in_progress
         elif score is not None:
-            if state == "retrying":
+            if state == "waiting":
+                status = JobStatus.waiting
+            elif state == "retrying":
                 status = JobStatus.retrying
             elif float(score) > now:
                 status = JobStatus.deferred

@@ -40,6 +40,7 @@ __all__ = [
 PALETTE: dict[str, str] = {
     "queued": "#6b7280",
     "deferred": "#6b7280",
+    "waiting": "#6b7280",
     "in_progress": "#2563eb",
     "running": "#2563eb",
     "retrying": "#d97706",
