@@ -138,6 +138,8 @@ class JobInfo(BaseModel):
     retried_by: str | None = None
     batch_id: str | None = None
     args_repr: str | None = None
+    #: the jobs it takes as arguments (it waited for them; see :mod:`taskq_sdk.upstream`)
+    parents: list[str] = Field(default_factory=list)
 
     @property
     def duration(self) -> float | None:

@@ -24,7 +24,7 @@ def test_a_diamond_runs_in_order_with_results_in_place_of_handles(api: Api, work
     d = api(client.submit("add", b, c))
     assert api(d.result(timeout=30)) == (3 + 10) + (3 + 100)
     info = api(d.info())
-    assert info.status is JobStatus.complete
+    assert info.status is JobStatus.complete and info.parents == [b.id, c.id]
 
 
 def test_a_dependent_waits_while_its_upstream_runs(api: Api, worker: Any) -> None:
@@ -92,3 +92,28 @@ def test_a_cycle_and_another_tenants_job_are_refused(settings: Settings, worker:
         with pytest.raises(ConfigurationError, match="own tenant"):
             other.submit("add", a, 1)
         assert a.result(timeout=10) == 3
+
+
+@pytest.mark.chaos
+def test_a_worker_killed_under_the_upstream_still_releases_the_dependent_once(
+    settings: Settings, start_worker_process: Any, sync_redis: Any
+) -> None:
+    import os
+    import signal
+
+    from taskq_sdk import Client
+
+    from . import cachefns
+    from .conftest import JOBS, wait_until
+
+    modules = (JOBS, "tests.cachefns")
+    start_worker_process(modules=modules)
+    with Client(settings=settings) as client:
+        upstream = client.submit("record_pid", "up:pids", 1.5, _timeout=30)
+        dependent = client.submit(cachefns.uncached_count, "up:runs", upstream)
+        entry = wait_until(lambda: sync_redis.lindex("up:pids", 0), timeout=30, what="the upstream started")
+        os.kill(int(entry.decode().split(":")[0]), signal.SIGKILL)
+        start_worker_process(modules=modules)
+        second = dependent.result(timeout=60)  # the upstream returns the pid that ran it: the second attempt's
+        assert sync_redis.lindex("up:pids", 1).decode() == f"{second}:2"
+    assert int(sync_redis.get("up:runs") or 0) == 1

@@ -299,6 +299,7 @@ class Store:
             retried_by=_s(meta.get("retried_by")) or None,
             batch_id=_s(meta.get("batch")) or None,
             args_repr=_s(meta.get("args")) or None,
+            parents=[p for p in _s(meta.get("parents")).split(",") if p],
         )
 
     # ------------------------------------------------------------------ results
