@@ -140,6 +140,8 @@ class JobInfo(BaseModel):
     args_repr: str | None = None
     #: the jobs it takes as arguments (it waited for them; see :mod:`taskq_sdk.upstream`)
     parents: list[str] = Field(default_factory=list)
+    #: the jobs that take it as an argument (the first ones, up to about 4,000 characters of ids)
+    children: list[str] = Field(default_factory=list)
 
     @property
     def duration(self) -> float | None:

@@ -25,6 +25,7 @@ def test_a_diamond_runs_in_order_with_results_in_place_of_handles(api: Api, work
     assert api(d.result(timeout=30)) == (3 + 10) + (3 + 100)
     info = api(d.info())
     assert info.status is JobStatus.complete and info.parents == [b.id, c.id]
+    assert api(a.info()).children == [b.id, c.id]
 
 
 def test_a_dependent_waits_while_its_upstream_runs(api: Api, worker: Any) -> None:

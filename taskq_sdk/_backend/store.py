@@ -300,6 +300,7 @@ class Store:
             batch_id=_s(meta.get("batch")) or None,
             args_repr=_s(meta.get("args")) or None,
             parents=[p for p in _s(meta.get("parents")).split(",") if p],
+            children=[c for c in _s(meta.get("children")).split(",") if c],
         )
 
     # ------------------------------------------------------------------ results

@@ -45,7 +45,17 @@ local parents = {}
 for i = 3, #ARGV do
   local p = ARGV[i]
   parents[#parents + 1] = p
-  local st = redis.call('HGET', meta_key(p), 'state')
+  local pmk = meta_key(p)
+  local st = redis.call('HGET', pmk, 'state')
+  if st then
+    -- the upstream's record names its dependents (the first ones: a record stays small)
+    local kids = redis.call('HGET', pmk, 'children')
+    if not kids or kids == '' then
+      redis.call('HSET', pmk, 'children', child)
+    elseif string.len(kids) < 4000 then
+      redis.call('HSET', pmk, 'children', kids .. ',' .. child)
+    end
+  end
   if st == 'complete' and redis.call('EXISTS', RES .. p) == 1 then
     -- finished: nothing to wait for
   elseif (not st) or st == 'failed' or st == 'cancelled' or st == 'complete' then
