@@ -3,13 +3,13 @@
 ``client.submit("train", client.submit("load", path))`` stores ``train`` as ``waiting``; the
 server releases it when ``load`` completes (its finish script, no polling), and the worker calls
 ``train`` with ``load``'s result in place of the handle. A list of handles stands for the list of
-their results. If an upstream job fails or is cancelled, the waiting job fails at once with
-``UpstreamFailed`` naming it (retrying the upstream job later does not bring the dependent back:
-submit it again - a dependent that silently ran later on new data would be a surprise).
-Cancelling a dependent never cancels its upstream jobs::
+their results, and a batch for the list of its items' results. If an upstream job fails or is
+cancelled, the waiting job fails at once with ``UpstreamFailed`` naming it (retrying the upstream
+job later does not bring the dependent back: submit it again - a dependent that silently ran later
+on new data would be a surprise). Cancelling a dependent never cancels its upstream jobs::
 
     args, kwargs, parents = detach_upstreams(core, args, kwargs)   # handles -> markers, their ids
-    make_waiting(row, parents)                                      # written not due, state 'waiting'
+    make_waiting(row, parents, expires=False)                       # written not due, state 'waiting'
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._backend.store import now_ms
-from ._backend.upstream_io import MARKER, WAITING_TTL_MS
+from ._backend.upstream_io import BATCH_MARKER, MARKER, WAITING_TTL_MS
 from ._names import tenant_of
 from .errors import ConfigurationError
 
@@ -31,31 +31,31 @@ __all__ = ["detach_upstreams", "make_waiting"]
 _NOT_DUE_MS = 10 * 365 * 86_400_000
 
 
-def _handle_id(value: Any) -> str | None:
-    """The job id of a job handle (AsyncJob or Job), else None."""
+def _upstream_of(value: Any) -> tuple[list[str], Any] | None:
+    """The job ids a job or batch handle stands for and the marker it travels as; None for other values."""
     from .batch import AsyncBatch, Batch
     from .handles import AsyncJob, Job
 
     if isinstance(value, Job):
         value = value.async_job
     if isinstance(value, AsyncJob):
-        return value.id
-    if isinstance(value, AsyncBatch | Batch):
-        raise ConfigurationError(
-            "a batch cannot be passed as a job argument yet; wait for it first (client.gather([batch])) or "
-            "pass its jobs' handles"
-        )
+        return [value.id], {MARKER: value.id}
+    if isinstance(value, Batch):
+        value = value._batch
+    if isinstance(value, AsyncBatch):
+        ids = value.job_ids()
+        return ids, {BATCH_MARKER: ids, "runner": value.manifest.runner}
     return None
 
 
 def _swap(value: Any, parents: dict[str, None]) -> Any:
-    job_id = _handle_id(value)
-    if job_id is not None:
-        parents[job_id] = None
-        return {MARKER: job_id}
+    found = _upstream_of(value)
+    if found is not None:
+        parents.update(dict.fromkeys(found[0]))
+        return found[1]
     # a list (or tuple) of handles: its first item says so; other containers are not walked (a submit's
     # arguments may be large, and the hot path must not walk them)
-    if isinstance(value, list | tuple) and value and _handle_id(value[0]) is not None:
+    if isinstance(value, list | tuple) and value and _upstream_of(value[0]) is not None:
         swapped = [_swap(v, parents) for v in value]
         return swapped if isinstance(value, list) else tuple(swapped)
     return value

@@ -118,3 +118,15 @@ def test_a_worker_killed_under_the_upstream_still_releases_the_dependent_once(
         second = dependent.result(timeout=60)  # the upstream returns the pid that ran it: the second attempt's
         assert sync_redis.lindex("up:pids", 1).decode() == f"{second}:2"
     assert int(sync_redis.get("up:runs") or 0) == 1
+
+
+def test_a_batch_stands_for_its_items_results(api: Api, worker: Any) -> None:
+    client = api.client()
+    one_per_item = api(client.map("add", [(1, 1), (2, 2), (3, 3)], star=True))
+    chunked = api(client.map("add", [(i, 0) for i in range(10)], star=True, chunk_size=4))
+    both = api(client.submit("echo", one_per_item, chunked))
+    assert api(both.result(timeout=30))["args"] == [[2, 4, 6], list(range(10))]
+    bad = api(client.map("boom", [1, 2], chunk_size=2))
+    with pytest.raises(JobFailed) as failed:
+        api(api(client.submit("echo", bad)).result(timeout=30))
+    assert failed.value.remote_type == "UpstreamFailed" and "ValueError" in failed.value.remote_message

@@ -24,10 +24,12 @@ if TYPE_CHECKING:
     from .envelope import JobCall
     from .store import Store
 
-__all__ = ["MARKER", "PARENTS_KEY", "UpstreamStore", "resolve_upstreams", "substitute"]
+__all__ = ["BATCH_MARKER", "MARKER", "PARENTS_KEY", "UpstreamStore", "resolve_upstreams", "substitute"]
 
 #: how an upstream job's handle travels in the arguments: ``{MARKER: job_id}``
 MARKER = "$taskq_upstream"
+#: how a batch's handle travels: ``{BATCH_MARKER: [its job ids], "runner": whether they run chunks}``
+BATCH_MARKER = "$taskq_upstream_batch"
 #: the keyword the client adds to a waiting job's call: its upstream job ids (the worker takes it out)
 PARENTS_KEY = "$taskq_upstreams"
 #: the longest a job waits for its upstream jobs before its definition expires
@@ -96,12 +98,14 @@ class UpstreamStore:
 
 
 def substitute(value: Any, results: dict[str, Any], depth: int = 0) -> Any:
-    """``value`` with every ``{MARKER: id}`` replaced by ``results[id]`` (lists, tuples and dicts walked)."""
+    """``value`` with every job marker replaced by its result and every batch marker by its items' results."""
     if depth > 50:
         return value
     if isinstance(value, dict):
         if len(value) == 1 and MARKER in value and value[MARKER] in results:
             return results[value[MARKER]]
+        if BATCH_MARKER in value and isinstance(value[BATCH_MARKER], list):
+            return _batch_values(value[BATCH_MARKER], bool(value.get("runner")), results)
         return {k: substitute(v, results, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
         return [substitute(v, results, depth + 1) for v in value]
@@ -110,15 +114,41 @@ def substitute(value: Any, results: dict[str, Any], depth: int = 0) -> Any:
     return value
 
 
+class _ItemFailed(Exception):
+    def __init__(self, job_id: str, why: str) -> None:
+        super().__init__(why)
+        self.job_id = job_id
+        self.why = why
+
+
+def _batch_values(job_ids: list[str], runner: bool, results: dict[str, Any]) -> list[Any]:
+    """A batch's items' results in input order (a chunk job's result holds its items' values and errors)."""
+    if not runner:
+        return [results[j] for j in job_ids]
+    out: list[Any] = []
+    for job_id in job_ids:
+        chunk = results[job_id]
+        if not isinstance(chunk, dict) or "v" not in chunk:
+            raise _ItemFailed(job_id, "its result is not a chunk of items")
+        if chunk.get("e"):
+            offset, error = chunk["e"][0]
+            raise _ItemFailed(
+                job_id,
+                f"item {offset} of its chunk failed: {getattr(error, 'type', '?')}: {getattr(error, 'message', error)}",
+            )
+        out.extend(chunk["v"])
+    return out
+
+
 async def resolve_upstreams(store: Store, job_id: str, call: JobCall) -> RemoteError | None:
     """Put the upstream results in place of their markers in ``call``; the ``UpstreamFailed`` error if one failed."""
     parents = [str(p) for p in call.kwargs.pop(PARENTS_KEY, None) or []]
     if not parents:
         return None
-    failed = await store.redis.hget(layout.meta_key(job_id), "upstream_failed")  # type: ignore[misc]
+    blobs = await store.redis.mget([layout.result_key(p) for p in parents])
     results: dict[str, Any] = {}
-    for parent in parents:
-        record = await store.result(parent)
+    for parent, blob in zip(parents, blobs, strict=True):
+        record = store.decode_result(blob) if blob is not None else None
         if record is None or not record.success:
             if record is not None and record.error is not None:
                 why = f"{record.error.type}: {record.error.message}"
@@ -126,11 +156,15 @@ async def resolve_upstreams(store: Store, job_id: str, call: JobCall) -> RemoteE
                 why = "its result is gone (expired or never written)"
             return _upstream_failed(job_id, parent, why)
         results[parent] = record.value
+    failed = await store.redis.hget(layout.meta_key(job_id), "upstream_failed")  # type: ignore[misc]
     if failed:
         blame = failed.decode() if isinstance(failed, bytes) else str(failed)
         return _upstream_failed(job_id, blame, "it failed or was cancelled")
-    call.args = substitute(call.args, results)
-    call.kwargs = substitute(call.kwargs, results)
+    try:
+        call.args = substitute(call.args, results)
+        call.kwargs = substitute(call.kwargs, results)
+    except _ItemFailed as exc:
+        return _upstream_failed(job_id, exc.job_id, exc.why)
     return None
 
 
