@@ -59,6 +59,7 @@ __all__ = [
     "function_digest",
     "function_digest_of",
     "inputs_digest",
+    "release_claim",
 ]
 
 #: how long a submit that found an entry claimed a moment ago waits for its job to be written
@@ -422,7 +423,7 @@ async def claim_or_share(core: ClientCore, plan: CachePlan, row: SubmitRow) -> A
         "submit a job to",
     )
     if claim.job_id is None:
-        return None
+        return None  # this submit's job serves the entry: the caller writes it (release_claim if it cannot)
     state = await core.fetch_state(claim.job_id)
     deadline = time.monotonic() + PENDING_WAIT_SECONDS
     pause = 0.005
@@ -431,3 +432,19 @@ async def claim_or_share(core: ClientCore, plan: CachePlan, row: SubmitRow) -> A
         pause = min(pause * 2, 0.1)
         state = await core.fetch_state(claim.job_id)
     return AsyncJob(core, claim.job_id, created=False, known=True, state=state, cached=True)
+
+
+async def release_claim(core: ClientCore, plan: CachePlan, row: SubmitRow) -> None:
+    """Give up the entry ``row`` claimed when its job could not be written (best effort: it lapses anyway).
+
+    Example::
+
+        try: await core.submit_followed(row)
+        except BaseException: await release_claim(core, plan, row); raise
+    """
+    from ._names import tenant_of
+
+    try:
+        await core.call(lambda s: s.cache.release(tenant_of(row.job_id), plan.entry, row.job_id))
+    except Exception:  # the server is what failed: the claim lapses after its grace period
+        pass

@@ -38,7 +38,7 @@ from ._names import check_name
 from ._portal import Portal, forward_docs
 from .batch import AsyncBatch, Batch
 from .batch.submit import attach, map_items
-from .caching import cache_plan, claim_or_share, function_digest
+from .caching import cache_plan, claim_or_share, function_digest, release_claim
 from .config import Settings
 from .errors import ConfigurationError, JobNotFound
 from .handles import AsyncJob, Job
@@ -179,7 +179,12 @@ class AsyncClient:
         plan = cache_plan(core, given, row.function, args, kwargs, row.workspace)
         if plan is not None and (shared := await claim_or_share(core, plan, row)) is not None:
             return shared  # an identical call's job serves this one (taskq_sdk.caching)
-        created, follow = await core.submit_followed(row)
+        try:
+            created, follow = await core.submit_followed(row)
+        except BaseException:
+            if plan is not None:
+                await release_claim(core, plan, row)
+            raise
         if parents and created:
             await core.call(lambda s: s.upstream.link(row.job_id, parents, now_ms=now_ms()), "submit a job to")
         submitted = (row.function, JobStatus(row.state)) if created else None

@@ -280,3 +280,21 @@ def test_a_worker_killed_mid_run_still_gives_one_shared_cached_result(
         hit = client.submit(cachefns.cached_record_pid, key, 1.5, _timeout=30)
         assert hit.cached is True and hit.id == first.id and hit.result(timeout=10) == 2
     assert sync_redis.llen(key) == 2
+
+
+def test_a_claim_whose_job_was_never_written_is_given_up(settings: Settings) -> None:
+    """A submit that claimed an entry and then could not write its job releases the entry for the next one."""
+    from taskq_sdk._backend.store import SubmitRow
+    from taskq_sdk.caching import CachePlan, claim_or_share, release_claim
+
+    def row(job_id: str) -> SubmitRow:
+        return SubmitRow(job_id, "f", b"", "default", "default", 0, 60_000, None, None, "queued", "f()")
+
+    async def main() -> None:
+        async with AsyncClient(settings=settings) as client:
+            plan = CachePlan(entry="0123456789abcdef:" + "0" * 40, ttl_ms=60_000)
+            assert await claim_or_share(client.core, plan, row("never-written")) is None
+            await release_claim(client.core, plan, row("never-written"))
+            assert await claim_or_share(client.core, plan, row("second")) is None  # claimed afresh, not shared
+
+    asyncio.run(main())

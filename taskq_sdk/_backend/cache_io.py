@@ -79,6 +79,13 @@ return {false, 'claimed'}
 """
 )
 
+#: KEYS: entry key, marker key.  ARGV: job id.  Drops a claim whose job was never written.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
 #: KEYS: index key.  ARGV: entry key prefix, function digest ('' for every entry).
 #: Returns the number of entries dropped (their jobs and results stay until they expire).
 CLEAR = """
@@ -173,6 +180,7 @@ class CacheStore:
         self._redis = redis
         self._claim = redis.register_script(CLAIM)
         self._clear = redis.register_script(CLEAR)
+        self._release = redis.register_script(RELEASE)
         self._rows_get = redis.register_script(ROWS_GET)
         self._rows_put = redis.register_script(ROWS_PUT)
 
@@ -206,6 +214,11 @@ class CacheStore:
         ]
         found, status = await self._claim(keys=keys, args=args)
         return CacheClaim(None if not found else _text(found), _text(status))
+
+    async def release(self, tenant: str, entry: str, job_id: str) -> None:
+        """Drop ``entry``'s claim for ``job_id`` if it still holds it (its job could not be written)."""
+        keys = [layout.cache_entry_key(tenant, entry), layout.cache_job_key(job_id)]
+        await self._release(keys=keys, args=[job_id])
 
     async def clear(self, tenant: str, function_digest: str = "") -> int:
         """Drop the tenant's cache entries of one function (its digest), or all of them; returns how many."""
