@@ -370,6 +370,18 @@ def function_digest(core: ClientCore, fn: str | Callable[..., Any]) -> str:
     raise ConfigurationError(f"cache_clear() takes a job name or a function, not {fn!r}")
 
 
+def _declared_cache(core: ClientCore, fn: Any, name: str) -> bool | float:
+    """What ``@job(cache=...)`` declared for the function behind a submit (False: nothing), without hashing it."""
+    from ._callables import registered_spec
+
+    spec = getattr(fn, "__taskq_job__", None) if callable(fn) and not isinstance(fn, str) else None
+    if spec is None and isinstance(fn, str):
+        spec = registered_spec(core, name)
+    extra = getattr(spec, "extra", None)
+    setting: bool | float = extra.get("cache", False) if isinstance(extra, dict) else False
+    return setting
+
+
 def cache_plan(
     core: ClientCore, fn: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], workspace: str
 ) -> CachePlan | None:
@@ -382,11 +394,11 @@ def cache_plan(
 
         plan = cache_plan(core, embed, "embed", ("hello",), {}, "default")   # CachePlan(entry='…:…', ...)
     """
-    described = describe_function(core, fn, name)
     option = kwargs.get("_cache")
-    setting = described.cache if option is None else cache_setting(option, "_cache")
+    setting = _declared_cache(core, fn, name) if option is None else cache_setting(option, "_cache")
     if setting is False:
-        return None
+        return None  # the common case costs two lookups: the version is hashed only for cached submits
+    described = describe_function(core, fn, name)
     ttl = core.settings.cache_ttl if setting is True else float(setting)
     call_kwargs = {k: v for k, v in kwargs.items() if not k.startswith("_") and k not in ("tenant", "workspace")}
     # a function that takes its workspace computes per workspace; others share the tenant's entries
