@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 from ._backend.store import now_ms
 from ._backend.upstream_io import BATCH_MARKER, MARKER, WAITING_TTL_MS
 from ._names import tenant_of
+from .batch import AsyncBatch, Batch
 from .errors import ConfigurationError
+from .handles import AsyncJob, Job
 
 if TYPE_CHECKING:
     from ._backend.store import SubmitRow
@@ -33,9 +35,6 @@ _NOT_DUE_MS = 10 * 365 * 86_400_000
 
 def _upstream_of(value: Any) -> tuple[list[str], Any] | None:
     """The job ids a job or batch handle stands for and the marker it travels as; None for other values."""
-    from .batch import AsyncBatch, Batch
-    from .handles import AsyncJob, Job
-
     if isinstance(value, Job):
         value = value.async_job
     if isinstance(value, AsyncJob):
