@@ -26,6 +26,9 @@ def test_a_diamond_runs_in_order_with_results_in_place_of_handles(api: Api, work
     info = api(d.info())
     assert info.status is JobStatus.complete and info.parents == [b.id, c.id]
     assert api(a.info()).children == [b.id, c.id]
+    from taskq_sdk.views.html import job_html
+
+    assert f"{b.id} + {c.id} \u2192 this job" in job_html(d.id, info)  # the card draws the little graph
 
 
 def test_a_dependent_waits_while_its_upstream_runs(api: Api, worker: Any) -> None:
