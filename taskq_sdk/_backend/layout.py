@@ -543,6 +543,7 @@ end
 local function release_children(id, state, now)
   local kk = TNS .. tenant_of(id) .. ':kids:' .. id
   local kids = redis.call('SMEMBERS', kk)
+  if #kids == 0 then return end  -- most jobs: one read, no write
   for _, child in ipairs(kids) do
     local cmk = meta_key(child)
     if redis.call('EXISTS', cmk) == 1 then
