@@ -27,9 +27,10 @@ import numpy as np
 import pandas as pd
 
 from ._cache_options import cache_setting
+from ._digests import inputs_digest
 from ._names import DEFAULT_WORKSPACE
 from .batch.frame import ERROR_COLUMN, JOB_COLUMN, STATUS_CATEGORIES, STATUS_COLUMN, TASKQ_COLUMNS, frame_inputs
-from .caching import describe_function, function_digest_of, inputs_digest
+from .caching import describe_function, function_digest_of
 from .errors import ConfigurationError
 from .serialization import FORMAT_MSGPACK, MAGIC, WIRE_VERSION, Codec
 
