@@ -36,6 +36,7 @@ def test_a_dependent_waits_while_its_upstream_runs(api: Api, worker: Any) -> Non
     upstream = api(client.submit("slow", 10, step=0.1))
     dependent = api(client.submit("add", upstream, 1))
     assert api(dependent.status()) is JobStatus.waiting
+    assert api(dependent.info()).scheduled_for is None
     assert api(dependent.result(timeout=30)) == 11
     assert api(upstream.status()) is JobStatus.complete
 

@@ -289,7 +289,9 @@ class Store:
             max_tries=_i(meta.get("max_tries")),
             timeout=_f(meta.get("timeout")),
             enqueued_at=ms_to_dt(_s(meta.get("enq")) or None),
-            scheduled_for=ms_to_dt(_s(meta.get("next_try")) or _s(meta.get("sched")) or (score or None)),
+            scheduled_for=None  # a waiting job runs when its upstream jobs complete, not at a time
+            if status is JobStatus.waiting
+            else ms_to_dt(_s(meta.get("next_try")) or _s(meta.get("sched")) or (score or None)),
             started_at=ms_to_dt(_s(meta.get("started")) or None),
             finished_at=ms_to_dt(_s(meta.get("finished")) or None),
             worker=_s(meta.get("worker")) or holder or None,
