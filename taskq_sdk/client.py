@@ -30,8 +30,6 @@ from typing import TYPE_CHECKING, Any, Self
 
 from . import health as _health
 from . import metrics as _metrics
-from ._backend.store import now_ms
-from ._backend.upstream_io import PARENTS_KEY
 from ._callables import job_target, opened
 from ._core import ClientCore, ClientSource, resolve_settings
 from ._names import check_name
@@ -43,7 +41,7 @@ from .config import Settings
 from .errors import ConfigurationError, JobNotFound
 from .handles import AsyncJob, Job
 from .models import HealthSnapshot, JobInfo, JobStatus, WorkerInfo
-from .upstream import detach_upstreams, make_waiting
+from .upstream import detach_upstreams, job_kwargs, link_upstreams, make_waiting
 
 if TYPE_CHECKING:
     from .metrics import Metrics
@@ -171,7 +169,7 @@ class AsyncClient:
         given = fn
         fn = await job_target(core, fn)  # any callable on a LocalCluster's client (_callables)
         args, kwargs, parents = detach_upstreams(core, args, kwargs)  # job handles as arguments (upstream)
-        row = core.prepare(fn, args, {**kwargs, PARENTS_KEY: parents} if parents else dict(kwargs))
+        row = core.prepare(fn, args, job_kwargs(kwargs, parents))
         if parents:
             make_waiting(row, parents, expires=kwargs.get("_expires") is not None)
         await core.check_known(row.function, row.queue)
@@ -186,7 +184,7 @@ class AsyncClient:
                 await release_claim(core, plan, row)
             raise
         if parents and created:
-            await core.call(lambda s: s.upstream.link(row.job_id, parents, now_ms=now_ms()), "submit a job to")
+            await link_upstreams(core, row.job_id, parents)
         submitted = (row.function, JobStatus(row.state)) if created else None
         return AsyncJob(core, row.job_id, created=created, known=True, follow=follow, submitted=submitted)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._backend.store import now_ms
-from ._backend.upstream_io import BATCH_MARKER, MARKER, WAITING_TTL_MS
+from ._backend.upstream_io import BATCH_MARKER, MARKER, PARENTS_KEY, WAITING_TTL_MS
 from ._names import tenant_of
 from .batch import AsyncBatch, Batch
 from .errors import ConfigurationError
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ._backend.store import SubmitRow
     from ._core import ClientCore
 
-__all__ = ["detach_upstreams", "make_waiting"]
+__all__ = ["detach_upstreams", "job_kwargs", "link_upstreams", "make_waiting"]
 
 #: a waiting job's queue score: far enough that no worker takes it before it is released
 _NOT_DUE_MS = 10 * 365 * 86_400_000
@@ -99,3 +99,18 @@ def make_waiting(row: SubmitRow, parents: list[str], *, expires: bool) -> None:
     row.state = "waiting"
     if not expires:
         row.job_ttl_ms = WAITING_TTL_MS
+
+
+def job_kwargs(kwargs: dict[str, Any], parents: list[str]) -> dict[str, Any]:
+    """A copy of ``kwargs`` for ``prepare``: with the upstream ids the worker reads, when there are any."""
+    return {**kwargs, PARENTS_KEY: parents} if parents else dict(kwargs)
+
+
+async def link_upstreams(core: ClientCore, job_id: str, parents: list[str]) -> None:
+    """Make the written (waiting) job ``job_id`` wait for ``parents``; it is released at once if none still runs.
+
+    Example::
+
+        await link_upstreams(core, row.job_id, ["3f2a…", "77aa…"])
+    """
+    await core.call(lambda s: s.upstream.link(job_id, parents, now_ms=now_ms()), "submit a job to")
