@@ -23,6 +23,7 @@ from .errors import ConfigurationError, UnknownJob
 if TYPE_CHECKING:
     from ._core import ClientCore
     from .client import AsyncClient, Client
+    from .registry import JobSpec
 
 __all__ = [
     "auto_name",
@@ -32,6 +33,7 @@ __all__ = [
     "display_name",
     "job_target",
     "opened",
+    "registered_spec",
     "short_name",
     "with_default_priority",
 ]
@@ -102,6 +104,21 @@ async def job_target(core: ClientCore, fn: Any) -> Any:
             ),
         )
     return fn
+
+
+def registered_spec(core: ClientCore, name: str) -> JobSpec | None:
+    """The function a client's LocalCluster registered or shipped under ``name`` (None: none, or no cluster).
+
+    Example::
+
+        registered_spec(core, "score")   # JobSpec(name='score', ...) after @cluster.job def score
+    """
+    from .registry import JobSpec as Spec
+
+    cluster = _CLUSTERS.get(core)
+    functions = getattr(cluster, "_functions", None)
+    spec = functions.get(name) if isinstance(functions, dict) else None
+    return spec if isinstance(spec, Spec) else None
 
 
 def _newest(blocking: bool) -> Any:

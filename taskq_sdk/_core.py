@@ -68,6 +68,7 @@ T = TypeVar("T")
 #: the SDK's own submit options (keyword-only, with a leading underscore, as in arq)
 SUBMIT_OPTIONS = (
     "_job_id", "_defer_by", "_defer_until", "_expires", "_timeout", "_retries", "_queue", "_priority", "_durable",
+    "_cache",
 )  # fmt: skip
 #: the highest ``_priority``: a job of priority p queues as if submitted p x TASKQ_PRIORITY_STEP earlier
 MAX_PRIORITY = 100

@@ -36,10 +36,12 @@ from ._names import check_name
 from ._portal import Portal, forward_docs
 from .batch import AsyncBatch, Batch
 from .batch.submit import attach, map_items
+from .caching import cache_plan, claim_or_share, function_digest, release_claim
 from .config import Settings
 from .errors import ConfigurationError, JobNotFound
 from .handles import AsyncJob, Job
 from .models import HealthSnapshot, JobInfo, JobStatus, WorkerInfo
+from .upstream import detach_upstreams, job_kwargs, link_upstreams, make_waiting
 
 if TYPE_CHECKING:
     from .metrics import Metrics
@@ -157,21 +159,51 @@ class AsyncClient:
         queue), ``_durable`` (wait for a replica's acknowledgement, see the README's Sentinel
         section). ``tenant=``/``workspace=`` set the job's tenant and workspace (a bound client
         fills them in) and reach functions that declare them. A ``_job_id`` already taken returns
-        the existing job's handle with ``job.created == False``.
+        the existing job's handle with ``job.created == False``. ``_cache=True`` (or a timedelta;
+        the default of functions marked ``@job(cache=True)``) serves a call whose inputs were seen
+        before from the job that ran them (``job.cached``; see :mod:`taskq_sdk.caching`).
 
         Example::
 
             job = await client.submit("resize", "cat.png", width=200, _timeout=60, _job_id="cat-200")
         """
         core = self._core
+        given = fn
         kwargs = with_default_priority(fn, kwargs)
         fn = await job_target(core, fn)  # any callable on a LocalCluster's client (_callables)
-        row = core.prepare(fn, args, dict(kwargs))
+        args, kwargs, parents = detach_upstreams(core, args, kwargs)  # job handles as arguments (upstream)
+        row = core.prepare(fn, args, job_kwargs(kwargs, parents))
+        if parents:
+            make_waiting(row, parents, expires=kwargs.get("_expires") is not None)
         await core.check_known(row.function, row.queue)
         await core.check_arguments(fn, row.function, row.queue, kwargs)
-        created, follow = await core.submit_followed(row)
+        plan = cache_plan(core, given, row.function, args, kwargs, row.workspace)
+        if plan is not None and (shared := await claim_or_share(core, plan, row)) is not None:
+            return shared  # an identical call's job serves this one (taskq_sdk.caching)
+        try:
+            created, follow = await core.submit_followed(row)
+        except BaseException:
+            if plan is not None:
+                await release_claim(core, plan, row)
+            raise
+        if parents and created:
+            await link_upstreams(core, row.job_id, parents)
         submitted = (row.function, JobStatus(row.state)) if created else None
         return AsyncJob(core, row.job_id, created=created, known=True, follow=follow, submitted=submitted)
+
+    async def cache_clear(self, fn: str | Callable[..., Any] | None = None, /, *, tenant: str | None = None) -> int:
+        """Forget cached results of ``fn`` (a function or job name), or of every function; returns how many.
+
+        Later submits run again; jobs and results already stored stay until they expire.
+
+        Example::
+
+            await client.cache_clear(embed)   # 3
+        """
+        core = self._core
+        t, _ = core.identity(tenant, None)
+        digest = "" if fn is None else function_digest(core, fn)
+        return await core.call(lambda s: s.cache.clear(t, digest))
 
     async def submit_video(
         self, url: str, *, tenant: str | None = None, workspace: str | None = None, **options: Any
@@ -613,6 +645,9 @@ class Client:
     # ------------------------------------------------------------------ the API
     def submit(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job:
         return Job(self._portal.call(self._async.submit, fn, *args, **kwargs), self)
+
+    def cache_clear(self, fn: str | Callable[..., Any] | None = None, /, *, tenant: str | None = None) -> int:
+        return self._portal.call(self._async.cache_clear, fn, tenant=tenant)
 
     def submit_video(self, url: str, *, tenant: str | None = None, workspace: str | None = None, **options: Any) -> Job:
         return Job(

@@ -156,6 +156,8 @@ class Settings(BaseSettings):
     workspace: str | None = Field(None, validation_alias=_env("workspace", "TASKQ_WORKSPACE"))
     keep_result: float = Field(3600, ge=0, validation_alias=_env("keep_result", "TASKQ_KEEP_RESULT"))
     tombstone_ttl: float = Field(86400, ge=0, validation_alias=_env("tombstone_ttl", "TASKQ_TOMBSTONE_TTL"))
+    cache_ttl: float = Field(7 * 86400, gt=0, validation_alias=_env("cache_ttl", "TASKQ_CACHE_TTL"))
+    cache_max_entries: int = Field(100_000, ge=1, validation_alias=_env("cache_max_entries", "TASKQ_CACHE_MAX_ENTRIES"))
     max_payload_bytes: int = Field(
         16 * 1024 * 1024, ge=1024, validation_alias=_env("max_payload_bytes", "TASKQ_MAX_PAYLOAD_BYTES")
     )

@@ -132,6 +132,7 @@ class AsyncJob:
         state: JobState | None = None,
         follow: Follow | None = None,
         submitted: tuple[str, JobStatus] | None = None,
+        cached: bool = False,
     ) -> None:
         # (an AsyncClient is accepted for its core: AsyncJob(client, id) re-attaches like client.job(id))
         self._core: ClientCore = core if isinstance(core, ClientCore) else core.core
@@ -139,6 +140,7 @@ class AsyncJob:
         self._id = _own_id(self._core, job_id)
         self._created = created
         self._known = known or bool(created)
+        self._cached = cached
         self._last: JobState | None = state
         #: (function, status) known from this client's own submit: what the repr shows before any read
         self._submitted = submitted
@@ -165,6 +167,14 @@ class AsyncJob:
     def created(self) -> bool | None:
         """False when a submit found this id already taken and returned the existing job."""
         return self._created
+
+    @property
+    def cached(self) -> bool:
+        """True when the submit ran nothing: an identical call's job (finished, or still running) serves it.
+
+        See :mod:`taskq_sdk.caching` (``@job(cache=True)``, ``_cache=True``).
+        """
+        return self._cached
 
     @property
     def client(self) -> AsyncClient:
@@ -552,6 +562,10 @@ class Job:
     @property
     def created(self) -> bool | None:
         return self._job.created
+
+    @property
+    def cached(self) -> bool:
+        return self._job.cached
 
     @property
     def async_job(self) -> AsyncJob:

@@ -28,6 +28,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -446,6 +447,8 @@ class LocalCluster:
         timeout: float | None = None,
         retries: int | None = None,
         retry_delay: float | None = None,
+        cache: bool | float | timedelta = False,
+        version: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def job(
@@ -457,6 +460,8 @@ class LocalCluster:
         timeout: float | None = None,
         retries: int | None = None,
         retry_delay: float | None = None,
+        cache: bool | float | timedelta = False,
+        version: str | None = None,
     ) -> Any:
         """Register a function defined here (a notebook cell) as a job this cluster's workers run.
 
@@ -474,6 +479,9 @@ class LocalCluster:
             @cluster.job(timeout=60, retries=1)
             async def fetch(url: str) -> bytes: ...
 
+            @cluster.job(cache=True)        # an unchanged call is served from its stored result
+            def embed(text: str) -> list[float]: ...
+
             cluster.job(len_of, name="length")
             client.submit("score", "great product").result()
         """
@@ -481,9 +489,12 @@ class LocalCluster:
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
             if self._closed:
                 raise ServerError("this LocalCluster was closed; create a new one to register jobs")
-            options = (name, timeout, retries, retry_delay)
-            if any(o is not None for o in options) or getattr(f, "__taskq_job__", None) is None:
-                taskq_job(name=name, timeout=timeout, retries=retries, retry_delay=retry_delay)(f)
+            options = (name, timeout, retries, retry_delay, version)
+            marked = any(o is not None for o in options) or cache is not False
+            if marked or getattr(f, "__taskq_job__", None) is None:
+                taskq_job(
+                    name=name, timeout=timeout, retries=retries, retry_delay=retry_delay, cache=cache, version=version
+                )(f)
             spec = spec_for(f)
             if self._started:
                 self._publish(spec)  # pickles first: a function that cannot travel changes nothing

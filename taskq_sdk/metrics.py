@@ -72,6 +72,8 @@ class MetricRow(BaseModel):
     retried: int = 0
     cancelled: int = 0
     finished: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
     avg_seconds: float | None = None
     p50_seconds: float | None = None
     p95_seconds: float | None = None
@@ -182,6 +184,8 @@ class _Acc:
             retried=self.counts["retried"],
             cancelled=self.counts["cancelled"],
             finished=finished,
+            cache_hits=self.counts["cache_hit"],
+            cache_misses=self.counts["cache_miss"],
             avg_seconds=(self.dur_ms / timed / 1000.0) if timed else None,
             p50_seconds=None if p50 is None else p50 / 1000.0,
             p95_seconds=None if p95 is None else p95 / 1000.0,

@@ -51,6 +51,8 @@ class JobStatus(StrEnum):
     queued = "queued"
     #: waiting in the queue for a start time in the future (``_defer_by`` / ``_defer_until``)
     deferred = "deferred"
+    #: waiting for the jobs it takes as arguments to finish (it is queued when they complete)
+    waiting = "waiting"
     #: a worker is running it
     in_progress = "in_progress"
     #: an attempt failed with a transient error; the next attempt is scheduled
@@ -136,6 +138,10 @@ class JobInfo(BaseModel):
     retried_by: str | None = None
     batch_id: str | None = None
     args_repr: str | None = None
+    #: the jobs it takes as arguments (it waited for them; see :mod:`taskq_sdk.upstream`)
+    parents: list[str] = Field(default_factory=list)
+    #: the jobs that take it as an argument (the first ones, up to about 4,000 characters of ids)
+    children: list[str] = Field(default_factory=list)
 
     @property
     def duration(self) -> float | None:

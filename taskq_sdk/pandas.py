@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -38,6 +39,7 @@ from .batch.frame import JOB_COLUMN, STATUS_CATEGORIES, STATUS_COLUMN, TASKQ_COL
 from .batch.handles import AsyncBatch, gather_frame, retry_items
 from .batch.submit import submit_frame
 from .errors import ConfigurationError
+from .row_cache import lookup_rows, merge_rows, store_rows
 from .views.progress import BatchView, make_batch_view
 
 if TYPE_CHECKING:
@@ -80,6 +82,7 @@ async def apply_async(
     kwargs: dict[str, Any] | None = None,
     timeout: float | None = None,
     progress: bool | str = False,
+    cache: bool | float | timedelta = False,
     **options: Any,
 ) -> pd.DataFrame:
     """:func:`apply` for ``async`` code, with an :class:`~taskq_sdk.AsyncClient`.
@@ -89,6 +92,17 @@ async def apply_async(
         out = await taskq_sdk.pandas.apply_async(df, "sentiment", column="text", client=aclient)
     """
     client = client if client is not None else default_async_client("apply_async()")
+    how = {"column": column, "columns": columns, "rows": rows, "kwargs": kwargs, "prefix": prefix, "expand": expand}
+    lookup = await lookup_rows(client.core, data, fn, cache=cache, key=key, **how)
+    if lookup is not None:  # only the rows the cache lacks run (taskq_sdk.row_cache)
+        todo, computed = lookup.todo, None
+        if len(todo):
+            computed = await apply_async(
+                data.iloc[todo], fn, client=client, chunk_size=chunk_size, timeout=timeout,
+                progress=progress, **how, **options,
+            )  # fmt: skip
+            await store_rows(client.core, lookup, computed)
+        return merge_rows(lookup, data.index, computed)
     batch = await _submit(
         client.core, data, fn, column=column, columns=columns, rows=rows, chunk_size=chunk_size, prefix=prefix,
         expand=expand, key=key, kwargs=kwargs, options=options,
@@ -111,6 +125,7 @@ def apply(
     kwargs: dict[str, Any] | None = None,
     timeout: float | None = None,
     progress: bool | str = True,
+    cache: bool | float | timedelta = False,
     **options: Any,
 ) -> pd.DataFrame:
     """Run job ``fn`` on every row of ``data`` in chunks on the workers; a result frame on ``data``'s index.
@@ -123,7 +138,9 @@ def apply(
     it. Per-row errors land in ``taskq_error`` with
     ``taskq_status == "failed"``; other rows are unaffected. ``key=`` makes a re-run reuse
     submitted work. ``_timeout=`` is per chunk job. ``progress`` shows rows done / failed /
-    running with rate and ETA (a widget in Jupyter, tqdm elsewhere).
+    running with rate and ETA (a widget in Jupyter, tqdm elsewhere). ``cache=True`` (or a
+    timedelta) stores each complete row's result by its inputs: a re-run computes only the rows
+    that changed or failed (see :mod:`taskq_sdk.row_cache`).
 
     Example::
 
@@ -132,6 +149,17 @@ def apply(
     """
     client = client if client is not None else default_client("df.taskq.apply()")
     portal = client.portal
+    how = {"column": column, "columns": columns, "rows": rows, "kwargs": kwargs, "prefix": prefix, "expand": expand}
+    lookup = portal.call(lookup_rows, client.async_client.core, data, fn, cache=cache, key=key, **how)
+    if lookup is not None:  # only the rows the cache lacks run (taskq_sdk.row_cache)
+        todo, computed = lookup.todo, None
+        if len(todo):
+            computed = apply(
+                data.iloc[todo], fn, client=client, chunk_size=chunk_size, timeout=timeout,
+                progress=progress, **how, **options,
+            )  # fmt: skip
+            portal.call(store_rows, client.async_client.core, lookup, computed)
+        return merge_rows(lookup, data.index, computed)
     batch = portal.call(
         _submit, client.async_client.core, data, fn, column=column, columns=columns, rows=rows,
         chunk_size=chunk_size, prefix=prefix, expand=expand, key=key, kwargs=kwargs, options=options,
@@ -264,6 +292,7 @@ class TaskqAccessor:
         kwargs: dict[str, Any] | None = None,
         timeout: float | None = None,
         progress: bool | str = True,
+        cache: bool | float | timedelta = False,
         **options: Any,
     ) -> pd.DataFrame:
         """:func:`taskq_sdk.pandas.apply` on this frame or Series (same arguments).
@@ -274,7 +303,8 @@ class TaskqAccessor:
         """
         return apply(
             self._obj, fn, client=client, column=column, columns=columns, rows=rows, chunk_size=chunk_size,
-            prefix=prefix, expand=expand, key=key, kwargs=kwargs, timeout=timeout, progress=progress, **options,
+            prefix=prefix, expand=expand, key=key, kwargs=kwargs, timeout=timeout, progress=progress, cache=cache,
+            **options,
         )  # fmt: skip
 
     def _info(self, what: str) -> dict[str, Any]:

@@ -79,7 +79,7 @@ class TaskQueueService:
     async def get_status(self, job_id: str) -> dict[str, Any]:
         """A dict with ``job_id``, ``status``, ``result`` (when complete), ``error``, ``progress`` and ``info``.
 
-        ``status`` is one of queued, deferred, in_progress, retrying, complete, failed, cancelled,
+        ``status`` is one of queued, deferred, waiting, in_progress, retrying, complete, failed, cancelled,
         expired, lost, not_found.
         """
         self._check()

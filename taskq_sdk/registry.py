@@ -16,9 +16,11 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any, TypeVar, overload
 
+from ._cache_options import cache_options
 from .errors import ConfigurationError
 
 __all__ = ["BUILTIN_JOB_MODULES", "JobSpec", "collect_jobs", "job", "spec_for"]
@@ -127,6 +129,8 @@ def job(
     retry_delay: float | None = None,
     isolate: bool = False,
     priority: int = 0,
+    cache: bool | float | timedelta = False,
+    version: str | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -140,13 +144,18 @@ def job(
     retry_delay: float | None = None,
     isolate: bool = False,
     priority: int = 0,
+    cache: bool | float | timedelta = False,
+    version: str | None = None,
 ) -> Any:
     """Mark a function as a taskq job; it stays callable as a normal function.
 
     ``retries`` counts attempts in total, like ``ARQ_MAX_RETRIES`` (1 = never retry).
     ``isolate=True`` runs each attempt in its own process, killed on timeout or cancel (a thread
     cannot be stopped; a process can). ``priority`` (0-100) is the default ``_priority`` when
-    the function object itself is submitted or mapped (by name, pass ``_priority=``).
+    the function object itself is submitted or mapped (by name, pass ``_priority=``). ``cache=True``
+    (or a timedelta) serves a call whose inputs were seen before from the stored result instead of
+    running it again (see :mod:`taskq_sdk.caching`); ``version=`` names the code's version for that
+    cache (default: a hash of the bytecode).
 
     Example::
 
@@ -155,12 +164,19 @@ def job(
 
         @taskq_sdk.job(name="score-v2", timeout=30, retries=1)
         def score(text: str) -> float: ...
+
+        @taskq_sdk.job(cache=timedelta(days=7), version="2")
+        def embed(text: str) -> list[float]: ...
     """
+
+    cached = cache_options(cache, version) if cache is not False or version is not None else None
 
     def mark(f: Callable[..., Any]) -> Callable[..., Any]:
         spec = _build_spec(
             f, name=name, timeout=timeout, retries=retries, retry_delay=retry_delay, isolate=isolate, priority=priority
         )
+        if cached is not None:
+            spec = replace(spec, extra={**spec.extra, **cached})
         try:
             setattr(f, _ATTR, spec)
         except (AttributeError, TypeError) as exc:  # builtins, some callables

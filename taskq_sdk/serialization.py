@@ -69,6 +69,7 @@ import dataclasses
 import datetime as _dt
 import enum
 import functools
+import gc
 import io
 import pathlib
 import pickle
@@ -76,7 +77,7 @@ import struct
 import sys
 import traceback as _traceback_module
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Final, Literal
 
@@ -1178,6 +1179,25 @@ class Codec:
             raise SerializationError(_encode_error_message(_find_problem(obj, what), what, exc)) from exc
         return _HEADER_MSGPACK + body
 
+    def dumps_many(self, objs: Iterable[Any], *, what: str = "value") -> list[bytes]:
+        """Encode each of ``objs`` as :meth:`dumps` does, with one packer (much cheaper for many small values).
+
+        Example::
+
+            codec.dumps_many([[1, "a"], [2, "b"]])   # [codec.dumps([1, "a"]), codec.dumps([2, "b"])]
+        """
+        if self._pickle:
+            return [self._pickle_dumps(obj, what) for obj in objs]
+        packer = _Packer(default=_default, strict_types=True, autoreset=True)
+        out: list[bytes] = []
+        for obj in objs:
+            try:
+                out.append(_HEADER_MSGPACK + packer.pack(obj))
+            except Exception:
+                packer.reset()
+                out.append(self.dumps(obj, what=what))  # raises the SerializationError naming the part
+        return out
+
     def _pickle_dumps(self, obj: Any, what: str) -> bytes:
         buffer = io.BytesIO()
         buffer.write(_HEADER_PICKLE)
@@ -1237,6 +1257,38 @@ class Codec:
         if type(data) is bytes and data.startswith(_HEADER_MSGPACK):
             return _unpack_body(data)
         return self._loads_other(data)
+
+    def loads_bodies(self, count: int, bodies: bytes) -> list[Any]:
+        """Decode ``count`` msgpack values whose bodies (each without its taskq header) are concatenated.
+
+        One C-level decode for many small values (a cache's rows). Raises
+        :class:`DeserializationError` unless the bytes hold exactly ``count`` values.
+
+        Example::
+
+            blobs = codec.dumps_many([1, "two"])
+            codec.loads_bodies(2, b"".join(b[HEADER_SIZE:] for b in blobs))   # [1, 'two']
+        """
+        if count < 16:
+            head = bytes([0x90 | count])
+        elif count < 65536:
+            head = b"\xdc" + count.to_bytes(2, "big")
+        else:
+            head = b"\xdd" + count.to_bytes(4, "big")
+        collecting = gc.isenabled()
+        gc.disable()  # many small containers at once: the cyclic collector would run over them again and again
+        try:
+            out = _unpackb(head + bodies, ext_hook=_ext_hook, strict_map_key=False)
+        except DeserializationError:
+            raise
+        except Exception as exc:
+            raise _corrupt(bodies, exc) from exc
+        finally:
+            if collecting:
+                gc.enable()
+        if type(out) is not list or len(out) != count:
+            raise DeserializationError(f"expected {count} values, decoded {len(out) if type(out) is list else 1}")
+        return out
 
     def _loads_other(self, data: bytes | bytearray | memoryview) -> Any:
         if type(data) is not bytes:

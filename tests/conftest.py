@@ -134,9 +134,9 @@ def worker(settings: Settings) -> Iterator[WorkerThread]:
 def start_worker(settings: Settings) -> Iterator[Callable[..., WorkerThread]]:
     started: list[WorkerThread] = []
 
-    def start(**overrides: Any) -> WorkerThread:
+    def start(*, modules: tuple[str, ...] = (JOBS,), **overrides: Any) -> WorkerThread:
         s = settings.model_copy(update=overrides) if overrides else settings
-        w = WorkerThread(s, [JOBS]).start()
+        w = WorkerThread(s, list(modules)).start()
         wait_until(lambda: w.engine is not None and w.engine.status == "running", what="worker running")
         started.append(w)
         return w

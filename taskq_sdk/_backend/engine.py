@@ -66,6 +66,7 @@ from .envelope import JobCall, decode_job, encode_result
 from .events import EventHub
 from .keys import KeyLayout, layout_for
 from .store import Store, now_ms
+from .upstream_io import PARENTS_KEY, resolve_upstreams
 
 logger = logging.getLogger("taskq_sdk.worker")
 
@@ -653,6 +654,11 @@ class Engine(Worker):
         self._workspaces[job_id] = claimed.workspace
         try:
             plan = self._plan_attempt(claimed)
+            if not isinstance(plan, _Refusal) and PARENTS_KEY in plan.call.kwargs:
+                # it takes other jobs' results as arguments (upstream_io): put them in, or refuse
+                upstream_error = await resolve_upstreams(self.store, job_id, plan.call)
+                if upstream_error is not None:
+                    plan = _Refusal("failed", upstream_error, plan.call)
             if isinstance(plan, _Refusal):
                 await self._refuse(claimed, plan)
                 return

@@ -480,6 +480,97 @@ return {out, nxt[2] or false, ready}
 """
 )
 
+
+# ----------------------------------------------------------------------------- input-hash result cache
+#: per tenant: ``cache:<entry>`` (the id of the job whose result a call's inputs map to),
+#: ``cj:<job id>`` (marks a job that runs for a cache entry: ``<entry>|<ttl_ms>|<claimed_ms>``) and
+#: ``cache-index`` (sorted set of entries by last use: size limit, ``cache_clear``). An entry is
+#: ``<function digest>:<inputs digest>`` (see :mod:`taskq_sdk.caching`).
+def cache_entry_key(tenant: str, entry: str) -> str:
+    return f"{TENANT_NS}{tenant}:cache:{entry}"
+
+
+def cache_job_key(job_id: str) -> str:
+    return f"{TENANT_NS}{tenant_of(job_id)}:cj:{job_id}"
+
+
+def cache_index_key(tenant: str) -> str:
+    return f"{TENANT_NS}{tenant}:cache-index"
+
+
+#: Lua run when a job finishes ('done'): a job marked as a cache entry's run keeps its result (and
+#: its record) for the entry's TTL if it completed; any other ending drops the entry, so a failed
+#: or cancelled run is never served from the cache.
+CACHE_SETTLE = """
+local function cache_settle(id, state)
+  local t = tenant_of(id)
+  local ck = TNS .. t .. ':cj:' .. id
+  local v = redis.call('GET', ck)
+  if not v then return end
+  redis.call('DEL', ck)
+  local entry, ttl = string.match(v, '^([^|]+)|(%d+)')
+  if not entry then return end
+  ttl = tonumber(ttl)
+  local pk = TNS .. t .. ':cache:' .. entry
+  if redis.call('GET', pk) ~= id then return end
+  if state == 'complete' and redis.call('EXISTS', RES .. id) == 1 then
+    redis.call('PEXPIRE', pk, ttl)
+    local mk = meta_key(id)
+    for _, k in ipairs({RES .. id, mk, logs_key(id)}) do
+      local left = redis.call('PTTL', k)
+      if left >= 0 and left < ttl then redis.call('PEXPIRE', k, ttl) end
+    end
+    redis.call('HSET', mk, 'cache', entry)
+  else
+    redis.call('DEL', pk)
+    redis.call('ZREM', TNS .. t .. ':cache-index', entry)
+  end
+end
+"""
+
+
+# ----------------------------------------------------------------------------- jobs that wait on other jobs
+#: per tenant: ``kids:<job id>`` (set of the jobs waiting on this one). A waiting job's meta holds
+#: ``state`` 'waiting', ``deps_left`` (upstream jobs not finished yet), ``parents`` (comma-joined)
+#: and, once an upstream job failed or was cancelled, ``upstream_failed`` (its id).
+def upstream_kids_key(job_id: str) -> str:
+    return f"{TENANT_NS}{tenant_of(job_id)}:kids:{job_id}"
+
+
+#: Lua: release the jobs waiting on job ``id`` as it finishes with ``state``: a complete upstream
+#: counts down their ``deps_left`` (released at 0); any other ending releases them at once, marked
+#: ``upstream_failed`` (their worker then records UpstreamFailed). Releasing puts the waiting job
+#: in its queue due now; a job no longer waiting (cancelled, released) is left alone.
+UPSTREAM_RELEASE = """
+local function release_child(child, now)
+  local cmk = meta_key(child)
+  if redis.call('HGET', cmk, 'state') ~= 'waiting' then return end
+  local qk = redis.call('HGET', cmk, 'queue')
+  if not qk or redis.call('EXISTS', JOB .. child) == 0 then return end
+  redis.call('ZADD', qk, now, child)
+  redis.call('HSET', cmk, 'state', 'queued', 'sched', now)
+  if redis.call('PTTL', JOB .. child) < 86400000 then redis.call('PEXPIRE', JOB .. child, 86400000) end
+  redis.call('PUBLISH', 'taskq:wake:' .. queue_of(qk), '{"e":"wake"}')
+end
+local function release_children(id, state, now)
+  local kk = TNS .. tenant_of(id) .. ':kids:' .. id
+  local kids = redis.call('SMEMBERS', kk)
+  if #kids == 0 then return end  -- most jobs: one read, no write
+  for _, child in ipairs(kids) do
+    local cmk = meta_key(child)
+    if redis.call('EXISTS', cmk) == 1 then
+      if state == 'complete' then
+        if redis.call('HINCRBY', cmk, 'deps_left', -1) <= 0 then release_child(child, now) end
+      else
+        redis.call('HSET', cmk, 'upstream_failed', id)
+        release_child(child, now)
+      end
+    end
+  end
+  redis.call('DEL', kk)
+end
+"""
+
 FINISH_STRIDE = 13
 #: ARGV per job (FINISH_STRIDE values): op ('done' | 'retry' | 'release'), id, queue_key,
 #: result_bytes, result_ttl_ms (<0: forever), state, meta_ttl_ms, now, error, duration_ms,
@@ -489,6 +580,8 @@ FINISH_STRIDE = 13
 #: corrupt meta key is replaced, and counters that fail are skipped: an outcome is always recorded.
 FINISH = (
     PRELUDE
+    + CACHE_SETTLE
+    + UPSTREAM_RELEASE
     + """
 local function finish_one(i)
   local op, id, qk, tok = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 10]
@@ -527,6 +620,8 @@ local function finish_one(i)
         notify(id, mk, ARGV[i + 12])
       end
     end
+    pcall(cache_settle, id, ARGV[i + 5])
+    pcall(release_children, id, ARGV[i + 5], tonumber(ARGV[i + 7]))
   elseif op == 'retry' then
     local score = tonumber(ARGV[i + 11])
     redis.call('ZADD', qk, score, id)
@@ -603,6 +698,7 @@ return lost
 #: Returns 'finished', 'running' (cancel requested), 'cancelled' (removed from the queue) or 'unknown'.
 CANCEL = (
     PRELUDE
+    + UPSTREAM_RELEASE
     + """
 local id, now = ARGV[1], ARGV[2]
 local mk = meta_key(id)
@@ -635,6 +731,7 @@ if redis.call('ZSCORE', qk, id) then
     redis.call('PEXPIRE', mk, ARGV[5])
     notify(id, mk, ARGV[6])
   end
+  pcall(release_children, id, 'cancelled', tonumber(now))
   return 'cancelled'
 end
 return 'unknown'

@@ -32,6 +32,7 @@ from ..serialization import Codec, RemoteError
 from . import layout, liveness
 from .autopipe import AutoPipeline
 from .batches import BatchStore
+from .cache_io import CacheStore
 from .connection import close_redis, run_scripts
 from .durable import NO_DURABLE_ON_CLUSTER, add_wait, check_acked, durable_timeout_ms
 from .envelope import JobCall, ResultRecord, decode_job, decode_result, encode_result, job_call_of
@@ -40,6 +41,7 @@ from .hooks import HookStore
 from .keys import KeyLayout, layout_for
 from .metrics_io import MetricsReader
 from .schedules import ScheduleClaims
+from .upstream_io import UpstreamStore
 
 __all__ = ["JobState", "ResultRecord", "Store", "SubmitRow", "now_ms"]
 
@@ -141,6 +143,16 @@ class Store:
     def batches(self) -> BatchStore:
         """Batch manifests, bulk submit, bulk status (see :mod:`.batches`)."""
         return BatchStore(self.redis, self.codec, self.layout)
+
+    @cached_property
+    def cache(self) -> CacheStore:
+        """The input-hash result cache's entries (see :mod:`.cache_io`)."""
+        return CacheStore(self.redis)
+
+    @cached_property
+    def upstream(self) -> UpstreamStore:
+        """Links of jobs that wait on other jobs (see :mod:`.upstream_io`)."""
+        return UpstreamStore(self.redis)
 
     @cached_property
     def metrics(self) -> MetricsReader:
@@ -371,7 +383,9 @@ class Store:
         elif holder is not None:
             status = JobStatus.in_progress
         elif score is not None:
-            if state == "retrying":
+            if state == "waiting":
+                status = JobStatus.waiting
+            elif state == "retrying":
                 status = JobStatus.retrying
             elif float(score) > now:
                 status = JobStatus.deferred
@@ -410,7 +424,9 @@ class Store:
             max_tries=_i(meta.get("max_tries")),
             timeout=_f(meta.get("timeout")),
             enqueued_at=ms_to_dt(_s(meta.get("enq")) or None),
-            scheduled_for=ms_to_dt(_s(meta.get("next_try")) or _s(meta.get("sched")) or (score or None)),
+            scheduled_for=None  # a waiting job runs when its upstream jobs complete, not at a time
+            if status is JobStatus.waiting
+            else ms_to_dt(_s(meta.get("next_try")) or _s(meta.get("sched")) or (score or None)),
             started_at=ms_to_dt(_s(meta.get("started")) or None),
             finished_at=ms_to_dt(_s(meta.get("finished")) or None),
             worker=_s(meta.get("worker")) or holder or None,
@@ -420,6 +436,8 @@ class Store:
             retried_by=_s(meta.get("retried_by")) or None,
             batch_id=_s(meta.get("batch")) or None,
             args_repr=_s(meta.get("args")) or None,
+            parents=[p for p in _s(meta.get("parents")).split(",") if p],
+            children=[c for c in _s(meta.get("children")).split(",") if c],
         )
 
     # ------------------------------------------------------------------ results

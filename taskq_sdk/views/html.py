@@ -40,6 +40,7 @@ __all__ = [
 PALETTE: dict[str, str] = {
     "queued": "#6b7280",
     "deferred": "#6b7280",
+    "waiting": "#6b7280",
     "in_progress": "#2563eb",
     "running": "#2563eb",
     "retrying": "#d97706",
@@ -186,6 +187,8 @@ def job_html(job_id: str, info: JobInfo | None, *, kind: str = "Job", note: str 
             ("tenant", _e(f"{info.tenant} / {info.workspace}") if info.tenant != "default" else ""),
             ("error", f'<span style="color:#dc2626">{_e(info.error)}</span>' if info.error else ""),
             ("retry of", _e(info.retry_of)),
+            ("waits on", _e(" + ".join(info.parents) + " \u2192 this job") if info.parents else ""),
+            ("needed by", _e("this job \u2192 " + ", ".join(info.children)) if info.children else ""),
         ]
     foot = f'<div style="font-size:11px;color:#6b7280">{_e(note)}</div>' if note else ""
     return f'<div class="taskq-job">{title}{rows_table(rows)}{foot}</div>'
