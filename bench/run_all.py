@@ -1,6 +1,6 @@
 """Run every benchmark in turn and write their tables to bench/results/latest.md.
 
-    python -m bench.run_all              # about 15-20 minutes on 2 cores
+    python -m bench.run_all              # about 20-30 minutes on 2 cores (bench.scaling alone ~7)
     python -m bench.run_all --peers      # also saq, huey, dramatiq, taskiq (installed into .peers-venv)
 
 Each script measures taskq and its baseline in the same run, on the same embedded server.

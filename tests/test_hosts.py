@@ -127,3 +127,14 @@ p = subprocess.Popen(["ip", "netns", "exec", host.ns, "sleep", "600"], start_new
 print("ready", p.pid, flush=True)
 time.sleep(600)
 """
+
+
+def test_without_root_or_iproute2_the_tier_says_why_it_skips(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not root, or no `ip` command: the reason names what is missing and how to get it."""
+    from . import netns_hosts
+
+    monkeypatch.setattr(netns_hosts.os, "geteuid", lambda: 1000)
+    assert "root" in (netns_hosts.unavailable_reason() or "")
+    monkeypatch.setattr(netns_hosts.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(netns_hosts.shutil, "which", lambda name: None)
+    assert "apt-get install iproute2" in (netns_hosts.unavailable_reason() or "")

@@ -165,7 +165,6 @@ def test_a_worker_host_cut_off_for_30s_loses_nothing_and_finishes_nothing_it_los
     assert held and len(moved) == len(held), f"jobs held by the cut host {held}, re-run elsewhere {moved}\n{log}"
     assert accepted == 0, f"{accepted} outcomes of the cut-off host were kept for jobs another worker ran\n{log}"
     assert late_ticks == 0, f"the healed host's copies ran {late_ticks} ticks on jobs another worker owns\n{log}"
-    assert t_done < t_heal, "the batch should finish while the host is still cut off"
     assert probe[0] == cut.pid and cut.is_alive(), log
 
 
