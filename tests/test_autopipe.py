@@ -172,3 +172,39 @@ def test_late_replies_after_a_hung_server_never_reach_new_calls() -> None:
                 assert later.created and later.id == f"after-{i}" and later.status() is JobStatus.deferred
     finally:
         srv.stop()
+
+
+def test_a_read_only_reply_drops_the_connection_so_callers_fall_back() -> None:
+    """READONLY (a primary turned replica in a failover) fails the call as a lost connection, not as its answer."""
+    from taskq_sdk._server import LocalServer
+
+    srv = LocalServer().start()
+    admin = redis.Redis.from_url(srv.url)
+    try:
+
+        async def main() -> tuple[BaseException | None, Any, int]:
+            r = make_redis(Settings(redis_url=srv.url))  # type: ignore[call-arg]
+            auto = AutoPipeline.for_redis(r)
+            assert auto is not None
+            try:
+                assert await auto.execute("SET", "k", "v") == b"OK"
+                writes = auto.writes
+                admin.replicaof("127.0.0.1", 1)  # a replica of nothing: writes are refused with READONLY
+                refused: BaseException | None = None
+                try:
+                    await auto.execute("SET", "k", "w")
+                except BaseException as exc:
+                    refused = exc
+                admin.replicaof("no", "one")
+                return refused, await auto.execute("GET", "k"), auto.writes - writes
+            finally:
+                await auto.close()
+                await r.aclose()
+
+        refused, value, writes = asyncio.run(main())
+        assert isinstance(refused, redis.exceptions.ConnectionError), refused
+        assert "read-only" in str(refused)
+        assert value == b"v" and writes == 2, "the next call went out on a fresh connection"
+    finally:
+        admin.close()
+        srv.stop()

@@ -16,8 +16,8 @@ A connection failure fails every call in flight with redis-py's own ``Connection
 ``TimeoutError`` after the socket timeout, for a hung server); callers fall back to the regular
 pool (:meth:`Store._run`), which has the reconnect and retry policy. Error replies (``BUSY``,
 ``NOSCRIPT``, ``WRONGTYPE``...) reach only the call they answer, as the exceptions redis-py raises;
-``READONLY`` (the server was demoted to a replica) counts as a lost connection, as redis-py's Sentinel
-connections treat it.
+``READONLY`` (the server became a replica in a failover) drops the connection like a failure, so the
+callers fall back to the pool and the next call connects afresh.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
+from redis.exceptions import NoScriptError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["AutoPipeline", "pack"]
@@ -234,14 +234,17 @@ class AutoPipeline:
                 if not self._waiting:
                     raise RedisConnectionError("a reply nobody asked for: the connection is out of step")
                 fut = self._waiting.popleft()
+                if isinstance(reply, ReadOnlyError):
+                    # a replica now (a failover): this connection is done; the callers fall back to the
+                    # pool, whose connections find the new primary (Sentinel) or retry
+                    lost = RedisConnectionError(f"the server became read-only ({reply}); reconnecting")
+                    if not fut.done():
+                        fut.set_exception(lost)
+                    self._fail(lost)
+                    return
                 if fut.done():  # its caller was cancelled: the reply is read and dropped
                     continue
-                if isinstance(reply, ReadOnlyError):
-                    # the server became a replica (a failover): like a lost connection, so that callers
-                    # fall back to the pool, which follows the primary, and the next connect asks anew
-                    self._waiting.appendleft(fut)
-                    raise RedisConnectionError(f"the server is a read-only replica now ({reply})")
-                if isinstance(reply, ResponseError):  # an error reply answers one call only
+                if isinstance(reply, BaseException):  # an error reply answers one call only
                     fut.set_exception(reply)
                 else:
                     fut.set_result(reply)
