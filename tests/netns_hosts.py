@@ -178,6 +178,16 @@ class WorkerOnHost:
             self.proc.wait(5)
 
 
+def _free_subnet(pid: int) -> str:
+    """A ``10.213.N`` /24 no interface of the root namespace has an address on, starting from ``pid``'s."""
+    used = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True).stdout
+    for step in range(250):
+        subnet = f"10.213.{(pid + step) % 250}"
+        if f" {subnet}." not in used:
+            return subnet
+    raise RuntimeError("no free 10.213.N/24 subnet for a test network")
+
+
 class Network:
     """A bridge in the root namespace and one namespace per host; everything is removed on close()."""
 
@@ -185,8 +195,10 @@ class Network:
         self.workdir = workdir
         self.pid = os.getpid()
         self.bridge = f"tqhb{self.pid}"
-        # one /24 per creating pid; the root namespace is .1 on it, hosts from .10
-        self.subnet = f"10.213.{self.pid % 250}"
+        # one /24 per network, the first free one from the creating pid's (two test runs may build networks
+        # at once: CI runs the partition figures beside the default tier); the root namespace is .1 on it,
+        # hosts from .10
+        self.subnet = _free_subnet(self.pid)
         self.hosts: dict[str, Host] = {}
         self.lifeline = Lifeline()
         self._closed = False

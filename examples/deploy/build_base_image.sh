@@ -21,6 +21,11 @@ REDIS_TAG=docker.io/library/redis:7
 hash=$(sha256sum "$0" | cut -c1-12)
 label=io.taskq.base=$hash
 
+# one build at a time (CI starts one early in the background; the deploy tests may ask at the same time)
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.build.lock"
+flock 9
+
 have() { # the image exists and was made by this version of the script
   [ "$("$ENGINE" image inspect --format '{{index .Labels "io.taskq.base"}}' "$1" 2>/dev/null || true)" = "$hash" ]
 }
