@@ -28,6 +28,14 @@ HEADLINES = {
         r"^sentinel_.*_plain_acked_lost$"
     ),
     "concurrent duplicate executions": re.compile(r"duplicate_executions|_duplicated$|stale_ticks"),
+    # an async job keeps running while its worker cannot reach the server (FENCING.md's known limit): the new
+    # owner's copy overlaps it until the cut heals; counted apart from the duplicates fencing prevents
+    "jobs whose copies overlapped while their worker was cut off (known limit, FENCING.md)": re.compile(
+        r"jobs_with_copies_overlapping_during_cut$"
+    ),
+    "jobs run again after a server outage longer than the claim TTL (at-least-once, FENCING.md)": re.compile(
+        r"^partition_server_.*_jobs_run_twice$"
+    ),
     "workers ended by a server reply": re.compile(r"dead_workers$"),
     "corrupt jobs left unfailed": re.compile(r"jobs_left_unfailed$"),
     "cross-tenant leaks": re.compile(
