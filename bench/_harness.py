@@ -57,9 +57,17 @@ def flush(url: str) -> None:
 
 
 @contextmanager
-def process(cmd: Sequence[str], env: dict[str, str], ready: Callable[[], bool] | None = None) -> Iterator[Any]:
-    """Run ``cmd`` for the duration of the block (output discarded), waiting for ``ready`` first."""
+def process(
+    cmd: Sequence[str],
+    env: dict[str, str],
+    ready: Callable[[], bool] | None = None,
+    *,
+    ready_proc: Callable[[subprocess.Popen[bytes]], bool] | None = None,
+) -> Iterator[Any]:
+    """Run ``cmd`` for the duration of the block (output discarded), waiting for ``ready()`` / ``ready_proc(proc)``."""
     proc = subprocess.Popen(list(cmd), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if ready_proc is not None:
+        ready = lambda: ready_proc(proc)  # noqa: E731
     try:
         if ready is not None:
             deadline = time.monotonic() + 60

@@ -1,7 +1,7 @@
 """Latency and drain rate of peer job queues (saq, huey, dramatiq, taskiq) next to taskq and raw arq, same server.
 
     python -m bench.peers --install      # once: creates .peers-venv with the peers, then runs
-    python -m bench.peers                # --n 200 --drain-n 5000 --concurrency 10
+    python -m bench.peers                # --n 200 --drain-n 5000 --concurrency 10 --rounds 2
 
 The peers run only in their own venv (``--venv``, default ``.peers-venv`` in the repository root),
 as subprocesses: the scripts in ``bench/peers/`` run there and start each peer's worker with its
@@ -15,19 +15,23 @@ and, where it has a latency knob, "tuned" with it (the row names the setting).
 
 Drain: ``--drain-n`` no-op jobs queued with no worker running, then one worker process with
 ``--concurrency`` (arq max_jobs, saq concurrency, huey threads, dramatiq threads, taskiq
-max-async-tasks). "jobs/s" leaves start-up out: for taskq and arq it is N / (last finish - first
-start) from their result envelopes (bench.drain), for the peers the completions seen (polled every
-10 ms) from the first to the last; "drain s" is the wall time from spawning the worker process to
-the last completion seen. Ratios are "times arq's defaults" (higher is better for both).
+max-async-tasks). Every system's drain is observed the same way: this harness reads a counter the
+system keeps on the server every 10 ms (``bench/peers/_common.py``; ``ref_drain`` for taskq and
+arq); "jobs/s" is the steady rate from the first completion seen to the last (start-up left out),
+"drain s" the wall time from spawning the worker process to the last completion seen. ``--rounds``
+interleaves the systems (latency samples pooled, drain medians with their range). Ratios are
+"times arq's defaults" (higher is better for both).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -40,6 +44,7 @@ from typing import Any
 import redis
 
 from . import drain as bench_drain
+from . import submit_rate
 from ._harness import ROOT, arq_worker, clean_env, flush, percentile, server, table, taskq_worker
 from .latency import raw_arq, taskq_async
 
@@ -69,6 +74,7 @@ class Row:
     wall: float | None = None
     drain_note: str = ""
     drain_warning: str = ""
+    variant: str = ""  # "defaults" / "tuned" (arq: its settings class): the row's identity across rounds
 
 
 class PeerError(Exception):
@@ -156,27 +162,52 @@ def run_peer(python: Path, url: str, peer: str, what: str, setting: str, args: l
 
 
 def ref_drain(url: str, n: int, kind: str, concurrency: int) -> tuple[float, float]:
-    """bench.drain's measurement for taskq or arq (settings ``kind``), plus the wall time from worker spawn."""
+    """taskq's or arq's drain (settings ``kind``), observed exactly as the peers' are (``bench/peers/_common.py``).
+
+    The queue is filled with no worker running; then the worker process is spawned and this
+    process reads the server every 10 ms: done = N - ZCARD arq:queue (arq, and taskq, keep a
+    running job in the queue set until it finishes). Returns the steady rate from the first
+    completion seen to the last, and the wall time from the spawn to the last completion.
+    """
     flush(url)
     env = {"ARQ_MAX_JOBS": str(concurrency)}
     if kind == "taskq":
         asyncio.run(bench_drain.enqueue_taskq(url, n))
-        ctx = taskq_worker(url, "bench.noop_jobs", **env)
+        cmd = [sys.executable, "-m", "taskq_sdk.worker", "bench.noop_jobs"]
     else:
         asyncio.run(bench_drain.enqueue_arq(url, n))
-        ctx = arq_worker(url, f"bench.arq_baseline.{kind}", **env)
+        cmd = [sys.executable, "-m", "arq", f"bench.arq_baseline.{kind}"]
     r = redis.Redis.from_url(url)
-    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, env=clean_env(url, **env), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
-        with ctx:
-            deadline = t0 + RUN_TIMEOUT
-            while r.zcard("arq:queue") and time.perf_counter() < deadline:
-                time.sleep(0.01)
-            wall = time.perf_counter() - t0
-            rate = bench_drain.wait_drained(url, n, timeout=max(1.0, deadline - time.perf_counter()))
+        rate, wall = _observer().observe(
+            lambda: n - int(r.zcard("arq:queue")),  # type: ignore[arg-type]
+            n,
+            proc,
+            spawned=time.perf_counter(),
+            timeout=RUN_TIMEOUT,
+        )
+        return float(rate), float(wall)
     finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         r.close()
-    return rate, wall
+
+
+def _observer() -> Any:
+    """``bench/peers/_observe.py``, the drain observer the peers use too (loaded by path: bench.peers is this file)."""
+    spec = importlib.util.spec_from_file_location("taskq_bench_observe", PEERS_DIR / "_observe.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _attempt(what: str, fn: Callable[[], Any]) -> tuple[Any, str]:
@@ -194,7 +225,7 @@ def reference_rows(url: str, args: argparse.Namespace) -> list[Row]:
             ("Default", "defaults (worker and result polls 0.5 s)", 0.5, args.arq_default_n),
             ("Fast", "tuned: worker and result polls at 5 ms", 0.005, args.n),
         ):
-            row = Row("arq (raw)", setting)
+            row = Row("arq (raw)", setting, variant=kind)
             flush(url)
             print(f"arq {kind}: latency", file=sys.stderr)
             with arq_worker(url, f"bench.arq_baseline.{kind}"):
@@ -206,7 +237,7 @@ def reference_rows(url: str, args: argparse.Namespace) -> list[Row]:
                 row.rate, row.wall = res
             rows.append(row)
     if "taskq" in args.systems:
-        row = Row("taskq", "AsyncClient, defaults")
+        row = Row("taskq", "AsyncClient, defaults", variant="defaults")
         flush(url)
         print("taskq: latency", file=sys.stderr)
         with taskq_worker(url, "bench.noop_jobs"):
@@ -226,7 +257,7 @@ def peer_rows(url: str, python: Path, args: argparse.Namespace) -> list[Row]:
         if peer not in args.systems:
             continue
         for setting in VARIANTS[peer]:
-            row = Row(peer, setting)
+            row = Row(peer, setting, variant=setting)
             flush(url)
             print(f"{peer} {setting}: latency", file=sys.stderr)
             lat_args = ["--n", str(args.n), "--slow-n", str(args.slow_n), "--warmup", str(args.warmup)]
@@ -249,6 +280,78 @@ def peer_rows(url: str, python: Path, args: argparse.Namespace) -> list[Row]:
     return rows
 
 
+def submit_rates(url: str, python: Path, args: argparse.Namespace) -> dict[str, list[float]]:
+    """Enqueue rates, no worker running: one by one and ``--concurrent`` gathered, per system (one round)."""
+    n, c = args.submit_n, args.concurrent
+    cases: dict[str, Callable[[], float]] = {}
+    if "arq" in args.systems:
+        cases["arq 0.28 `enqueue_job`, one by one"] = lambda: asyncio.run(submit_rate.arq_rate(url, n, 1))
+        cases[f"arq `enqueue_job`, gather of {c}"] = lambda: asyncio.run(submit_rate.arq_rate(url, n, c))
+    if "taskq" in args.systems:
+        cases["taskq `AsyncClient.submit`, one by one"] = lambda: asyncio.run(submit_rate.async_rate(url, n, 1))
+        cases[f"taskq `AsyncClient.submit`, gather of {c}"] = lambda: asyncio.run(submit_rate.async_rate(url, n, c))
+        cases["taskq `Client.submit`, one by one"] = lambda: submit_rate.sync_rate(url, n, 1)
+    out: dict[str, list[float]] = {}
+    for name, case in cases.items():
+        flush(url)
+        rate, _ = _attempt(name, case)
+        if rate:
+            out.setdefault(name, []).append(rate)
+    for peer in PEERS:
+        if peer not in args.systems:
+            continue
+        flush(url)
+        res, _ = _attempt(
+            f"{peer} submit",
+            partial(run_peer, python, url, peer, "submit", "defaults", ["--n", str(n), "--concurrent", str(c)], 10),
+        )
+        if res:
+            out.setdefault(f"{peer} {res['version']}, one by one", []).append(res["one_by_one"])
+            if "gather" in res:
+                out.setdefault(f"{peer} {res['version']}, gather of {c}", []).append(res["gather"])
+    return out
+
+
+def render_submit(rates: dict[str, list[float]], args: argparse.Namespace) -> str:
+    base = next((statistics.median(v) for k, v in rates.items() if k.startswith("arq") and "one by one" in k), None)
+    rows = []
+    for name, values in rates.items():
+        rate = statistics.median(values)
+        rows.append(
+            [name, f"{rate:,.0f}", f"{min(values):,.0f}-{max(values):,.0f}", f"{rate / base:.2f}x" if base else ""]
+        )
+    title = f"Peers: enqueue rate of {args.submit_n:,} no-op jobs, no worker running (medians of {args.rounds} rounds)"
+    return table(title, ["how", "jobs/s", "range", "vs arq one by one"], rows)
+
+
+def merge_rounds(rounds: list[list[Row]]) -> list[Row]:
+    """One row per system and setting: latency samples pooled over the rounds, drain rate and wall the medians."""
+    merged: dict[tuple[str, str], tuple[Row, list[float], list[float]]] = {}
+    for rows in rounds:
+        for row in rows:
+            key = (row.system.split()[0], row.variant)
+            if key not in merged:
+                merged[key] = (Row(row.system, row.setting, variant=row.variant), [], [])
+            into, rates, walls = merged[key]
+            into.system, into.setting = row.system, row.setting
+            into.samples += row.samples
+            into.latency_error = into.latency_error or row.latency_error
+            into.drain_note = into.drain_note or row.drain_note
+            into.drain_warning = into.drain_warning or row.drain_warning
+            if row.rate is not None and row.wall is not None:
+                rates.append(row.rate)
+                walls.append(row.wall)
+    out = []
+    order = {name: i for i, name in enumerate(SYSTEMS)}
+    for into, rates, walls in sorted(merged.values(), key=lambda m: order.get(m[0].system.split()[0], 99)):
+        if rates:
+            into.rate, into.wall = statistics.median(rates), statistics.median(walls)
+            if len(rates) > 1:
+                into.drain_note = f"{min(rates):,.0f}-{max(rates):,.0f} over {len(rates)} rounds"
+        out.append(into)
+    return out
+
+
 # --- output ----------------------------------------------------------------------------------------
 
 
@@ -266,7 +369,12 @@ def render(rows: list[Row], args: argparse.Namespace) -> str:
             lat = ["", f"ERROR: {r.latency_error}" if r.latency_error else "", "", ""]
         if r.rate is not None:
             warning = f" ({r.drain_warning} of {args.drain_n:,} not completed)" if r.drain_warning else ""
-            drain = [f"{r.rate:,.0f}{warning}", f"{r.rate / base_rate:.2f}x" if base_rate else "", f"{r.wall:.2f}"]
+            spread = f" ({r.drain_note})" if r.drain_note.endswith("rounds") else ""
+            drain = [
+                f"{r.rate:,.0f}{spread}{warning}",
+                f"{r.rate / base_rate:.2f}x" if base_rate else "",
+                f"{r.wall:.2f}",
+            ]
         else:
             drain = [f"ERROR: {r.drain_note}" if r.drain_note and not r.drain_note.startswith("as ") else r.drain_note]
             drain += ["", ""]
@@ -288,6 +396,9 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--drain-n", type=int, default=5000)
     p.add_argument("--concurrency", type=int, default=10)
+    p.add_argument("--concurrent", type=int, default=100, help="submits gathered at once in the enqueue-rate run")
+    p.add_argument("--submit-n", type=int, default=2000, help="jobs per enqueue-rate run (0: skip)")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (latency pooled, drain medians)")
     p.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS), help="a subset, for quick runs")
     args = p.parse_args()
     venv = args.venv.resolve()
@@ -300,10 +411,25 @@ def main() -> int:
         return 2
     started = time.time()
     with server() as srv:
-        rows = reference_rows(srv.url, args) + peer_rows(srv.url, python, args)
+        rounds: list[list[Row]] = []
+        submits: dict[str, list[float]] = {}
+        for i in range(args.rounds):
+            if args.submit_n:
+                for name, values in submit_rates(srv.url, python, args).items():
+                    submits.setdefault(name, []).extend(values)
+            print(f"round {i + 1} of {args.rounds}", file=sys.stderr)
+            # interleaved: every system once per round, the order reversed every other round (drift evens out)
+            if i % 2 == 0:
+                rounds.append(reference_rows(srv.url, args) + peer_rows(srv.url, python, args))
+            else:
+                rounds.append(peer_rows(srv.url, python, args) + reference_rows(srv.url, args))
+        rows = merge_rounds(rounds)
         version = srv.version
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(render(rows, args))
+    if submits:
+        print()
+        print(render_submit(submits, args))
     print()
     print(
         f"_{time.strftime('%Y-%m-%d %H:%M %Z')}; server {version}; {os.cpu_count()} cores; "

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["stop_tasks"]
+__all__ = ["close_loop", "stop_tasks"]
 
 logger = logging.getLogger("taskq_sdk")
 
@@ -37,3 +37,25 @@ async def stop_tasks(tasks: Sequence[asyncio.Task[Any] | asyncio.Future[Any]], t
     for t in pending:
         name = t.get_name() if isinstance(t, asyncio.Task) else repr(t)
         logger.warning("background task %s did not stop on cancel within %gs; leaving it", name, timeout)
+
+
+def close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Close a loop the way ``asyncio.run`` does, but bounded: stop what is left, then close.
+
+    A task left pending on a closed loop is finalised later by the garbage collector, at a random point
+    in some other code (on CPython 3.11 even inside ``ast.parse``, which then fails with a SystemError).
+
+    Example::
+
+        try:
+            loop.run_until_complete(main())
+        finally:
+            close_loop(loop)
+    """
+    try:
+        leftover = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        if leftover:
+            loop.run_until_complete(stop_tasks(leftover, timeout=5.0))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()

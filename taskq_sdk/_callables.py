@@ -72,7 +72,8 @@ async def job_target(core: ClientCore, fn: Any) -> Any:
         return fn
     cluster = _CLUSTERS.get(core)
     if cluster is not None:
-        return await asyncio.to_thread(cluster.serve_callable, fn)
+        # served before (the same function object): no thread hop; else shipped once, off the loop
+        return cluster.served_name(fn) or await asyncio.to_thread(cluster.serve_callable, fn)
     if getattr(fn, "__taskq_job__", None) is not None:
         return fn
     name = getattr(inspect.unwrap(fn), "__name__", None)

@@ -56,7 +56,17 @@ logger = logging.getLogger("taskq_sdk")
 T = TypeVar("T")
 
 #: the SDK's own submit options (keyword-only, with a leading underscore, as in arq)
-SUBMIT_OPTIONS = ("_job_id", "_defer_by", "_defer_until", "_expires", "_timeout", "_retries", "_queue", "_cache")
+SUBMIT_OPTIONS = (
+    "_job_id",
+    "_defer_by",
+    "_defer_until",
+    "_expires",
+    "_timeout",
+    "_retries",
+    "_queue",
+    "_durable",
+    "_cache",
+)
 REGISTRY_CACHE_SECONDS = 5.0
 LIVE_WORKER_SECONDS = 10.0
 
@@ -280,7 +290,7 @@ class ClientCore:
         if self._state is _State.CLOSED:
             raise ClientClosed("Cannot use a client once it has been closed; create a new one.")
         if self._store is None:
-            self._store = Store(make_redis(self.settings, self.codec), self.codec, self.settings)
+            self._store = Store(make_redis(self.settings, self.codec), self.codec, self.settings, pipelined=True)
             self._state = _State.OPENED
             if self.loop is None:
                 try:
@@ -516,6 +526,11 @@ class ClientCore:
         expires = _seconds(options.get("_expires"), "_expires", low=MIN_EXPIRES_SECONDS)
         timeout = _seconds(options.get("_timeout"), "_timeout", low=MIN_TIMEOUT_SECONDS)
         retries = _retries(options.get("_retries"))
+        durable = options.get("_durable")
+        if durable is None:
+            durable = self.settings.durable_submit
+        elif not isinstance(durable, bool):
+            raise ConfigurationError(f"_durable takes True or False, not {durable!r}")
 
         if defer_until is not None:
             score = _defer_until_ms(defer_until, now)
@@ -547,12 +562,12 @@ class ClientCore:
             args_repr=call_repr(name, args, kwargs),
             retry_of=retry_of,
             batch=batch,
+            durable=durable,
         )
 
     async def write(self, row: SubmitRow, *, reply_to: str = "") -> bool:
         """Write one prepared job; True if created (False: its id was taken, the existing job stays)."""
-        created = await self.call(lambda s: s.submit([row], wake_queue=row.queue, reply_to=reply_to), "submit a job to")
-        return created[0]
+        return await self.call(lambda s: s.submit_one(row, reply_to=reply_to), "submit a job to")
 
     async def submit_followed(self, row: SubmitRow) -> tuple[bool, Follow]:
         """Write one prepared job, listening for its events first, so a wait right after misses none.

@@ -16,6 +16,7 @@ ERROR_NAMES = (
     "DownloadFailed",
     "DownloadTimeout",
     "DownloadTooLarge",
+    "DurabilityUnconfirmed",
     "InvalidName",
     "InvalidURL",
     "JobCancelled",

@@ -90,6 +90,44 @@ def _merge(forwarded: str, own: str | None) -> str:
     return forwarded if not own or own in forwarded else f"{forwarded}\n\n{own}"
 
 
+class _Handoff:
+    """One blocking call's coroutine on its way to the portal's loop, and the lock its caller waits on."""
+
+    __slots__ = ("coro", "done", "loop", "task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> None:
+        self.loop = loop
+        self.coro: Coroutine[Any, Any, Any] | None = coro
+        self.task: asyncio.Task[Any] | None = None
+        self.done = threading.Lock()
+        self.done.acquire()
+
+    def start(self) -> None:  # on the loop's thread
+        coro, self.coro = self.coro, None
+        if coro is None:  # abandoned before it started
+            return
+        self.task = self.loop.create_task(coro)
+        self.task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self.done.release()
+
+    def abandon(self) -> None:
+        """Cancel the call (Ctrl-C in the caller, or the portal stopped): its task, or its start."""
+
+        def cancel() -> None:
+            if self.task is not None:
+                self.task.cancel()
+            elif self.coro is not None:
+                self.coro.close()
+                self.coro = None
+
+        try:
+            self.loop.call_soon_threadsafe(cancel)
+        except RuntimeError:  # the loop is closed: nothing runs any more
+            pass
+
+
 class Portal:
     """Runs an event loop in a daemon thread and lets other threads block on coroutines in it.
 
@@ -150,13 +188,42 @@ class Portal:
     def call(self, fn: Callable[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(*args, **kwargs)`` on the portal's loop and block until it returns.
 
+        The hand-off is one ``call_soon_threadsafe`` and one lock: the caller blocks on the lock,
+        the task's done callback releases it (cheaper than a ``concurrent.futures.Future``, whose
+        condition variable and callbacks cost about as much as a submit's own Python work).
+
         Example::
 
             portal.call(client.submit, "add", 1, 2)
         """
         self._check()
-        future = asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self._loop)
-        return self.wait(future)
+        coro = fn(*args, **kwargs)
+        handoff = _Handoff(self._loop, coro)
+        try:
+            self._loop.call_soon_threadsafe(handoff.start)
+        except RuntimeError:  # the loop closed since _check
+            coro.close()
+            raise ClientClosed("This client is closed. Create a new Client to continue.") from None
+        try:
+            self._block(handoff)
+        except KeyboardInterrupt:
+            handoff.abandon()
+            raise
+        task = handoff.task
+        assert task is not None
+        if task.cancelled():
+            if not self.running:
+                raise ClientClosed("The client was closed while this call was waiting.") from None
+            raise concurrent.futures.CancelledError()
+        result: T = task.result()
+        return result
+
+    def _block(self, handoff: _Handoff) -> None:
+        """Wait for a hand-off's task to end (Ctrl-C interrupts the lock wait); the caller's frame while blocked."""
+        while not handoff.done.acquire(timeout=1.0):
+            if not self.running:  # stopped before the task could start or finish
+                handoff.abandon()
+                raise ClientClosed("The client was closed while this call was waiting.")
 
     def wait(self, future: concurrent.futures.Future[T]) -> T:
         """Block on a future of the portal's loop; Ctrl-C cancels the future and re-raises."""

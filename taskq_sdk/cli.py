@@ -38,14 +38,15 @@ examples:
   taskq metrics --window 300    counts, failure rate, p50/p95 over the last 5 minutes
   taskq health                  ok / degraded / down, and the reasons
 
-connection: --url, else REDIS_URL (or REDIS_HOST, REDIS_PORT, REDIS_PASSWORD, REDIS_DB), else the
-`taskq local` running for this user, else localhost:6379.
+connection: --url, else REDIS_URL (or REDIS_HOST, REDIS_PORT, REDIS_PASSWORD, REDIS_DB; or REDIS_SENTINELS
+with REDIS_SENTINEL_MASTER), else the `taskq local` running for this user, else localhost:6379.
+A Sentinel URL: --url 'redis+sentinel://:PASSWORD@host1:26379,host2:26379/mymaster/0'.
 
 exit codes: 0 ok, 1 the job or operation did not succeed (health degraded), 2 usage or
 configuration error, 3 server unreachable (health down), 4 not found."""
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
-_CONNECTION_ENV = ("REDIS_URL", "REDIS_HOST", "REDIS_PORT")
+_CONNECTION_ENV = ("REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_SENTINELS")
 #: Python advice in library messages, and what a shell user does instead
 _SHELL_WORDS = (
     ("For a local one: LocalCluster() in Python, or `taskq local` in a shell.",

@@ -155,7 +155,8 @@ class AsyncClient:
 
         SDK options are keyword-only with a leading underscore (as in arq): ``_job_id``,
         ``_defer_by``, ``_defer_until``, ``_expires``, ``_timeout``, ``_retries`` (attempts in total),
-        ``_queue``. ``tenant=``/``workspace=`` set the job's tenant and workspace (a bound client
+        ``_queue``, ``_durable`` (wait for a replica's acknowledgement, see the README's Sentinel
+        section). ``tenant=``/``workspace=`` set the job's tenant and workspace (a bound client
         fills them in) and reach functions that declare them. A ``_job_id`` already taken returns
         the existing job's handle with ``job.created == False``. ``_cache=True`` (or a timedelta;
         the default of functions marked ``@job(cache=True)``) serves a call whose inputs were seen
@@ -311,7 +312,7 @@ class AsyncClient:
         reuses the jobs that exist (finished or running) instead of running them twice.
         ``star=True`` unpacks each item as positional arguments; ``kwargs`` go to every call.
         SDK options as in ``submit``: ``_timeout`` (per job), ``_retries``, ``_queue``,
-        ``_expires``, ``_defer_by``, ``_defer_until``.
+        ``_expires``, ``_defer_by``, ``_defer_until``, ``_durable``.
 
         Example::
 

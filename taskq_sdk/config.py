@@ -21,11 +21,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ._names import DEFAULT_QUEUE, check_name
 from ._redact import redact_url
+from ._sentinel_url import SENTINEL_SCHEMES, SentinelAddress, parse_sentinel_hosts, parse_sentinel_url
 from .errors import ConfigurationError, InvalidName
 
 __all__ = ["Settings", "mask_url"]
 
-_SCHEMES = ("redis", "rediss", "unix")
+_SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES)
 
 
 def _env(*names: str) -> Any:
@@ -60,13 +61,40 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = Field(
         None,
         validation_alias=_env("redis_url", "REDIS_URL"),
-        description="redis://, rediss:// or unix:// URL",
+        description="redis://, rediss://, unix:// or redis+sentinel:// URL",
     )
     redis_host: str = Field("localhost", validation_alias=_env("redis_host", "REDIS_HOST"))
     redis_port: int = Field(6379, ge=1, le=65535, validation_alias=_env("redis_port", "REDIS_PORT"))
     redis_username: str | None = Field(None, validation_alias=_env("redis_username", "REDIS_USERNAME"))
     redis_password: SecretStr | None = Field(None, validation_alias=_env("redis_password", "REDIS_PASSWORD"))
     redis_db: int = Field(0, ge=0, validation_alias=_env("redis_db", "REDIS_DB"))
+    # --- Sentinel (used when REDIS_URL is unset; a redis+sentinel:// REDIS_URL says the same in one line) ---
+    redis_sentinels: str | None = Field(
+        None,
+        validation_alias=_env("redis_sentinels", "REDIS_SENTINELS"),
+        description="host1:26379,host2:26379: reach the primary through these sentinels",
+    )
+    redis_sentinel_master: str | None = Field(
+        None,
+        validation_alias=_env("redis_sentinel_master", "REDIS_SENTINEL_MASTER"),
+        description="the name the sentinels monitor the primary under (e.g. mymaster)",
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        None,
+        validation_alias=_env("redis_sentinel_password", "REDIS_SENTINEL_PASSWORD"),
+        description="the sentinels' own password (REDIS_PASSWORD is the data nodes')",
+    )
+    durable_submit: bool = Field(
+        False,
+        validation_alias=_env("durable_submit", "TASKQ_DURABLE_SUBMIT"),
+        description="every submit waits until a replica holds the job (WAIT), else DurabilityUnconfirmed",
+    )
+    durable_timeout: float = Field(
+        2.0,
+        gt=0,
+        validation_alias=_env("durable_timeout", "TASKQ_DURABLE_TIMEOUT"),
+        description="seconds a durable submit waits for a replica's acknowledgement (capped at 0.9 x socket timeout)",
+    )
     tls_ca_certs: str | None = Field(None, validation_alias=_env("tls_ca_certs", "TASKQ_TLS_CA_CERTS"))
     tls_check_hostname: bool = Field(True, validation_alias=_env("tls_check_hostname", "TASKQ_TLS_CHECK_HOSTNAME"))
     connect_timeout: float = Field(
@@ -227,16 +255,32 @@ class Settings(BaseSettings):
         if v is None or not v.get_secret_value():
             return None
         raw = v.get_secret_value()
-        scheme = urlsplit(raw).scheme
+        scheme = raw.split("://", 1)[0].lower() if "://" in raw else ""
         if scheme not in _SCHEMES:
             raise ConfigurationError(
                 f"REDIS_URL scheme {scheme or '(none)'!r} is not supported: use redis://host:port/db, "
-                "rediss://host:port/db (TLS) or unix:///path/to/socket"
+                "rediss://host:port/db (TLS), unix:///path/to/socket or "
+                "redis+sentinel://host1:26379,host2:26379/mymaster/0"
             )
+        if scheme in SENTINEL_SCHEMES:
+            parse_sentinel_url(raw)
         return v
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        if self.redis_url is None:
+            if self.redis_sentinels is not None:
+                parse_sentinel_hosts(self.redis_sentinels)
+                if not self.redis_sentinel_master:
+                    raise ConfigurationError(
+                        "REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is not: set it to the name the "
+                        "sentinels monitor the primary under (e.g. mymaster)"
+                    )
+            elif self.redis_sentinel_master:
+                raise ConfigurationError(
+                    "REDIS_SENTINEL_MASTER is set but REDIS_SENTINELS is not: list the sentinels "
+                    "(host1:26379,host2:26379), or use REDIS_URL=redis+sentinel://host1:26379,host2:26379/mymaster/0"
+                )
         if self.serializer == "pickle":
             import warnings
 
@@ -249,6 +293,9 @@ class Settings(BaseSettings):
     # ----------------------------------------------------------------- derived
     def url(self) -> str:
         """The full connection URL, password included (never print it; use :meth:`safe_url`)."""
+        address = self.sentinel()
+        if address is not None:
+            return address.url()
         if self.redis_url is not None:
             raw = self.redis_url.get_secret_value()
             parts = urlsplit(raw)
@@ -266,6 +313,40 @@ class Settings(BaseSettings):
             auth = f"{quote(self.redis_username, safe='')}@"
         host = f"[{self.redis_host}]" if ":" in self.redis_host else self.redis_host
         return f"redis://{auth}{host}:{self.redis_port}/{self.redis_db}"
+
+    def sentinel(self) -> SentinelAddress | None:
+        """Where the Sentinel-managed primary is (from a sentinel ``REDIS_URL`` or ``REDIS_SENTINELS``), else None.
+
+        ``REDIS_PASSWORD`` / ``REDIS_USERNAME`` and ``REDIS_SENTINEL_PASSWORD`` fill what the URL leaves out.
+
+        Example::
+
+            Settings(redis_url="redis+sentinel://s1,s2/mymaster").sentinel().master   # 'mymaster'
+        """
+        from dataclasses import replace
+
+        if self.redis_url is not None:
+            raw = self.redis_url.get_secret_value()
+            if raw.split("://", 1)[0].lower() not in SENTINEL_SCHEMES:
+                return None
+            address = parse_sentinel_url(raw)
+        elif self.redis_sentinels is not None and self.redis_sentinel_master:
+            address = SentinelAddress(
+                parse_sentinel_hosts(self.redis_sentinels), self.redis_sentinel_master, db=self.redis_db
+            )
+        else:
+            return None
+        if address.password is None and self.redis_password is not None:
+            address = replace(
+                address,
+                username=address.username or self.redis_username,
+                password=self.redis_password.get_secret_value(),
+            )
+        elif address.username is None and self.redis_username:
+            address = replace(address, username=self.redis_username)
+        if address.sentinel_password is None and self.redis_sentinel_password is not None:
+            address = replace(address, sentinel_password=self.redis_sentinel_password.get_secret_value())
+        return address
 
     def safe_url(self) -> str:
         """The connection URL with the password masked, for reprs, logs and errors."""
@@ -313,6 +394,6 @@ def _config_error(exc: ValidationError) -> ConfigurationError:
             names = [a for a in getattr(info.validation_alias, "choices", []) if isinstance(a, str) and a.isupper()]
             env = f" ({names[0]})" if names else ""
         shown = err.get("input")
-        value = "" if field in ("redis_url", "redis_password") else f" got {shown!r}:"
+        value = "" if field in ("redis_url", "redis_password", "redis_sentinel_password") else f" got {shown!r}:"
         problems.append(f"{field}{env}:{value} {err.get('msg', 'invalid')}")
     return ConfigurationError("invalid settings: " + "; ".join(problems))

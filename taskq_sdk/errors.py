@@ -16,6 +16,7 @@ The tree::
      │    └── InvalidName                          bad tenant / workspace / queue / job id
      ├── ClientClosed              (RuntimeError)  the client was closed, or is used from the wrong thread
      ├── BrokerUnavailable         (ConnectionError) the Redis-compatible server cannot be reached
+     ├── DurabilityUnconfirmed                     a durable submit was written, but no replica confirmed it
      ├── PermissionDenied          (PermissionError) the server's ACL refused this user (tenant boundary)
      ├── ServerError                               the embedded server could not be found or started
      ├── SubmitError                               nothing was enqueued
@@ -131,6 +132,35 @@ class BrokerUnavailable(TaskqError, ConnectionError):
 
         Client(redis_url="redis://127.0.0.1:1").submit("add", 1, 2)   # BrokerUnavailable
     """
+
+
+class DurabilityUnconfirmed(TaskqError):
+    """A durable submit (``_durable=True`` / ``TASKQ_DURABLE_SUBMIT``) reached the primary, but no replica confirmed it.
+
+    The jobs *are* queued on the primary and may well run; they are only not known to survive the
+    primary's loss. ``job_ids`` names them, ``acked`` says how many replicas confirmed (fewer than
+    ``wanted``).
+
+    Example::
+
+        try:
+            job = client.submit("add", 1, 2, _durable=True)
+        except DurabilityUnconfirmed as exc:
+            print(exc.job_ids, exc.acked)    # queued on the primary; check the replicas (INFO replication)
+    """
+
+    def __init__(self, job_ids: list[str], acked: int, wanted: int, timeout: float, what: str = "") -> None:
+        self.job_ids = list(job_ids)
+        self.acked = acked
+        self.wanted = wanted
+        first = ", ".join(short_id(j) for j in self.job_ids[:3]) + (" ..." if len(self.job_ids) > 3 else "")
+        what = what or f"{len(self.job_ids)} job(s) ({first})"
+        super().__init__(
+            f"{what} were written to the primary, but {acked} of the {wanted} "
+            f"replica(s) asked for confirmed them within {timeout:g}s (WAIT). They are queued and may run, but "
+            "could be lost if the primary fails now. Check that a replica is connected (INFO replication on "
+            "the primary), raise TASKQ_DURABLE_TIMEOUT, or check the jobs' status before submitting again."
+        )
 
 
 class PermissionDenied(TaskqError, PermissionError):

@@ -146,7 +146,7 @@ class AsyncJob:
         #: (function, status) known from this client's own submit: what the repr shows before any read
         self._submitted = submitted
         self._final: tuple[JobStatus, Any, BaseException | None] | None = None
-        self._progress = Progress()
+        self._progress: Progress | None = None  # the latest progress event (no model built per submit)
         self._callbacks: list[asyncio.Task[None]] = []
         follow = follow or Follow()
         self._presub = follow.prepared  # subscribed at submit, adopted by the first wait
@@ -402,7 +402,9 @@ class AsyncJob:
         base = self._last.info if self._last is not None else JobInfo(id=self._id, status=status)
         info = base.model_copy(update={"status": status, "attempts": record.attempt or base.attempts})
         if status is JobStatus.complete:
-            info = info.model_copy(update={"progress": Progress(fraction=1.0, message=self._progress.message)})
+            info = info.model_copy(
+                update={"progress": Progress(fraction=1.0, message=self._progress.message if self._progress else None)}
+            )
         state = JobState(status=status, info=info, exists=True, has_meta=False, result_blob=blob, record=record)
         self._known = True
         self._last = state
@@ -587,6 +589,12 @@ class Job:
         from .views.widgets import job_mimebundle
 
         return job_mimebundle(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # plain IPython (no notebook): the text repr, after a fresh look, so showing the job again is current
+        from .views.widgets import job_text
+
+        printer.text(job_text(self))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Job) and other.id == self.id

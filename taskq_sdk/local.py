@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from pydantic import SecretStr
 
 from . import _codeship
+from ._aio import close_loop
 from ._callables import auto_name, cluster_created, short_name
 from ._lifeline import ENV_VAR, Lifeline
 from ._server import LocalServer
@@ -52,6 +53,7 @@ __all__ = ["LocalCluster", "WorkerProcess", "WorkerThread"]
 _SETTINGS_ENV_PREFIXES = ("REDIS_", "ARQ_", "TASKQ_")
 _CONNECTION_FIELDS = frozenset(
     {"redis_url", "redis_host", "redis_port", "redis_username", "redis_password", "redis_db", "allow_private_urls"}
+    | {"redis_sentinels", "redis_sentinel_master", "redis_sentinel_password"}
 )
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -121,7 +123,7 @@ class WorkerThread:
             self._error = exc
         finally:
             self._ready.set()
-            loop.close()
+            close_loop(loop)  # a listener left pending would be finalised at random later
 
     def is_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -533,6 +535,23 @@ class LocalCluster:
             except TypeError:
                 pass
             return name
+
+    def served_name(self, fn: Callable[..., Any]) -> str | None:
+        """The name ``fn`` was already served under, without waiting for anything; None if not (yet).
+
+        A submit's fast path: the same function object submitted again needs no thread hop and
+        no lock (:meth:`serve_callable` does the work, once).
+
+        Example::
+
+            cluster.served_name(f) or cluster.serve_callable(f)
+        """
+        if self._closed:
+            return None
+        try:
+            return self._served.get(fn)
+        except TypeError:  # not weak-referenceable
+            return None
 
     def _ship_unknown(self, fn: Callable[..., Any]) -> str:
         marked = getattr(fn, "__taskq_job__", None)

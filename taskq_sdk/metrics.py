@@ -6,6 +6,7 @@ Workers and clients count atomically in the server as jobs are submitted, retrie
     m = client.metrics(window=300)          # the last five minutes; window=None: all time
     m.totals.complete, m.totals.p95_seconds
     m.to_frame()                            # one row per tenant/workspace/function (pandas)
+    m.plot()                                # jobs per function, a matplotlib Axes (taskq_sdk.plotting)
 """
 
 from __future__ import annotations
@@ -25,7 +26,16 @@ from .errors import ConfigurationError
 if TYPE_CHECKING:
     from ._core import ClientCore
 
-__all__ = ["MetricRow", "Metrics", "aggregate", "bucket_bounds_ms", "collect", "per_minute"]
+__all__ = [
+    "MetricRow",
+    "Metrics",
+    "aggregate",
+    "bucket_bounds_ms",
+    "collect",
+    "minute_totals",
+    "per_minute",
+    "per_minute_by_function",
+]
 
 BUCKETS_PER_DOUBLING = 8
 COUNTERS = ("enq", "complete", "failed", "retried", "cancelled")
@@ -34,8 +44,8 @@ COUNTERS = ("enq", "complete", "failed", "retried", "cancelled")
 def bucket_bounds_ms(bucket: int) -> tuple[float, float]:
     """The duration range (ms) histogram bucket ``bucket`` covers (log2 scale, 8 buckets per doubling).
 
-    >>> [round(x, 2) for x in bucket_bounds_ms(8)]
-    [1.0, 1.18]
+    >>> tuple(round(x, 2) for x in bucket_bounds_ms(8))
+    (1.0, 1.18)
     """
     lo = 2 ** (bucket / BUCKETS_PER_DOUBLING) - 1
     hi = 2 ** ((bucket + 1) / BUCKETS_PER_DOUBLING) - 1
@@ -110,6 +120,18 @@ class Metrics(BaseModel):
         records = [{**r.model_dump(), "failure_rate": r.failure_rate} for r in self.rows]
         columns = [*MetricRow.model_fields, "failure_rate"]
         return pd.DataFrame.from_records(records, columns=columns)
+
+    def plot(self, *, ax: Any = None, **kwargs: Any) -> Any:
+        """Finished jobs per function, complete/failed/cancelled stacked; returns the matplotlib ``Axes``.
+
+        Needs ``pip install "taskq-sdk[notebook]"`` (matplotlib, pandas). Example::
+
+            ax = client.metrics(window=600).plot()
+            ax.figure.savefig("jobs.png")
+        """
+        from .plotting import plot_metrics
+
+        return plot_metrics(self, ax=ax, **kwargs)
 
 
 def _percentile(hist: Mapping[int, int], q: float) -> float | None:
@@ -260,12 +282,41 @@ async def per_minute(core: ClientCore, *, minutes: int, workspace: str | None = 
 
         series = await per_minute(core, minutes=15)
     """
+    return minute_totals(await per_minute_by_function(core, minutes=minutes, workspace=workspace))
+
+
+#: one minute of the dashboard's chart: the minute (epoch minutes) and ``{function: (complete, failed)}``
+MinuteByFunction = tuple[int, dict[str, tuple[int, int]]]
+
+
+def minute_totals(series: list[MinuteByFunction]) -> list[tuple[int, int, int]]:
+    """``(minute, complete, failed)`` summed over the functions of each minute.
+
+    >>> minute_totals([(7, {"a": (2, 1), "b": (3, 0)})])
+    [(7, 5, 1)]
+    """
+    return [(m, sum(c for c, _ in by_fn.values()), sum(f for _, f in by_fn.values())) for m, by_fn in series]
+
+
+async def per_minute_by_function(
+    core: ClientCore, *, minutes: int, workspace: str | None = None
+) -> list[MinuteByFunction]:
+    """``(minute, {function: (complete, failed)})`` for each of the last ``minutes`` minutes.
+
+    Example::
+
+        series = await per_minute_by_function(core, minutes=15)
+    """
     tenants = await _tenants(core, None)
     now_min = int(time.time() // 60)
     wanted = range(now_min - minutes + 1, now_min + 1)
     hashes = await core.call(lambda s: s.metrics.by_minute(tenants, wanted))
-    series: list[tuple[int, int, int]] = []
+    series: list[MinuteByFunction] = []
     for m in wanted:
-        _, total = aggregate(hashes.get(m, []), workspace=workspace)
-        series.append((m, total.complete, total.failed))
+        rows, _ = aggregate(hashes.get(m, []), workspace=workspace)
+        by_fn: dict[str, tuple[int, int]] = {}
+        for row in rows:
+            complete, failed = by_fn.get(row.function, (0, 0))
+            by_fn[row.function] = (complete + row.complete, failed + row.failed)
+        series.append((m, by_fn))
     return series

@@ -185,14 +185,10 @@ def run_worker(modules: Sequence[str] = (), **kwargs: Any) -> Any:
     finally:
         # like asyncio.run's clean-up, but bounded: a task that swallowed its cancellation must not
         # keep the process from exiting
-        from ._aio import stop_tasks
+        from ._aio import close_loop
 
-        leftover = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        if leftover:
-            loop.run_until_complete(stop_tasks(leftover, timeout=5.0))
-        loop.run_until_complete(loop.shutdown_asyncgens())
         asyncio.set_event_loop(None)
-        loop.close()
+        close_loop(loop)
 
 
 def get_worker_stats(settings: Settings | None = None) -> dict[str, Any]:

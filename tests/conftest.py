@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from taskq_sdk import AsyncClient, Client
+from taskq_sdk._aio import close_loop
 from taskq_sdk._lifeline import Lifeline
 from taskq_sdk._server import LocalServer
 from taskq_sdk.config import Settings
@@ -281,7 +282,7 @@ class Api:
         for c in self.clients:
             self(c.close())
         if self.loop is not None:
-            self.loop.close()
+            close_loop(self.loop)
 
 
 @pytest.fixture(params=["sync", "async"])

@@ -333,6 +333,11 @@ def main():
         action="store_true",
         help="do not execute; just render the saved outputs (e.g. to view what nbmake/nbconvert stored)",
     )
+    ap.add_argument(
+        "--comms-over-subshells",
+        choices=["disabled", "perComm", "perCommTarget"],
+        help="JupyterLab 4.4+ setting: send comm messages to kernel subshells (ipykernel 7+) or not",
+    )
     ap.add_argument("--keep-tmp", action="store_true")
     ap.add_argument("--dump-html", metavar="FILE", help="also save the notebook panel's rendered HTML (debugging)")
     args = ap.parse_args()
@@ -343,6 +348,10 @@ def main():
         sys.exit(f"no such notebook: {nb}")
     nbdir, nbname = os.path.dirname(nb), os.path.basename(nb)
     tmp = tempfile.mkdtemp(prefix="nbshot-")
+    if args.comms_over_subshells:
+        LAB_SETTINGS["@jupyterlab/apputils-extension/kernels-settings.jupyterlab-settings"] = {
+            "commsOverSubshells": args.comms_over_subshells
+        }
     server = Server(nbdir, tmp)
     rc = 3
     timings = {}

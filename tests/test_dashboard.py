@@ -36,7 +36,8 @@ def test_dashboard_numbers_move_and_buttons_act(settings: Settings, worker: Any)
         wait_until(lambda: later.status() is JobStatus.cancelled, what="cancelled by the button")
         failed = jobs[-1]
         wait_until(lambda: failed.id in dash.job_buttons, what="failed job listed")
-        _, retry = dash.job_buttons[failed.id]
+        finished_cancel, retry = dash.job_buttons[failed.id]
+        assert finished_cancel.layout.visibility == "hidden", "a finished job offers Retry, not Cancel"
         retry.click()
         wait_until(lambda: failed.info().retried_by is not None, what="retried by the button")
         assert settings.redis_url is not None

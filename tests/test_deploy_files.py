@@ -67,3 +67,29 @@ def test_quickstart_example_runs() -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     for expected in ("word_count ->", "crunch -> 22140", "cancel -> True", "failure -> AttributeError", "attempts)"):
         assert expected in out.stdout
+
+
+def test_sentinel_compose_has_a_primary_a_replica_three_sentinels_and_workers() -> None:
+    from taskq_sdk.config import Settings
+
+    doc = yaml.safe_load((DEPLOY / "docker-compose.sentinel.yml").read_text())
+    services = doc["services"]
+    assert {"redis-primary", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3", "arq-worker"} <= set(services)
+    assert "--replicaof" in services["redis-replica"]["command"]
+    assert "redis-primary" in services["redis-replica"]["command"]
+    for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
+        script = services[name]["command"][-1]
+        assert "redis-sentinel" in script and "sentinel monitor mymaster redis-primary 6379 2" in script
+        assert "requirepass" in script and "sentinel auth-pass mymaster" in script
+    worker = services["arq-worker"]
+    assert worker["command"][:3] == ["python", "-m", "taskq_sdk.worker"]
+    env = dict(item.split("=", 1) for item in worker["environment"])
+    hosts = env["REDIS_SENTINELS"]
+    assert {h.split(":")[0] for h in hosts.split(",")} == {"sentinel-1", "sentinel-2", "sentinel-3"}
+    settings = Settings(
+        redis_sentinels=hosts, redis_sentinel_master=env["REDIS_SENTINEL_MASTER"], redis_password="x",
+        redis_sentinel_password="y",
+    )  # fmt: skip
+    address = settings.sentinel()
+    assert address is not None and address.master == "mymaster" and len(address.sentinels) == 3
+    assert worker["deploy"]["replicas"] >= 2

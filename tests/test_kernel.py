@@ -27,7 +27,8 @@ pytest.importorskip("ipykernel", reason='needs ipykernel: pip install -e ".[dev]
 pytestmark = pytest.mark.notebook
 
 # prints BLOCKED (from a helper thread) once the kernel's main thread waits for the client's event loop
-# (a threading wait under Portal.wait), so the interrupt lands in the blocking call, not before it
+# (a threading wait under Portal.wait, or the lock wait of Portal._block), so the interrupt lands in the
+# blocking call, not before it
 WATCH_BLOCKED = """
 import sys as _sys, threading as _threading, time as _time
 def _announce_when_blocked(limit=20.0):
@@ -38,7 +39,11 @@ def _announce_when_blocked(limit=20.0):
         while frame is not None:
             names.append((frame.f_code.co_name, frame.f_code.co_filename.rsplit("/", 1)[-1]))
             frame = frame.f_back
-        return names and names[0] == ("wait", "threading.py") and ("wait", "_portal.py") in names
+        # blocked in Portal.wait (a threading wait) or in Portal._block (a lock wait: no Python frame above it)
+        return names and (
+            (names[0] == ("wait", "threading.py") and ("wait", "_portal.py") in names)
+            or names[0] == ("_block", "_portal.py")
+        )
     def watch():
         deadline = _time.monotonic() + limit
         while _time.monotonic() < deadline:

@@ -13,6 +13,7 @@ The layering rules, each proven able to fail by a self-check on a synthetic pack
 from __future__ import annotations
 
 import ast
+import gc
 import importlib
 import inspect
 import json
@@ -201,9 +202,17 @@ def _import_graph(pkg_dir: Path) -> Edges:
     modules = _module_names(pkg_dir)
     root = pkg_dir.name
     graph: Edges = {m: {} for m in modules}
+    # CPython 3.11's ast.parse fails with "AST constructor recursion depth mismatch" when the garbage
+    # collector finalises a coroutine in the middle of it: collect first, and not during the parse
+    gc.collect()
     for module, path in modules.items():
         is_package = path.name == "__init__.py"
-        for node in _runtime_imports(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        gc.disable()
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        finally:
+            gc.enable()
+        for node in _runtime_imports(tree):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]

@@ -170,3 +170,14 @@ def test_without_ipywidgets_everything_still_works(redis_url: str, worker: Worke
     )
     assert out.returncode == 0, out.stderr
     assert 'IMPORT-ERROR Live notebook views need ipywidgets: pip install "taskq-sdk[notebook]"' in out.stdout
+
+
+def test_a_finished_batch_offers_no_cancel(client: Client) -> None:
+    from taskq_sdk.views.widgets import WidgetBatchView
+
+    batch = client.map("sleeper", [0.2] * 3)
+    view = WidgetBatchView(batch.manifest, on_cancel=batch.cancel)
+    assert not view.cancel.disabled and view.cancel.layout.display != "none", "a running batch offers Cancel"
+    counts = batch.wait(timeout=30, progress=view)
+    assert counts.finished and counts.done == 3
+    assert view.cancel.disabled and view.cancel.layout.display == "none", "a finished batch does not"

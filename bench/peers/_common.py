@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import redis
+from _observe import observe
 
 URL = os.environ["REDIS_URL"]
 SETTING = os.environ.get("PEERS_SETTING", "defaults")
@@ -120,24 +121,8 @@ def drain(
         if (already := done(r, n)) != 0:
             raise RuntimeError(f"{already} jobs already counted as done before the worker started")
         t_spawn = time.perf_counter()
-        first: tuple[float, int] | None = None
         with worker(cmd, env) as proc:
-            while True:
-                count = done(r, n)
-                now = time.perf_counter()
-                if count and first is None:
-                    first = (now, count)
-                if count >= n:
-                    break
-                if proc.poll() is not None:
-                    raise RuntimeError(f"worker exited with {proc.returncode} after {count} of {n} jobs")
-                if now - t_spawn > timeout:
-                    raise TimeoutError(f"only {count} of {n} jobs done after {timeout:.0f} s")
-                time.sleep(poll)
+            steady, wall = observe(lambda: done(r, n), n, proc, spawned=t_spawn, timeout=timeout, poll=poll)
     finally:
         r.close()
-    assert first is not None
-    wall = now - t_spawn
-    span = now - first[0]
-    steady = (n - first[1]) / span if span > 0 and n > first[1] else n / wall
-    return {"n": n, "wall_s": wall, "rate": steady, "first_seen_s": first[0] - t_spawn}
+    return {"n": n, "wall_s": wall, "rate": steady}

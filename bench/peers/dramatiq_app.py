@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import dramatiq
 import redis
@@ -49,6 +50,16 @@ async def client() -> AsyncIterator[Callable[[float], Awaitable[None]]]:
             raise RuntimeError(f"unexpected result {result!r}")
 
     yield one
+
+
+@asynccontextmanager
+async def submitter() -> AsyncIterator[tuple[Callable[[], Awaitable[Any]], bool]]:
+    """One enqueue as the peer's docs write it (a blocking call: no gather)."""
+
+    async def one() -> Any:
+        return noop.send()
+
+    yield one, False
 
 
 async def enqueue(n: int) -> None:

@@ -57,6 +57,16 @@ async def client() -> AsyncIterator[Callable[[float], Awaitable[None]]]:
         await queue.disconnect()
 
 
+@asynccontextmanager
+async def submitter() -> AsyncIterator[tuple[Callable[[], Awaitable[Any]], bool]]:
+    """One enqueue as the peer's docs write it, and whether it can be gathered (asyncio client)."""
+    await queue.connect()
+    try:
+        yield (lambda: queue.enqueue("noop")), True
+    finally:
+        await queue.disconnect()
+
+
 async def enqueue(n: int) -> None:
     await queue.connect()
     try:

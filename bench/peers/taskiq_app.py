@@ -11,6 +11,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import redis
 from _common import CONCURRENCY, SETTING, URL
@@ -50,6 +51,16 @@ async def client() -> AsyncIterator[Callable[[float], Awaitable[None]]]:
 
     try:
         yield one
+    finally:
+        await broker.shutdown()
+
+
+@asynccontextmanager
+async def submitter() -> AsyncIterator[tuple[Callable[[], Awaitable[Any]], bool]]:
+    """One enqueue as the peer's docs write it, and whether it can be gathered (asyncio client)."""
+    await broker.startup()
+    try:
+        yield noop.kiq, True
     finally:
         await broker.shutdown()
 

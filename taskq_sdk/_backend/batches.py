@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 
 from ..serialization import Codec
 from . import layout
+from .durable import add_wait, check_acked
 from .envelope import decode_job, decode_result, job_call_of
 
 __all__ = [
@@ -82,6 +83,12 @@ local rows = cmsgpack.unpack(ARGV[14])
 local flags = {}
 local made = {}
 local tenant = 'default'
+-- the meta fields every row shares; optional ones only when set (a missing field reads as empty)
+local shared = {'fn', fn, 'ws', ws, 'queue', qk, 'enq', now, 'sched', score, 'state', ARGV[8]}
+for _, f in ipairs({{'timeout', 6}, {'max_tries', 7}, {'batch', 12}}) do
+  if ARGV[f[2]] ~= '' then shared[#shared + 1] = f[1]; shared[#shared + 1] = ARGV[f[2]] end
+end
+local nshared = #shared
 for i = 1, #rows, 3 do
   local id = rows[i]
   if (not fresh) and redis.call('EXISTS', JOB .. id, RES .. id) > 0 then
@@ -91,9 +98,9 @@ for i = 1, #rows, 3 do
     local mk = TNS .. tenant .. ':job:' .. id
     redis.call('SET', JOB .. id, rows[i + 1], 'PX', job_ttl)
     if not fresh then redis.call('DEL', mk, RTY .. id, logs_key(id)) end
-    redis.call('HSET', mk, 'fn', fn, 'tenant', tenant, 'ws', ws, 'queue', qk, 'enq', now, 'sched', score,
-      'timeout', ARGV[6], 'max_tries', ARGV[7], 'state', ARGV[8], 'retry_of', '', 'batch', ARGV[12],
-      'args', rows[i + 2], 'attempt', 0, 'rc', '')
+    shared[nshared + 1], shared[nshared + 2] = 'tenant', tenant
+    shared[nshared + 3], shared[nshared + 4] = 'args', rows[i + 2]
+    redis.call('HSET', mk, unpack(shared))
     redis.call('PEXPIRE', mk, meta_ttl)
     made[#made + 1] = id
     flags[#flags + 1] = '1'
@@ -175,6 +182,7 @@ class BulkHeader:
     job_ttl_ms: int
     meta_ttl_ms: int
     batch: str
+    durable_ms: int = 0  # > 0: a durable submit, WAIT this long for a replica (see durable.py)
 
 
 def pack_rows(rows: Sequence[Any]) -> bytes:
@@ -223,7 +231,11 @@ class BatchStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             for blob in groups:
                 await self._submit(keys=[], args=[*head, blob], client=pipe)
+            if header.durable_ms:
+                add_wait(pipe, header.durable_ms)
             outs = await pipe.execute()
+        if header.durable_ms:
+            check_acked(outs.pop(), [], header.durable_ms, f"the jobs of batch {header.batch}")
         return b"".join(o if isinstance(o, bytes) else str(o).encode() for o in outs)
 
     async def statuses(self, job_ids: Sequence[str], *, group: int = 5000) -> bytes:

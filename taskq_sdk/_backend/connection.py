@@ -96,14 +96,18 @@ def make_sync_redis(settings: Settings) -> Any:
     """
     import redis as sync_redis
 
+    timeouts = {
+        "socket_connect_timeout": settings.connect_timeout,
+        "socket_timeout": settings.socket_timeout,
+        "socket_keepalive": True,
+    }
+    address = settings.sentinel()
+    if address is not None:
+        from .sentinel import make_sync_sentinel_redis
+
+        return make_sync_sentinel_redis(address, settings, timeouts)
     url = settings.url()
-    return sync_redis.Redis.from_url(
-        url,
-        socket_connect_timeout=settings.connect_timeout,
-        socket_timeout=settings.socket_timeout,
-        socket_keepalive=True,
-        **_tls_kwargs(settings, url),
-    )
+    return sync_redis.Redis.from_url(url, **timeouts, **_tls_kwargs(settings, url))
 
 
 def make_redis(
@@ -133,15 +137,26 @@ def make_redis(
         "health_check_interval": 0 if for_pubsub else 30,
         "decode_responses": False,
     }
+    address = settings.sentinel()
+    if address is not None:  # redis+sentinel:// or REDIS_SENTINELS: the primary the sentinels name
+        from .sentinel import make_sentinel_redis
+
+        primary = make_sentinel_redis(address, settings, kwargs, redis_class)
+        _set_codec(primary, codec)
+        return primary
     kwargs.update(_tls_kwargs(settings, url))
     try:
         redis: R = redis_class.from_url(url, **kwargs)
     except ValueError as exc:
         raise ConfigurationError(f"invalid server URL {settings.safe_url()}: {exc}") from None
+    _set_codec(redis, codec)
+    return redis
+
+
+def _set_codec(redis: Redis, codec: Codec | None) -> None:
     if codec is not None and hasattr(redis, "job_serializer"):  # arq's ArqRedis
         setattr(redis, "job_serializer", codec.serializer)  # noqa: B010
         setattr(redis, "job_deserializer", codec.deserializer)  # noqa: B010
-    return redis
 
 
 def describe(exc: BaseException) -> str:

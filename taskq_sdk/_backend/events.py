@@ -47,13 +47,19 @@ class Subscription:
 
     def __init__(self, channel: str) -> None:
         self.channel = channel
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._queue_made: asyncio.Queue[dict[str, Any]] | None = None  # made on first use: most are never read
         #: prepared subscriptions (``EventHub.prepare`` / ``expect``): whether a waiter took it over / it lapsed
         self.local = False
         self.active = False
         self.adopted = False
         self.expired = False
         self._expiry: asyncio.TimerHandle | None = None
+
+    @property
+    def _queue(self) -> asyncio.Queue[dict[str, Any]]:
+        if self._queue_made is None:
+            self._queue_made = asyncio.Queue()
+        return self._queue_made
 
     def put(self, event: dict[str, Any]) -> None:
         self._queue.put_nowait(event)
@@ -68,6 +74,8 @@ class Subscription:
     def drain(self) -> list[dict[str, Any]]:
         """Everything queued right now, without waiting."""
         out: list[dict[str, Any]] = []
+        if self._queue_made is None:
+            return out
         while not self._queue.empty():
             out.append(self._queue.get_nowait())
         return out

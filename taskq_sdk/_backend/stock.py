@@ -26,7 +26,9 @@ from arq.worker import Function, func
 from arq.worker import Retry as ArqRetry
 
 from .._names import tenant_of
+from .._sentinel_url import SentinelAddress
 from ..config import Settings, mask_url
+from ..errors import ConfigurationError
 from ..execution import execute
 from ..registry import JobSpec
 from ..runtime import JobContext, install_output_capture, remote_error
@@ -63,6 +65,9 @@ def redis_settings_for(settings: Settings) -> SafeRedisSettings:
     """arq ``RedisSettings`` equivalent to a taskq :class:`Settings` (URL, TLS, timeouts)."""
     from urllib.parse import parse_qs, urlsplit
 
+    address = settings.sentinel()
+    if address is not None:
+        return _sentinel_redis_settings(address, settings)
     url = settings.url()
     base = RedisSettings.from_dsn(url)
     rs = SafeRedisSettings(**base.__dict__)
@@ -72,6 +77,30 @@ def redis_settings_for(settings: Settings) -> SafeRedisSettings:
     if not rs.username and query.get("username"):
         rs.username = query["username"][-1]
     rs.conn_timeout = int(max(1, settings.connect_timeout))
+    if rs.ssl:
+        rs.ssl_check_hostname = settings.tls_check_hostname
+        rs.ssl_ca_certs = settings.tls_ca_certs
+    return rs
+
+
+def _sentinel_redis_settings(address: SentinelAddress, settings: Settings) -> SafeRedisSettings:
+    """arq's own Sentinel support (``sentinel=True``): it has no place for the sentinels' password."""
+    if address.sentinel_password is not None or address.sentinel_username:
+        raise ConfigurationError(
+            "The stock `arq` command cannot authenticate to password-protected sentinels (arq's RedisSettings "
+            "passes the password to the data nodes only). Run `python -m taskq_sdk.worker` instead, or leave "
+            "REDIS_SENTINEL_PASSWORD unset if the sentinels need none."
+        )
+    rs = SafeRedisSettings(
+        host=list(address.sentinels),  # arq takes a list of (host, port) for sentinels
+        sentinel=True,
+        sentinel_master=address.master,
+        database=address.db,
+        username=address.username,
+        password=address.password,
+        ssl=address.tls,
+        conn_timeout=int(max(1, settings.connect_timeout)),
+    )
     if rs.ssl:
         rs.ssl_check_hostname = settings.tls_check_hostname
         rs.ssl_ca_certs = settings.tls_ca_certs

@@ -13,6 +13,7 @@ taskq models, never arq's; its parts cover the other key families (``store.batch
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,16 +21,19 @@ from functools import cached_property
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .._names import tenant_of
 from ..config import Settings
 from ..models import JobInfo, JobStatus, Progress, WorkerInfo, ms_to_dt
 from ..serialization import Codec, RemoteError
 from . import layout, liveness
+from .autopipe import AutoPipeline
 from .batches import BatchStore
 from .cache_io import CacheStore
 from .connection import run_scripts
+from .durable import add_wait, check_acked, durable_timeout_ms
 from .envelope import JobCall, ResultRecord, decode_job, decode_result, encode_result, job_call_of
 from .health_io import HealthReader
 from .hooks import HookStore
@@ -62,6 +66,7 @@ class SubmitRow:
     args_repr: str
     retry_of: str | None = None
     batch: str | None = None
+    durable: bool = False
 
 
 @dataclass
@@ -106,13 +111,23 @@ class Store:
         await store.cancel(job_id)   # 'cancelled' | 'running' | 'finished' | 'unknown'
     """
 
-    def __init__(self, redis: Redis, codec: Codec, settings: Settings) -> None:
+    def __init__(self, redis: Redis, codec: Codec, settings: Settings, *, pipelined: bool = False) -> None:
         self.redis = redis
         self.codec = codec
         self.settings = settings
         self._submit = redis.register_script(layout.SUBMIT)
         self._state = redis.register_script(layout.STATE)
         self._cancel = redis.register_script(layout.CANCEL)
+        #: submits waiting to share one script call, by (wake queue, reply_to); see :meth:`submit_one`
+        self._joining: dict[tuple[str, str], list[tuple[SubmitRow, asyncio.Future[bool]]]] = {}
+        self._submitting = 0
+        self._joined: set[asyncio.Task[None]] = set()
+        #: script calls made by :meth:`submit_one`, and the rows they carried (for benchmarks and tests)
+        self.submit_calls = 0
+        self.submit_rows = 0
+        #: a client's hot calls (submit, state, result) coalesce per loop tick on one connection of
+        #: their own (see autopipe); a worker's or a job's store (``pipelined=False``) opens none
+        self.auto = AutoPipeline.for_redis(redis) if pipelined else None
 
     # ------------------------------------------------------------------ the other key families
     @cached_property
@@ -151,8 +166,36 @@ class Store:
         return ScheduleClaims(self.redis)
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (and the auto-pipeline's connection)."""
+        if self.auto is not None:
+            await self.auto.close()
         await self.redis.aclose(close_connection_pool=True)
+
+    async def _run(self, script: Any, args: list[Any]) -> Any:
+        """Run a registered script through the auto-pipeline; on a lost connection, through the pool.
+
+        The pool's path reconnects and retries as configured; a timeout (a hung server) is not
+        retried here, so a call still fails within the socket timeout.
+        """
+        auto = self.auto
+        if auto is not None and auto.usable:
+            try:
+                return await auto.evalsha(script, args)
+            except RedisConnectionError as exc:
+                if isinstance(exc, AuthenticationError):
+                    raise
+        return await script(keys=[], args=args)
+
+    async def _get(self, key: str) -> Any:
+        """GET through the auto-pipeline (see :meth:`_run`)."""
+        auto = self.auto
+        if auto is not None and auto.usable:
+            try:
+                return await auto.execute("GET", key)
+            except RedisConnectionError as exc:
+                if isinstance(exc, AuthenticationError):
+                    raise
+        return await self.redis.get(key)
 
     async def ping(self) -> None:
         await self.redis.ping()
@@ -208,14 +251,71 @@ class Store:
                     r.batch or "",
                     r.args_repr,
                 ]
-            out = await self._submit(keys=[], args=argv)
+            if any(r.durable for r in part):
+                timeout_ms = durable_timeout_ms(self.settings)
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    await self._submit(keys=[], args=argv, client=pipe)
+                    add_wait(pipe, timeout_ms)
+                    out, acked = await pipe.execute()
+                check_acked(acked, [r.job_id for r in part], timeout_ms)
+            else:
+                out = await self._run(self._submit, argv)
             created.extend(bool(x) for x in out)
         return created
+
+    async def submit_one(self, row: SubmitRow, *, reply_to: str = "") -> bool:
+        """Write one job (True: created); submits issued while another is in flight share one script call.
+
+        A lone submit goes out at once. Submits made while one is on its way (``asyncio.gather``,
+        threads sharing a ``Client``) join the current loop tick's call: one ``SUBMIT`` with many
+        rows, which the script handles one by one in order, as separate calls would.
+        """
+        if not self._submitting:
+            self._submitting += 1
+            try:
+                self.submit_calls += 1
+                self.submit_rows += 1
+                return (await self.submit([row], wake_queue=row.queue, reply_to=reply_to))[0]
+            finally:
+                self._submitting -= 1
+        loop = asyncio.get_running_loop()
+        key = (row.queue, reply_to)
+        fut: asyncio.Future[bool] = loop.create_future()
+        joining = self._joining.get(key)
+        if joining is None:
+            joining = self._joining[key] = []
+            loop.call_soon(self._send_joined, key)
+        joining.append((row, fut))
+        return await fut
+
+    def _send_joined(self, key: tuple[str, str]) -> None:
+        task = asyncio.ensure_future(self._submit_joined(key, self._joining.pop(key)))
+        self._joined.add(task)
+        task.add_done_callback(self._joined.discard)
+
+    async def _submit_joined(self, key: tuple[str, str], joined: list[tuple[SubmitRow, asyncio.Future[bool]]]) -> None:
+        self._submitting += 1
+        try:
+            self.submit_calls += 1
+            self.submit_rows += len(joined)
+            created = await self.submit([row for row, _ in joined], wake_queue=key[0], reply_to=key[1])
+        except BaseException as exc:
+            for _, fut in joined:
+                if not fut.done():
+                    fut.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        finally:
+            self._submitting -= 1
+        for (_, fut), made in zip(joined, created, strict=True):
+            if not fut.done():
+                fut.set_result(made)
 
     # ------------------------------------------------------------------ state
     async def state(self, job_id: str, *, with_result: bool = False) -> JobState:
         """The job's status and info in one round trip (``with_result``: and its result envelope)."""
-        raw = await self._state(keys=[], args=[job_id, "1" if with_result else "0"])
+        raw = await self._run(self._state, [job_id, "1" if with_result else "0"])
         return await self._interpret(job_id, raw)
 
     async def states(self, job_ids: Sequence[str]) -> list[JobState]:
@@ -308,7 +408,7 @@ class Store:
     # ------------------------------------------------------------------ results
     async def result_blob(self, job_id: str) -> bytes | None:
         """The raw result envelope, or ``None`` when there is none (yet, or any more)."""
-        blob: bytes | None = await self.redis.get(layout.result_key(job_id))
+        blob: bytes | None = await self._get(layout.result_key(job_id))
         return blob
 
     async def result(self, job_id: str) -> ResultRecord | None:

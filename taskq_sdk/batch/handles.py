@@ -28,7 +28,8 @@ from .._core import ClientCore, WorkerWatch
 from .._portal import Portal, forward_docs
 from ..errors import BrokerUnavailable, ConfigurationError, TaskqError, WaitTimeout
 from ..handles import AsyncJob, Job
-from ..models import JobStatus
+from ..models import JobInfo, JobStatus
+from ..plotting import Timeline
 from ..serialization import RemoteError
 from ..views.progress import BatchView, make_batch_view
 from .counts import ITEM_STATUS, BatchCounts, Rate
@@ -575,6 +576,23 @@ class AsyncBatch:
             return None
         return self._core.codec.loads(blob)
 
+    async def timeline(self) -> Timeline:
+        """When each of the batch's jobs was queued, started and finished, and on which worker.
+
+        One info read per job (64 at a time). ``.plot()`` draws it (matplotlib), ``.to_frame()`` tabulates it.
+
+        Example::
+
+            tl = await batch.timeline(); ax = tl.plot()
+        """
+        gate = asyncio.Semaphore(64)
+
+        async def info(job: AsyncJob) -> JobInfo:
+            async with gate:
+                return await job.info()
+
+        return Timeline(await asyncio.gather(*(info(j) for j in self.jobs())))
+
     # ------------------------------------------------------------------ control
     async def cancel(self) -> bool:
         """Cancel every job not yet finished: True if any was cancelled (queued) or stopped (running).
@@ -783,6 +801,9 @@ class Batch:
 
     def cancelled(self) -> bool:
         return self._portal.call(self._batch.cancelled)
+
+    def timeline(self) -> Timeline:
+        return self._portal.call(self._batch.timeline)
 
     def wait(self, timeout: float | None = None, *, progress: bool | str | BatchView = False) -> BatchCounts:
         return self._portal.call(self._batch.wait, timeout, progress=self._view(progress))

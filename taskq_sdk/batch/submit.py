@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from .._backend.durable import durable_timeout_ms
 from .._backend.store import now_ms
 from .._chunks import MODES, RUNNER_NAME
 from .._core import job_name
@@ -37,7 +39,7 @@ logger = logging.getLogger("taskq_sdk.batch")
 
 KEY_MAX = 120
 INDEX_MAX_BYTES = 32 * 1024 * 1024  # a fan-out's index is stored for re-attach up to this size
-MAP_OPTIONS = ("_defer_by", "_defer_until", "_expires", "_timeout", "_retries", "_queue")
+MAP_OPTIONS = ("_defer_by", "_defer_until", "_expires", "_timeout", "_retries", "_queue", "_durable")
 
 
 def _check_key(key: str) -> str:
@@ -189,6 +191,8 @@ async def submit_batch(
         manifest.frame["index"] = True
     store = core.open()
     header = manifest.header(store, function=job_fn, batch_state=template.state, score_ms=template.score_ms)
+    if template.durable:
+        header = replace(header, durable_ms=durable_timeout_ms(core.settings))
     patches: dict[bytes, bytes] = {}
     if key is not None:
         old_blob, patches = await core.call(lambda s: s.batches.read_manifest(t, local))

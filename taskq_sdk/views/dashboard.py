@@ -1,8 +1,8 @@
 """``client.dashboard()``: a live notebook view of queues, workers, throughput and recent jobs.
 
-It refreshes on the client's event loop (never blocking the kernel), shows a small per-minute
-throughput/failure chart (inline SVG, no plotting library), and lets you cancel or retry recent
-jobs. It stops updating when closed, or when its client closes::
+It refreshes on the client's event loop (never blocking the kernel), shows jobs finished per minute as a
+chart (stacked per function, failures in red, with axes and a legend; inline SVG, no plotting library), and
+lets you cancel running jobs or retry failed ones. It stops updating when closed, or when its client closes::
 
     dash = client.dashboard(workspace="exp1", interval=2.0)
     dash                       # in a notebook: the live widget
@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TaskqError
-from ..metrics import per_minute
+from ..metrics import MinuteByFunction, minute_totals, per_minute_by_function
 from ..models import JobInfo, JobStatus, WorkerInfo
 from .html import PALETTE, color_of
 from .notebook import require_ipywidgets, show_in_cell
@@ -49,7 +49,7 @@ class DashboardData:
     def __init__(
         self,
         minute: Metrics,
-        series: list[tuple[int, int, int]],
+        series: list[MinuteByFunction],
         workers: list[WorkerInfo],
         jobs: list[JobInfo],
         depth: dict[str, int],
@@ -59,6 +59,11 @@ class DashboardData:
         self.workers = workers
         self.jobs = jobs
         self.depth = depth
+
+    @property
+    def totals_per_minute(self) -> list[tuple[int, int, int]]:
+        """``(minute, complete, failed)`` summed over functions."""
+        return minute_totals(self.series)
 
     @property
     def live_workers(self) -> list[WorkerInfo]:
@@ -83,7 +88,7 @@ class DashboardData:
         cls, client: AsyncClient, *, workspace: str | None, minutes: int, recent: int = 8
     ) -> DashboardData:
         minute = await client.metrics(window=60, workspace=workspace)
-        series = await per_minute(client.core, minutes=minutes, workspace=workspace)
+        series = await per_minute_by_function(client.core, minutes=minutes, workspace=workspace)
         workers = await client.workers()
         jobs = await client.jobs(workspace=workspace, limit=recent)
         return cls(minute, series, workers, jobs, dict(minute.queue_depth))
@@ -94,34 +99,99 @@ def _short(job_id: str) -> str:
     return job_id if len(job_id) <= 28 else f"{job_id[:12]}…{job_id[-12:]}"
 
 
-def chart_svg(series: list[tuple[int, int, int]], width: int = 360, height: int = 70) -> str:
-    """A tiny bar chart: finished jobs per minute, failures stacked in red.
+#: function colours in the chart, in order of each function's share of the window; failures are red
+FUNCTION_COLORS = ("#2563eb", "#0d9488", "#7c3aed", "#ca8a04", "#db2777", "#0891b2")
+OTHER = "other functions"
 
-    Example::
 
-        chart_svg([(0, 10, 1), (1, 20, 0)])
+def _nice_ceiling(n: int) -> int:
+    """The smallest 1, 2 or 5 times a power of ten that is >= n (an axis maximum that reads well)."""
+    scale = 1
+    while True:
+        for step in (1, 2, 5):
+            if step * scale >= n:
+                return step * scale
+        scale *= 10
+
+
+def _legend_order(series: list[MinuteByFunction], keep: int) -> list[str]:
+    totals: dict[str, int] = {}
+    for _, by_fn in series:
+        for fn, (complete, _failed) in by_fn.items():
+            totals[fn] = totals.get(fn, 0) + complete
+    ranked = sorted(totals, key=lambda fn: (-totals[fn], fn))
+    return ranked if len(ranked) <= keep else [*ranked[: keep - 1], OTHER]
+
+
+def chart_svg(series: list[MinuteByFunction], width: int = 460, height: int = 90) -> str:
+    """Jobs finished per minute as stacked bars per function, failures in red on top, with axes and a legend.
+
+    Dependency-free SVG (the dashboard redraws it every refresh). Example::
+
+        chart_svg([(29_000_000, {"resize": (10, 1)}), (29_000_001, {"resize": (4, 0), "ocr": (6, 2)})])
     """
-    peak = max((c + f for _, c, f in series), default=0) or 1
+    left, right, top, bottom, legend_h = 38, 8, 20, 30, 18
+    plot_w = width - left - right
     n = max(1, len(series))
-    bar = width / n
-    parts = [
-        f'<svg width="{width}" height="{height + 14}" xmlns="http://www.w3.org/2000/svg" style="font:10px sans-serif">'
+    order = _legend_order(series, len(FUNCTION_COLORS))
+    colors = dict(zip(order, FUNCTION_COLORS, strict=False))
+    peak = max((sum(c + f for c, f in by_fn.values()) for _, by_fn in series), default=0)
+    y_max = _nice_ceiling(max(peak, 1))
+    base = top + height
+
+    def y(value: float) -> float:
+        return base - value / y_max * height
+
+    out = [
+        f'<svg width="{width}" height="{base + bottom + legend_h}" xmlns="http://www.w3.org/2000/svg" '
+        'style="font:10px sans-serif">',
+        f'<text x="{left}" y="12" font-weight="bold">jobs/min, last {n} min (peak {peak})</text>',
     ]
-    for i, (_, complete, failed) in enumerate(series):
-        x = i * bar + 1
-        h_ok = complete / peak * height
-        h_bad = failed / peak * height
-        parts.append(
-            f'<rect x="{x:.1f}" y="{height - h_ok - h_bad:.1f}" width="{bar - 2:.1f}" height="{h_ok:.1f}" '
-            f'fill="{PALETTE["complete"]}"><title>{complete} complete</title></rect>'
-        )
+    for tick in (0, y_max // 2, y_max) if y_max > 1 else (0, 1):
+        out.append(f'<line x1="{left}" x2="{width - right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#e5e7eb"/>')
+        out.append(f'<text x="{left - 4}" y="{y(tick) + 3:.1f}" text-anchor="end">{tick}</text>')
+    out.append(f'<text transform="translate(10 {top + height / 2:.0f}) rotate(-90)" text-anchor="middle">jobs</text>')
+    bar = plot_w / n
+    for i, (minute, by_fn) in enumerate(series):
+        x = left + i * bar + 1
+        stamp = time.strftime("%H:%M", time.localtime(minute * 60))
+        level = 0.0
+        for fn in order:
+            if fn == OTHER:
+                complete = sum(c for name, (c, _f) in by_fn.items() if name not in colors or name == OTHER)
+            else:
+                complete = by_fn.get(fn, (0, 0))[0]
+            if complete:
+                out.append(
+                    f'<rect x="{x:.1f}" y="{y(level + complete):.1f}" width="{bar - 2:.1f}" '
+                    f'height="{complete / y_max * height:.1f}" fill="{colors[fn]}">'
+                    f"<title>{html.escape(fn)}: {complete} complete at {stamp}</title></rect>"
+                )
+                level += complete
+        failed = {fn: f for fn, (_c, f) in by_fn.items() if f}
         if failed:
-            parts.append(
-                f'<rect x="{x:.1f}" y="{height - h_bad:.1f}" width="{bar - 2:.1f}" height="{h_bad:.1f}" '
-                f'fill="{PALETTE["failed"]}"><title>{failed} failed</title></rect>'
+            total = sum(failed.values())
+            what = ", ".join(f"{html.escape(fn)} {f}" for fn, f in sorted(failed.items()))
+            out.append(
+                f'<rect x="{x:.1f}" y="{y(level + total):.1f}" width="{bar - 2:.1f}" '
+                f'height="{total / y_max * height:.1f}" fill="{PALETTE["failed"]}">'
+                f"<title>{total} failed at {stamp}: {what}</title></rect>"
             )
-    parts.append(f'<text x="0" y="{height + 12}">jobs/min, last {n} min (peak {peak})</text></svg>')
-    return "".join(parts)
+    out.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{base}" stroke="#6b7280"/>')
+    out.append(f'<line x1="{left}" x2="{width - right}" y1="{base}" y2="{base}" stroke="#6b7280"/>')
+    for i in sorted({0, (n - 1) // 2, n - 1}):
+        if i < len(series):
+            cx = left + (i + 0.5) * bar
+            label = time.strftime("%H:%M", time.localtime(series[i][0] * 60))
+            out.append(f'<text x="{cx:.1f}" y="{base + 12}" text-anchor="middle">{label}</text>')
+    out.append(f'<text x="{left + plot_w / 2:.0f}" y="{base + 25}" text-anchor="middle">minute (local time)</text>')
+    x = float(left)
+    for name, color in [*colors.items(), ("failed", PALETTE["failed"])]:
+        out.append(f'<rect x="{x:.0f}" y="{base + bottom + 4}" width="9" height="9" fill="{color}"/>')
+        out.append(f'<text x="{x + 12:.0f}" y="{base + bottom + 12}">{html.escape(name[:24])}</text>')
+        x += 18 + 6 * min(len(name), 24)
+    out.append("</svg>")
+    return "".join(out)
 
 
 class Dashboard:
@@ -268,6 +338,8 @@ class Dashboard:
             cancel = w.Button(description="Cancel", layout=w.Layout(width="80px"))
             retry = w.Button(description="Retry", layout=w.Layout(width="80px"))
             cancel.disabled = info.status.finished
+            if info.status.finished:  # a finished job offers Retry (when it did not complete), never Cancel
+                cancel.layout.visibility = "hidden"
             retry.disabled = not info.status.finished or info.status is JobStatus.complete
             cancel.on_click(lambda _b, i=info.id: self._act("cancel", i))
             retry.on_click(lambda _b, i=info.id: self._act("retry", i))

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ..batch import BatchCounts, BatchManifest
     from ..handles import AsyncJob, Job
 
-__all__ = ["JobWidget", "WidgetBatchView", "job_mimebundle"]
+__all__ = ["JobWidget", "WidgetBatchView", "job_mimebundle", "job_text"]
 
 _BAR_STYLES = {
     JobStatus.complete: "success",
@@ -284,7 +284,9 @@ def _async_job(job: Job | AsyncJob) -> AsyncJob:
 def job_mimebundle(job: Job | AsyncJob) -> dict[str, Any] | None:
     """How a job shows in a notebook: a live :class:`JobWidget` (HTML saying how to get one without ipywidgets).
 
-    Outside a Jupyter kernel it returns ``None``, so IPython's terminal uses the plain repr.
+    The bundle also carries ``text/html`` and ``text/plain`` of the job as it is at display time, for front
+    ends that have no widget manager; showing the job again shows its new state. Outside a Jupyter kernel it
+    returns ``None``, so IPython's terminal uses the plain repr.
 
     Example::
 
@@ -292,8 +294,9 @@ def job_mimebundle(job: Job | AsyncJob) -> dict[str, Any] | None:
     """
     if not in_notebook():
         return None
-    if job.last_info is None:
-        _look_briefly(_async_job(job))
+    # a fresh look on every display, so that front ends without a widget manager (VS Code without the
+    # renderer, Colab without the custom manager, exports) show the job as it is now when it is shown again
+    _look_briefly(_async_job(job))
     static = job._repr_html_()
     try:
         view = JobWidget(job)
@@ -305,6 +308,17 @@ def job_mimebundle(job: Job | AsyncJob) -> dict[str, Any] | None:
     bundle["text/html"] = static  # for exports and viewers without a widget manager
     bundle["text/plain"] = repr(job)
     return bundle
+
+
+def job_text(job: Job | AsyncJob) -> str:
+    """The job's text repr after a fresh look (plain IPython shows this; re-showing the job is current).
+
+    Example::
+
+        job_text(job)   # '<Job 3f2a… score complete>'
+    """
+    _look_briefly(_async_job(job))
+    return repr(job)
 
 
 def _look_briefly(ajob: AsyncJob, timeout: float = 2.0) -> None:
@@ -356,7 +370,12 @@ class WidgetBatchView:
         reused = f" · {counts.reused:,} jobs reused (already submitted with this key)" if counts.reused else ""
         self.label.value = html.escape(str(counts) + reused)
         if counts.finished:
-            self.cancel.disabled = True
+            self._finish()
+
+    def _finish(self) -> None:
+        """A finished batch offers no Cancel: the button goes (disabled too, for front ends without layout)."""
+        self.cancel.disabled = True
+        self.cancel.layout.display = "none"
 
     def notice(self, text: str) -> None:
         """Show a warning under the counts (e.g. that no live worker serves the batch's function)."""
@@ -365,4 +384,4 @@ class WidgetBatchView:
     def close(self, counts: BatchCounts | None) -> None:
         if counts is not None:
             self.update(counts)
-        self.cancel.disabled = True
+        self._finish()

@@ -1,0 +1,263 @@
+"""Auto-pipelining: commands issued in the same event-loop tick travel to the server in one write.
+
+A client's hot calls (a submit's Lua script, a status read) go through one dedicated connection:
+each call packs its command into a buffer and awaits a future; once per loop tick the buffer is
+written in one ``send``; one reader task reads the replies in order and resolves the futures. So
+100 ``asyncio.gather``-ed submits (or 100 threads sharing one ``Client``) cost a few round trips,
+not 100, and a lone call skips redis-py's per-command machinery (pool lock, retry wrapper, a task
+per socket timeout). The API does not change, and each caller's calls still run in the order it
+issued them (one connection, first in, first out)::
+
+    pipe = AutoPipeline.for_redis(redis)           # None where it cannot apply (a cluster client)
+    reply = await pipe.evalsha(script, [job_id, "0"])
+    await pipe.close()
+
+A connection failure fails every call in flight with redis-py's own ``ConnectionError`` (or
+``TimeoutError`` after the socket timeout, for a hung server); callers fall back to the regular
+pool (:meth:`Store._run`), which has the reconnect and retry policy. Error replies (``BUSY``,
+``NOSCRIPT``, ``WRONGTYPE``...) reach only the call they answer, as the exceptions redis-py raises;
+``READONLY`` (the server was demoted to a replica) counts as a lost connection, as redis-py's Sentinel
+connections treat it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+__all__ = ["AutoPipeline", "pack"]
+
+#: after a failed connect, seconds during which calls go straight to the regular pool (no double wait)
+COOL_DOWN = 1.0
+
+
+def pack(args: tuple[Any, ...] | list[Any]) -> bytes:
+    """One command in the server's wire format (RESP); arguments are bytes, str, int or float.
+
+    Example::
+
+        pack(("GET", "k"))   # b'*2\\r\\n$3\\r\\nGET\\r\\n$1\\r\\nk\\r\\n'
+    """
+    parts = [b"*%d\r\n" % len(args)]
+    for a in args:
+        kind = type(a)
+        if kind is str:
+            a = a.encode()
+        elif kind is int:
+            a = b"%d" % a
+        elif kind is not bytes:
+            if isinstance(a, bool) or not isinstance(a, bytes | str | int | float):
+                raise TypeError(f"cannot send {type(a).__name__} to the server")
+            a = a.encode() if isinstance(a, str) else bytes(a) if isinstance(a, bytes) else repr(a).encode()
+        parts.append(b"$%d\r\n%b\r\n" % (len(a), a))
+    return b"".join(parts)
+
+
+class AutoPipeline:
+    """Coalesces concurrent commands of one event loop into pipelined writes on one connection.
+
+    Example::
+
+        pipe = AutoPipeline.for_redis(redis)
+        a, b = await asyncio.gather(pipe.execute("GET", "a"), pipe.execute("GET", "b"))  # one round trip
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self._pool: Any = redis.connection_pool
+        self._conn: Any = None
+        self._buffer: list[bytes] = []
+        self._waiting: deque[asyncio.Future[Any]] = deque()
+        self._flush_due = False
+        self._reader: asyncio.Task[None] | None = None
+        self._connecting: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timeout: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._progress = 0.0  # loop time of the last reply (or of a write to an idle connection)
+        self._cool_until = 0.0
+        self._closed = False
+        self._closing: set[asyncio.Task[Any]] = set()
+        #: writes made, and commands they carried (for benchmarks and tests)
+        self.writes = 0
+        self.commands = 0
+
+    @classmethod
+    def for_redis(cls, redis: Any) -> AutoPipeline | None:
+        """An auto-pipeline over ``redis``'s connection settings, or None where it cannot apply.
+
+        It needs a plain (or Sentinel) connection pool and redis-py's asyncio connection internals;
+        anything else (a Redis Cluster client, an unknown redis-py) keeps the regular path.
+        """
+        pool = getattr(redis, "connection_pool", None)
+        if not isinstance(redis, Redis) or pool is None or not hasattr(pool, "make_connection"):
+            return None
+        if not all(hasattr(pool.connection_class, name) for name in ("connect", "disconnect", "socket_timeout")):
+            return None
+        return cls(redis)
+
+    @property
+    def usable(self) -> bool:
+        """False while closed or cooling down after a failed connect (callers use the regular pool)."""
+        return not self._closed and time.monotonic() >= self._cool_until
+
+    # ------------------------------------------------------------------ calls
+    async def execute(self, *args: Any) -> Any:
+        """Send one command with whatever else this tick sends, and return its reply.
+
+        Raises redis-py's ``ConnectionError``/``TimeoutError`` when the connection fails (then the
+        command may or may not have run), and the error reply's exception for an error reply.
+        """
+        data = pack(args)  # a bad argument fails here, before anything is queued
+        conn = self._conn
+        if conn is None or conn._writer is None or self._reader is None:
+            conn = await self._connect()
+        loop = self._loop
+        assert loop is not None
+        fut: asyncio.Future[Any] = loop.create_future()
+        if not self._waiting:
+            # nothing in flight: out at once (calls of the same tick that follow share the next write)
+            self._waiting.append(fut)
+            self._progress = loop.time()
+            self._write(data, 1)
+            if self._timer is None and self._timeout:
+                self._timer = loop.call_later(self._timeout, self._check_timeout)
+        else:
+            self._waiting.append(fut)
+            self._buffer.append(data)
+            if not self._flush_due:
+                self._flush_due = True
+                loop.call_soon(self._flush)
+        return await fut
+
+    async def evalsha(self, script: Any, args: list[Any]) -> Any:
+        """Run a registered script (``redis.register_script``) by digest; loads it once if the server lacks it."""
+        try:
+            return await self.execute("EVALSHA", script.sha, 0, *args)
+        except NoScriptError:
+            await self.execute("SCRIPT", "LOAD", script.script)
+            return await self.execute("EVALSHA", script.sha, 0, *args)
+
+    # ------------------------------------------------------------------ plumbing
+    async def _connect(self) -> Any:
+        if self._closed:
+            raise RedisConnectionError("the client's pipeline is closed")
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+            self._loop = asyncio.get_running_loop()
+        async with self._connecting:
+            conn = self._conn
+            if conn is not None and conn._writer is not None and self._reader is not None:
+                return conn
+            if conn is None:
+                conn = self._pool.make_connection()
+            try:
+                await conn.connect()
+                parser = conn._parser
+                if not hasattr(parser, "read_response"):
+                    raise RedisConnectionError("unsupported redis-py parser")
+            except BaseException:
+                self._cool_until = time.monotonic() + COOL_DOWN
+                with contextlib.suppress(Exception):
+                    await conn.disconnect(nowait=True)
+                raise
+            self._conn = conn
+            self._timeout = conn.socket_timeout or None
+            self._reader = asyncio.create_task(self._read(conn, parser), name="taskq-autopipe")
+            return conn
+
+    def _write(self, data: bytes, count: int) -> None:
+        self.writes += 1
+        self.commands += count
+        writer = self._conn._writer if self._conn is not None else None
+        if writer is None:
+            self._fail(RedisConnectionError("the connection to the server was lost"))
+            return
+        try:
+            writer.write(data)
+        except Exception as exc:  # a closed transport: fail now (the reader may see nothing)
+            self._fail(RedisConnectionError(f"could not write to the server: {exc}"))
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        if not self._buffer:
+            return
+        data = b"".join(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
+        count = len(self._buffer)
+        self._buffer.clear()
+        self._write(data, count)
+
+    def _fail(self, exc: BaseException) -> None:
+        """Fail every call in flight (and drop what is buffered) with ``exc``; the connection is dropped."""
+        self._buffer.clear()
+        waiting, self._waiting = self._waiting, deque()
+        for fut in waiting:
+            if not fut.done():
+                fut.set_exception(exc)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        reader, self._reader = self._reader, None
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
+        # never reuse this connection: late replies of the failed calls may still arrive on it
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            task = asyncio.ensure_future(conn.disconnect(nowait=True))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    def _check_timeout(self) -> None:
+        """No reply for the socket timeout while calls wait: the server hangs; fail them, drop the connection."""
+        self._timer = None
+        if not self._waiting or self._loop is None or not self._timeout:
+            return
+        quiet = self._loop.time() - self._progress
+        if quiet >= self._timeout:
+            self._fail(RedisTimeoutError(f"Timeout reading from the server (no reply in {self._timeout:g}s)"))
+        else:
+            self._timer = self._loop.call_later(self._timeout - quiet, self._check_timeout)
+
+    async def _read(self, conn: Any, parser: Any) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                reply: Any = await parser.read_response()
+                self._progress = loop.time()
+                if not self._waiting:
+                    raise RedisConnectionError("a reply nobody asked for: the connection is out of step")
+                fut = self._waiting.popleft()
+                if fut.done():  # its caller was cancelled: the reply is read and dropped
+                    continue
+                if isinstance(reply, ReadOnlyError):
+                    # the server became a replica (a failover): like a lost connection, so that callers
+                    # fall back to the pool, which follows the primary, and the next connect asks anew
+                    self._waiting.appendleft(fut)
+                    raise RedisConnectionError(f"the server is a read-only replica now ({reply})")
+                if isinstance(reply, ResponseError):  # an error reply answers one call only
+                    fut.set_exception(reply)
+                else:
+                    fut.set_result(reply)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the connection failed or closed
+            if self._reader is asyncio.current_task():
+                self._fail(exc if isinstance(exc, RedisConnectionError) else RedisConnectionError(str(exc)))
+
+    async def close(self) -> None:
+        """Stop the reader and close the connection (idempotent); calls in flight fail."""
+        self._closed = True
+        reader = self._reader
+        self._fail(RedisConnectionError("the client was closed"))
+        if reader is not None:
+            with contextlib.suppress(BaseException):
+                await reader
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
