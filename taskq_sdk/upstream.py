@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._backend.store import now_ms
+from ._backend.store import UPSTREAM_FEATURE, now_ms
 from ._backend.upstream_io import BATCH_MARKER, MARKER, PARENTS_KEY, WAITING_TTL_MS
 from ._names import tenant_of
 from .batch import AsyncBatch, Batch
@@ -81,6 +81,7 @@ def detach_upstreams(
             f"a job of tenant {tenant!r} cannot take a job of tenant {others[0]!r} as an argument: "
             "jobs wait only on jobs of their own tenant"
         )
+    core.open().refuse_on_cluster(UPSTREAM_FEATURE)  # before anything is written
     return new_args, new_kwargs, list(parents)
 
 

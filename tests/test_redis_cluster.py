@@ -15,7 +15,7 @@ import pytest
 
 from taskq_sdk import Client
 from taskq_sdk.config import Settings
-from taskq_sdk.errors import ConfigurationError
+from taskq_sdk.errors import ConfigurationError, JobNotFound
 from taskq_sdk.local import WorkerThread
 from tests.cluster_fixtures import RealCluster, real_cluster  # noqa: F401  (fixture)
 from tests.conftest import FAST, JOBS, wait_until
@@ -92,6 +92,17 @@ def test_submit_and_wait_on_the_cluster(
 def test_submit_to_another_queue_is_refused(cluster_settings: Settings) -> None:
     with Client(settings=cluster_settings) as client, pytest.raises(ConfigurationError, match="queue='other'"):
         client.submit("add", 1, 2, _queue="other")
+
+
+def test_cache_and_dependencies_are_refused_with_the_reason(cluster_settings: Settings) -> None:
+    with Client(settings=cluster_settings) as client:
+        with pytest.raises(ConfigurationError, match=r"result cache .* not offered on a Redis Cluster"):
+            client.submit("add", 1, 2, _cache=True)
+        upstream = client.submit("add", 1, 2)
+        with pytest.raises(ConfigurationError, match="other jobs as arguments: not offered on a Redis Cluster"):
+            client.submit("add", upstream, 3, _job_id="never-written")
+        with pytest.raises(JobNotFound):  # refused before anything was written
+            client.job("never-written").status()
 
 
 # ----------------------------------------------------------------------------- faults mid-drain

@@ -43,7 +43,11 @@ from .metrics_io import MetricsReader
 from .schedules import ScheduleClaims
 from .upstream_io import UpstreamStore
 
-__all__ = ["JobState", "ResultRecord", "Store", "SubmitRow", "now_ms"]
+#: features whose scripts span slots (see :meth:`Store.refuse_on_cluster`)
+CACHE_FEATURE = "the result cache (cache=, _cache=)"
+UPSTREAM_FEATURE = "jobs that take other jobs as arguments"
+
+__all__ = ["CACHE_FEATURE", "UPSTREAM_FEATURE", "JobState", "ResultRecord", "Store", "SubmitRow", "now_ms"]
 
 
 def now_ms() -> int:
@@ -147,12 +151,29 @@ class Store:
     @cached_property
     def cache(self) -> CacheStore:
         """The input-hash result cache's entries (see :mod:`.cache_io`)."""
+        self.refuse_on_cluster(CACHE_FEATURE)
         return CacheStore(self.redis)
 
     @cached_property
     def upstream(self) -> UpstreamStore:
         """Links of jobs that wait on other jobs (see :mod:`.upstream_io`)."""
+        self.refuse_on_cluster(UPSTREAM_FEATURE)
         return UpstreamStore(self.redis)
+
+    def refuse_on_cluster(self, what: str) -> None:
+        """Raise ConfigurationError for a feature the Redis Cluster layout does not offer (yet).
+
+        Their scripts touch a tenant's keys and several jobs' keys at once, which the cluster layout keeps
+        on different slots: refused with the reason before anything is written, not with a cross-slot reply.
+
+        Example::
+
+            store.refuse_on_cluster(UPSTREAM_FEATURE)
+        """
+        if self._keys:
+            raise ConfigurationError(
+                f"{what}: not offered on a Redis Cluster yet; use a single server or Sentinel for it"
+            )
 
     @cached_property
     def metrics(self) -> MetricsReader:
