@@ -132,6 +132,10 @@ async def run_isolated(
                 raise TimeoutError
             readable.clear()
             while parent.poll():
+                # a job reporting progress faster than a loaded worker reads it keeps poll() true:
+                # the deadline must still end it
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError
                 try:
                     msg = parent.recv()
                 except EOFError:
