@@ -92,6 +92,8 @@ class ResultsDBWriter:
         self._task: asyncio.Task[None] | None = None
         self._codec: Any = None
         self.written = 0
+        #: batched writes made (each a transaction): far fewer than jobs, or the DB would be on the hot path
+        self.flushes = 0
         self.dropped = 0
         self.failures = 0
         self.pruned = 0
@@ -166,6 +168,7 @@ class ResultsDBWriter:
             backend.write(rows)
             # counted here, in the one writer thread: a flush cancelled at shutdown still finishes its write
             self.written += len(rows)
+            self.flushes += 1
             return len(rows)
 
         try:

@@ -166,34 +166,27 @@ def _drain(settings: Settings, n: int) -> tuple[float, float, Any]:
     return n / elapsed, cpu_used * 1000 / n, ext
 
 
-def test_results_db_does_not_cost_drain_throughput(settings: Settings, tmp_path: Path, sync_redis: redis.Redis) -> None:
+def test_results_db_writes_stay_off_the_hot_path(settings: Settings, tmp_path: Path, sync_redis: redis.Redis) -> None:
     """2,000 no-op jobs on one worker (ARQ_MAX_JOBS=10), with and without the results DB.
 
-    Wall-clock rates on this shared 2-core machine swing with other processes' load, so the test
-    alternates the modes, keeps the best of three, and also compares the CPU time this process
-    spends per job (worker loop + results DB thread), which load does not distort much.
+    What keeps the DB off the hot path is that its rows are written in batches by one thread: the test
+    asserts that (every row written, in far fewer transactions than jobs). The drain rates and CPU per
+    job are printed as figures only; speed is compared in bench/, not asserted here.
     """
     n = 2000
     with_db = settings.model_copy(update={"results_db": str(tmp_path / "results.db")})
-    rates: dict[str, list[float]] = {"off": [], "on": []}
-    cpu: dict[str, list[float]] = {"off": [], "on": []}
-    for _round in range(3):
-        for mode, s in (("off", settings), ("on", with_db)):
-            sync_redis.flushall()
-            rate, cpu_ms, ext = _drain(s, n)
-            rates[mode].append(rate)
-            cpu[mode].append(cpu_ms)
-            if mode == "on":
-                assert ext is not None and type(ext).__name__ == "ResultsDBWriter" and ext.written == n
-    off, on = max(rates["off"]), max(rates["on"])
-    cpu_off, cpu_on = min(cpu["off"]), min(cpu["on"])
-    figure("drain_jobs_per_s_without_results_db", round(off))
-    figure("drain_jobs_per_s_with_results_db", round(on))
-    figure("drain_cpu_ms_per_job_without_results_db", round(cpu_off, 3))
-    figure("drain_cpu_ms_per_job_with_results_db", round(cpu_on, 3))
+    measured: dict[str, tuple[float, float]] = {}
+    for mode, s in (("off", settings), ("on", with_db)):
+        sync_redis.flushall()
+        rate, cpu_ms, ext = _drain(s, n)
+        measured[mode] = (rate, cpu_ms)
+        if mode == "on":
+            assert ext is not None and type(ext).__name__ == "ResultsDBWriter" and ext.written == n
+            figure("results_db_transactions_for_2000_jobs", ext.flushes)
+            assert 0 < ext.flushes <= n // 20, f"{ext.flushes} DB transactions for {n} jobs: not batched"
+    figure("drain_jobs_per_s_without_results_db", round(measured["off"][0]))
+    figure("drain_jobs_per_s_with_results_db", round(measured["on"][0]))
+    figure("drain_cpu_ms_per_job_without_results_db", round(measured["off"][1], 3))
+    figure("drain_cpu_ms_per_job_with_results_db", round(measured["on"][1], 3))
     with Client(settings=with_db) as client:
-        assert len(client.results(function="add")) == 3 * n  # three rounds
-    # loose bounds: they catch a write on the hot path (a commit per job costs far more than this),
-    # not the few percent that load noise on a shared machine moves these figures by
-    assert cpu_on <= cpu_off * 1.5 + 0.05, f"results DB cost CPU per job: {cpu_on:.3f} vs {cpu_off:.3f} ms"
-    assert on >= 0.6 * off, f"results DB cost drain throughput: {on:.0f} vs {off:.0f} jobs/s"
+        assert len(client.results(function="add")) == n
