@@ -17,6 +17,7 @@ crossed from a thread. Skips like ``tests/test_browser.py`` where Chromium or pl
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -44,17 +45,24 @@ def kernel6_python() -> Path:
     if KERNEL6_PYTHON:
         return Path(KERNEL6_PYTHON)
     python = KERNEL6_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(KERNEL6_VENV)], check=True, timeout=120)
-    check = subprocess.run(
-        [str(python), "-c", "import av, ipykernel, jupyterlab, playwright, taskq_sdk; print(ipykernel.__version__)"],
-        capture_output=True,
-        text=True,
-    )
-    if check.returncode != 0 or not check.stdout.startswith("6.29."):
-        pip = [str(python), "-m", "pip", "install", "-q", *KERNEL6_INSTALL]
-        done = subprocess.run(pip, capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    # one maker at a time: CI runs the heavy notebook tier beside the default one, and both need this venv
+    with open(f"{KERNEL6_VENV}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(KERNEL6_VENV)], check=True, timeout=120)
+        check = subprocess.run(
+            [
+                str(python),
+                "-c",
+                "import av, ipykernel, jupyterlab, playwright, taskq_sdk; print(ipykernel.__version__)",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if check.returncode != 0 or not check.stdout.startswith("6.29."):
+            pip = [str(python), "-m", "pip", "install", "-q", *KERNEL6_INSTALL]
+            done = subprocess.run(pip, capture_output=True, text=True, timeout=900)
+            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return python
 
 
