@@ -45,6 +45,7 @@ from .errors import (
     TaskqError,
     UnknownJob,
 )
+from .limits import check_limit_name
 from .models import JobInfo, JobStatus, WorkerInfo
 from .registry import spec_for
 from .serialization import Codec, codec_for
@@ -56,7 +57,17 @@ logger = logging.getLogger("taskq_sdk")
 T = TypeVar("T")
 
 #: the SDK's own submit options (keyword-only, with a leading underscore, as in arq)
-SUBMIT_OPTIONS = ("_job_id", "_defer_by", "_defer_until", "_expires", "_timeout", "_retries", "_queue", "_durable")
+SUBMIT_OPTIONS = (
+    "_job_id",
+    "_defer_by",
+    "_defer_until",
+    "_expires",
+    "_timeout",
+    "_retries",
+    "_queue",
+    "_durable",
+    "_limit_key",
+)
 REGISTRY_CACHE_SECONDS = 5.0
 LIVE_WORKER_SECONDS = 10.0
 
@@ -535,7 +546,9 @@ class ClientCore:
                 "least the deferral; raise it or drop it"
             )
         job_ttl_ms = int(expires * 1000) if expires else max(0, score - now) + 86_400_000
-        job_bytes = encode_job(self.codec, name, list(args), kwargs, enqueued_ms=now)
+        lk = options.get("_limit_key")
+        limit_key = check_limit_name(lk) if lk is not None else None
+        job_bytes = encode_job(self.codec, name, list(args), kwargs, enqueued_ms=now, limit_key=limit_key)
         if len(job_bytes) > self.settings.max_payload_bytes:
             raise PayloadTooLarge(len(job_bytes), self.settings.max_payload_bytes)
         return SubmitRow(
@@ -553,6 +566,7 @@ class ClientCore:
             retry_of=retry_of,
             batch=batch,
             durable=durable,
+            limit_key=limit_key,
         )
 
     async def write(self, row: SubmitRow, *, reply_to: str = "") -> bool:

@@ -136,6 +136,8 @@ class JobInfo(BaseModel):
     retried_by: str | None = None
     batch_id: str | None = None
     args_repr: str | None = None
+    #: why a job that a worker claimed went back to wait: "waiting for rate limit openai: 50/s"
+    waiting: str | None = None
 
     @property
     def duration(self) -> float | None:

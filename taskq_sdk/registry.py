@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from .errors import ConfigurationError
+from .limits import Limit
 
 __all__ = ["BUILTIN_JOB_MODULES", "JobSpec", "collect_jobs", "job", "spec_for"]
 
@@ -57,6 +58,8 @@ class JobSpec:
     isolate: bool = False
     module: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: ``@job(rate_limit=, max_concurrency=)``: enforced across all workers (see :mod:`taskq_sdk.limits`)
+    limit: Limit | None = None
 
     def declares(self, name: str) -> bool:
         """Whether the function accepts a keyword argument ``name``."""
@@ -71,6 +74,8 @@ def _build_spec(
     retries: int | None,
     retry_delay: float | None,
     isolate: bool = False,
+    rate_limit: str | None = None,
+    max_concurrency: int | None = None,
 ) -> JobSpec:
     if not callable(fn):
         raise ConfigurationError(f"@job needs a function, got {type(fn).__name__}")
@@ -106,6 +111,9 @@ def _build_spec(
         retry_delay=retry_delay,
         isolate=isolate,
         module=getattr(target, "__module__", "") or "",
+        limit=Limit.of(rate=rate_limit, concurrency=max_concurrency)
+        if rate_limit is not None or max_concurrency is not None
+        else None,
     )
 
 
@@ -121,6 +129,8 @@ def job(
     retries: int | None = None,
     retry_delay: float | None = None,
     isolate: bool = False,
+    rate_limit: str | None = None,
+    max_concurrency: int | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -133,12 +143,15 @@ def job(
     retries: int | None = None,
     retry_delay: float | None = None,
     isolate: bool = False,
+    rate_limit: str | None = None,
+    max_concurrency: int | None = None,
 ) -> Any:
     """Mark a function as a taskq job; it stays callable as a normal function.
 
     ``retries`` counts attempts in total, like ``ARQ_MAX_RETRIES`` (1 = never retry).
     ``isolate=True`` runs each attempt in its own process, killed on timeout or cancel (a thread
-    cannot be stopped; a process can).
+    cannot be stopped; a process can). ``rate_limit="50/s"`` and ``max_concurrency=4`` hold across
+    every worker (see :mod:`taskq_sdk.limits`): a job over them waits in the queue, not in a slot.
 
     Example::
 
@@ -150,7 +163,16 @@ def job(
     """
 
     def mark(f: Callable[..., Any]) -> Callable[..., Any]:
-        spec = _build_spec(f, name=name, timeout=timeout, retries=retries, retry_delay=retry_delay, isolate=isolate)
+        spec = _build_spec(
+            f,
+            name=name,
+            timeout=timeout,
+            retries=retries,
+            retry_delay=retry_delay,
+            isolate=isolate,
+            rate_limit=rate_limit,
+            max_concurrency=max_concurrency,
+        )
         try:
             setattr(f, _ATTR, spec)
         except (AttributeError, TypeError) as exc:  # builtins, some callables

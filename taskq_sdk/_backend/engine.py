@@ -52,7 +52,7 @@ from ..models import WorkerInfo
 from ..registry import JobSpec
 from ..runtime import JobContext, Lease, install_output_capture, remote_error
 from ..serialization import Codec, RemoteError, codec_for
-from . import layout
+from . import layout, limits
 from .connection import (
     is_connection_error,
     is_transient_reply,
@@ -219,6 +219,7 @@ class Engine(Worker):
             log_results=False,
         )
         self.jobs_cancelled = 0
+        self.jobs_limited = 0  # put back by a rate or concurrency limit
         self._bg_writes: set[asyncio.Task[Any]] = set()
         self._early_cancels: set[str] = set()
         self._running: dict[str, JobContext] = {}
@@ -269,6 +270,7 @@ class Engine(Worker):
         #: taskq's reads and writes on the worker's connection (jobs reach it as ctx["taskq_store"])
         self.store = Store(self._pool, self.codec, self.settings)
         self._claim_script = self._pool.register_script(layout.CLAIM)
+        self._gate_script: Any = None  # registered at the first limited job
         self._finish_script = self._pool.register_script(layout.FINISH)
         self._progress_script = self._pool.register_script(layout.PROGRESS)
         self._check_script = self._pool.register_script(layout.CHECK)
@@ -651,6 +653,8 @@ class Engine(Worker):
             if isinstance(plan, _Refusal):
                 await self._refuse(claimed, plan)
                 return
+            if await self._held_back(claimed, plan):
+                return
             jctx = self._job_context(claimed, plan)
             outcome = await self._attempt(claimed, plan, jctx)
         except Exception as exc:  # a worker bug must not leave the job in progress, run again every TTL
@@ -660,6 +664,29 @@ class Engine(Worker):
             return
         if outcome is not None:
             await self._finish_outcome(job_id, outcome, plan.spec, claimed.attempt, claimed.start_ms, plan.call)
+
+    async def _held_back(self, job: _ClaimedJob, plan: _AttemptPlan) -> bool:
+        """Whether a rate or concurrency limit put the job back in its queue for later (not run, not
+        failed, no attempt counted; see :mod:`taskq_sdk._backend.limits`): its slot is free at once."""
+        args = limits.gate_args(plan.spec.name, plan.spec.limit, plan.call.limit_key)
+        if not args:
+            return False
+        if self._gate_script is None:
+            self._gate_script = self.pool.register_script(limits.GATE)
+        token = self._token(job.job_id)
+        try:
+            due, why = await self._gate_script(keys=[], args=[job.job_id, token, self.queue_name, now_ms(), *args])
+        except Exception as exc:  # limits unknown: not run now; back to the queue for any worker
+            logger.warning("job %s: could not check its limits (%s); back to the queue", job.job_id, exc)
+            await self._release(job.job_id, token)
+            return True
+        if int(due) == 0:
+            return False
+        if int(due) > 0:
+            logger.debug("job %s: %s; put back until %s", job.job_id, _s(why), due)
+            self.jobs_limited += 1
+            self._wake.set()  # claim again now: the next due job may be this one
+        return True
 
     async def _check_push(self, job_id: str, lease: Lease) -> bool:
         """Whether a handed-over job's claim is ours: a push may be stale (this worker was frozen) or forged."""

@@ -62,6 +62,7 @@ class SubmitRow:
     retry_of: str | None = None
     batch: str | None = None
     durable: bool = False
+    limit_key: str | None = None
 
 
 @dataclass
@@ -295,6 +296,7 @@ class Store:
             retried_by=_s(meta.get("retried_by")) or None,
             batch_id=_s(meta.get("batch")) or None,
             args_repr=_s(meta.get("args")) or None,
+            waiting=_s(meta.get("waiting")) or None,
         )
 
     # ------------------------------------------------------------------ results

@@ -39,7 +39,7 @@ logger = logging.getLogger("taskq_sdk.batch")
 
 KEY_MAX = 120
 INDEX_MAX_BYTES = 32 * 1024 * 1024  # a fan-out's index is stored for re-attach up to this size
-MAP_OPTIONS = ("_defer_by", "_defer_until", "_expires", "_timeout", "_retries", "_queue", "_durable")
+MAP_OPTIONS = ("_defer_by", "_defer_until", "_expires", "_timeout", "_retries", "_queue", "_durable", "_limit_key")
 
 
 def _check_key(key: str) -> str:
@@ -166,7 +166,7 @@ async def submit_batch(
     await core.check_arguments(name, name, template.queue, shared, wait_hint=None)
     plan = encode_jobs(
         core, name, payloads, n_items=n_items, chunk_size=chunk_size, runner=runner, mode=mode, shared=shared,
-        tenant=t, local=local, hashed=key is not None,
+        tenant=t, local=local, hashed=key is not None, limit_key=template.limit_key,
     )  # fmt: skip
     manifest = BatchManifest(
         batch=local,

@@ -76,11 +76,12 @@ def encode_jobs(
     tenant: str,
     local: str,
     hashed: bool,
+    limit_key: str | None = None,
 ) -> Plan:
     """Every job's id, encoded definition and short repr; raises before anything is written."""
     plan = Plan()
     now = now_ms()
-    encoder = JobEncoder(core.codec, enqueued_ms=now)
+    encoder = JobEncoder(core.codec, enqueued_ms=now, limit_key=limit_key)
     limit = core.settings.max_payload_bytes
     hashes: list[str] | None = [] if hashed else None
     prefix = qualify(tenant, f"{local}.")

@@ -1,0 +1,269 @@
+"""Rate and concurrency limits in the server: a token bucket and a semaphore per limit, in Lua.
+
+Keys, per tenant (a limit never spans tenants)::
+
+    taskq:t:<tenant>:lim:<name>:def   hash: n, per_ms, burst, conc, desc (a declared key, set_limit)
+    taskq:t:<tenant>:lim:<name>:tb    hash: tokens, ts (last refill, ms), line (ms: when the last
+                                      waiter is due)
+    taskq:t:<tenant>:lim:<name>:run   sorted set: '<job id>|<claim token>' permits, by start time
+    taskq:t:<tenant>:lim:<name>:st    hash: passed, waited (counters)
+
+``<name>`` is ``fn:<function>`` for ``@job(rate_limit=, max_concurrency=)`` and ``key:<key>`` for
+``_limit_key=``. A worker calls :data:`GATE` once after it claimed a limited job and before it runs
+it. A permit is tied to the job's claim: it counts only while ``arq:in-progress:<id>`` still holds
+the token it was taken under, so it ends when the job finishes (the finish deletes the claim),
+retries, is released, or when a killed worker's claim expires (``TASKQ_CLAIM_TTL``). Example::
+
+    gate = Gate(pool)
+    wait, why = await gate.check("acme:j1", "w1#1", "arq:queue", [fn_limit("score", limit)])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..limits import Limit
+from . import layout
+
+#: a job waiting for a concurrency permit looks again after this long (ms)
+CONCURRENCY_POLL_MS = 100
+#: how long the keys of an unused limit stay (ms)
+LIMIT_KEY_TTL_MS = 7 * 86_400_000
+
+
+def limit_prefix(tenant: str, name: str) -> str:
+    """The common prefix of a limit's keys.
+
+    Example::
+
+        limit_prefix("acme", "key:openai")   # 'taskq:t:acme:lim:key:openai'
+    """
+    return f"{layout.TENANT_NS}{tenant}:lim:{name}"
+
+
+def fn_limit(function: str, limit: Limit) -> list[Any]:
+    """The GATE arguments of a per-function limit (``@job(rate_limit=..., max_concurrency=...)``)."""
+    rate = limit.rate
+    return [
+        f"fn:{function}",
+        rate.count if rate else 0,
+        int(rate.per_s * 1000) if rate else 0,
+        limit.burst,
+        limit.concurrency,
+        limit.describe(function),
+    ]
+
+
+def key_limit(key: str) -> list[Any]:
+    """The GATE arguments of a declared limit key: its numbers are read in the server."""
+    return [f"key:{key}", -1, 0, 0, 0, key]
+
+
+GATE_STRIDE = 6
+#: ARGV: id, claim_token, queue_key, now, then per limit (GATE_STRIDE values): name, count, per_ms,
+#: burst, conc, desc (count -1: a declared key, read from its 'def' hash). Returns {wait_ms, why}:
+#: {0, ''} the job may run (a token taken, a permit held); {-1, ''} the claim is not this token's;
+#: {due_ms, why} the job was put back in its queue for due_ms without counting an attempt.
+GATE = (
+    layout.PRELUDE
+    + """
+local id, tok, qk, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+if holds(id, tok, qk) == 0 then return {-1, ''} end
+local base = TNS .. tenant_of(id) .. ':lim:'
+local mk = meta_key(id)
+local ttl = 604800000
+-- a limit's counters (passed / waited) and its description, for client.metrics()
+local function stat(l, field)
+  redis.call('HINCRBY', l.k .. ':st', field, 1)
+  redis.call('HSET', l.k .. ':st', 'desc', l.desc)
+  redis.call('PEXPIRE', l.k .. ':st', ttl)
+end
+local lims = {}
+for i = 5, #ARGV, 6 do
+  local l = {name = ARGV[i], n = tonumber(ARGV[i + 1]), per = tonumber(ARGV[i + 2]),
+    burst = tonumber(ARGV[i + 3]), conc = tonumber(ARGV[i + 4]), desc = ARGV[i + 5]}
+  if l.n < 0 then
+    local d = redis.call('HMGET', base .. l.name .. ':def', 'n', 'per_ms', 'burst', 'conc', 'desc')
+    l.n, l.per, l.burst, l.conc = tonumber(d[1]) or 0, tonumber(d[2]) or 0, tonumber(d[3]) or 0, tonumber(d[4]) or 0
+    l.desc = d[5] or l.desc
+  end
+  l.k = base .. l.name
+  lims[#lims + 1] = l
+end
+local returning = tonumber(redis.call('HGET', mk, 'lim_due') or '0') or 0
+local due, why = 0, ''
+-- concurrency first: a job that cannot hold a permit takes no token
+for _, l in ipairs(lims) do
+  if l.conc > 0 then
+    local rk = l.k .. ':run'
+    for _, m in ipairs(redis.call('ZRANGE', rk, 0, -1)) do
+      local mid, mtok = string.match(m, '^(.*)|([^|]*)$')
+      if not mid or redis.pcall('GET', INP .. mid) ~= mtok then redis.call('ZREM', rk, m) end
+    end
+    if redis.call('ZCARD', rk) >= l.conc then
+      due = math.max(due, now + 100)
+      why = 'waiting for concurrency limit ' .. l.desc
+    end
+  end
+end
+if due == 0 then
+  for _, l in ipairs(lims) do
+    if l.n > 0 and l.per > 0 then
+      local rate = l.n / l.per
+      local b = redis.call('HMGET', l.k .. ':tb', 'tokens', 'ts', 'line')
+      local tokens = tonumber(b[1]) or l.burst
+      local ts = tonumber(b[2]) or now
+      local line = tonumber(b[3]) or 0
+      tokens = math.min(l.burst, tokens + math.max(0, now - ts) * rate)
+      l.tokens = tokens
+      local step = 1 / rate
+      local mine = 0
+      if returning > 0 and tokens < 1 then
+        mine = now + math.ceil((1 - tokens) / rate)     -- a waiter whose turn came a little early
+      elseif returning == 0 and line > now then
+        mine = math.ceil(math.max(line, now) + step)      -- others wait already: to the back
+      elseif tokens < 1 then
+        mine = math.ceil(math.max(line, now + (1 - tokens) / rate))
+      end
+      if mine > 0 then
+        l.mine = mine
+        if mine > due then due, why = mine, 'waiting for rate limit ' .. l.desc end
+      end
+    end
+  end
+end
+if due > 0 then
+  for _, l in ipairs(lims) do
+    if l.mine and returning == 0 then
+      redis.call('HSET', l.k .. ':tb', 'line', due)
+      redis.call('PEXPIRE', l.k .. ':tb', ttl)
+    end
+    stat(l, 'waited')
+  end
+  -- back to the queue for later: not run, not failed, and this claim's attempt does not count
+  redis.call('ZADD', qk, due, id)
+  redis.call('DEL', INP .. id)
+  local try = tonumber(redis.pcall('GET', RTY .. id)) or 1
+  if try <= 1 then redis.call('DEL', RTY .. id) else redis.call('SET', RTY .. id, try - 1, 'EX', 88400) end
+  if redis.call('TYPE', mk)['ok'] == 'hash' then
+    redis.call('HSET', mk, 'state', 'deferred', 'attempt', try - 1, 'sched', due, 'waiting', why, 'lim_due', due)
+    redis.call('HDEL', mk, 'started', 'worker')
+    if try <= 1 then
+      local batch = redis.call('HGET', mk, 'batch')
+      if batch and batch ~= '' then
+        redis.call('HINCRBY', TNS .. tenant_of(id) .. ':batch:' .. batch .. ':n', 'started', -1)
+      end
+    end
+    notify(id, mk, cjson.encode({e = 'released', why = why, n = due}))
+  end
+  return {due, why}
+end
+for _, l in ipairs(lims) do
+  if l.tokens then
+    redis.call('HSET', l.k .. ':tb', 'tokens', tostring(l.tokens - 1), 'ts', now)
+    redis.call('PEXPIRE', l.k .. ':tb', ttl)
+  end
+  if l.conc > 0 then
+    redis.call('ZADD', l.k .. ':run', now, id .. '|' .. tok)
+    redis.call('PEXPIRE', l.k .. ':run', ttl)
+  end
+  stat(l, 'passed')
+end
+if returning > 0 and redis.call('TYPE', mk)['ok'] == 'hash' then redis.call('HDEL', mk, 'waiting', 'lim_due') end
+return {0, ''}
+"""
+)
+
+
+def limit_def_args(limit: Limit, desc: str) -> dict[str, str]:
+    """The fields of a declared limit's 'def' hash."""
+    rate = limit.rate
+    return {
+        "n": f"{rate.count:g}" if rate else "0",
+        "per_ms": str(int(rate.per_s * 1000)) if rate else "0",
+        "burst": str(limit.burst),
+        "conc": str(limit.concurrency),
+        "desc": desc,
+    }
+
+
+async def declare(pool: Any, tenant: str, key: str, limit: Limit) -> None:
+    """Store a limit key's numbers in the server (``client.set_limit``); it applies from the next job start."""
+    k = limit_prefix(tenant, f"key:{key}") + ":def"
+    fields = limit_def_args(limit, limit.describe(key))
+    async with pool.pipeline(transaction=True) as pipe:
+        pipe.delete(k)
+        pipe.hset(k, mapping=fields)
+        pipe.pexpire(k, 10 * 365 * 86_400_000)
+        await pipe.execute()
+
+
+async def forget(pool: Any, tenant: str, key: str) -> bool:
+    """Drop a declared limit key; True if it existed."""
+    return bool(await pool.delete(limit_prefix(tenant, f"key:{key}") + ":def"))
+
+
+async def declared(pool: Any, tenant: str, key: str) -> dict[str, str] | None:
+    """A declared limit key's stored fields, or None."""
+    raw = await pool.hgetall(limit_prefix(tenant, f"key:{key}") + ":def")
+    if not raw:
+        return None
+    return {_s(k): _s(v) for k, v in raw.items()}
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+async def snapshot(pool: Any, tenant: str) -> dict[str, dict[str, Any]]:
+    """Every limit of a tenant that was used or declared: its spec, permits held, counters.
+
+    Example::
+
+        await snapshot(pool, "default")
+        # {'key:openai': {'limit': 'openai: 50/s', 'running': 2, 'passed': 120, 'waited': 31}}
+    """
+    prefix = limit_prefix(tenant, "")
+    names: set[str] = set()
+    async for raw in pool.scan_iter(match=prefix + "*", count=500):
+        key = _s(raw)
+        name, _, kind = key[len(prefix) :].rpartition(":")
+        if kind in ("def", "tb", "run", "st") and name:
+            names.add(name)
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted(names):
+        base = prefix + name
+        async with pool.pipeline(transaction=False) as pipe:
+            pipe.hgetall(base + ":def")
+            pipe.hgetall(base + ":st")
+            pipe.zrange(base + ":run", 0, -1)
+            d, st, run = await pipe.execute()
+        d = {_s(k): _s(v) for k, v in (d or {}).items()}
+        st = {_s(k): _s(v) for k, v in (st or {}).items()}
+        held = 0
+        for m in run or []:
+            mid, _, mtok = _s(m).rpartition("|")
+            if mid and _s(await pool.get(layout.in_progress_key(mid)) or b"") == mtok:
+                held += 1
+        out[name] = {
+            "limit": d.get("desc") or st.get("desc", ""),
+            "running": held,
+            "passed": int(st.get("passed", 0)),
+            "waited": int(st.get("waited", 0)),
+        }
+    return out
+
+
+def gate_args(function: str, limit: Limit | None, limit_key: str | None) -> list[Any]:
+    """The GATE arguments of a job's limits (its function's, its ``_limit_key``'s); [] for none.
+
+    Example::
+
+        gate_args("score", None, "openai")   # ['key:openai', -1, 0, 0, 0, 'openai']
+    """
+    args: list[Any] = []
+    if limit is not None:
+        args += fn_limit(function, limit)
+    if limit_key:
+        args += key_limit(limit_key)
+    return args
