@@ -3,8 +3,7 @@
 Keys, per tenant (a limit never spans tenants)::
 
     taskq:t:<tenant>:lim:<name>:def   hash: n, per_ms, burst, conc, desc (a declared key, set_limit)
-    taskq:t:<tenant>:lim:<name>:tb    hash: tokens, ts (last refill, ms), line (ms: when the last
-                                      waiter is due)
+    taskq:t:<tenant>:lim:<name>:tb    hash: tat (ms: the next free rate slot, GCRA)
     taskq:t:<tenant>:lim:<name>:run   sorted set: '<job id>|<claim token>' permits, by start time
     taskq:t:<tenant>:lim:<name>:st    hash: passed, waited (counters)
 
@@ -27,6 +26,8 @@ from . import layout
 
 #: a job waiting for a concurrency permit looks again after this long (ms)
 CONCURRENCY_POLL_MS = 100
+#: how late a job that reserved a rate slot may come back and still use it (ms)
+RESERVATION_SLACK_MS = 50
 #: how long the keys of an unused limit stay (ms)
 LIMIT_KEY_TTL_MS = 7 * 86_400_000
 
@@ -62,8 +63,14 @@ def key_limit(key: str) -> list[Any]:
 GATE_STRIDE = 6
 #: ARGV: id, claim_token, queue_key, now, then per limit (GATE_STRIDE values): name, count, per_ms,
 #: burst, conc, desc (count -1: a declared key, read from its 'def' hash). Returns {wait_ms, why}:
-#: {0, ''} the job may run (a token taken, a permit held); {-1, ''} the claim is not this token's;
-#: {due_ms, why} the job was put back in its queue for due_ms without counting an attempt.
+#: {0, ''} the job may run (its rate slot taken, a permit held); {-1, ''} the claim is not this
+#: token's; {due_ms, why} the job was put back in its queue until due_ms without counting an attempt.
+#:
+#: The rate is GCRA (a token bucket kept as one time, 'tat'): each start takes the next slot, one
+#: every per_ms / count ms, and up to burst slots may be taken ahead of time. A job over the rate
+#: *reserves* its slot and comes back when it is due; it then runs without taking another, if it
+#: is at most RESERVATION_SLACK_MS late (a later one takes a fresh slot). So slots never exceed the
+#: rate (+ burst) in any window, and waiting jobs come back in the order they queued, spaced out.
 GATE = (
     layout.PRELUDE
     + """
@@ -72,6 +79,9 @@ if holds(id, tok, qk) == 0 then return {-1, ''} end
 local base = TNS .. tenant_of(id) .. ':lim:'
 local mk = meta_key(id)
 local ttl = 604800000
+local slack = """
+    + str(RESERVATION_SLACK_MS)
+    + """
 -- a limit's counters (passed / waited) and its description, for client.metrics()
 local function stat(l, field)
   redis.call('HINCRBY', l.k .. ':st', field, 1)
@@ -90,9 +100,10 @@ for i = 5, #ARGV, 6 do
   l.k = base .. l.name
   lims[#lims + 1] = l
 end
-local returning = tonumber(redis.call('HGET', mk, 'lim_due') or '0') or 0
+local has_meta = redis.call('TYPE', mk)['ok'] == 'hash'
+local reserved = has_meta and tonumber(redis.call('HGET', mk, 'lim_res') or '0') or 0
 local due, why = 0, ''
--- concurrency first: a job that cannot hold a permit takes no token
+-- concurrency first: a job that cannot hold a permit takes no rate slot
 for _, l in ipairs(lims) do
   if l.conc > 0 then
     local rk = l.k .. ':run'
@@ -101,52 +112,46 @@ for _, l in ipairs(lims) do
       if not mid or redis.pcall('GET', INP .. mid) ~= mtok then redis.call('ZREM', rk, m) end
     end
     if redis.call('ZCARD', rk) >= l.conc then
-      due = math.max(due, now + 100)
+      due = math.max(due, now + """
+    + str(CONCURRENCY_POLL_MS)
+    + """)
       why = 'waiting for concurrency limit ' .. l.desc
     end
   end
 end
-if due == 0 then
+local rated = false
+if due == 0 and not (reserved > 0 and now <= reserved + slack) then
   for _, l in ipairs(lims) do
     if l.n > 0 and l.per > 0 then
-      local rate = l.n / l.per
-      local b = redis.call('HMGET', l.k .. ':tb', 'tokens', 'ts', 'line')
-      local tokens = tonumber(b[1]) or l.burst
-      local ts = tonumber(b[2]) or now
-      local line = tonumber(b[3]) or 0
-      tokens = math.min(l.burst, tokens + math.max(0, now - ts) * rate)
-      l.tokens = tokens
-      local step = 1 / rate
-      local mine = 0
-      if returning > 0 and tokens < 1 then
-        mine = now + math.ceil((1 - tokens) / rate)     -- a waiter whose turn came a little early
-      elseif returning == 0 and line > now then
-        mine = math.ceil(math.max(line, now) + step)      -- others wait already: to the back
-      elseif tokens < 1 then
-        mine = math.ceil(math.max(line, now + (1 - tokens) / rate))
-      end
-      if mine > 0 then
-        l.mine = mine
+      local step = l.per / l.n
+      local tat = math.max(tonumber(redis.call('HGET', l.k .. ':tb', 'tat') or '0') or 0, now)
+      l.tat = tat + step
+      rated = true
+      local ahead = (math.max(l.burst, 1) - 1) * step
+      if tat - now > ahead then
+        local mine = math.ceil(tat - ahead)
         if mine > due then due, why = mine, 'waiting for rate limit ' .. l.desc end
       end
     end
   end
-end
-if due > 0 then
+  -- the slot is this job's either way: now, or when it comes back
   for _, l in ipairs(lims) do
-    if l.mine and returning == 0 then
-      redis.call('HSET', l.k .. ':tb', 'line', due)
+    if l.tat then
+      redis.call('HSET', l.k .. ':tb', 'tat', tostring(l.tat))
       redis.call('PEXPIRE', l.k .. ':tb', ttl)
     end
-    stat(l, 'waited')
   end
+end
+if due > 0 then
+  for _, l in ipairs(lims) do stat(l, 'waited') end
   -- back to the queue for later: not run, not failed, and this claim's attempt does not count
   redis.call('ZADD', qk, due, id)
   redis.call('DEL', INP .. id)
   local try = tonumber(redis.pcall('GET', RTY .. id)) or 1
   if try <= 1 then redis.call('DEL', RTY .. id) else redis.call('SET', RTY .. id, try - 1, 'EX', 88400) end
-  if redis.call('TYPE', mk)['ok'] == 'hash' then
-    redis.call('HSET', mk, 'state', 'deferred', 'attempt', try - 1, 'sched', due, 'waiting', why, 'lim_due', due)
+  if has_meta then
+    redis.call('HSET', mk, 'state', 'deferred', 'attempt', try - 1, 'sched', due, 'waiting', why,
+      'lim_res', rated and due or 0)
     redis.call('HDEL', mk, 'started', 'worker')
     if try <= 1 then
       local batch = redis.call('HGET', mk, 'batch')
@@ -159,17 +164,13 @@ if due > 0 then
   return {due, why}
 end
 for _, l in ipairs(lims) do
-  if l.tokens then
-    redis.call('HSET', l.k .. ':tb', 'tokens', tostring(l.tokens - 1), 'ts', now)
-    redis.call('PEXPIRE', l.k .. ':tb', ttl)
-  end
   if l.conc > 0 then
     redis.call('ZADD', l.k .. ':run', now, id .. '|' .. tok)
     redis.call('PEXPIRE', l.k .. ':run', ttl)
   end
   stat(l, 'passed')
 end
-if returning > 0 and redis.call('TYPE', mk)['ok'] == 'hash' then redis.call('HDEL', mk, 'waiting', 'lim_due') end
+if has_meta then redis.call('HDEL', mk, 'waiting', 'lim_res') end
 return {0, ''}
 """
 )

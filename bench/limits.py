@@ -1,0 +1,99 @@
+"""Rate limit across workers: 4 worker processes x ARQ_MAX_JOBS=20 run 2,000 jobs under one 100/s limit.
+
+    python -m bench.limits                # --n 2000 --workers 4 --max-jobs 20
+
+Prints the highest number of job starts in any 1 s window (the limit is 100/s with the default
+burst of 10: at most 110), the total time against the ideal (n - burst) / rate, and whether every
+job ran exactly once. Starts are read from what each job recorded in the server (tests/limit_jobs.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import time
+from contextlib import ExitStack
+
+import redis
+
+from taskq_sdk import Client
+from taskq_sdk.limits import default_burst, parse_rate
+
+from ._harness import flush, server, table, taskq_worker
+
+RATE = "100/s"  # the rate of tests.limit_jobs.hundred_per_second
+SPANS = "limtest:spans"
+
+
+def max_in_window(starts: list[float], window: float = 1.0) -> int:
+    """The most starts in any half-open window [t, t + window) that begins at a start."""
+    starts = sorted(starts)
+    return max((bisect.bisect_left(starts, s + window) - i for i, s in enumerate(starts)), default=0)
+
+
+def run(url: str, n: int, workers: int, max_jobs: int) -> dict[str, float]:
+    flush(url)
+    r = redis.Redis.from_url(url)
+    with ExitStack() as stack:
+        for _ in range(workers):
+            stack.enter_context(taskq_worker(url, "tests.limit_jobs", ARQ_MAX_JOBS=str(max_jobs)))
+        deadline = time.monotonic() + 60
+        while r.zcard("taskq:workers") < workers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with Client(url) as client:
+            t0 = time.time()
+            batch = client.map("hundred_per_second", [f"b{i}" for i in range(n)], chunk_size=1)
+            results = batch.results(timeout=600)
+            t1 = time.time()
+            limits = client.metrics().limits
+    spans = [x.decode().split() for x in r.lrange(SPANS, 0, -1)]
+    r.close()
+    starts = [float(s[0]) for s in spans]
+    rate = parse_rate(RATE)
+    burst = default_burst(rate)
+    ideal = (n - burst) / rate.per_second
+    return {
+        "n": n,
+        "results": len(results),
+        "ran": len(spans),
+        "once": len({s[3] for s in spans}) == len(spans) == n and all(s[2] == "1" for s in spans),
+        "peak": max_in_window(starts),
+        "total": t1 - t0,
+        "first_to_last": max(starts) - min(starts),
+        "ideal": ideal,
+        "burst": burst,
+        "waited": limits.get("fn:hundred_per_second", {}).get("waited", 0),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--n", type=int, default=2000)
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--max-jobs", type=int, default=20)
+    args = p.parse_args()
+    with server() as srv:
+        f = run(srv.url, args.n, args.workers, args.max_jobs)
+    rows = [
+        ["jobs submitted / results / runs", f"{f['n']} / {f['results']} / {f['ran']}"],
+        ["every job ran exactly once, first attempt", "yes" if f["once"] else "NO"],
+        [f"most starts in any 1 s window (limit {RATE} + burst {f['burst']})", f"{f['peak']}"],
+        ["total time, submit to last result (s)", f"{f['total']:.2f}"],
+        ["first start to last start (s)", f"{f['first_to_last']:.2f}"],
+        ["ideal (n - burst) / rate (s)", f"{f['ideal']:.2f}"],
+        ["total / ideal", f"{f['total'] / f['ideal']:.3f}x"],
+        ["times a job was put back to wait", f"{f['waited']}"],
+    ]
+    print(
+        table(
+            f"Rate limit {RATE}: {args.workers} workers x ARQ_MAX_JOBS={args.max_jobs}, {args.n} jobs",
+            ["figure", "value"],
+            rows,
+        )
+    )
+    print(f"FIGURE limits_peak_1s_window {f['peak']}")
+    print(f"FIGURE limits_total_vs_ideal {f['total'] / f['ideal']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
