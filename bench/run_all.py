@@ -23,6 +23,7 @@ SCRIPTS = [
     ("cpu_fanout", []),
     ("scaling", []),
     ("idle", []),
+    ("limits", []),
 ]
 
 
