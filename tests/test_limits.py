@@ -184,3 +184,40 @@ def test_a_killed_workers_permit_comes_back_after_its_claim_lapses(
     spans = _spans(sync_redis, "k")
     assert sorted(tag_attempt for _, _, tag_attempt in spans) == [1, 2]
     assert _max_overlap(spans) == 1
+
+
+def test_async_client_declares_and_uses_a_limit_key(
+    settings: Settings, sync_redis: redis.Redis, start_worker_process: Callable[..., WorkerProcess]
+) -> None:
+    """The same through AsyncClient: set_limit, submit and map with _limit_key, metrics, remove_limit."""
+    import asyncio
+
+    from taskq_sdk import AsyncClient
+
+    start_worker_process(env={"ARQ_MAX_JOBS": "8"}, modules=LIMIT_JOBS)
+
+    async def main() -> dict[str, Any]:
+        async with AsyncClient(settings=settings) as client:
+            await client.set_limit("pair", concurrency=2)
+            one = await client.submit("limited_call", "a0", 0.1, _limit_key="pair")
+            batch = await client.map("limited_call", [f"a{i}" for i in range(1, 9)], kwargs={"seconds": 0.1},
+                                     _limit_key="pair", chunk_size=1)  # fmt: skip
+            await one.result(timeout=60)
+            assert len(await batch.results(timeout=60)) == 8
+            m = await client.metrics()
+            assert await client.remove_limit("pair") is True
+            return m.limits
+
+    limits = asyncio.run(main())
+    spans = _spans(sync_redis, "a")
+    assert len(spans) == 9
+    assert _max_overlap(spans) == 2
+    assert limits["key:pair"]["passed"] == 9
+
+
+def test_the_dashboard_line_names_each_limit_in_use() -> None:
+    from taskq_sdk.views.dashboard import limits_html
+
+    assert limits_html({}) == ""
+    line = limits_html({"key:openai": {"limit": "openai: 50/s", "running": 2, "passed": 9, "waited": 4}})
+    assert "openai: 50/s" in line and "running 2" in line and "waited 4" in line
