@@ -220,6 +220,7 @@ class Engine(Worker):
         )
         self.jobs_cancelled = 0
         self.jobs_limited = 0  # put back by a rate or concurrency limit
+        self._gated: dict[str, list[str]] = {}  # running jobs that passed a limit: their limits' names
         self._bg_writes: set[asyncio.Task[Any]] = set()
         self._early_cancels: set[str] = set()
         self._running: dict[str, JobContext] = {}
@@ -271,6 +272,7 @@ class Engine(Worker):
         self.store = Store(self._pool, self.codec, self.settings)
         self._claim_script = self._pool.register_script(layout.CLAIM)
         self._gate_script: Any = None  # registered at the first limited job
+        self._wake_script: Any = None
         self._finish_script = self._pool.register_script(layout.FINISH)
         self._progress_script = self._pool.register_script(layout.PROGRESS)
         self._check_script = self._pool.register_script(layout.CHECK)
@@ -633,6 +635,9 @@ class Engine(Worker):
             if t is task:
                 del self.tasks[job_id]
                 self._leases.pop(job_id, None)
+                gated = self._gated.pop(job_id, None)
+                if gated and not self._closed:
+                    self._background(self._wake_waiters(job_id, gated))
                 self._early_cancels.discard(job_id)
                 break
         if not task.cancelled() and task.exception() is not None:
@@ -681,12 +686,22 @@ class Engine(Worker):
             await self._release(job.job_id, token)
             return True
         if int(due) == 0:
+            names = limits.permit_names(plan.spec.name, plan.spec.limit, plan.call.limit_key)
+            if names:
+                self._gated[job.job_id] = names
             return False
         if int(due) > 0:
             logger.debug("job %s: %s; put back until %s", job.job_id, _s(why), due)
             self.jobs_limited += 1
             self._wake.set()  # claim again now: the next due job may be this one
         return True
+
+    async def _wake_waiters(self, job_id: str, names: list[str]) -> None:
+        """A limited job ended (its permits went with its claim): wake the next job waiting for one."""
+        if self._wake_script is None:
+            self._wake_script = self.pool.register_script(limits.WAKE)
+        with contextlib.suppress(Exception):  # a lost wake-up only delays: waiters look again anyway
+            await self._wake_script(keys=[], args=[job_id, now_ms(), *names])
 
     async def _check_push(self, job_id: str, lease: Lease) -> bool:
         """Whether a handed-over job's claim is ours: a push may be stale (this worker was frozen) or forged."""

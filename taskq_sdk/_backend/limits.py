@@ -5,6 +5,7 @@ Keys, per tenant (a limit never spans tenants)::
     taskq:t:<tenant>:lim:<name>:def   hash: n, per_ms, burst, conc, desc (a declared key, set_limit)
     taskq:t:<tenant>:lim:<name>:tb    hash: tat (ms: the next free rate slot, GCRA)
     taskq:t:<tenant>:lim:<name>:run   sorted set: '<job id>|<claim token>' permits, by start time
+    taskq:t:<tenant>:lim:<name>:wait  sorted set: jobs waiting for a permit, first come first
     taskq:t:<tenant>:lim:<name>:st    hash: passed, waited (counters)
 
 ``<name>`` is ``fn:<function>`` for ``@job(rate_limit=, max_concurrency=)`` and ``key:<key>`` for
@@ -24,8 +25,9 @@ from typing import Any
 from ..limits import Limit
 from . import layout
 
-#: a job waiting for a concurrency permit looks again after this long (ms)
-CONCURRENCY_POLL_MS = 100
+#: a job waiting for a concurrency permit is woken when a permit is given back (:data:`WAKE`), and
+#: looks again after this long in any case (a wake-up lost with a killed worker)
+CONCURRENCY_POLL_MS = 1000
 #: how late a job that reserved a rate slot may come back and still use it (ms)
 RESERVATION_SLACK_MS = 50
 #: how long the keys of an unused limit stay (ms)
@@ -112,6 +114,8 @@ for _, l in ipairs(lims) do
       if not mid or redis.pcall('GET', INP .. mid) ~= mtok then redis.call('ZREM', rk, m) end
     end
     if redis.call('ZCARD', rk) >= l.conc then
+      redis.call('ZADD', l.k .. ':wait', 'NX', now, id)
+      redis.call('PEXPIRE', l.k .. ':wait', ttl)
       due = math.max(due, now + """
     + str(CONCURRENCY_POLL_MS)
     + """)
@@ -167,11 +171,38 @@ for _, l in ipairs(lims) do
   if l.conc > 0 then
     redis.call('ZADD', l.k .. ':run', now, id .. '|' .. tok)
     redis.call('PEXPIRE', l.k .. ':run', ttl)
+    redis.call('ZREM', l.k .. ':wait', id)
   end
   stat(l, 'passed')
 end
 if has_meta then redis.call('HDEL', mk, 'waiting', 'lim_res') end
 return {0, ''}
+"""
+)
+
+
+#: ARGV: id (a job that held permits and ended), now, then the names of its limits. For each limit,
+#: the first job still waiting for a permit is made due now and its queue's workers are woken.
+WAKE = (
+    layout.PRELUDE
+    + """
+local id, now = ARGV[1], ARGV[2]
+local base = TNS .. tenant_of(id) .. ':lim:'
+for i = 3, #ARGV do
+  local wk = base .. ARGV[i] .. ':wait'
+  while true do
+    local first = redis.call('ZRANGE', wk, 0, 0)[1]
+    if not first then break end
+    redis.call('ZREM', wk, first)
+    local qk = redis.pcall('HGET', meta_key(first), 'queue')
+    if type(qk) == 'string' and redis.call('EXISTS', INP .. first) == 0
+        and redis.call('ZADD', qk, 'XX', 'CH', now, first) == 1 then
+      redis.call('PUBLISH', 'taskq:wake:' .. queue_of(qk), '{"e":"wake"}')
+      break
+    end
+  end
+end
+return 1
 """
 )
 
@@ -268,3 +299,15 @@ def gate_args(function: str, limit: Limit | None, limit_key: str | None) -> list
     if limit_key:
         args += key_limit(limit_key)
     return args
+
+
+def permit_names(function: str, limit: Limit | None, limit_key: str | None) -> list[str]:
+    """The limits of a job that may hold concurrency permits (a declared key may): whose waiters
+    to wake when the job ends.
+
+    Example::
+
+        permit_names("score", Limit.of(rate="5/s"), "openai")   # ['key:openai']
+    """
+    names = [f"fn:{function}"] if limit is not None and limit.concurrency else []
+    return names + ([f"key:{limit_key}"] if limit_key else [])
