@@ -66,14 +66,55 @@ def run(url: str, n: int, workers: int, max_jobs: int) -> dict[str, float]:
     }
 
 
+def max_overlap(spans: list[tuple[float, float]]) -> int:
+    """The most spans open at one instant."""
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+    cur = peak = 0
+    for _, d in events:
+        cur += d
+        peak = max(peak, cur)
+    return peak
+
+
+def run_concurrency(url: str, n: int, workers: int, max_jobs: int, permits: int) -> dict[str, float]:
+    """``n`` 10 ms jobs sharing one key of ``permits`` permits: the most running at once, the time."""
+    flush(url)
+    r = redis.Redis.from_url(url)
+    with ExitStack() as stack:
+        for _ in range(workers):
+            stack.enter_context(taskq_worker(url, "tests.limit_jobs", ARQ_MAX_JOBS=str(max_jobs)))
+        deadline = time.monotonic() + 60
+        while r.zcard("taskq:workers") < workers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with Client(url) as client:
+            client.set_limit("bench", concurrency=permits)
+            t0 = time.time()
+            items = [f"c{i}" for i in range(n)]
+            batch = client.map("limited_call", items, kwargs={"seconds": 0.01}, _limit_key="bench", chunk_size=1)
+            results = batch.results(timeout=600)
+            took = time.time() - t0
+            waited = client.metrics().limits.get("key:bench", {}).get("waited", 0)
+    spans = [x.decode().split() for x in r.lrange(SPANS, 0, -1)]
+    r.close()
+    return {
+        "results": len(results),
+        "peak": max_overlap([(float(s[0]), float(s[1])) for s in spans]),
+        "took": took,
+        "ideal": n * 0.01 / permits,
+        "waited": waited,
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--max-jobs", type=int, default=20)
+    p.add_argument("--conc-n", type=int, default=300, help="jobs in the concurrency run (0: skip it)")
     args = p.parse_args()
     with server() as srv:
         f = run(srv.url, args.n, args.workers, args.max_jobs)
+        c = run_concurrency(srv.url, args.conc_n, 2, args.max_jobs, 3) if args.conc_n else None
     rows = [
         ["jobs submitted / results / runs", f"{f['n']} / {f['results']} / {f['ran']}"],
         ["every job ran exactly once, first attempt", "yes" if f["once"] else "NO"],
@@ -93,6 +134,20 @@ def main() -> None:
     )
     print(f"FIGURE limits_peak_1s_window {f['peak']}")
     print(f"FIGURE limits_total_vs_ideal {f['total'] / f['ideal']:.3f}")
+    if c is None:
+        return
+    rows = [
+        ["jobs / results", f"{args.conc_n} / {c['results']}"],
+        ["most running at once (limit 3)", f"{c['peak']}"],
+        ["total time (s)", f"{c['took']:.2f}"],
+        ["ideal n x 10 ms / 3 (s)", f"{c['ideal']:.2f}"],
+        ["times a job was put back to wait", f"{c['waited']}"],
+    ]
+    print()
+    print(
+        table(f"Concurrency key of 3: 2 workers x ARQ_MAX_JOBS={args.max_jobs}, 10 ms jobs", ["figure", "value"], rows)
+    )
+    print(f"FIGURE limits_concurrency_peak {c['peak']}")
 
 
 if __name__ == "__main__":

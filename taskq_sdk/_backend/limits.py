@@ -69,8 +69,9 @@ GATE_STRIDE = 6
 #: token's; {due_ms, why} the job was put back in its queue until due_ms without counting an attempt.
 #:
 #: The rate is GCRA (a token bucket kept as one time, 'tat'): each start takes the next slot, one
-#: every per_ms / count ms, and up to burst slots may be taken ahead of time. A job over the rate
-#: *reserves* its slot and comes back when it is due; it then runs without taking another, if it
+#: every per_ms / count ms, and a job arriving when the line is short may take one of the next burst
+#: slots at once. A job over the rate *reserves* its own slot (waiters use no burst: they come back
+#: one step apart) and comes back when it is due; it then runs without taking another, if it
 #: is at most RESERVATION_SLACK_MS late (a later one takes a fresh slot). So slots never exceed the
 #: rate (+ burst) in any window, and waiting jobs come back in the order they queued, spaced out.
 GATE = (
@@ -133,7 +134,7 @@ if due == 0 and not (reserved > 0 and now <= reserved + slack) then
       rated = true
       local ahead = (math.max(l.burst, 1) - 1) * step
       if tat - now > ahead then
-        local mine = math.ceil(tat - ahead)
+        local mine = math.ceil(tat)  -- its own slot: waiters use no burst, they come back one step apart
         if mine > due then due, why = mine, 'waiting for rate limit ' .. l.desc end
       end
     end
