@@ -5,6 +5,7 @@ Keys, per tenant (a limit never spans tenants)::
     taskq:t:<tenant>:lim:<name>:def   hash: n, per_ms, burst, conc, desc (a declared key, set_limit)
     taskq:t:<tenant>:lim:<name>:tb    hash: tat (ms: the next free rate slot, GCRA)
     taskq:t:<tenant>:lim:<name>:run   sorted set: '<job id>|<claim token>' permits, by start time
+    taskq:t:<tenant>:lim:<name>:log   sorted set: admissions in the last per_ms (sliding window)
     taskq:t:<tenant>:lim:<name>:wait  sorted set: jobs waiting for a permit, first come first
     taskq:t:<tenant>:lim:<name>:st    hash: passed, waited (counters)
 
@@ -29,7 +30,7 @@ from . import layout
 #: looks again after this long in any case (a wake-up lost with a killed worker)
 CONCURRENCY_POLL_MS = 1000
 #: how late a job that reserved a rate slot may come back and still use it (ms)
-RESERVATION_SLACK_MS = 50
+RESERVATION_SLACK_MS = 100
 #: how long the keys of an unused limit stay (ms)
 LIMIT_KEY_TTL_MS = 7 * 86_400_000
 
@@ -72,8 +73,9 @@ GATE_STRIDE = 6
 #: every per_ms / count ms, and a job arriving when the line is short may take one of the next burst
 #: slots at once. A job over the rate *reserves* its own slot (waiters use no burst: they come back
 #: one step apart) and comes back when it is due; it then runs without taking another, if it
-#: is at most RESERVATION_SLACK_MS late (a later one takes a fresh slot). So slots never exceed the
-#: rate (+ burst) in any window, and waiting jobs come back in the order they queued, spaced out.
+#: is at most RESERVATION_SLACK_MS late (a later one takes a fresh slot). Every admission also needs
+#: room in a sliding window (a log of the last per_ms's admissions): never more than count + burst in
+#: any per_ms, however late waiters come back. Waiting jobs come back in the order they queued.
 GATE = (
     layout.PRELUDE
     + """
@@ -147,6 +149,22 @@ if due == 0 and not (reserved > 0 and now <= reserved + slack) then
     end
   end
 end
+-- a job admitted by its slot (now, or reserved and back a little late) also needs room in the
+-- sliding window: at most count + burst admissions in any per_ms, however late waiters came back
+if due == 0 then
+  for _, l in ipairs(lims) do
+    if l.n > 0 and l.per > 0 then
+      local lk = l.k .. ':log'
+      redis.call('ZREMRANGEBYSCORE', lk, '-inf', now - l.per)
+      if redis.call('ZCARD', lk) >= l.n + math.max(l.burst, 1) then
+        local oldest = tonumber(redis.call('ZRANGE', lk, 0, 0, 'WITHSCORES')[2]) or now
+        local mine = math.ceil(oldest + l.per) + 1
+        if mine > due then due, why = mine, 'waiting for rate limit ' .. l.desc end
+        rated = true  -- it keeps a slot: it comes back to run at once
+      end
+    end
+  end
+end
 if due > 0 then
   for _, l in ipairs(lims) do stat(l, 'waited') end
   -- back to the queue for later: not run, not failed, and this claim's attempt does not count
@@ -169,6 +187,10 @@ if due > 0 then
   return {due, why}
 end
 for _, l in ipairs(lims) do
+  if l.n > 0 and l.per > 0 then
+    redis.call('ZADD', l.k .. ':log', now, id .. '#' .. now)
+    redis.call('PEXPIRE', l.k .. ':log', l.per + 1000)
+  end
   if l.conc > 0 then
     redis.call('ZADD', l.k .. ':run', now, id .. '|' .. tok)
     redis.call('PEXPIRE', l.k .. ':run', ttl)
@@ -261,7 +283,7 @@ async def snapshot(pool: Any, tenant: str) -> dict[str, dict[str, Any]]:
     async for raw in pool.scan_iter(match=prefix + "*", count=500):
         key = _s(raw)
         name, _, kind = key[len(prefix) :].rpartition(":")
-        if kind in ("def", "tb", "run", "st") and name:
+        if kind in ("def", "tb", "run", "st", "log", "wait") and name:
             names.add(name)
     out: dict[str, dict[str, Any]] = {}
     for name in sorted(names):
