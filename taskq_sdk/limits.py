@@ -3,8 +3,8 @@
 A rate is ``"<count>/<unit>"`` with unit ``s``, ``min``, ``h`` (or ``sec``, ``second``, ``minute``,
 ``hour``, ``m``); a limit also allows a *burst*: that many jobs may start at once after a quiet
 spell. The burst defaults to a tenth of a second's worth of the rate, at least 1, so in any 1 s
-window at most ``rate + burst`` jobs are admitted (a job that waited for its turn starts at most
-50 ms after it: see :mod:`taskq_sdk._backend.limits`). A job over a limit goes back to its queue
+window at most ``rate + burst`` jobs are admitted (see :mod:`taskq_sdk._backend.limits`). A job
+over a limit goes back to its queue
 until its turn: it takes no worker slot, does not fail and uses no attempt. Example::
 
     @taskq_sdk.job(rate_limit="50/s", max_concurrency=4)
