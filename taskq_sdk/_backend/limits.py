@@ -8,6 +8,7 @@ Keys, per tenant (a limit never spans tenants)::
     taskq:t:<tenant>:lim:<name>:log   sorted set: admissions in the last per_ms (sliding window)
     taskq:t:<tenant>:lim:<name>:wait  sorted set: jobs waiting for a permit, first come first
     taskq:t:<tenant>:lim:<name>:st    hash: passed, waited (counters)
+    taskq:t:<tenant>:lim:names        set: the names declared or used (for client.metrics())
 
 ``<name>`` is ``fn:<function>`` for ``@job(rate_limit=, max_concurrency=)`` and ``key:<key>`` for
 ``_limit_key=``. A worker calls :data:`GATE` once after it claimed a limited job and before it runs
@@ -43,6 +44,11 @@ def limit_prefix(tenant: str, name: str) -> str:
         limit_prefix("acme", "key:openai")   # 'taskq:t:acme:lim:key:openai'
     """
     return f"{layout.TENANT_NS}{tenant}:lim:{name}"
+
+
+def names_key(tenant: str) -> str:
+    """The set of a tenant's limit names that were declared or used (what metrics() lists)."""
+    return f"{layout.TENANT_NS}{tenant}:lim:names"
 
 
 def fn_limit(function: str, limit: Limit) -> list[Any]:
@@ -104,7 +110,9 @@ for i = 5, #ARGV, 6 do
   end
   l.k = base .. l.name
   lims[#lims + 1] = l
+  redis.call('SADD', base .. 'names', l.name)
 end
+redis.call('PEXPIRE', base .. 'names', ttl)
 local has_meta = redis.call('TYPE', mk)['ok'] == 'hash'
 local reserved = has_meta and tonumber(redis.call('HGET', mk, 'lim_res') or '0') or 0
 local due, why = 0, ''
@@ -246,15 +254,19 @@ async def declare(pool: Any, tenant: str, key: str, limit: Limit) -> None:
     """Store a limit key's numbers in the server (``client.set_limit``); it applies from the next job start."""
     k = limit_prefix(tenant, f"key:{key}") + ":def"
     fields = limit_def_args(limit, limit.describe(key))
+    names = names_key(tenant)
     async with pool.pipeline(transaction=True) as pipe:
         pipe.delete(k)
         pipe.hset(k, mapping=fields)
         pipe.pexpire(k, 10 * 365 * 86_400_000)
+        pipe.sadd(names, f"key:{key}")
+        pipe.pexpire(names, 10 * 365 * 86_400_000)
         await pipe.execute()
 
 
 async def forget(pool: Any, tenant: str, key: str) -> bool:
     """Drop a declared limit key; True if it existed."""
+    await pool.srem(names_key(tenant), f"key:{key}")
     return bool(await pool.delete(limit_prefix(tenant, f"key:{key}") + ":def"))
 
 
@@ -279,12 +291,7 @@ async def snapshot(pool: Any, tenant: str) -> dict[str, dict[str, Any]]:
         # {'key:openai': {'limit': 'openai: 50/s', 'running': 2, 'passed': 120, 'waited': 31}}
     """
     prefix = limit_prefix(tenant, "")
-    names: set[str] = set()
-    async for raw in pool.scan_iter(match=prefix + "*", count=500):
-        key = _s(raw)
-        name, _, kind = key[len(prefix) :].rpartition(":")
-        if kind in ("def", "tb", "run", "st", "log", "wait") and name:
-            names.add(name)
+    names = {_s(n) for n in await pool.smembers(names_key(tenant))}
     out: dict[str, dict[str, Any]] = {}
     for name in sorted(names):
         base = prefix + name
@@ -295,6 +302,8 @@ async def snapshot(pool: Any, tenant: str) -> dict[str, dict[str, Any]]:
             d, st, run = await pipe.execute()
         d = {_s(k): _s(v) for k, v in (d or {}).items()}
         st = {_s(k): _s(v) for k, v in (st or {}).items()}
+        if not d and not st:
+            continue
         held = 0
         for m in run or []:
             mid, _, mtok = _s(m).rpartition("|")
