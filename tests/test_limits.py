@@ -163,6 +163,11 @@ def test_a_waiting_job_says_why(settings: Settings, start_worker_process: Callab
         assert info.waiting == "waiting for rate limit slow: 1/min"
         assert info.status.value == "deferred"
         assert info.attempts == 0
+        pytest.importorskip("ipywidgets")
+        from taskq_sdk.views.widgets import JobWidget
+
+        view = JobWidget(second)
+        wait_until(lambda: "waiting for rate limit slow" in view.message.value, what="the widget says why")
         assert second.cancel()
 
 
