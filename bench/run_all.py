@@ -27,6 +27,7 @@ SCRIPTS = [
     ("priority", []),
     ("scaling", []),
     ("idle", []),
+    ("limits", []),
 ]
 
 

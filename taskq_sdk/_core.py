@@ -31,7 +31,7 @@ from ._backend.connection import broker_errors, make_redis
 from ._backend.envelope import ResultRecord, decode_result, encode_job
 from ._backend.events import EventHub, Subscription
 from ._backend.keys import KeyLayout, layout_for
-from ._backend.store import JobState, Store, SubmitRow, now_ms
+from ._backend.store import LIMITS_FEATURE, JobState, Store, SubmitRow, now_ms
 from ._names import DEFAULT_TENANT, DEFAULT_WORKSPACE, check_job_id, check_name, qualify, tenant_of
 from ._redact import call_repr
 from .config import Settings
@@ -45,6 +45,7 @@ from .errors import (
     TaskqError,
     UnknownJob,
 )
+from .limits import check_limit_name
 from .models import JobInfo, JobStatus, WorkerInfo
 from .registry import spec_for
 from .serialization import Codec, codec_for
@@ -68,7 +69,7 @@ T = TypeVar("T")
 #: the SDK's own submit options (keyword-only, with a leading underscore, as in arq)
 SUBMIT_OPTIONS = (
     "_job_id", "_defer_by", "_defer_until", "_expires", "_timeout", "_retries", "_queue", "_priority", "_durable",
-    "_cache",
+    "_cache", "_limit_key",
 )  # fmt: skip
 #: the highest ``_priority``: a job of priority p queues as if submitted p x TASKQ_PRIORITY_STEP earlier
 MAX_PRIORITY = 100
@@ -578,7 +579,11 @@ class ClientCore:
                 "least the deferral; raise it or drop it"
             )
         job_ttl_ms = int(expires * 1000) if expires else max(0, score - now) + 86_400_000
-        job_bytes = encode_job(self.codec, name, list(args), kwargs, enqueued_ms=now)
+        lk = options.get("_limit_key")
+        limit_key = check_limit_name(lk) if lk is not None else None
+        if limit_key is not None:
+            self.open().refuse_on_cluster(LIMITS_FEATURE)
+        job_bytes = encode_job(self.codec, name, list(args), kwargs, enqueued_ms=now, limit_key=limit_key)
         if len(job_bytes) > self.settings.max_payload_bytes:
             raise PayloadTooLarge(len(job_bytes), self.settings.max_payload_bytes)
         return SubmitRow(
@@ -596,6 +601,7 @@ class ClientCore:
             retry_of=retry_of,
             batch=batch,
             durable=durable,
+            limit_key=limit_key,
         )
 
     async def write(self, row: SubmitRow, *, reply_to: str = "") -> bool:

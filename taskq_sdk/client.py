@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from . import health as _health
 from . import metrics as _metrics
+from ._backend import limits as _limits
 from ._callables import job_target, opened, with_default_priority
 from ._core import ClientCore, ClientSource, resolve_settings
 from ._names import check_name
@@ -40,6 +41,7 @@ from .caching import cache_plan, claim_or_share, function_digest, release_claim
 from .config import Settings
 from .errors import ConfigurationError, JobNotFound
 from .handles import AsyncJob, Job
+from .limits import Limit, check_limit_name
 from .models import HealthSnapshot, JobInfo, JobStatus, WorkerInfo
 from .upstream import detach_upstreams, job_kwargs, link_upstreams, make_waiting
 
@@ -493,6 +495,44 @@ class AsyncClient:
         """
         return await _metrics.collect(self._core, window=window, workspace=workspace, function=function, tenant=tenant)
 
+    async def set_limit(
+        self,
+        key: str,
+        *,
+        rate: str | None = None,
+        concurrency: int | None = None,
+        burst: int | None = None,
+        tenant: str | None = None,
+    ) -> None:
+        """Declare (or change) limit key ``key``: jobs submitted with ``_limit_key=key`` share its budget.
+
+        ``rate`` is ``"50/s"``, ``"3000/min"``...; ``concurrency`` caps the jobs running at once;
+        ``burst`` (default a tenth of a second's worth of the rate, at least 1) is how many may
+        start at once after a quiet spell. The key belongs to the tenant (each tenant has its own
+        ``openai``); every function's jobs of that tenant that name it share it, on every worker.
+        It applies from the next job start.
+
+        Example::
+
+            await client.set_limit("openai", rate="50/s", concurrency=3)
+            await client.submit("ask", "hi", _limit_key="openai")
+        """
+        limit = Limit.of(rate=rate, concurrency=concurrency, burst=burst)
+        name = check_limit_name(key)
+        t, _ = self._core.identity(tenant, None)
+        await self._core.call(lambda s: _limits.declare(s.redis, t, name, limit), "store a limit on")
+
+    async def remove_limit(self, key: str, *, tenant: str | None = None) -> bool:
+        """Drop limit key ``key`` (its jobs then run unlimited); True if it was declared.
+
+        Example::
+
+            await client.remove_limit("openai")
+        """
+        name = check_limit_name(key)
+        t, _ = self._core.identity(tenant, None)
+        return await self._core.call(lambda s: _limits.forget(s.redis, t, name), "remove a limit on")
+
     def dashboard(self, *, workspace: str | None = None, interval: float = 2.0, minutes: int = 15) -> Dashboard:
         """A live notebook dashboard refreshing on this client's loop (call it inside a running loop).
 
@@ -757,6 +797,27 @@ class Client:
         return self._portal.call(
             self._async.metrics, window=window, workspace=workspace, function=function, tenant=tenant
         )
+
+    def set_limit(
+        self,
+        key: str,
+        *,
+        rate: str | None = None,
+        concurrency: int | None = None,
+        burst: int | None = None,
+        tenant: str | None = None,
+    ) -> None:
+        """Declare limit key ``key`` (see :meth:`AsyncClient.set_limit`).
+
+        Example::
+
+            client.set_limit("openai", rate="50/s", concurrency=3)
+        """
+        self._portal.call(self._async.set_limit, key, rate=rate, concurrency=concurrency, burst=burst, tenant=tenant)
+
+    def remove_limit(self, key: str, *, tenant: str | None = None) -> bool:
+        """Drop limit key ``key`` (see :meth:`AsyncClient.remove_limit`)."""
+        return self._portal.call(self._async.remove_limit, key, tenant=tenant)
 
     def dashboard(self, *, workspace: str | None = None, interval: float = 2.0, minutes: int = 15) -> Dashboard:
         """Blocking: it refreshes on this client's thread, so it never blocks the kernel."""

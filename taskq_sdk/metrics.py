@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._backend import limits as _limits
 from ._names import check_name
 from .errors import ConfigurationError
 
@@ -103,6 +104,9 @@ class Metrics(BaseModel):
     rows: list[MetricRow] = Field(default_factory=list)
     totals: MetricRow = Field(default_factory=MetricRow)
     queue_depth: dict[str, int] = Field(default_factory=dict)
+    #: rate and concurrency limits in use: ``name`` (``key:<k>`` or ``fn:<function>``, prefixed
+    #: ``<tenant>/`` for tenants other than default) -> limit, running (permits held), passed, waited
+    limits: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @property
     def throughput(self) -> float | None:
@@ -265,6 +269,10 @@ async def collect(
     # a bound client reports its own queue (an ACL-confined user may not read the others)
     queues = [core.queue] if core.tenant is not None else await core.call(lambda s: s.metrics.queues())
     depth = {q: await core.call(lambda s, q=q: s.queue_depth(q)) for q in queues}  # type: ignore[misc]
+    limits: dict[str, dict[str, Any]] = {}
+    for t in tenants:
+        used = await core.call(lambda s, t=t: _limits.snapshot(s.redis, t))  # type: ignore[misc]
+        limits.update({(n if t == "default" else f"{t}/{n}"): v for n, v in used.items()})
     return Metrics(
         window=window,
         since=None if window is None else datetime.fromtimestamp(now - window, tz=UTC),
@@ -272,6 +280,7 @@ async def collect(
         rows=rows,
         totals=totals,
         queue_depth=depth,
+        limits=limits,
     )
 
 

@@ -142,6 +142,8 @@ class JobInfo(BaseModel):
     parents: list[str] = Field(default_factory=list)
     #: the jobs that take it as an argument (the first ones, up to about 4,000 characters of ids)
     children: list[str] = Field(default_factory=list)
+    #: why a job that a worker claimed went back to wait: "waiting for rate limit openai: 50/s"
+    waiting: str | None = None
 
     @property
     def duration(self) -> float | None:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar, overload
 
 from ._cache_options import cache_options
 from .errors import ConfigurationError
+from .limits import Limit
 
 __all__ = ["BUILTIN_JOB_MODULES", "JobSpec", "collect_jobs", "job", "spec_for"]
 
@@ -60,6 +61,8 @@ class JobSpec:
     priority: int = 0
     module: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: ``@job(rate_limit=, max_concurrency=)``: enforced across all workers (see :mod:`taskq_sdk.limits`)
+    limit: Limit | None = None
 
     def declares(self, name: str) -> bool:
         """Whether the function accepts a keyword argument ``name``."""
@@ -75,6 +78,8 @@ def _build_spec(
     retry_delay: float | None,
     isolate: bool = False,
     priority: int = 0,
+    rate_limit: str | None = None,
+    max_concurrency: int | None = None,
 ) -> JobSpec:
     if not callable(fn):
         raise ConfigurationError(f"@job needs a function, got {type(fn).__name__}")
@@ -113,6 +118,9 @@ def _build_spec(
         isolate=isolate,
         priority=priority,
         module=getattr(target, "__module__", "") or "",
+        limit=Limit.of(rate=rate_limit, concurrency=max_concurrency)
+        if rate_limit is not None or max_concurrency is not None
+        else None,
     )
 
 
@@ -131,6 +139,8 @@ def job(
     priority: int = 0,
     cache: bool | float | timedelta = False,
     version: str | None = None,
+    rate_limit: str | None = None,
+    max_concurrency: int | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -146,6 +156,8 @@ def job(
     priority: int = 0,
     cache: bool | float | timedelta = False,
     version: str | None = None,
+    rate_limit: str | None = None,
+    max_concurrency: int | None = None,
 ) -> Any:
     """Mark a function as a taskq job; it stays callable as a normal function.
 
@@ -155,7 +167,8 @@ def job(
     the function object itself is submitted or mapped (by name, pass ``_priority=``). ``cache=True``
     (or a timedelta) serves a call whose inputs were seen before from the stored result instead of
     running it again (see :mod:`taskq_sdk.caching`); ``version=`` names the code's version for that
-    cache (default: a hash of the bytecode).
+    cache (default: a hash of the bytecode). ``rate_limit="50/s"`` and ``max_concurrency=4`` hold
+    across every worker (see :mod:`taskq_sdk.limits`): a job over them waits in the queue, not in a slot.
 
     Example::
 
@@ -173,7 +186,15 @@ def job(
 
     def mark(f: Callable[..., Any]) -> Callable[..., Any]:
         spec = _build_spec(
-            f, name=name, timeout=timeout, retries=retries, retry_delay=retry_delay, isolate=isolate, priority=priority
+            f,
+            name=name,
+            timeout=timeout,
+            retries=retries,
+            retry_delay=retry_delay,
+            isolate=isolate,
+            priority=priority,
+            rate_limit=rate_limit,
+            max_concurrency=max_concurrency,
         )
         if cached is not None:
             spec = replace(spec, extra={**spec.extra, **cached})

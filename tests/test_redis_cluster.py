@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,10 @@ import pytest
 from taskq_sdk import Client
 from taskq_sdk.config import Settings
 from taskq_sdk.errors import ConfigurationError, JobNotFound
+from taskq_sdk.limits import Limit
 from taskq_sdk.local import WorkerThread
+from taskq_sdk.registry import spec_for
+from taskq_sdk.worker import make_engine
 from tests.cluster_fixtures import RealCluster, real_cluster  # noqa: F401  (fixture)
 from tests.conftest import FAST, JOBS, wait_until
 
@@ -103,6 +107,12 @@ def test_cache_and_dependencies_are_refused_with_the_reason(cluster_settings: Se
             client.submit("add", upstream, 3, _job_id="never-written")
         with pytest.raises(JobNotFound):  # refused before anything was written
             client.job("never-written").status()
+        with pytest.raises(ConfigurationError, match=r"concurrency limits .* not offered on a Redis Cluster"):
+            client.submit("add", 1, 2, _limit_key="api")
+    limited = {"slow": spec_for(lambda: None, name="slow")}
+    limited["slow"] = replace(limited["slow"], limit=Limit.of(rate="5/s"))
+    with pytest.raises(ConfigurationError, match="slow declare"):
+        make_engine(limited, settings=cluster_settings)
 
 
 # ----------------------------------------------------------------------------- faults mid-drain

@@ -45,14 +45,14 @@ from redis.exceptions import RedisError
 from .._aio import stop_tasks
 from .._names import tenant_of
 from ..config import Settings
-from ..errors import DeserializationError, SerializationError
+from ..errors import ConfigurationError, DeserializationError, SerializationError
 from ..execution import Outcome, execute
 from ..extensions import EngineExtension, FinishedJob
 from ..models import WorkerInfo
 from ..registry import JobSpec
 from ..runtime import JobContext, Lease, install_output_capture, remote_error
 from ..serialization import Codec, RemoteError, codec_for
-from . import layout
+from . import layout, limits
 from .connection import (
     close_redis,
     is_connection_error,
@@ -65,7 +65,7 @@ from .connection import (
 from .envelope import JobCall, decode_job, encode_result
 from .events import EventHub
 from .keys import KeyLayout, layout_for
-from .store import Store, now_ms
+from .store import LIMITS_FEATURE, Store, now_ms
 from .upstream_io import PARENTS_KEY, resolve_upstreams
 
 logger = logging.getLogger("taskq_sdk.worker")
@@ -202,6 +202,12 @@ class Engine(Worker):
         #: key and channel names (the layout follows the server: see ``keys.layout_for``)
         self.layout: KeyLayout = layout_for(settings, queue)
         self._keys = self.layout.script_keys()
+        limited = sorted(spec.name for spec in self.specs.values() if spec.limit is not None)
+        if self._keys and limited:  # the limits' script spans slots (see Store.refuse_on_cluster)
+            raise ConfigurationError(
+                f"{LIMITS_FEATURE}: not offered on a Redis Cluster yet, and {', '.join(limited)} declare(s) them; "
+                "drop the limits or serve these functions from a single server or Sentinel"
+            )
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         functions = [
             func(_never_called, name=spec.name, timeout=spec.timeout, max_tries=spec.max_tries)
@@ -225,6 +231,8 @@ class Engine(Worker):
             log_results=False,
         )
         self.jobs_cancelled = 0
+        self.jobs_limited = 0  # put back by a rate or concurrency limit
+        self._gated: dict[str, list[str]] = {}  # running jobs that passed a limit: their limits' names
         self._bg_writes: set[asyncio.Task[Any]] = set()
         self._early_cancels: set[str] = set()
         self._running: dict[str, JobContext] = {}
@@ -275,6 +283,8 @@ class Engine(Worker):
         #: taskq's reads and writes on the worker's connection (jobs reach it as ctx["taskq_store"])
         self.store = Store(self._pool, self.codec, self.settings, self.taskq_queue)
         self._claim_script = self._pool.register_script(self.layout.CLAIM)
+        self._gate_script: Any = None  # registered at the first limited job
+        self._wake_script: Any = None
         self._finish_script = self._pool.register_script(self.layout.FINISH)
         self._progress_script = self._pool.register_script(self.layout.PROGRESS)
         self._check_script = self._pool.register_script(self.layout.CHECK)
@@ -637,6 +647,9 @@ class Engine(Worker):
             if t is task:
                 del self.tasks[job_id]
                 self._leases.pop(job_id, None)
+                gated = self._gated.pop(job_id, None)
+                if gated and not self._closed:
+                    self._background(self._wake_waiters(job_id, gated))
                 self._early_cancels.discard(job_id)
                 break
         if not task.cancelled() and task.exception() is not None:
@@ -662,6 +675,8 @@ class Engine(Worker):
             if isinstance(plan, _Refusal):
                 await self._refuse(claimed, plan)
                 return
+            if await self._held_back(claimed, plan):
+                return
             jctx = self._job_context(claimed, plan)
             outcome = await self._attempt(claimed, plan, jctx)
         except Exception as exc:  # a worker bug must not leave the job in progress, run again every TTL
@@ -671,6 +686,39 @@ class Engine(Worker):
             return
         if outcome is not None:
             await self._finish_outcome(job_id, outcome, plan.spec, claimed.attempt, claimed.start_ms, plan.call)
+
+    async def _held_back(self, job: _ClaimedJob, plan: _AttemptPlan) -> bool:
+        """Whether a rate or concurrency limit put the job back in its queue for later (not run, not
+        failed, no attempt counted; see :mod:`taskq_sdk._backend.limits`): its slot is free at once."""
+        args = limits.gate_args(plan.spec.name, plan.spec.limit, plan.call.limit_key)
+        if not args:
+            return False
+        if self._gate_script is None:
+            self._gate_script = self.pool.register_script(limits.GATE)
+        token = self._token(job.job_id)
+        try:
+            due, why = await self._gate_script(keys=[], args=[job.job_id, token, self.queue_name, now_ms(), *args])
+        except Exception as exc:  # limits unknown: not run now; back to the queue for any worker
+            logger.warning("job %s: could not check its limits (%s); back to the queue", job.job_id, exc)
+            await self._release(job.job_id, token)
+            return True
+        if int(due) == 0:
+            names = limits.permit_names(plan.spec.name, plan.spec.limit, plan.call.limit_key)
+            if names:
+                self._gated[job.job_id] = names
+            return False
+        if int(due) > 0:
+            logger.debug("job %s: %s; put back until %s", job.job_id, _s(why), due)
+            self.jobs_limited += 1
+            self._wake.set()  # claim again now: the next due job may be this one
+        return True
+
+    async def _wake_waiters(self, job_id: str, names: list[str]) -> None:
+        """A limited job ended (its permits went with its claim): wake the next job waiting for one."""
+        if self._wake_script is None:
+            self._wake_script = self.pool.register_script(limits.WAKE)
+        with contextlib.suppress(Exception):  # a lost wake-up only delays: waiters look again anyway
+            await self._wake_script(keys=[], args=[job_id, now_ms(), *names])
 
     async def _check_push(self, job_id: str, lease: Lease) -> bool:
         """Whether a handed-over job's claim is ours: a push may be stale (this worker was frozen) or forged."""

@@ -42,6 +42,8 @@ class JobCall:
     args: list[Any]
     kwargs: dict[str, Any]
     enqueued_ms: int | None
+    #: ``_limit_key=``: the declared limit this job counts against (see :mod:`taskq_sdk.limits`)
+    limit_key: str | None = None
 
 
 @dataclass
@@ -59,19 +61,32 @@ class ResultRecord:
     finished_ms: int | None
 
 
-def _job(function: str, args: list[Any], kwargs: dict[str, Any], enqueued_ms: int) -> dict[str, Any]:
-    # the key order is part of the format: the enqueue time comes last (see JobEncoder.digest)
+def _job(
+    function: str, args: list[Any], kwargs: dict[str, Any], enqueued_ms: int, limit_key: str | None = None
+) -> dict[str, Any]:
+    # the key order is part of the format: the enqueue time comes last (see JobEncoder.digest);
+    # 'lk' (a limit key) is taskq's own, which arq's reader ignores
+    if limit_key:
+        return {"t": None, "f": function, "a": args, "k": kwargs, "lk": limit_key, "et": enqueued_ms}
     return {"t": None, "f": function, "a": args, "k": kwargs, "et": enqueued_ms}
 
 
-def encode_job(codec: Codec, function: str, args: list[Any], kwargs: dict[str, Any], *, enqueued_ms: int) -> bytes:
+def encode_job(
+    codec: Codec,
+    function: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    *,
+    enqueued_ms: int,
+    limit_key: str | None = None,
+) -> bytes:
     """The stored form of a job (arq's envelope, encoded with the wire codec).
 
     Example::
 
         blob = encode_job(codec, "add", [1, 2], {}, enqueued_ms=now_ms())
     """
-    return codec.serializer(_job(function, list(args), kwargs, enqueued_ms))
+    return codec.serializer(_job(function, list(args), kwargs, enqueued_ms, limit_key))
 
 
 class JobEncoder:
@@ -87,20 +102,21 @@ class JobEncoder:
         enc.digest(blob, "score", ["text"], {})   # '3f2a9c0d1b2e' (same content -> same digest)
     """
 
-    def __init__(self, codec: Codec, *, enqueued_ms: int) -> None:
+    def __init__(self, codec: Codec, *, enqueued_ms: int, limit_key: str | None = None) -> None:
         self._serializer = codec.serializer
         self._enqueued_ms = enqueued_ms
+        self._limit_key = limit_key
         self._tail = b"\xa2et" + msgpack.packb(enqueued_ms)
 
     def encode(self, function: str, args: list[Any], kwargs: dict[str, Any]) -> bytes:
-        return self._serializer(_job(function, args, kwargs, self._enqueued_ms))
+        return self._serializer(_job(function, args, kwargs, self._enqueued_ms, self._limit_key))
 
     def digest(self, job_bytes: bytes, function: str, args: list[Any], kwargs: dict[str, Any]) -> str:
         """A short hash of a job's definition without its enqueue time."""
         if job_bytes.endswith(self._tail):
             body = job_bytes[: -len(self._tail)]
         else:  # another codec layout: encode without the time
-            body = self._serializer(_job(function, args, kwargs, 0))
+            body = self._serializer(_job(function, args, kwargs, 0, self._limit_key))
         return hashlib.blake2b(body, digest_size=6).hexdigest()
 
 
@@ -119,7 +135,14 @@ def decode_job(codec: Codec, blob: bytes) -> JobCall:
     et = d.get("et")
     if et is not None and not (isinstance(et, int | float) and 0 <= et < MAX_EPOCH_MS):
         raise ValueError(f"its enqueue time 'et' is not a time: {et!r}")
-    return JobCall(str(d["f"]), list(d.get("a") or []), dict(d.get("k") or {}), int(et) if et else None)
+    lk = d.get("lk")
+    return JobCall(
+        str(d["f"]),
+        list(d.get("a") or []),
+        dict(d.get("k") or {}),
+        int(et) if et else None,
+        str(lk) if lk else None,
+    )
 
 
 def job_call_of(record: ResultRecord) -> JobCall | None:

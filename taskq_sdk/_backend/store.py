@@ -46,8 +46,18 @@ from .upstream_io import UpstreamStore
 #: features whose scripts span slots (see :meth:`Store.refuse_on_cluster`)
 CACHE_FEATURE = "the result cache (cache=, _cache=)"
 UPSTREAM_FEATURE = "jobs that take other jobs as arguments"
+LIMITS_FEATURE = "rate and concurrency limits (rate_limit=, max_concurrency=, _limit_key=)"
 
-__all__ = ["CACHE_FEATURE", "UPSTREAM_FEATURE", "JobState", "ResultRecord", "Store", "SubmitRow", "now_ms"]
+__all__ = [
+    "CACHE_FEATURE",
+    "LIMITS_FEATURE",
+    "UPSTREAM_FEATURE",
+    "JobState",
+    "ResultRecord",
+    "Store",
+    "SubmitRow",
+    "now_ms",
+]
 
 
 def now_ms() -> int:
@@ -73,6 +83,7 @@ class SubmitRow:
     retry_of: str | None = None
     batch: str | None = None
     durable: bool = False
+    limit_key: str | None = None
 
 
 @dataclass
@@ -459,6 +470,7 @@ class Store:
             args_repr=_s(meta.get("args")) or None,
             parents=[p for p in _s(meta.get("parents")).split(",") if p],
             children=[c for c in _s(meta.get("children")).split(",") if c],
+            waiting=_s(meta.get("waiting")) or None,
         )
 
     # ------------------------------------------------------------------ results

@@ -41,7 +41,9 @@ logger = logging.getLogger("taskq_sdk.batch")
 
 KEY_MAX = 120
 INDEX_MAX_BYTES = 32 * 1024 * 1024  # a fan-out's index is stored for re-attach up to this size
-MAP_OPTIONS = ("_defer_by", "_defer_until", "_expires", "_timeout", "_retries", "_queue", "_priority", "_durable")
+MAP_OPTIONS = (
+    "_defer_by", "_defer_until", "_expires", "_timeout", "_retries", "_queue", "_priority", "_durable", "_limit_key",
+)  # fmt: skip
 
 
 def _check_key(key: str) -> str:
@@ -222,7 +224,7 @@ async def submit_batch(
     def encode(bounds: list[tuple[int, int]], first: int) -> Plan:
         return encode_jobs(
             core, name, payloads(bounds, runner), bounds=bounds, runner=runner, mode=mode, shared=shared,
-            tenant=t, local=local, hashed=key is not None, first=first,
+            tenant=t, local=local, hashed=key is not None, first=first, limit_key=template.limit_key,
         )  # fmt: skip
 
     written: list[bytes] = []

@@ -76,6 +76,7 @@ def encode_jobs(
     local: str,
     hashed: bool,
     first: int = 0,
+    limit_key: str | None = None,
 ) -> Plan:
     """Every job's id, encoded definition and short repr; raises before anything is written.
 
@@ -83,7 +84,7 @@ def encode_jobs(
     """
     plan = Plan()
     now = now_ms()
-    encoder = JobEncoder(core.codec, enqueued_ms=now)
+    encoder = JobEncoder(core.codec, enqueued_ms=now, limit_key=limit_key)
     limit = core.settings.max_payload_bytes
     hashes: list[str] | None = [] if hashed else None
     prefix = qualify(tenant, f"{local}.")

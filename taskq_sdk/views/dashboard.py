@@ -94,6 +94,23 @@ class DashboardData:
         return cls(minute, series, workers, jobs, dict(minute.queue_depth))
 
 
+def limits_html(limits: dict[str, dict[str, Any]]) -> str:
+    """The dashboard's line about rate and concurrency limits ('' when none is in use).
+
+    Example::
+
+        limits_html({"key:openai": {"limit": "openai: 50/s", "running": 2, "passed": 9, "waited": 4}})
+    """
+    if not limits:
+        return ""
+    parts = [
+        f"<code>{html.escape(v.get('limit') or name)}</code> running {v.get('running', 0)}, "
+        f"passed {v.get('passed', 0)}, waited {v.get('waited', 0)}"
+        for name, v in sorted(limits.items())
+    ]
+    return "<br>limits: " + " &middot; ".join(parts)
+
+
 def _short(job_id: str) -> str:
     """Ids short enough for a row, still telling batch jobs (``<batch>.<n>``) apart."""
     return job_id if len(job_id) <= 28 else f"{job_id[:12]}…{job_id[-12:]}"
@@ -305,7 +322,7 @@ class Dashboard:
         self.stats.value = (
             f"queue depth {depth} &middot; live workers <b>{len(data.live_workers)}</b> &middot; "
             f"throughput <b>{data.throughput:.2f}</b> jobs/s &middot; failure rate "
-            f"<b>{data.failure_rate:.1%}</b> &middot; p95 {p95} (last minute)"
+            f"<b>{data.failure_rate:.1%}</b> &middot; p95 {p95} (last minute)" + limits_html(data.minute.limits)
         )
         self.chart.value = chart_svg(data.series)
         rows = "".join(
@@ -333,7 +350,7 @@ class Dashboard:
             label = w.HTML(
                 f"<code>{html.escape(_short(info.id))}</code> {html.escape(info.function or '?')} "
                 f'<b style="color:{color}">{info.status.value}</b>{prog} '
-                f"<small>{html.escape((info.error or '')[:80])}</small>"
+                f"<small>{html.escape((info.error or info.waiting or '')[:80])}</small>"
             )
             cancel = w.Button(description="Cancel", layout=w.Layout(width="80px"))
             retry = w.Button(description="Retry", layout=w.Layout(width="80px"))

@@ -227,6 +227,8 @@ class JobWidget:
             self.attempts.value = f"attempt {info.attempts}" + (f" of {info.max_tries}" if info.max_tries else "")
         if p.message:
             self.message.value = html.escape(p.message)
+        if info.waiting and not status.finished:  # "waiting for rate limit openai: 50/s"
+            self.message.value = html.escape(info.waiting)
         if info.error and status.finished:
             self.message.value = f'<span style="color:#dc2626">{html.escape(info.error)}</span>'
         if info.function:
