@@ -25,7 +25,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,6 +136,13 @@ class Stack:
             self._run(["podman", "stop", "--time", str(int(grace)), name], timeout=grace + 30)
             self._run(["podman", "rm", name])
 
+    def exec(self, container: str, *command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run a command inside a container (no stdin, not checked); a timeout raises ``TimeoutExpired``."""
+        args = ["podman", "exec", container, *command]
+        return subprocess.run(
+            args, env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+        )
+
     def kill(self, name: str) -> None:
         """SIGKILL one container: its processes die at once, no drain."""
         self._run(["podman", "kill", "--signal", "KILL", name])
@@ -163,6 +171,22 @@ class Stack:
             n for n in self._run(["podman", "volume", "ls", "--format", "{{.Name}}"]).split() if self.project in n
         ]
         return found
+
+
+@contextmanager
+def running(stack: Stack, *, service: str, replicas: int) -> Iterator[Stack]:
+    """Bring a stack up with ``replicas`` of ``service``; on exit tear it down and check nothing is left."""
+    try:
+        t0 = time.monotonic()
+        stack.up(service=service, replicas=replicas)
+        print(f"{stack.compose_file.name}: built and up in {time.monotonic() - t0:.0f}s")
+        yield stack
+    finally:
+        try:
+            stack.down()
+        finally:
+            left = stack.leftovers()
+            assert not left, f"teardown left these behind: {left}\n" + "\n".join(stack.log[-5:])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,7 +28,7 @@ import pytest
 from taskq_sdk import Client
 
 from .conftest import ROOT, wait_until
-from .deploy_engine import Stack, build_base_images, engine_env, free_port, missing
+from .deploy_engine import Stack, build_base_images, engine_env, free_port, missing, running
 
 pytestmark = pytest.mark.deploy
 
@@ -86,17 +86,8 @@ def deployed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     t0 = time.monotonic()
     print(build_base_images(env), f"({time.monotonic() - t0:.0f}s)")
     stack = Stack(compose_file, f"taskqtest{secrets.token_hex(3)}", env)
-    try:
-        t0 = time.monotonic()
-        stack.up(service=spec.worker_service, replicas=3)
-        print(f"{compose_file.name}: built and up in {time.monotonic() - t0:.0f}s")
+    with running(stack, service=spec.worker_service, replicas=3):
         yield Deployed(stack, spec.url.format(password=password, port=port), spec.worker_service)
-    finally:
-        try:
-            stack.down()
-        finally:
-            left = stack.leftovers()
-            assert not left, f"teardown left these behind: {left}\n" + "\n".join(stack.log[-5:])
 
 
 def test_three_workers_serve_a_job_submitted_from_the_host(deployed: Deployed) -> None:

@@ -79,7 +79,10 @@ def test_sentinel_compose_has_a_primary_a_replica_three_sentinels_and_workers() 
     assert "redis-primary" in services["redis-replica"]["command"]
     for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
         script = services[name]["command"][-1]
-        assert "redis-sentinel" in script and "sentinel monitor mymaster redis-primary 6379 2" in script
+        assert (
+            "redis-server /tmp/sentinel.conf --sentinel" in script
+            and "sentinel monitor mymaster redis-primary 6379 2" in script
+        )
         assert "requirepass" in script and "sentinel auth-pass mymaster" in script
     worker = services["arq-worker"]
     assert worker["command"][:3] == ["python", "-m", "taskq_sdk.worker"]
