@@ -171,6 +171,25 @@ def test_a_waiting_job_says_why(settings: Settings, start_worker_process: Callab
         assert second.cancel()
 
 
+def test_a_corrupt_limit_key_fails_its_job_once_saying_why(
+    settings: Settings, sync_redis: redis.Redis, start_worker_process: Callable[..., WorkerProcess]
+) -> None:
+    """A limit's key of the wrong type (WRONGTYPE on every check) fails the job at its first attempt with
+    CorruptJob naming the limit, instead of putting it back until its attempts run out."""
+    start_worker_process(modules=LIMIT_JOBS)
+    with Client(settings=settings) as client:
+        client.set_limit("api", rate="5/s")
+        sync_redis.delete("taskq:t:default:lim:key:api:tb")
+        sync_redis.lpush("taskq:t:default:lim:key:api:tb", "junk")
+        job = client.submit("limited_call", "c0", 0.0, _limit_key="api")
+        wait_until(lambda: job.status().value == "failed", timeout=30, what="the job fails")
+        info = job.info()
+        assert info.error is not None and info.error.startswith("CorruptJob"), info.error
+        assert "key:api" in info.error and "WRONGTYPE" in info.error, info.error
+        assert info.attempts == 1
+        assert client.submit("limited_call", "c1", 0.0).result(timeout=30) is not None, "the worker goes on"
+
+
 def test_a_killed_workers_permit_comes_back_after_its_claim_lapses(
     settings: Settings, sync_redis: redis.Redis, start_worker_process: Callable[..., WorkerProcess]
 ) -> None:

@@ -699,6 +699,18 @@ class Engine(Worker):
         try:
             due, why = await self._gate_script(keys=[], args=[job.job_id, token, self.queue_name, now_ms(), *args])
         except Exception as exc:  # limits unknown: not run now; back to the queue for any worker
+            if isinstance(exc, RedisError) and not (is_connection_error(exc) or is_transient_reply(exc)):
+                # a reply that will not go away (a limit's keys corrupted: WRONGTYPE...): putting the job
+                # back would only use up its attempts and then blame a dead worker; fail it and say why
+                named = ", ".join(a for a in args if isinstance(a, str) and a.startswith(("fn:", "key:")))
+                reason = (
+                    f"its limits ({named}) could not be checked: the server replied {exc}. The limit's keys "
+                    "are corrupt; client.remove_limit(...) (or deleting them) clears them; submit the job again"
+                )
+                logger.error("job %s refused: %s", job.job_id, reason)
+                refusal = _Refusal("failed", remote_error("CorruptJob", reason, kind="error"), plan.call)
+                await self._refuse(job, refusal)
+                return True
             logger.warning("job %s: could not check its limits (%s); back to the queue", job.job_id, exc)
             await self._release(job.job_id, token)
             return True
