@@ -328,7 +328,7 @@ class BatchStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(manifest_key(tenant, batch_id, self._tns), blob, px=ttl_ms)
             for key in (patches_key, rows_failed_key, frame_index_key):
-                pipe.pexpire(key(tenant, batch_id), ttl_ms)
+                pipe.pexpire(key(tenant, batch_id, self._tns), ttl_ms)
             await pipe.execute()
 
     async def read_manifest(self, tenant: str, batch_id: str) -> tuple[bytes | None, dict[bytes, bytes]]:
