@@ -225,18 +225,6 @@ class Portal:
                 handoff.abandon()
                 raise ClientClosed("The client was closed while this call was waiting.")
 
-    def wait(self, future: concurrent.futures.Future[T]) -> T:
-        """Block on a future of the portal's loop; Ctrl-C cancels the future and re-raises."""
-        try:
-            return future.result()
-        except KeyboardInterrupt:
-            future.cancel()
-            raise
-        except concurrent.futures.CancelledError:
-            if not self.running:
-                raise ClientClosed("The client was closed while this call was waiting.") from None
-            raise
-
     def submit(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
         """Schedule a coroutine on the portal's loop without waiting for it."""
         if not self.running:

@@ -60,10 +60,6 @@ class SentinelAddress:
         scheme = SENTINEL_SCHEMES[1] if self.tls else SENTINEL_SCHEMES[0]
         return f"{scheme}://{auth}{hosts}/{quote(self.master, safe='')}/{self.db}" + (f"?{query}" if query else "")
 
-    def hosts_text(self) -> str:
-        """``s1:26379,s2:26379`` for messages."""
-        return ",".join(f"{h}:{p}" for h, p in self.sentinels)
-
 
 def is_sentinel_url(url: str) -> bool:
     """Whether ``url`` is a ``redis+sentinel://`` or ``rediss+sentinel://`` URL."""

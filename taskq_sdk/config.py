@@ -21,7 +21,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ._names import DEFAULT_QUEUE, check_name
 from ._redact import redact_url
-from ._sentinel_url import SENTINEL_SCHEMES, SentinelAddress, parse_sentinel_hosts, parse_sentinel_url
+from ._sentinel_url import (
+    SENTINEL_SCHEMES,
+    SentinelAddress,
+    is_sentinel_url,
+    parse_sentinel_hosts,
+    parse_sentinel_url,
+)
 from .errors import ConfigurationError, InvalidName
 
 __all__ = ["Settings", "mask_url"]
@@ -347,7 +353,7 @@ class Settings(BaseSettings):
 
         if self.redis_url is not None:
             raw = self.redis_url.get_secret_value()
-            if raw.split("://", 1)[0].lower() not in SENTINEL_SCHEMES:
+            if not is_sentinel_url(raw):
                 return None
             address = parse_sentinel_url(raw)
         elif self.redis_sentinels is not None and self.redis_sentinel_master:

@@ -25,6 +25,8 @@ import redis
 from taskq_sdk._lifeline import _pdeathsig_preexec
 from taskq_sdk._server import _free_port, find_server_binary
 
+from .conftest import FAST_ENV, ROOT
+
 HOST = "127.0.0.1"
 MASTER = "mymaster"
 DATA_PASSWORD = "data-pw-1"
@@ -282,3 +284,13 @@ class SentinelGroup:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"the sentinel group was not ready within {timeout}s (last: {last})")
+
+
+def worker_env(group: SentinelGroup, **extra: str) -> dict[str, str]:
+    """A worker process's environment for ``group``: the test settings, no inherited REDIS_/ARQ_/TASKQ_ ones."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ARQ_", "TASKQ_"))}
+    env.update(FAST_ENV)
+    env.update(group.env())
+    env.update({"PYTHONPATH": str(ROOT), "TASKQ_OUTAGE_BUDGET": "30"})
+    env.update(extra)
+    return env

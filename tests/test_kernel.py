@@ -41,8 +41,7 @@ def _announce_when_blocked(limit=20.0):
             frame = frame.f_back
         # blocked in Portal.wait (a threading wait) or in Portal._block (a lock wait: no Python frame above it)
         return names and (
-            (names[0] == ("wait", "threading.py") and ("wait", "_portal.py") in names)
-            or names[0] == ("_block", "_portal.py")
+            names[0] == ("_block", "_portal.py")
         )
     def watch():
         deadline = _time.monotonic() + limit

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import redis
 
+from bench.limits import max_in_window, max_overlap
 from taskq_sdk import Client
 from taskq_sdk.config import Settings
 from taskq_sdk.errors import ConfigurationError
@@ -33,20 +34,6 @@ def _spans(r: redis.Redis, prefix: str) -> list[tuple[float, float, int]]:
         if tag.startswith(prefix):
             out.append((float(start), float(end), int(attempt)))
     return out
-
-
-def _max_overlap(spans: list[tuple[float, float, int]]) -> int:
-    events = sorted([(s, 1) for s, _, _ in spans] + [(e, -1) for _, e, _ in spans], key=lambda x: (x[0], x[1]))
-    cur = peak = 0
-    for _, d in events:
-        cur += d
-        peak = max(peak, cur)
-    return peak
-
-
-def _max_in_window(starts: list[float], window: float = 1.0) -> int:
-    starts = sorted(starts)
-    return max((sum(1 for y in starts if x <= y < x + window) for x in starts), default=0)
 
 
 @pytest.mark.parametrize(
@@ -125,7 +112,7 @@ def test_a_concurrency_key_never_has_one_job_too_many_running(
     assert all(attempt == 1 for _, _, attempt in spans), "waiting for a permit counts no attempt"
     assert samples, "the sampler took no sample"
     assert max(samples) == 3, f"sampled running counts: max {max(samples)} (limit 3)"
-    assert _max_overlap(spans) == 3
+    assert max_overlap([(s, e) for s, e, _ in spans]) == 3
     assert m.limits["key:api"]["limit"] == "api: 3 at once"
     assert m.limits["key:api"]["passed"] == 30
     assert m.limits["key:api"]["waited"] > 0
@@ -145,7 +132,7 @@ def test_a_rate_limit_holds_in_every_second_across_two_workers(
     assert len(spans) == 40
     assert all(attempt == 1 for _, _, attempt in spans)
     starts = [s for s, _, _ in spans]
-    peak = _max_in_window(starts)
+    peak = max_in_window(starts)
     # rate 10 + burst 1; one start may cross a window edge by the gap between the gate and the
     # function's first line (a few ms), hence + 1
     assert peak <= 12, f"{peak} starts in one 1 s window under 10/s"
@@ -207,7 +194,7 @@ def test_a_killed_workers_permit_comes_back_after_its_claim_lapses(
         assert hung.info().attempts == 2
     spans = _spans(sync_redis, "k")
     assert sorted(tag_attempt for _, _, tag_attempt in spans) == [1, 2]
-    assert _max_overlap(spans) == 1
+    assert max_overlap([(s, e) for s, e, _ in spans]) == 1
 
 
 def test_async_client_declares_and_uses_a_limit_key(
@@ -235,7 +222,7 @@ def test_async_client_declares_and_uses_a_limit_key(
     limits = asyncio.run(main())
     spans = _spans(sync_redis, "a")
     assert len(spans) == 9
-    assert _max_overlap(spans) == 2
+    assert max_overlap([(s, e) for s, e, _ in spans]) == 2
     assert limits["key:pair"]["passed"] == 9
 
 

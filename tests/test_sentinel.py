@@ -22,8 +22,8 @@ from taskq_sdk._lifeline import Lifeline
 from taskq_sdk.config import Settings
 from taskq_sdk.local import WorkerProcess, WorkerThread
 
-from .conftest import FAST, FAST_ENV, JOBS, ROOT, figure, wait_until
-from .sentinel_group import SentinelGroup
+from .conftest import FAST, JOBS, ROOT, figure, wait_until
+from .sentinel_group import SentinelGroup, worker_env
 
 pytestmark = pytest.mark.sentinel
 
@@ -39,15 +39,6 @@ def group(tmp_path: Path) -> Iterator[SentinelGroup]:
 
 def sentinel_settings(group: SentinelGroup, **overrides: Any) -> Settings:
     return Settings(redis_url=group.url, **{**FAST, **overrides})  # type: ignore[arg-type]
-
-
-def worker_env(group: SentinelGroup, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ARQ_", "TASKQ_"))}
-    env.update(FAST_ENV)
-    env.update(group.env())
-    env.update({"PYTHONPATH": str(ROOT), "TASKQ_OUTAGE_BUDGET": "30"})
-    env.update(extra)
-    return env
 
 
 # ---------------------------------------------------------------- URLs and settings (no server needed)

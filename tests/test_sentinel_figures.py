@@ -42,8 +42,8 @@ from taskq_sdk._lifeline import Lifeline
 from taskq_sdk.config import Settings
 from taskq_sdk.local import WorkerProcess
 
-from .conftest import FAST, FAST_ENV, ROOT, figure, wait_until
-from .sentinel_group import SentinelGroup
+from .conftest import FAST, figure, wait_until
+from .sentinel_group import SentinelGroup, worker_env
 
 pytestmark = [pytest.mark.sentinel, pytest.mark.chaos]
 
@@ -153,10 +153,7 @@ def run_failover(tmp_path: Path, n: int, *, durable: bool, lag: float = 0.0, pac
     group = SentinelGroup(tmp_path / f"group-{mode}", replicas=2).start()
     path = tmp_path / f"ledger-{mode}.txt"
     settings = Settings(redis_url=group.url, **{**FAST, "outage_budget": 60.0})  # type: ignore[arg-type]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ARQ_", "TASKQ_"))}
-    env.update(FAST_ENV)
-    env.update(group.env())
-    env.update({"PYTHONPATH": str(ROOT), "TASKQ_OUTAGE_BUDGET": "60"})
+    env = worker_env(group, TASKQ_OUTAGE_BUDGET="60")
     killed: dict[str, Any] = {}
     lifeline = Lifeline()
     workers = [

@@ -56,9 +56,18 @@ def is_transient_reply(exc: BaseException) -> bool:
 
         is_transient_reply(ResponseError("BUSY Redis is busy running a script"))   # True
     """
-    if reply_kind(exc) in TRANSIENT_REPLIES:
-        return True
-    # a Redis Cluster moving a queue's slot: a script met a key already on the new shard (try again)
+    return reply_kind(exc) in TRANSIENT_REPLIES or is_moving_slot(exc)
+
+
+def is_moving_slot(exc: BaseException) -> bool:
+    """Whether a script met a key already moved to another shard (a Redis Cluster moving a queue's slot).
+
+    The script stopped at that command, before it wrote anything, so the same call may be sent again.
+
+    Example::
+
+        is_moving_slot(ResponseError("Script attempted to access a non local key in a cluster node"))   # True
+    """
     return "access a non local key" in str(exc)
 
 

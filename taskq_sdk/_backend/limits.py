@@ -16,8 +16,8 @@ it. A permit is tied to the job's claim: it counts only while ``arq:in-progress:
 the token it was taken under, so it ends when the job finishes (the finish deletes the claim),
 retries, is released, or when a killed worker's claim expires (``TASKQ_CLAIM_TTL``). Example::
 
-    gate = Gate(pool)
-    wait, why = await gate.check("acme:j1", "w1#1", "arq:queue", [fn_limit("score", limit)])
+    gate = pool.register_script(GATE)
+    due, why = await gate(keys=[], args=["acme:j1", "w1#1", "arq:queue", now_ms, *gate_args("score", limit, None)])
 """
 
 from __future__ import annotations
@@ -268,14 +268,6 @@ async def forget(pool: Any, tenant: str, key: str) -> bool:
     """Drop a declared limit key; True if it existed."""
     await pool.srem(names_key(tenant), f"key:{key}")
     return bool(await pool.delete(limit_prefix(tenant, f"key:{key}") + ":def"))
-
-
-async def declared(pool: Any, tenant: str, key: str) -> dict[str, str] | None:
-    """A declared limit key's stored fields, or None."""
-    raw = await pool.hgetall(limit_prefix(tenant, f"key:{key}") + ":def")
-    if not raw:
-        return None
-    return {_s(k): _s(v) for k, v in raw.items()}
 
 
 def _s(v: Any) -> str:

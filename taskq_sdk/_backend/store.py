@@ -33,7 +33,7 @@ from . import layout, liveness
 from .autopipe import AutoPipeline
 from .batches import BatchStore
 from .cache_io import CacheStore
-from .connection import close_redis, run_scripts
+from .connection import close_redis, is_moving_slot, run_scripts
 from .durable import NO_DURABLE_ON_CLUSTER, add_wait, check_acked, durable_timeout_ms
 from .envelope import JobCall, ResultRecord, decode_job, decode_result, encode_result, job_call_of
 from .health_io import HealthReader
@@ -374,7 +374,7 @@ class Store:
             try:
                 return await call()
             except ResponseError as exc:
-                if not self._keys or "access a non local key" not in str(exc) or time.monotonic() > deadline:
+                if not is_moving_slot(exc) or time.monotonic() > deadline:
                     raise
             await asyncio.sleep(0.05)
 

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from .._chunks import RUNNER_NAME
+from .._core import LIVE_WORKER_SECONDS
 from ..errors import TaskqError
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ async def live_workers(core: ClientCore, queue: str) -> int:
         and w.queue == queue
         and RUNNER_NAME in w.functions
         and w.last_seen is not None
-        and now - w.last_seen.timestamp() < 10
+        and now - w.last_seen.timestamp() < LIVE_WORKER_SECONDS
     )
 
 

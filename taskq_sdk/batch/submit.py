@@ -22,7 +22,7 @@ from .._backend.batches import BulkHeader
 from .._backend.durable import durable_timeout_ms
 from .._backend.store import now_ms
 from .._chunks import MODES, RUNNER_NAME
-from .._core import job_name
+from .._core import SUBMIT_OPTIONS, job_name
 from .._names import JOB_ID_RE, local_part, tenant_of
 from ..errors import BadArguments, ConfigurationError, JobNotFound, SerializationError, TaskqError
 from .autochunk import choose_sizes, plan_rest, unknown_sizes
@@ -41,9 +41,8 @@ logger = logging.getLogger("taskq_sdk.batch")
 
 KEY_MAX = 120
 INDEX_MAX_BYTES = 32 * 1024 * 1024  # a fan-out's index is stored for re-attach up to this size
-MAP_OPTIONS = (
-    "_defer_by", "_defer_until", "_expires", "_timeout", "_retries", "_queue", "_priority", "_durable", "_limit_key",
-)  # fmt: skip
+#: submit's options that apply to every job of a map (an id and the cache are per call: key= and cache=)
+MAP_OPTIONS = tuple(o for o in SUBMIT_OPTIONS if o not in ("_job_id", "_cache"))
 
 
 def _check_key(key: str) -> str:

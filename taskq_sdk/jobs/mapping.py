@@ -31,9 +31,9 @@ from ..serialization import RemoteError
 
 __all__ = ["MODES", "RUNNER_NAME", "take_items", "taskq_map_chunk"]
 
-#: items whose error keeps its full traceback; later ones keep type and message (results stay small)
 logger = logging.getLogger("taskq_sdk.worker")
 
+#: items whose error keeps its full traceback; later ones keep type and message (results stay small)
 TRACEBACKS_KEPT = 20
 TRACEBACK_CHARS = 4000
 PROGRESS_EVERY = 0.2  # seconds between progress reports of one chunk

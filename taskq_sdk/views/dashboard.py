@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TaskqError
-from ..metrics import MinuteByFunction, minute_totals, per_minute_by_function
+from ..metrics import MinuteByFunction, per_minute_by_function
 from ..models import JobInfo, JobStatus, WorkerInfo
 from .html import PALETTE, color_of
 from .notebook import require_ipywidgets, show_in_cell
@@ -59,11 +59,6 @@ class DashboardData:
         self.workers = workers
         self.jobs = jobs
         self.depth = depth
-
-    @property
-    def totals_per_minute(self) -> list[tuple[int, int, int]]:
-        """``(minute, complete, failed)`` summed over functions."""
-        return minute_totals(self.series)
 
     @property
     def live_workers(self) -> list[WorkerInfo]:
