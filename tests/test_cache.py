@@ -62,6 +62,24 @@ def test_a_repeated_call_is_served_from_the_first_run(api: Api, cache_worker: An
     assert runs(sync_redis, key) == 3
 
 
+def test_a_corrupt_cache_entry_is_computed_again_not_raised(
+    api: Api, cache_worker: Any, sync_redis: redis.Redis
+) -> None:
+    """An entry key of the wrong type (WRONGTYPE for the cache's script) costs a run, never a submit."""
+    client = api.client()
+    key = counter()
+    first = api(client.submit(cachefns.cached_double, key, 5))
+    assert api(first.result(timeout=10)) == 10
+    entries = sync_redis.keys("taskq:t:*:cache:*")
+    assert entries
+    for entry in entries:
+        sync_redis.delete(entry)
+        sync_redis.lpush(entry, "junk")
+    again = api(client.submit(cachefns.cached_double, key, 5))
+    assert again.cached is False and api(again.result(timeout=10)) == 10
+    assert runs(sync_redis, key) == 2
+
+
 def test_inputs_are_compared_by_content_not_by_order(api: Api, cache_worker: Any, sync_redis: redis.Redis) -> None:
     client = api.client()
     key = counter()
