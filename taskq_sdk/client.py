@@ -306,6 +306,7 @@ class AsyncClient:
         kwargs: dict[str, Any] | None = None,
         tenant: str | None = None,
         workspace: str | None = None,
+        timing: bool = False,
         **options: Any,
     ) -> AsyncBatch:
         """Run job ``fn`` once per item, as one batch; returns an :class:`AsyncBatch` (results in input order).
@@ -320,7 +321,9 @@ class AsyncClient:
         reuses the jobs that exist (finished or running) instead of running them twice.
         ``star=True`` unpacks each item as positional arguments; ``kwargs`` go to every call.
         SDK options as in ``submit``: ``_timeout`` (per job), ``_retries``, ``_queue``, ``_priority``,
-        ``_expires``, ``_defer_by``, ``_defer_until``, ``_durable``.
+        ``_expires``, ``_defer_by``, ``_defer_until``, ``_durable``. ``timing=True`` records when each
+        item started, how long it took and where it ran: ``batch.to_frame()`` gains ``taskq_started``,
+        ``taskq_duration_s``, ``taskq_worker``, ``taskq_attempts`` and ``batch.timeline()`` its rows.
 
         Example::
 
@@ -339,6 +342,7 @@ class AsyncClient:
             kwargs=kwargs,
             tenant=tenant,
             workspace=workspace,
+            timing=timing,
             **options,
         )
 
@@ -728,6 +732,7 @@ class Client:
         kwargs: dict[str, Any] | None = None,
         tenant: str | None = None,
         workspace: str | None = None,
+        timing: bool = False,
         **options: Any,
     ) -> Batch:
         abatch = self._portal.call(
@@ -740,6 +745,7 @@ class Client:
             kwargs=kwargs,
             tenant=tenant,
             workspace=workspace,
+            timing=timing,
             **options,
         )
         return Batch(abatch, self)

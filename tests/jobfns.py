@@ -330,3 +330,14 @@ async def afenced_ticks(ctx: dict[str, Any], path: str, ticks: int, step: float 
             fh.write(_tick_line(ctx, copy, n))
         await asyncio.sleep(step)
     return copy
+
+
+@taskq_sdk.job
+def timed_row(x: int, seconds: float = 0.02, slow: int = -1, flags: str = "") -> int:
+    """Sleeps ``seconds`` (ten times as long for item ``slow``); fails on the items listed in the file ``flags``."""
+    time.sleep(seconds * (10 if x == slow else 1))
+    if flags and os.path.exists(flags):
+        with open(flags) as fh:
+            if x in {int(v) for v in fh.read().split()}:
+                raise ValueError(f"row {x} is flagged")
+    return x * 2

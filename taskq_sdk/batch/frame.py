@@ -24,14 +24,19 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from ..errors import ConfigurationError
 from .counts import ITEM_STATUS
 from .manifest import BatchManifest
-from .outcomes import ChunkOutcome
+from .outcomes import ChunkOutcome, RowTimes
 
 __all__ = [
+    "ATTEMPTS_COLUMN",
+    "DURATION_COLUMN",
     "ERROR_COLUMN",
     "JOB_COLUMN",
+    "STARTED_COLUMN",
     "STATUS_CATEGORIES",
     "STATUS_COLUMN",
     "TASKQ_COLUMNS",
+    "TIMING_COLUMNS",
+    "WORKER_COLUMN",
     "FrameBuilder",
     "frame_inputs",
     "frame_payloads",
@@ -41,7 +46,13 @@ __all__ = [
 STATUS_COLUMN = "taskq_status"
 ERROR_COLUMN = "taskq_error"
 JOB_COLUMN = "taskq_job_id"
-TASKQ_COLUMNS = (STATUS_COLUMN, ERROR_COLUMN, JOB_COLUMN)
+STARTED_COLUMN = "taskq_started"
+DURATION_COLUMN = "taskq_duration_s"
+WORKER_COLUMN = "taskq_worker"
+ATTEMPTS_COLUMN = "taskq_attempts"
+#: the per-row timing columns of a fan-out run with ``timing=True``
+TIMING_COLUMNS = (STARTED_COLUMN, DURATION_COLUMN, WORKER_COLUMN, ATTEMPTS_COLUMN)
+TASKQ_COLUMNS = (STATUS_COLUMN, ERROR_COLUMN, JOB_COLUMN, *TIMING_COLUMNS)
 STATUS_CATEGORIES = ["complete", "failed", "cancelled", "lost", "expired", "pending"]
 _STATUS_CODE = np.zeros(256, dtype=np.int8)
 for _letter, _name in ITEM_STATUS.items():
@@ -173,7 +184,7 @@ class FrameBuilder:
         out = builder.finish(batch_id=batch.id)
     """
 
-    def __init__(self, manifest: BatchManifest, *, index: Any = None) -> None:
+    def __init__(self, manifest: BatchManifest, *, index: Any = None, timing: bool = False) -> None:
         self.m = manifest
         n = manifest.n_items
         self.n = n
@@ -190,11 +201,14 @@ class FrameBuilder:
         self.has_scalar = False
         #: positions whose value was None in a chunk inferred as numbers: None again if the column ends up object
         self.nones: dict[Any, list[int]] = {}
+        self.timing = _TimingColumns(n) if timing else None
 
     def add(self, o: ChunkOutcome) -> None:
         """Take one chunk's outcome (values are turned into small typed arrays right away)."""
         k = o.n
         self.status[o.start : o.start + k] = o.status
+        if self.timing is not None and o.times is not None:
+            self.timing.add(o.start, o.times)
         for offset, (_jid, err) in o.errors.items():
             self.errors[o.start + offset] = str(err)[:1000]
         if not isinstance(o.job_ids, str):
@@ -242,7 +256,7 @@ class FrameBuilder:
         return block
 
     def finish(self, *, batch_id: str | None = None) -> pd.DataFrame:
-        """The result frame: value columns, then ``taskq_status``, ``taskq_error``, ``taskq_job_id``."""
+        """The result frame: value columns, then ``taskq_status``, ``taskq_error``, ``taskq_job_id`` (and timing)."""
         n = self.n
         columns: dict[Any, Any] = {}
         name = self.prefix or self.m.function
@@ -259,6 +273,8 @@ class FrameBuilder:
             errors[pos] = text
         columns[ERROR_COLUMN] = pd.Series(errors, dtype=object, copy=False)
         columns[JOB_COLUMN] = self._job_ids()
+        if self.timing is not None:
+            columns.update(self.timing.finish())
         # one column at a time: a DataFrame built from a dict would copy (and re-infer) every column
         out = pd.DataFrame(index=pd.RangeIndex(n))
         for label, values in columns.items():
@@ -294,6 +310,35 @@ class FrameBuilder:
             for pos, jid in self.job_override.items():
                 codes[pos] = where[jid]
         return pd.Categorical.from_codes(codes, categories=ids, validate=False) if ids else pd.Categorical([])
+
+
+class _TimingColumns:
+    """``taskq_started``, ``taskq_duration_s``, ``taskq_worker``, ``taskq_attempts`` while chunks arrive."""
+
+    def __init__(self, n: int) -> None:
+        self.started = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)  # epoch microseconds; min: NaT
+        self.duration = np.full(n, np.nan)
+        self.worker = np.full(n, -1, dtype=np.int32)
+        self.workers: dict[str, int] = {}
+        self.attempts = np.zeros(n, dtype=np.int32)
+
+    def add(self, start: int, times: RowTimes) -> None:
+        stop = start + len(times.attempts)
+        nat = np.iinfo(np.int64).min
+        self.started[start:stop] = [nat if t is None else t for t in times.started_us]
+        self.duration[start:stop] = [np.nan if d is None else d / 1e6 for d in times.duration_us]
+        codes = self.workers
+        self.worker[start:stop] = [-1 if w is None else codes.setdefault(w, len(codes)) for w in times.worker]
+        self.attempts[start:stop] = times.attempts
+
+    def finish(self) -> dict[str, Any]:
+        started = pd.Series(self.started.view("datetime64[us]")).astype("datetime64[ns]").dt.tz_localize("UTC")
+        return {
+            STARTED_COLUMN: started,
+            DURATION_COLUMN: pd.Series(self.duration, copy=False),
+            WORKER_COLUMN: pd.Categorical.from_codes(self.worker, categories=list(self.workers), validate=False),
+            ATTEMPTS_COLUMN: pd.Series(self.attempts, copy=False),
+        }
 
 
 def _on_range_index(values: Any, n: int) -> Any:

@@ -35,7 +35,7 @@ from ..views.progress import BatchView, make_batch_view
 from .counts import ITEM_STATUS, BatchCounts, Rate
 from .follow import Follower
 from .manifest import BatchManifest, Patches
-from .outcomes import ChunkOutcome, item_exception, job_items
+from .outcomes import ChunkOutcome, item_exception, job_items, row_times
 from .writer import resubmit_items
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ logger = logging.getLogger("taskq_sdk.batch")
 ErrorMode = Literal["raise", "skip", "return"]
 _ERROR_MODES = ("raise", "skip", "return")
 FETCH_GROUP = 200  # chunks whose results are fetched per round trip
+STATE_GROUP = 500  # jobs whose states are read per round trip (timeline, timing)
 
 _UNREAD: Any = object()  # "not given": read it from the server
 
@@ -188,12 +189,25 @@ class AsyncBatch:
         return batch_html(self._m, self._last, kind=type(self).__name__)
 
     # ------------------------------------------------------------------ plumbing
-    async def _fetch(self, follower: Follower, chunks: list[int]) -> list[ChunkOutcome]:
-        """The outcomes of finished chunks, from their jobs' results (one pipelined round trip)."""
+    async def _fetch(
+        self,
+        follower: Follower,
+        chunks: list[int],
+        *,
+        timing: bool = False,
+        infos: dict[str, JobInfo] | None = None,
+    ) -> list[ChunkOutcome]:
+        """The outcomes of finished chunks, from their jobs' results (one pipelined round trip).
+
+        ``timing``: also each item's times and placement (:class:`RowTimes`; the jobs' states are
+        read in one more round trip unless ``infos`` has them).
+        """
         jobs: list[tuple[str, int]] = []
         for chunk in chunks:
             jobs.extend(follower.chunk_jobs(chunk))
         blobs = await self._core.call(lambda s: s.batches.results([j for j, _ in jobs]))
+        if timing and infos is None:
+            infos = await self._infos([j for j, _ in jobs])
         decode = self._core.decode_result
         records: dict[str, tuple[int, ResultRecord | None]] = {}
         for (jid, code), blob in zip(jobs, blobs, strict=True):
@@ -206,12 +220,15 @@ class AsyncBatch:
             code, record = records[primary]
             values, status, errors = job_items(primary, stop - start, code, record, m.runner)
             attempts = {primary: record.attempt} if record is not None and record.attempt else {}
+            times = row_times(stop - start, record, infos.get(primary), runner=m.runner) if infos is not None else None
             job_ids: list[str] | str = primary
             for jid, offsets in self._patches.get(chunk, ()):
                 pcode, precord = records[jid]
                 pvals, pstatus, perrors = job_items(jid, len(offsets), pcode, precord, m.runner)
                 if precord is not None and precord.attempt:
                     attempts[jid] = precord.attempt
+                if times is not None and infos is not None:
+                    times.lay_over(offsets, row_times(len(offsets), precord, infos.get(jid), runner=m.runner))
                 if isinstance(job_ids, str):
                     job_ids = [job_ids] * (stop - start)
                 for k, offset in enumerate(offsets):
@@ -221,8 +238,19 @@ class AsyncBatch:
                     errors.pop(offset, None)
                     if k in perrors:
                         errors[offset] = perrors[k]
-            out.append(ChunkOutcome(chunk, start, values, status, errors, job_ids, attempts))
+            out.append(ChunkOutcome(chunk, start, values, status, errors, job_ids, attempts, times))
         return out
+
+    async def _infos(self, job_ids: list[str]) -> dict[str, JobInfo]:
+        """Jobs' infos (worker, attempts, times) by id, from bulk state reads (``Store.states``)."""
+        out: dict[str, JobInfo] = {}
+        for start in range(0, len(job_ids), STATE_GROUP):
+            out.update(await self._infos_of(job_ids[start : start + STATE_GROUP]))
+        return out
+
+    async def _infos_of(self, ids: list[str]) -> dict[str, JobInfo]:
+        states = await self._core.call(lambda s: s.states(ids))
+        return {jid: st.info for jid, st in zip(ids, states, strict=True)}
 
     def _follower(self, chunks: Sequence[int] | None, *, subscribe: bool = True) -> Follower:
         return Follower(self._core, self._m, self._patches, chunks, subscribe=subscribe)
@@ -271,12 +299,17 @@ class AsyncBatch:
         chunks: Sequence[int] | None = None,
         view: BatchView | None = None,
         cache: bool | None = None,
+        timing: bool = False,
     ) -> AsyncIterator[list[ChunkOutcome]]:
-        """Finished chunks' outcomes as they finish (cached ones first), until all ``chunks`` are done."""
+        """Finished chunks' outcomes as they finish (cached ones first), until all ``chunks`` are done.
+
+        ``timing``: with each item's times and placement (outcomes cached without them are read again).
+        """
         keep = (self._m.kind == "map") if cache is None else cache
         wanted = list(range(self._m.n_jobs)) if chunks is None else sorted(set(chunks))
-        cached = [self._cache[c] for c in wanted if c in self._cache]
-        todo = [c for c in wanted if c not in self._cache]
+        usable = {c for c in wanted if c in self._cache and (not timing or self._cache[c].times is not None)}
+        cached = [self._cache[c] for c in wanted if c in usable]
+        todo = [c for c in wanted if c not in usable]
         failed_seen = sum(sum(1 for s in o.status if s != ord("c")) for o in cached)
         if cached:
             yield cached
@@ -293,7 +326,7 @@ class AsyncBatch:
             while True:
                 ready = follower.settle()
                 for start in range(0, len(ready), FETCH_GROUP):
-                    outcomes = await self._fetch(follower, ready[start : start + FETCH_GROUP])
+                    outcomes = await self._fetch(follower, ready[start : start + FETCH_GROUP], timing=timing)
                     for o in outcomes:
                         failed_seen += sum(1 for s in o.status if s != ord("c"))
                         if keep:
@@ -536,18 +569,23 @@ class AsyncBatch:
                         out[o.start + offset] = self._item_exception(o, offset)
         return out
 
-    async def to_frame(self, timeout: float | None = None, *, progress: bool | str | BatchView = False) -> pd.DataFrame:
+    async def to_frame(
+        self, timeout: float | None = None, *, progress: bool | str | BatchView = False, timing: bool | None = None
+    ) -> pd.DataFrame:
         """The results as a DataFrame in input order, with ``taskq_status``, ``taskq_error``, ``taskq_job_id``.
 
         Dict results become columns (prefixed with the function name), other results one column
         named after the function. A DataFrame fan-out's frame comes back on its original index.
+        A batch submitted with ``timing=True`` also gets ``taskq_started`` (UTC), ``taskq_duration_s``,
+        ``taskq_worker`` and ``taskq_attempts`` per row (``timing=`` here overrides: ``True`` on a
+        batch without recorded item times gives the worker and attempts, and times for one-item jobs).
 
         Example::
 
             df = await batch.to_frame()
             df[df.taskq_status == "failed"]
         """
-        return await self._to_frame(timeout, self._make_view(progress))
+        return await self._to_frame(timeout, self._make_view(progress), timing=timing)
 
     async def _to_frame(
         self,
@@ -556,15 +594,17 @@ class AsyncBatch:
         *,
         chunks: Sequence[int] | None = None,
         index: Any = _UNREAD,
+        timing: bool | None = None,
     ) -> pd.DataFrame:
         """Stream the finished chunks into a frame (``index``: the frame's index, if the caller has it)."""
         from .frame import FrameBuilder
 
         if index is _UNREAD:
             index = await self._frame_index()
-        builder = FrameBuilder(self._m, index=index)
+        timed = self._m.timing if timing is None else bool(timing)
+        builder = FrameBuilder(self._m, index=index, timing=timed)
         try:
-            async for outcomes in self._stream(timeout=timeout, view=view, chunks=chunks):
+            async for outcomes in self._stream(timeout=timeout, view=view, chunks=chunks, timing=timed):
                 for o in outcomes:
                     builder.add(o)
         finally:
@@ -842,8 +882,10 @@ class Batch:
     def errors(self, timeout: float | None = None) -> dict[int, Exception]:
         return self._portal.call(self._batch.errors, timeout)
 
-    def to_frame(self, timeout: float | None = None, *, progress: bool | str | BatchView = False) -> pd.DataFrame:
-        return self._portal.call(self._batch.to_frame, timeout, progress=self._view(progress))
+    def to_frame(
+        self, timeout: float | None = None, *, progress: bool | str | BatchView = False, timing: bool | None = None
+    ) -> pd.DataFrame:
+        return self._portal.call(self._batch.to_frame, timeout, progress=self._view(progress), timing=timing)
 
     def cancel(self) -> bool:
         return self._portal.call(self._batch.cancel)

@@ -56,6 +56,8 @@ class BatchManifest:
     frame: dict[str, Any] = field(default_factory=dict)
     #: chunk sizes as ``[[size, repeat], ...]`` when they vary (``chunk_size="auto"``); None: all ``chunk_size``
     runs: list[list[int]] | None = None
+    #: True: the chunk runner records when each item started and how long it took (``timing=True``)
+    timing: bool = False
     _starts: list[int] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -150,6 +152,8 @@ class BatchManifest:
             "frame": self.frame,
             "runs": self.runs,
         }
+        if self.timing:
+            d["timing"] = True
         packed: bytes = msgpack.packb(d, use_bin_type=True)
         return packed
 
@@ -178,6 +182,7 @@ class BatchManifest:
             kind=str(d.get("kind") or "map"),
             frame=dict(d.get("frame") or {}),
             runs=[[int(size), int(count)] for size, count in d["runs"]] if d.get("runs") else None,
+            timing=bool(d.get("timing", False)),
         )
         if hashes_text is not None:
             width = len(hashes_text) // m.n_jobs if m.n_jobs else 0

@@ -17,9 +17,66 @@ from typing import Any
 from .._backend.envelope import ResultRecord
 from ..errors import JobCancelled, JobFailed, JobLost, ResultExpired
 from ..handles import exception_for
+from ..models import JobInfo
 from ..serialization import RemoteError
 
-__all__ = ["ChunkOutcome", "item_exception", "job_items"]
+__all__ = ["ChunkOutcome", "RowTimes", "item_exception", "job_items", "row_times"]
+
+
+@dataclass
+class RowTimes:
+    """Per item of a chunk: when it started (epoch microseconds), how long it took (us), where it ran, attempts.
+
+    ``None`` where not known (a chunk that failed as a whole does not say when its items ran).
+
+    Example::
+
+        times = row_times(3, record, info, runner=True)
+        times.started_us[1], times.duration_us[1], times.worker[1], times.attempts[1]
+    """
+
+    started_us: list[int | None]
+    duration_us: list[int | None]
+    worker: list[str | None]
+    attempts: list[int]
+
+    def lay_over(self, offsets: list[int], other: RowTimes) -> None:
+        """A re-run of the items at ``offsets``: its times replace theirs, its attempts add to theirs."""
+        for k, offset in enumerate(offsets):
+            self.started_us[offset] = other.started_us[k]
+            self.duration_us[offset] = other.duration_us[k]
+            self.worker[offset] = other.worker[k]
+            self.attempts[offset] += other.attempts[k]
+
+
+def row_times(n: int, record: ResultRecord | None, info: JobInfo | None, *, runner: bool) -> RowTimes:
+    """The times of one job's ``n`` items: the chunk runner's per-item record, else the job's own times.
+
+    A job of one item is timed by its start and finish; a chunk whose runner recorded timing
+    (``"t"``, see :func:`taskq_sdk.jobs.mapping.row_timing`) by that; anything else has no start.
+    """
+    started: list[int | None] = [None] * n
+    durations: list[int | None] = [None] * n
+    value = record.value if record is not None and record.success else None
+    timed = value.get("t") if runner and isinstance(value, dict) else None
+    if isinstance(timed, list) and len(timed) == 2 and isinstance(timed[1], list) and len(timed[1]) == n:
+        at = int(timed[0])
+        for i, took in enumerate(timed[1]):
+            started[i] = at
+            durations[i] = int(took)
+            at += int(took)
+    elif n == 1:
+        begin_ms = record.started_ms if record is not None else None
+        end_ms = record.finished_ms if record is not None else None
+        if begin_ms is None and info is not None and info.started_at is not None:
+            begin_ms = int(info.started_at.timestamp() * 1000)
+            end_ms = int(info.finished_at.timestamp() * 1000) if info.finished_at is not None else None
+        if begin_ms is not None:
+            started[0] = begin_ms * 1000
+            durations[0] = (end_ms - begin_ms) * 1000 if end_ms is not None else None
+    attempts = record.attempt if record is not None and record.attempt else info.attempts if info is not None else 0
+    worker = info.worker if info is not None else None
+    return RowTimes(started, durations, [worker] * n, [attempts] * n)
 
 
 @dataclass
@@ -33,6 +90,7 @@ class ChunkOutcome:
     errors: dict[int, tuple[str, RemoteError]]  # offset -> (job id, error)
     job_ids: list[str] | str  # per item, or one id for all items
     attempts: dict[str, int] = field(default_factory=dict)
+    times: RowTimes | None = None  # per-item timing and placement, when asked for (``timing=True``)
 
     @property
     def n(self) -> int:

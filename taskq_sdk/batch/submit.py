@@ -66,6 +66,7 @@ async def map_items(
     kwargs: dict[str, Any] | None = None,
     tenant: str | None = None,
     workspace: str | None = None,
+    timing: bool = False,
     **options: Any,
 ) -> AsyncBatch:
     """What ``client.map`` does (options as documented there): chunks sized automatically, or as given.
@@ -100,6 +101,7 @@ async def map_items(
         tenant=tenant,
         workspace=workspace,
         options=options,
+        timing=timing,
     )
 
 
@@ -150,6 +152,7 @@ async def submit_batch(
     kind: str = "map",
     frame: dict[str, Any] | None = None,
     index_blob: bytes | None = None,
+    timing: bool = False,
 ) -> AsyncBatch:
     """Validate, encode, write the jobs (pipelined), then the manifest; the batch handle.
 
@@ -172,6 +175,8 @@ async def submit_batch(
             )
     if kwargs is not None and not isinstance(kwargs, dict):
         raise ConfigurationError(f"kwargs= takes a dict, not {type(kwargs).__name__}")
+    if not isinstance(timing, bool):
+        raise ConfigurationError(f"timing= takes True or False, not {timing!r}")
     shared = dict(kwargs or {})
     local = _check_key(key) if key is not None else uuid.uuid4().hex
     job_fn = RUNNER_NAME if runner else name
@@ -200,6 +205,7 @@ async def submit_batch(
         created_ms=now_ms(),
         kind=kind,
         frame=dict(frame or {}),
+        timing=timing,
     )
     if index_blob is not None and len(index_blob) <= INDEX_MAX_BYTES:
         manifest.frame["index"] = True
@@ -224,6 +230,7 @@ async def submit_batch(
         return encode_jobs(
             core, name, payloads(bounds, runner), bounds=bounds, runner=runner, mode=mode, shared=shared,
             tenant=t, local=local, hashed=key is not None, first=first, limit_key=template.limit_key,
+            timing=timing,
         )  # fmt: skip
 
     written: list[bytes] = []
@@ -343,6 +350,7 @@ async def submit_frame(
     key: str | None,
     kwargs: dict[str, Any] | None,
     options: dict[str, Any],
+    timing: bool = False,
 ) -> AsyncBatch:
     """What ``df.taskq.apply`` submits: chunks of rows through the chunk runner (see :mod:`taskq_sdk.pandas`)."""
     from .frame import frame_inputs, frame_payloads
@@ -375,4 +383,5 @@ async def submit_frame(
         kind="frame",
         frame={"mode": mode, "prefix": prefix if prefix is not None else name, "expand": expand},
         index_blob=index_blob,
+        timing=timing,
     )

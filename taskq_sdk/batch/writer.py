@@ -77,6 +77,7 @@ def encode_jobs(
     hashed: bool,
     first: int = 0,
     limit_key: str | None = None,
+    timing: bool = False,
 ) -> Plan:
     """Every job's id, encoded definition and short repr; raises before anything is written.
 
@@ -97,6 +98,8 @@ def encode_jobs(
         if runner:
             args = []
             kwargs = {"function": name, "items": payload, "mode": mode, "kwargs": shared, "batch": local}
+            if timing:  # only then: a batch without timing keeps its job hashes (and keyed re-use) as before
+                kwargs["timing"] = True
             what = f"chunk {i} (item {start})" if stop - start == 1 else f"chunk {i} (items {start}-{stop - 1})"
             text = chunk_repr(name, start, stop)
         else:

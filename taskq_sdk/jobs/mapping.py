@@ -22,6 +22,7 @@ import logging
 import time
 import traceback as tb_mod
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 from .._chunks import MODES, RUNNER_NAME, take_items
@@ -29,7 +30,7 @@ from ..registry import job
 from ..runtime import StopJob, current_job
 from ..serialization import RemoteError
 
-__all__ = ["MODES", "RUNNER_NAME", "take_items", "taskq_map_chunk"]
+__all__ = ["MODES", "RUNNER_NAME", "row_timing", "take_items", "taskq_map_chunk"]
 
 logger = logging.getLogger("taskq_sdk.worker")
 
@@ -114,35 +115,74 @@ class _Progress:
 
 
 def _run_sync(
-    fn: Callable[..., Any], pre: tuple[Any, ...], calls: list[Any], single: bool, kwargs: dict[str, Any]
+    fn: Callable[..., Any],
+    pre: tuple[Any, ...],
+    calls: list[Any],
+    single: bool,
+    kwargs: dict[str, Any],
+    marks: list[int] | None = None,
 ) -> tuple[list[Any], list[list[Any]], float]:
     values: list[Any] = [None] * len(calls)
     errors: list[list[Any]] = []
     progress = _Progress(len(calls))
     started = time.perf_counter()  # the calls only: not the hand-over to and from the thread
+    mark = marks.append if marks is not None else None  # timing off: no clock read per item
+    clock = time.perf_counter_ns
     for i, args in enumerate(calls):
         progress.tick(i, len(errors))
+        if mark is not None:
+            mark(clock())
         try:
             values[i] = fn(*pre, args, **kwargs) if single else fn(*pre, *args, **kwargs)
         except Exception as exc:
             errors.append([i, _error(exc, len(errors))])
+    if mark is not None:
+        mark(clock())
     return values, errors, time.perf_counter() - started
 
 
 async def _run_async(
-    fn: Callable[..., Any], pre: tuple[Any, ...], calls: list[Any], single: bool, kwargs: dict[str, Any]
+    fn: Callable[..., Any],
+    pre: tuple[Any, ...],
+    calls: list[Any],
+    single: bool,
+    kwargs: dict[str, Any],
+    marks: list[int] | None = None,
 ) -> tuple[list[Any], list[list[Any]], float]:
     values: list[Any] = [None] * len(calls)
     errors: list[list[Any]] = []
     progress = _Progress(len(calls))
     started = time.perf_counter()
+    mark = marks.append if marks is not None else None  # timing off: no clock read per item
+    clock = time.perf_counter_ns
     for i, args in enumerate(calls):
         progress.tick(i, len(errors))
+        if mark is not None:
+            mark(clock())
         try:
             values[i] = await (fn(*pre, args, **kwargs) if single else fn(*pre, *args, **kwargs))
         except Exception as exc:
             errors.append([i, _error(exc, len(errors))])
+    if mark is not None:
+        mark(clock())
     return values, errors, time.perf_counter() - started
+
+
+def row_timing(wall_ns: int, base_ns: int, marks: list[int]) -> list[Any]:
+    """Per-item times, compactly: ``[start of the first item (epoch microseconds), [duration of each item (us)]]``.
+
+    ``marks`` are ``perf_counter_ns`` readings before each item and after the last; ``wall_ns`` is
+    the wall clock (``time.time_ns()``) read together with ``base_ns``. Items of a chunk run one
+    after another, so an item starts when the one before it ends (the outcomes undo this:
+    :func:`taskq_sdk.batch.outcomes.row_times`). Durations are small numbers that pack into one
+    to three bytes each on the wire. Example::
+
+        row_timing(time.time_ns(), base, [base, base + 5_000_000, base + 5_800_000])  # [t0_us, [5000, 800]]
+    """
+    if not marks:
+        return [wall_ns // 1000, []]
+    durations = [(b - a) // 1000 for a, b in pairwise(marks)]
+    return [(wall_ns + marks[0] - base_ns) // 1000, durations]
 
 
 @job(name=RUNNER_NAME)
@@ -153,10 +193,13 @@ async def taskq_map_chunk(
     mode: str = "items",
     kwargs: dict[str, Any] | None = None,
     batch: str = "",
+    timing: bool = False,
 ) -> dict[str, Any]:
     """Run job ``function`` once per item of ``items``; return ``{"n", "v": values, "e": errors}``.
 
     ``e`` lists ``[offset, RemoteError]`` for the items that raised (their value is ``None``).
+    With ``timing=True`` (a batch submitted with ``timing=True``) the result also has ``"t"``:
+    when each item started and how long it took (:func:`row_timing`); without it no clock is read per item.
     Raises only when the chunk as a whole cannot run (unknown function, bad input).
 
     Example::
@@ -178,12 +221,16 @@ async def taskq_map_chunk(
         if name not in extra and spec.params is not None and name in spec.params and name in ctx:
             extra[name] = ctx[name]
     pre: tuple[Any, ...] = (ctx,) if spec.takes_ctx else ()
+    marks: list[int] | None = [] if timing else None
+    wall_ns, base_ns = time.time_ns(), time.perf_counter_ns()
     if spec.is_async:
-        values, errors, took = await _run_async(spec.fn, pre, calls, single, extra)
+        values, errors, took = await _run_async(spec.fn, pre, calls, single, extra, marks)
     else:
         cv = contextvars.copy_context()
         loop = asyncio.get_running_loop()
-        values, errors, took = await loop.run_in_executor(None, cv.run, _run_sync, spec.fn, pre, calls, single, extra)
+        values, errors, took = await loop.run_in_executor(
+            None, cv.run, _run_sync, spec.fn, pre, calls, single, extra, marks
+        )
     store = ctx.get("taskq_store")
     if store is not None and values:
         # what chunk_size="auto" plans the next chunks of this function with (batch/autochunk.py)
@@ -195,4 +242,6 @@ async def taskq_map_chunk(
     if errors and batch and store is not None and ctx.get("job_id"):
         tenant = str(ctx.get("tenant") or "default")
         await store.batches.record_rows_failed(tenant, batch, str(ctx["job_id"]), len(errors))
+    if marks is not None:
+        return {"n": len(values), "v": values, "e": errors, "t": row_timing(wall_ns, base_ns, marks)}
     return {"n": len(values), "v": values, "e": errors}

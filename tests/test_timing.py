@@ -1,0 +1,135 @@
+"""Per-row timing and placement of a fan-out (``timing=True``): when each row started, how long it took,
+which worker ran it and in how many attempts, in ``batch.to_frame()``, ``df.taskq.apply`` and
+``batch.timeline()`` — through ``Client`` and ``AsyncClient`` with two real workers."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import taskq_sdk.pandas  # noqa: F401  (registers df.taskq)
+from taskq_sdk.batch.frame import TIMING_COLUMNS
+from taskq_sdk.batch.outcomes import row_times
+from taskq_sdk.jobs.mapping import row_timing
+
+from .conftest import Api, figure
+
+
+@pytest.fixture
+def two_workers(start_worker: Any) -> list[Any]:
+    # one job at a time each: the second worker must take chunks while the first is busy
+    return [start_worker(max_jobs=1), start_worker(max_jobs=1)]
+
+
+def test_row_timing_is_compact_and_reads_back() -> None:
+    base = 10_000_000_000
+    packed = row_timing(1_700_000_000_000_000_000, base, [base, base + 5_000_000, base + 5_800_000, base + 9_000_000])
+    assert packed == [1_700_000_000_000_000, [5000, 800, 3200]]
+    from taskq_sdk._backend.envelope import ResultRecord
+
+    record = ResultRecord(True, {"n": 3, "v": [1, 2, 3], "e": [], "t": packed}, None, "x", [], {}, 1, 0, 9)
+    times = row_times(3, record, None, runner=True)
+    assert times.started_us == [1_700_000_000_000_000, 1_700_000_000_005_000, 1_700_000_000_005_800]
+    assert times.duration_us == [5000, 800, 3200] and times.attempts == [1, 1, 1]
+    # a chunk without the runner's record (timing off, or failed as a whole) has no row starts
+    bare = ResultRecord(True, {"n": 3, "v": [1, 2, 3], "e": []}, None, "x", [], {}, 2, 1000, 2000)
+    assert row_times(3, bare, None, runner=True).started_us == [None] * 3
+    assert row_times(1, bare, None, runner=False).duration_us == [1_000_000]
+
+
+def _check_rows(out: pd.DataFrame, n: int, slow: int, failed: int, before: pd.Timestamp) -> None:
+    assert list(out.columns[-4:]) == list(TIMING_COLUMNS)
+    assert str(out["taskq_started"].dtype) == "datetime64[ns, UTC]"
+    assert out["taskq_started"].notna().all() and out["taskq_duration_s"].notna().all()
+    assert (out["taskq_started"] >= before).all() and (out["taskq_started"] <= pd.Timestamp.now(tz="UTC")).all()
+    assert out["taskq_worker"].nunique() == 2, "two workers with one slot each share the chunks"
+    assert (out["taskq_attempts"] == 1).all()
+    assert out["taskq_status"].iloc[failed] == "failed", "the failed row has its timing too"
+    # the straggler stands out: it slept ten times as long as any other row
+    assert out["taskq_duration_s"].idxmax() == out.index[slow] and out["taskq_duration_s"].iloc[slow] >= 0.2
+    # rows of one chunk ran one after the other on one worker
+    for _jid, rows in out.groupby("taskq_job_id", observed=True):
+        ends = rows["taskq_started"] + pd.to_timedelta(rows["taskq_duration_s"], unit="s")
+        assert (rows["taskq_started"].iloc[1:].to_numpy() >= ends.iloc[:-1].to_numpy()).all()
+        assert rows["taskq_worker"].nunique() == 1
+    assert len(out) == n
+
+
+def test_map_with_timing_puts_each_row_on_its_worker_and_clock(api: Api, two_workers: Any, tmp_path: Path) -> None:
+    client = api.client(tenant=f"timing{api.kind}{uuid.uuid4().hex[:6]}")
+    flags = tmp_path / "flags"
+    flags.write_text("7")
+    before = pd.Timestamp.now(tz="UTC").floor("s")
+    batch = api(client.map("timed_row", range(40), chunk_size=5, timing=True, kwargs={"flags": str(flags), "slow": 12}))
+    assert batch.manifest.timing
+    out = api(batch.to_frame(timeout=60))
+    _check_rows(out, 40, slow=12, failed=7, before=before)
+    figure(f"timing_slowest_row_s_{api.kind}", round(float(out["taskq_duration_s"].max()), 3))
+    # the failed row again, now passing: it ran twice, the second time where and when the frame says
+    flags.write_text("")
+    assert api(batch.retry_failed()) == 1
+    again = api(batch.to_frame(timeout=60))
+    assert again["taskq_status"].eq("complete").all()
+    assert again["taskq_attempts"].iloc[7] == 2 and (again["taskq_attempts"].drop(index=7) == 1).all()
+    assert again["taskq_started"].iloc[7] > out["taskq_started"].iloc[7]
+    assert again["taskq_job_id"].iloc[7] != out["taskq_job_id"].iloc[7]
+    # timing is the batch's choice; to_frame(timing=False) leaves the columns out
+    assert not set(TIMING_COLUMNS) & set(api(batch.to_frame(timing=False)).columns)
+
+
+def test_timing_off_sends_nothing_extra(api: Api, worker: Any) -> None:
+    client = api.client(tenant=f"notiming{api.kind}{uuid.uuid4().hex[:6]}")
+    batch = api(client.map("timed_row", range(10), chunk_size=5, kwargs={"seconds": 0}))
+    out = api(batch.to_frame(timeout=60))
+    assert not set(TIMING_COLUMNS) & set(out.columns) and not batch.manifest.timing
+    chunk = api(batch.jobs()[0].result(timeout=30))
+    assert set(chunk) == {"n", "v", "e"}, "no per-row clock readings travel without timing=True"
+    timed = api(client.map("timed_row", range(10), chunk_size=5, timing=True, kwargs={"seconds": 0}))
+    assert set(api(timed.jobs()[0].result(timeout=30))) == {"n", "v", "e", "t"}
+
+
+def test_a_retried_one_item_job_shows_attempts_2(api: Api, worker: Any) -> None:
+    client = api.client(tenant=f"retried{api.kind}{uuid.uuid4().hex[:6]}")
+    # flaky(succeed_on) raises a transient error until that attempt: item 0 needs two
+    batch = api(client.map("flaky", [2, 1, 1], chunk_size=1, timing=True))
+    out = api(batch.to_frame(timeout=60))
+    assert out["flaky"].tolist() == [2, 1, 1]
+    assert out["taskq_attempts"].tolist() == [2, 1, 1]
+    assert out["taskq_worker"].notna().all() and out["taskq_started"].notna().all()
+    assert (out["taskq_duration_s"] >= 0).all()
+
+
+def test_dataframe_fanout_with_timing(api: Api, two_workers: Any, tmp_path: Path) -> None:
+    client = api.client(tenant=f"dftiming{api.kind}{uuid.uuid4().hex[:6]}")
+    flags = tmp_path / "flags"
+    flags.write_text("3")
+    df = pd.DataFrame({"x": range(30)}, index=[f"r{i}" for i in range(30)])
+    before = pd.Timestamp.now(tz="UTC").floor("s")
+    how: dict[str, Any] = {"column": "x", "chunk_size": 5, "timing": True, "kwargs": {"flags": str(flags), "slow": 20}}
+    if api.kind == "sync":
+        out = df.taskq.apply("timed_row", client=client, progress=False, **how)
+    else:
+        out = api(taskq_sdk.pandas.apply_async(df, "timed_row", client=client, **how))
+    assert out.index.equals(df.index)
+    _check_rows(out, 30, slow=20, failed=3, before=before)
+    # re-running the failed row keeps the columns; that row now ran twice
+    flags.write_text("")
+    if api.kind == "sync":
+        fixed = out.taskq.rerun_failed(client=client, progress=False)
+    else:
+        fixed = api(taskq_sdk.pandas.rerun_failed_async(out, client=client))
+    assert fixed["timed_row"].tolist() == [x * 2 for x in range(30)]
+    assert fixed["taskq_attempts"].tolist() == [2 if i == 3 else 1 for i in range(30)]
+    assert str(fixed["taskq_started"].dtype) == "datetime64[ns, UTC]" and fixed["taskq_started"].notna().all()
+    assert fixed["taskq_worker"].notna().all()
+    # the same frame without timing=True: no timing columns
+    plain = (
+        df.taskq.apply("timed_row", column="x", client=client, progress=False, kwargs={"seconds": 0})
+        if (api.kind == "sync")
+        else api(taskq_sdk.pandas.apply_async(df, "timed_row", client=client, column="x", kwargs={"seconds": 0}))
+    )
+    assert not set(TIMING_COLUMNS) & set(plain.columns)
