@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-import taskq_sdk.pandas  # noqa: F401  (registers df.taskq)
+import taskq_sdk.pandas  # registers df.taskq
 from taskq_sdk.batch.frame import TIMING_COLUMNS
 from taskq_sdk.batch.outcomes import row_times
 from taskq_sdk.jobs.mapping import row_timing
@@ -133,3 +133,55 @@ def test_dataframe_fanout_with_timing(api: Api, two_workers: Any, tmp_path: Path
         else api(taskq_sdk.pandas.apply_async(df, "timed_row", client=client, column="x", kwargs={"seconds": 0}))
     )
     assert not set(TIMING_COLUMNS) & set(plain.columns)
+
+
+def test_timeline_shows_which_worker_ran_which_row_when(api: Api, two_workers: Any, tmp_path: Path) -> None:
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    client = api.client(tenant=f"stream{api.kind}{uuid.uuid4().hex[:6]}")
+    flags = tmp_path / "flags"
+    flags.write_text("7")
+    batch = api(client.map("timed_row", range(40), chunk_size=5, timing=True, kwargs={"flags": str(flags), "slow": 12}))
+    api(batch.wait(timeout=60))
+    tl = api(batch.timeline())
+    assert len(tl) == batch.n_jobs == 8
+    rows = tl.rows()
+    assert list(rows.columns) == [
+        "position", "job_id", "worker", "status", "attempts", "started_at", "finished_at", "duration_s",
+    ]  # fmt: skip
+    assert rows["position"].tolist() == list(range(40)) and rows["worker"].nunique() == 2
+    assert rows["status"].iloc[7] == "failed" and (rows["status"].drop(index=7) == "complete").all()
+    assert rows["started_at"].notna().all() and (rows["finished_at"] >= rows["started_at"]).all()
+    assert rows.nlargest(1, "duration_s")["position"].item() == 12, "the straggler is the slowest row"
+    # the per-row frame agrees with to_frame(): same worker and start for every row
+    out = api(batch.to_frame())
+    assert (rows["worker"].astype(str).to_numpy() == out["taskq_worker"].astype(str).to_numpy()).all()
+    assert (rows["started_at"].to_numpy() == out["taskq_started"].to_numpy()).all()
+    # the drawing: a lane per worker, a bar per row, the straggler outlined and named in the title
+    ax = tl.plot()
+    assert len([t.get_text() for t in ax.get_yticklabels()]) == 2
+    bars = sum(len(c.get_paths()) for c in ax.collections)
+    assert bars == 40, "one bar per row"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["complete (39)", "failed (1)", "straggler (>3x median)"], legend
+    assert "slowest row 12" in ax.get_title()
+    matplotlib.pyplot.close(ax.figure)
+    html = tl._repr_html_()
+    assert html.count("<rect") == 40 + 2, "40 row bars and two legend swatches"
+    assert "row 12: complete" in html and "(straggler)" in html and "failed (1)" in html
+    # per job, the old view
+    assert sum(len(c.get_paths()) for c in tl.plot(rows=False).collections) == 8
+    matplotlib.pyplot.close("all")
+
+
+def test_timeline_of_a_running_chunked_batch(api: Api, worker: Any) -> None:
+    client = api.client(tenant=f"running{api.kind}{uuid.uuid4().hex[:6]}")
+    batch = api(client.map("timed_row", range(6), chunk_size=3, timing=True, kwargs={"seconds": 0.5}))
+    running = lambda: (api(batch.timeline()).rows()["status"] == "running").sum() >= 3  # noqa: E731
+    from .conftest import wait_until
+
+    wait_until(running, 20, 0.05, "a chunk running")
+    rows = api(batch.timeline()).rows()
+    live = rows[rows["status"] == "running"]
+    assert live["worker"].notna().all() and live["started_at"].isna().all(), "a running chunk's rows: worker, no times"
+    api(batch.cancel())

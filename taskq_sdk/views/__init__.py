@@ -9,5 +9,6 @@ imported before it is needed:
 * :mod:`.html` - plain functions from facts to HTML (jobs, batches, clients, clusters, errors), one palette;
 * :mod:`.progress` - bars that follow a wait (``job.wait(progress=True)``, ``batch.wait(progress=True)``);
 * :mod:`.widgets` - live ipywidgets views of jobs and batches, with Cancel;
-* :mod:`.dashboard` - ``client.dashboard()``.
+* :mod:`.dashboard` - ``client.dashboard()``;
+* :mod:`.task_stream` - ``batch.timeline()`` in a notebook: which worker ran which row when.
 """
