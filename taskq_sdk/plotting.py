@@ -30,7 +30,7 @@ STATE_COLORS = {"complete": "#16a34a", "failed": "#dc2626", "cancelled": "#9ca3a
 INSTALL = 'pip install "taskq-sdk[notebook]"'
 #: a row's outcome in the task stream (the batch's per-item statuses, plus a job still running)
 ROW_STATUSES = ["complete", "failed", "cancelled", "lost", "expired", "pending", "running"]
-MAX_HTML_ROWS = 3000  # beyond this the notebook view draws a bar per job (plot() still draws every row)
+MAX_HTML_ROWS = 20_000  # beyond this the notebook view draws a bar per job (plot() still draws every row)
 
 
 def require_pyplot(what: str) -> Any:
@@ -323,7 +323,9 @@ class Timeline:
             ax = batch.timeline().plot()
         """
         stream = self.stream(rows=rows)
-        ax = _axes(ax, "timeline.plot()", (8.0, 1.0 + 0.4 * max(2, len(stream.workers))))
+        per_lane = {b.lane: b.subs for b in stream.bars}
+        lanes = sum(max(1.0, n / 4) for n in per_lane.values()) if per_lane else 2.0  # taller with many runs at once
+        ax = _axes(ax, "timeline.plot()", (8.0, 1.0 + 0.4 * max(2.0, lanes)))
         if not stream.bars:
             ax.set_title(stream.title)
             return ax

@@ -167,7 +167,7 @@ def test_timeline_shows_which_worker_ran_which_row_when(api: Api, two_workers: A
     assert "slowest row 12" in ax.get_title()
     matplotlib.pyplot.close(ax.figure)
     html = tl._repr_html_()
-    assert html.count("<rect") == 40 + 2, "40 row bars and two legend swatches"
+    assert html.count("<rect") == 40 + 3, "40 row bars and three legend swatches (complete, failed, straggler)"
     assert "row 12: complete" in html and "(straggler)" in html and "failed (1)" in html
     # per job, the old view
     assert sum(len(c.get_paths()) for c in tl.plot(rows=False).collections) == 8
@@ -185,3 +185,15 @@ def test_timeline_of_a_running_chunked_batch(api: Api, worker: Any) -> None:
     live = rows[rows["status"] == "running"]
     assert live["worker"].notna().all() and live["started_at"].isna().all(), "a running chunk's rows: worker, no times"
     api(batch.cancel())
+
+
+def test_the_notebook_view_joins_rows_too_narrow_to_tell_apart() -> None:
+    from taskq_sdk.plotting import Bar, Stream
+    from taskq_sdk.views.task_stream import task_stream_html
+
+    rows = [Bar(0, 0, 1, i / 1000, (i + 1) / 1000, "complete", f"row {i}") for i in range(1000)]
+    rows[500] = Bar(0, 0, 1, 0.5, 0.501, "failed", "row 500")
+    html = task_stream_html(Stream(["w1"], rows, 1.0, "1000 rows"))
+    drawn = html.count("<rect") - 2  # two legend swatches
+    assert 3 <= drawn <= 60, f"1,000 rows of 1 ms on 510 px: joined into a few bars, not {drawn}"
+    assert "rows 0-" in html and "row 500: failed" in html and "complete (999)" in html
