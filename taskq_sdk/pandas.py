@@ -36,7 +36,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ._callables import default_async_client, default_client, display_name, job_target, with_default_priority
 from .batch.frame import (
+    ATTEMPTS_COLUMN,
+    DURATION_COLUMN,
     JOB_COLUMN,
+    STARTED_COLUMN,
     STATUS_CATEGORIES,
     STATUS_COLUMN,
     TASKQ_COLUMNS,
@@ -111,7 +114,8 @@ async def apply_async(
                 progress=progress, timing=timing, **how, **options,
             )  # fmt: skip
             await store_rows(client.core, lookup, computed)
-        return merge_rows(lookup, data.index, computed)
+        merged = merge_rows(lookup, data.index, computed)
+        return _timing_columns(merged) if timing else merged
     batch = await _submit(
         client.core, data, fn, column=column, columns=columns, rows=rows, chunk_size=chunk_size, prefix=prefix,
         expand=expand, key=key, kwargs=kwargs, options=options, timing=timing,
@@ -171,7 +175,8 @@ def apply(
                 progress=progress, timing=timing, **how, **options,
             )  # fmt: skip
             portal.call(store_rows, client.async_client.core, lookup, computed)
-        return merge_rows(lookup, data.index, computed)
+        merged = merge_rows(lookup, data.index, computed)
+        return _timing_columns(merged) if timing else merged
     batch = portal.call(
         _submit, client.async_client.core, data, fn, column=column, columns=columns, rows=rows,
         chunk_size=chunk_size, prefix=prefix, expand=expand, key=key, kwargs=kwargs, options=options, timing=timing,
@@ -180,6 +185,20 @@ def apply(
     # the view is made here, in the caller's thread, so a notebook shows it under the running cell
     view = make_batch_view(progress, batch.manifest, lambda: portal.call(batch.cancel)) or False
     return portal.call(_gather, batch, data.index, timeout, view)
+
+
+def _timing_columns(out: pd.DataFrame) -> pd.DataFrame:
+    """The timing columns with their dtypes on a frame that mixes cached rows (not run now: no time,
+    no worker, 0 attempts) with computed ones."""
+    out[STARTED_COLUMN] = pd.to_datetime(out[STARTED_COLUMN], utc=True) if STARTED_COLUMN in out else pd.NaT
+    out[STARTED_COLUMN] = out[STARTED_COLUMN].astype("datetime64[ns, UTC]")
+    out[DURATION_COLUMN] = out[DURATION_COLUMN].astype(float) if DURATION_COLUMN in out else np.nan
+    worker = out[WORKER_COLUMN].astype(object) if WORKER_COLUMN in out else pd.Series(None, index=out.index)
+    out[WORKER_COLUMN] = pd.Categorical(worker.where(worker.notna(), None))
+    attempts = out[ATTEMPTS_COLUMN] if ATTEMPTS_COLUMN in out else pd.Series(0, index=out.index)
+    out[ATTEMPTS_COLUMN] = attempts.fillna(0).astype(np.int32)
+    order = [c for c in out.columns if c not in TASKQ_COLUMNS] + [c for c in TASKQ_COLUMNS if c in out.columns]
+    return out[order]
 
 
 def _positions_to_rerun(out: pd.DataFrame, size: int) -> np.ndarray[Any, Any]:

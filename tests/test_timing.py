@@ -197,3 +197,22 @@ def test_the_notebook_view_joins_rows_too_narrow_to_tell_apart() -> None:
     drawn = html.count("<rect") - 2  # two legend swatches
     assert 3 <= drawn <= 60, f"1,000 rows of 1 ms on 510 px: joined into a few bars, not {drawn}"
     assert "rows 0-" in html and "row 500: failed" in html and "complete (999)" in html
+
+
+def test_cached_rows_have_no_time_and_zero_attempts(settings: Any, two_workers: Any) -> None:
+    from taskq_sdk import Client
+
+    df = pd.DataFrame({"x": range(12)})
+    with Client(settings=settings, tenant=f"cachetiming{uuid.uuid4().hex[:6]}") as client:
+        first = df.taskq.apply("timed_row", column="x", client=client, progress=False, timing=True, cache=True)
+        assert (first["taskq_attempts"] == 1).all() and first["taskq_started"].notna().all()
+        grown = pd.DataFrame({"x": range(16)})  # 12 rows cached, 4 new
+        again = grown.taskq.apply("timed_row", column="x", client=client, progress=False, timing=True, cache=True)
+        cached = df.taskq.apply("timed_row", column="x", client=client, progress=False, timing=True, cache=True)
+    assert list(cached.columns[-4:]) == list(TIMING_COLUMNS) and (cached["taskq_attempts"] == 0).all()
+    assert again["timed_row"].tolist() == [x * 2 for x in range(16)]
+    assert list(again.columns[-4:]) == list(TIMING_COLUMNS)
+    assert str(again["taskq_started"].dtype) == "datetime64[ns, UTC]"
+    ran = again["taskq_attempts"] == 1
+    assert ran.tolist() == [False] * 12 + [True] * 4, "cached rows did not run now"
+    assert again["taskq_started"][~ran].isna().all() and again["taskq_worker"][ran].notna().all()
