@@ -190,8 +190,8 @@ def apply(
 def _timing_columns(out: pd.DataFrame) -> pd.DataFrame:
     """The timing columns with their dtypes on a frame that mixes cached rows (not run now: no time,
     no worker, 0 attempts) with computed ones."""
-    out[STARTED_COLUMN] = pd.to_datetime(out[STARTED_COLUMN], utc=True) if STARTED_COLUMN in out else pd.NaT
-    out[STARTED_COLUMN] = out[STARTED_COLUMN].astype("datetime64[ns, UTC]")
+    started = out[STARTED_COLUMN] if STARTED_COLUMN in out else pd.Series(pd.NaT, index=out.index)
+    out[STARTED_COLUMN] = pd.to_datetime(started, utc=True).astype("datetime64[ns, UTC]")
     out[DURATION_COLUMN] = out[DURATION_COLUMN].astype(float) if DURATION_COLUMN in out else np.nan
     worker = out[WORKER_COLUMN].astype(object) if WORKER_COLUMN in out else pd.Series(None, index=out.index)
     out[WORKER_COLUMN] = pd.Categorical(worker.where(worker.notna(), None))
