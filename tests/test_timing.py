@@ -216,3 +216,20 @@ def test_cached_rows_have_no_time_and_zero_attempts(settings: Any, two_workers: 
     ran = again["taskq_attempts"] == 1
     assert ran.tolist() == [False] * 12 + [True] * 4, "cached rows did not run now"
     assert again["taskq_started"][~ran].isna().all() and again["taskq_worker"][ran].notna().all()
+
+
+def test_a_big_batch_without_timing_is_drawn_from_job_states(
+    settings: Any, worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from taskq_sdk import Client
+    from taskq_sdk.batch import handles
+
+    monkeypatch.setattr(handles, "ROWS_FROM_RESULTS", 0)  # as if it had more rows than a timeline reads
+    with Client(settings=settings, tenant=f"bigtl{uuid.uuid4().hex[:6]}") as client:
+        chunked = client.map("timed_row", range(10), chunk_size=5, kwargs={"seconds": 0})
+        single = client.map("timed_row", range(3), chunk_size=1, kwargs={"seconds": 0})
+        chunked.wait(timeout=30), single.wait(timeout=30)
+        rows = chunked.timeline().rows()
+        ones = single.timeline().rows()
+    assert rows["status"].eq("complete").all() and rows["worker"].notna().all() and rows["started_at"].isna().all()
+    assert ones["started_at"].notna().all() and (ones["duration_s"] >= 0).all(), "one-item jobs: their own times"

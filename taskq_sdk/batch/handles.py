@@ -51,6 +51,8 @@ ErrorMode = Literal["raise", "skip", "return"]
 _ERROR_MODES = ("raise", "skip", "return")
 FETCH_GROUP = 200  # chunks whose results are fetched per round trip
 STATE_GROUP = 500  # jobs whose states are read per round trip (timeline, timing)
+#: a timeline reads the results of batches up to this many items (or with timing=True) for per-row statuses
+ROWS_FROM_RESULTS = 20_000
 
 _UNREAD: Any = object()  # "not given": read it from the server
 
@@ -626,7 +628,8 @@ class AsyncBatch:
 
         Job states come from bulk reads (``Store.states``, 500 a round trip); the rows of finished
         chunks from their results (per-row times need the batch submitted with ``timing=True``,
-        except for one-item jobs). ``.rows()`` tabulates the rows, ``.plot()`` draws the task
+        except for one-item jobs; a batch of more than 20,000 items without it is not read: its
+        rows take their job's status). ``.rows()`` tabulates the rows, ``.plot()`` draws the task
         stream (matplotlib), and a notebook shows it as a chart by itself.
 
         Example::
@@ -638,22 +641,20 @@ class AsyncBatch:
         ids = self.job_ids() + [jid for entries in self._patches.values() for jid, _ in entries]
         infos = await self._infos(ids)
         rows = TimelineRows()
+        # a big batch without timing has no row times to show: its rows take their job's word (no result reads)
+        read_results = m.timing or m.n_items <= ROWS_FROM_RESULTS
         async with self._follower(None, subscribe=False) as follower:
             follower.settle()
             done = [c for c in range(m.n_jobs) if c not in follower.open]
-            for start in range(0, len(done), FETCH_GROUP):
+            for start in range(0, len(done) if read_results else 0, FETCH_GROUP):
                 for o in await self._fetch(follower, done[start : start + FETCH_GROUP], timing=True, infos=infos):
                     _add_rows(rows, o)
-            for chunk in sorted(follower.open):
+            for chunk in range(m.n_jobs):
+                if read_results and chunk not in follower.open:
+                    continue
                 entries = self._patches.get(chunk)
                 jid = entries[-1][0] if entries else m.job_id(chunk)
-                info = infos.get(jid)
-                running = info is not None and info.status is JobStatus.in_progress
-                first, stop = m.bounds(chunk)
-                for pos in range(first, stop):
-                    worker = info.worker if running and info is not None else None
-                    attempts = info.attempts if info is not None else 0
-                    rows.add(pos, jid, worker, "running" if running else "pending", attempts, None, None)
+                _add_job_rows(rows, jid, infos.get(jid), *m.bounds(chunk))
         return Timeline([infos[j] for j in ids], rows)
 
     # ------------------------------------------------------------------ control
@@ -761,6 +762,24 @@ def _add_rows(rows: TimelineRows, o: ChunkOutcome) -> None:
             times.started_us[k],
             times.duration_us[k],
         )
+
+
+def _add_job_rows(rows: TimelineRows, job_id: str, info: JobInfo | None, first: int, stop: int) -> None:
+    """Rows known only by their job: its status (``running``/``pending`` until it ends) and worker; a
+    finished one-item job's times are its own (a running one is drawn as its job, up to now)."""
+    status = info.status.value if info is not None else "pending"
+    if status == "in_progress":
+        status = "running"
+    elif status not in ITEM_STATUS.values():
+        status = "pending"
+    worker = info.worker if info is not None and status != "pending" else None
+    attempts = info.attempts if info is not None else 0
+    begin = end = None
+    if stop - first == 1 and info is not None and info.started_at is not None and info.finished_at is not None:
+        begin = int(info.started_at.timestamp() * 1_000_000)
+        end = int(info.finished_at.timestamp() * 1_000_000)
+    for pos in range(first, stop):
+        rows.add(pos, job_id, worker, status, attempts, begin, None if end is None or begin is None else end - begin)
 
 
 def _wait_timeout(batch_id: str, waited: float, counts: BatchCounts) -> WaitTimeout:
