@@ -54,6 +54,10 @@ def row_times(n: int, record: ResultRecord | None, info: JobInfo | None, *, runn
 
     A job of one item is timed by its start and finish; a chunk whose runner recorded timing
     (``"t"``, see :func:`taskq_sdk.jobs.mapping.row_timing`) by that; anything else has no start.
+    Worker and attempts come from the job's info (``Store.states``) and result record. Example::
+
+        times = row_times(2, record, info, runner=True)   # record.value["t"] == [t0_us, [5000, 800]]
+        times.started_us                                    # [t0_us, t0_us + 5000]
     """
     started: list[int | None] = [None] * n
     durations: list[int | None] = [None] * n
