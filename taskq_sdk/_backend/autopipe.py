@@ -2,8 +2,7 @@
 
 A client's hot calls (a submit's Lua script, a status read) go through one dedicated connection:
 each call packs its command into a buffer and awaits a future; once per loop tick the buffer is
-written in one ``send``; the replies are parsed as they arrive (hiredis, in the transport's own
-callback: no reader task to wake between the reply and its caller) and resolve the futures in order. So
+written in one ``send``; one reader task reads the replies in order and resolves the futures. So
 100 ``asyncio.gather``-ed submits (or 100 threads sharing one ``Client``) cost a few round trips,
 not 100, and a lone call skips redis-py's per-command machinery (pool lock, retry wrapper, a task
 per socket timeout). The API does not change, and each caller's calls still run in the order it
@@ -38,40 +37,6 @@ __all__ = ["AutoPipeline", "pack"]
 
 #: after a failed connect, seconds during which calls go straight to the regular pool (no double wait)
 COOL_DOWN = 1.0
-
-try:  # redis-py's hiredis parser: its Reader (with redis-py's error classes) parses in data_received
-    from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
-except ImportError:  # another redis-py layout: replies are read by a task instead
-    _AsyncHiredisParser = None  # type: ignore[assignment,misc]
-    NOT_ENOUGH_DATA = None
-
-
-class _Replies(asyncio.Protocol):
-    """Takes over a connected transport: parses each chunk as it arrives and hands the replies on."""
-
-    def __init__(self, owner: AutoPipeline, reader: Any) -> None:
-        self.owner = owner
-        self.reader = reader  # a hiredis.Reader
-        self.active = True
-
-    def data_received(self, data: bytes) -> None:
-        if not self.active:
-            return
-        reader = self.reader
-        reader.feed(data)
-        while self.active:
-            reply = reader.gets()
-            if reply is NOT_ENOUGH_DATA:
-                return
-            if not self.owner._deliver(reply):
-                return
-
-    def eof_received(self) -> bool:
-        return False  # close the transport; connection_lost follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.active:
-            self.owner._fail(RedisConnectionError(f"the connection to the server was lost ({exc or 'closed'})"))
 
 
 def pack(args: tuple[Any, ...] | list[Any]) -> bytes:
@@ -112,7 +77,6 @@ class AutoPipeline:
         self._waiting: deque[asyncio.Future[Any]] = deque()
         self._flush_due = False
         self._reader: asyncio.Task[None] | None = None
-        self._replies: _Replies | None = None
         self._connecting: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeout: float | None = None
@@ -153,7 +117,7 @@ class AutoPipeline:
         """
         data = pack(args)  # a bad argument fails here, before anything is queued
         conn = self._conn
-        if conn is None or conn._writer is None or (self._reader is None and self._replies is None):
+        if conn is None or conn._writer is None or self._reader is None:
             conn = await self._connect()
         loop = self._loop
         assert loop is not None
@@ -190,7 +154,7 @@ class AutoPipeline:
             self._loop = asyncio.get_running_loop()
         async with self._connecting:
             conn = self._conn
-            if conn is not None and conn._writer is not None and (self._reader or self._replies):
+            if conn is not None and conn._writer is not None and self._reader is not None:
                 return conn
             if conn is None:
                 conn = self._pool.make_connection()
@@ -206,25 +170,8 @@ class AutoPipeline:
                 raise
             self._conn = conn
             self._timeout = conn.socket_timeout or None
-            if not self._take_over(conn, parser):
-                self._reader = asyncio.create_task(self._read(conn, parser), name="taskq-autopipe")
+            self._reader = asyncio.create_task(self._read(conn, parser), name="taskq-autopipe")
             return conn
-
-    def _take_over(self, conn: Any, parser: Any) -> bool:
-        """Parse the replies in the transport's callback (hiredis); False: read them with a task instead."""
-        reader = getattr(parser, "_reader", None)
-        stream = getattr(conn, "_reader", None)
-        transport = getattr(conn._writer, "transport", None)
-        if _AsyncHiredisParser is None or not isinstance(parser, _AsyncHiredisParser) or reader is None:
-            return False
-        if stream is None or transport is None or not hasattr(transport, "set_protocol"):
-            return False
-        leftover = bytes(getattr(stream, "_buffer", b""))  # nothing is expected after the handshake
-        self._replies = _Replies(self, reader)
-        transport.set_protocol(self._replies)
-        if leftover:
-            self._replies.data_received(leftover)
-        return True
 
     def _write(self, data: bytes, count: int) -> None:
         self.writes += 1
@@ -260,9 +207,6 @@ class AutoPipeline:
         reader, self._reader = self._reader, None
         if reader is not None and reader is not asyncio.current_task():
             reader.cancel()
-        replies, self._replies = self._replies, None
-        if replies is not None:
-            replies.active = False
         # never reuse this connection: late replies of the failed calls may still arrive on it
         conn, self._conn = self._conn, None
         if conn is not None:
@@ -281,35 +225,29 @@ class AutoPipeline:
         else:
             self._timer = self._loop.call_later(self._timeout - quiet, self._check_timeout)
 
-    def _deliver(self, reply: Any) -> bool:
-        """Resolve the oldest call with ``reply``; False when the connection is done (calls failed)."""
-        assert self._loop is not None
-        self._progress = self._loop.time()
-        if not self._waiting or isinstance(reply, RedisConnectionError):
-            why = reply if isinstance(reply, RedisConnectionError) else None
-            self._fail(why or RedisConnectionError("a reply nobody asked for: the connection is out of step"))
-            return False
-        fut = self._waiting.popleft()
-        if isinstance(reply, ReadOnlyError):
-            # a replica now (a failover): this connection is done; the callers fall back to the
-            # pool, whose connections find the new primary (Sentinel) or retry
-            lost = RedisConnectionError(f"the server became read-only ({reply}); reconnecting")
-            if not fut.done():
-                fut.set_exception(lost)
-            self._fail(lost)
-            return False
-        if fut.done():  # its caller was cancelled: the reply is read and dropped
-            return True
-        if isinstance(reply, BaseException):  # an error reply answers one call only
-            fut.set_exception(reply)
-        else:
-            fut.set_result(reply)
-        return True
-
     async def _read(self, conn: Any, parser: Any) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            while self._deliver(await parser.read_response()):
-                pass
+            while True:
+                reply: Any = await parser.read_response()
+                self._progress = loop.time()
+                if not self._waiting:
+                    raise RedisConnectionError("a reply nobody asked for: the connection is out of step")
+                fut = self._waiting.popleft()
+                if isinstance(reply, ReadOnlyError):
+                    # a replica now (a failover): this connection is done; the callers fall back to the
+                    # pool, whose connections find the new primary (Sentinel) or retry
+                    lost = RedisConnectionError(f"the server became read-only ({reply}); reconnecting")
+                    if not fut.done():
+                        fut.set_exception(lost)
+                    self._fail(lost)
+                    return
+                if fut.done():  # its caller was cancelled: the reply is read and dropped
+                    continue
+                if isinstance(reply, BaseException):  # an error reply answers one call only
+                    fut.set_exception(reply)
+                else:
+                    fut.set_result(reply)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the connection failed or closed
