@@ -47,3 +47,21 @@ def test_a_tenant_wide_index_written_by_an_earlier_version_is_still_listed(
             newer = client.submit("noop").id
         assert [j.id for j in unscoped.jobs()] == [newer, old]  # merged: the new index and the old one
         assert new not in {j.id for j in unscoped.jobs()}  # (its entry was deleted above)
+
+
+def test_index_upkeep_runs_at_most_once_a_minute_and_trims_what_outlived_its_metadata(
+    settings: Settings, sync_redis: redis.Redis
+) -> None:
+    key = "taskq:t:acme:idx:default"
+    with Client(settings=settings, tenant="acme") as client:
+        client.submit("noop")
+        full = sync_redis.pttl(key)
+        sync_redis.zadd(key, {"acme:gone-long-ago": 0})  # an entry past its metadata's life
+        client.submit("noop")  # the index's lifetime is fresh: no upkeep on this submit
+        assert sync_redis.zscore(key, "acme:gone-long-ago") == 0
+        sync_redis.pexpire(key, full - 61_000)  # as a minute later
+        sync_redis.delete("taskq:t:acme:wss")
+        client.submit("noop")
+        assert sync_redis.zscore(key, "acme:gone-long-ago") is None
+        assert sync_redis.pttl(key) > full - 5_000 and sync_redis.smembers("taskq:t:acme:wss") == {b"default"}
+        assert len(client.jobs()) == 3

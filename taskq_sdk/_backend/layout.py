@@ -307,15 +307,20 @@ local function count(tenant, ws, fn, now, field, dur)
   local prefix = TNS .. tenant .. ':m:'
   local keys = {{prefix .. 'all', prefix .. math.floor(now / 60000)}}
   local f = ws .. '|' .. fn .. '|'
+  local first = false
   for k = 1, 2 do
-    redis.call('HINCRBY', keys[k], f .. field, 1)
+    first = redis.call('HINCRBY', keys[k], f .. field, 1) == 1
     if dur then
       redis.call('HINCRBY', keys[k], f .. 'dur', dur)
       redis.call('HINCRBY', keys[k], f .. 'h' .. math.floor(math.log(dur + 1) / math.log(2) * 8), 1)
     end
   end
-  redis.call('PEXPIRE', keys[1], 2592000000)
-  redis.call('PEXPIRE', keys[2], 7200000)
+  -- lifetimes set when a counter first appears in a minute's hash (a new key always starts so):
+  -- the all-time hash's 30 days then slide once a minute of activity, not on every count
+  if first then
+    redis.call('PEXPIRE', keys[1], 2592000000)
+    redis.call('PEXPIRE', keys[2], 7200000)
+  end
 end
 """
 
@@ -376,10 +381,14 @@ for i = 7, #ARGV, 14 do
     -- less per job than writing a tenant-wide index too); 'wss' names the workspaces that have one
     local ik, wk = TNS .. tenant .. ':idx:' .. ARGV[i + 6], TNS .. tenant .. ':wss'
     redis.call('ZADD', ik, now, id)
-    redis.call('ZREMRANGEBYSCORE', ik, '-inf', now - meta_ttl)
-    redis.call('SADD', wk, ARGV[i + 6])
-    for _, k in ipairs({ik, wk}) do
-      if redis.call('PTTL', k) < meta_ttl then redis.call('PEXPIRE', k, meta_ttl) end
+    -- upkeep at most once a minute per index (a new index at once): drop the entries past their
+    -- metadata's life, name the workspace, extend both lifetimes ('wss' always outlives the index)
+    if redis.call('PTTL', ik) < meta_ttl - 60000 then
+      redis.call('ZREMRANGEBYSCORE', ik, '-inf', now - meta_ttl)
+      redis.call('SADD', wk, ARGV[i + 6])
+      for _, k in ipairs({ik, wk}) do
+        if redis.call('PTTL', k) < meta_ttl then redis.call('PEXPIRE', k, meta_ttl) end
+      end
     end
     count(tenant, ARGV[i + 6], ARGV[i + 7], now, 'enq', nil)
     if ARGV[i + 11] ~= '' then
