@@ -2,8 +2,9 @@
 
     python -m bench.memory            # --n 10000 --batch 100000
 
-Bytes per job are ``INFO memory``'s ``used_memory`` after minus before, divided by the jobs, on a
-flushed embedded server. "queued": ``--n`` no-op jobs submitted (taskq ``AsyncClient.submit``,
+Bytes per job are ``INFO memory``'s ``used_memory`` after minus before (each read once it stopped
+moving), divided by the jobs, on an embedded server flushed with ``FLUSHALL SYNC``. "queued": ``--n``
+no-op jobs submitted (taskq ``AsyncClient.submit``,
 gathered 100 at a time; arq ``enqueue_job``), no worker. "finished": the same jobs after one
 worker drained them (taskq keeps the result, the job's metadata as a tombstone and its index
 entries; arq keeps its result for ``keep_result=3600``). "batch": ``AsyncClient.map`` of
@@ -24,13 +25,31 @@ from arq.connections import RedisSettings, create_pool
 from taskq_sdk import AsyncClient
 from taskq_sdk.serialization import Codec
 
-from ._harness import arq_worker, flush, server, table, taskq_worker
+from ._harness import arq_worker, server, table, taskq_worker
 
 
-def used(url: str) -> int:
+def used(url: str, settle: float = 3.0) -> int:
+    """``used_memory`` once it stopped moving (the server resizes its tables and frees lazily in the background)."""
     r = redis.Redis.from_url(url)
     try:
-        return int(r.info("memory")["used_memory"])
+        last = int(r.info("memory")["used_memory"])
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            now = int(r.info("memory")["used_memory"])
+            if now == last:
+                break
+            last = now
+        return last
+    finally:
+        r.close()
+
+
+def flush_sync(url: str) -> None:
+    """FLUSHALL SYNC: an asynchronous flush frees after the baseline is read (negative bytes per job)."""
+    r = redis.Redis.from_url(url)
+    try:
+        r.execute_command("FLUSHALL", "SYNC")
     finally:
         r.close()
 
@@ -51,7 +70,7 @@ async def taskq_submit(url: str, n: int) -> None:
 
 async def taskq_map(url: str, n: int) -> None:
     async with AsyncClient(url) as client:
-        await client.map("noop", range(n))
+        await client.map("noop", range(n), chunk_size=1)
 
 
 async def arq_submit(url: str, n: int) -> None:
@@ -102,7 +121,7 @@ def main() -> None:
             ("arq", arq_submit, lambda: arq_worker(url, "bench.arq_baseline.Fast")),
             ("taskq", taskq_submit, lambda: taskq_worker(url, "bench.noop_jobs")),
         ):
-            flush(url)
+            flush_sync(url)
             base = used(url)
             asyncio.run(submit(url, n))
             out[f"{name} queued"] = (used(url) - base) / n
@@ -111,7 +130,7 @@ def main() -> None:
             with worker():
                 drained(url)
                 out[f"{name} finished"] = (used(url) - base) / n
-        flush(url)
+        flush_sync(url)
         base = used(url)
         asyncio.run(taskq_map(url, args.batch))
         out["taskq batch"] = (used(url) - base) / args.batch

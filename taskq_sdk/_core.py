@@ -20,6 +20,7 @@ import contextlib
 import enum
 import logging
 import math
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -282,8 +283,9 @@ class ClientCore:
         #: key and channel names (the layout follows the server: see ``_backend.keys``)
         self.layout: KeyLayout = layout_for(settings, self.queue)
         self.codec: Codec = codec_for(settings)
-        #: names this client's reply channel, where its jobs' events come (see ``self.layout.reply_channel``)
-        self.client_id = uuid.uuid4().hex
+        #: names this client's reply channel, where its jobs' events come (see ``self.layout.reply_channel``);
+        #: 64 random bits (16 hex digits): every job it submits stores it, so short saves server memory
+        self.client_id = secrets.token_hex(8)
         #: the event loop the core is used on (set when it is built on one, else at first use)
         self.loop: asyncio.AbstractEventLoop | None = None
         #: the AsyncClient this core belongs to: handles keep it alive (``job.client``), as they always did

@@ -3,6 +3,7 @@ the sizes it plans, and that results, per-row errors, ``key=``, re-runs and re-a
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -140,3 +141,30 @@ def test_keyed_auto_batch_reuses_its_chunks_and_reruns_failed_rows(
         flags.write_text("")
         fixed = out.taskq.rerun_failed(client=client, progress=False)
         assert fixed["fail_if_flagged"].tolist() == [x * 3 for x in range(80)]
+
+
+def test_the_probe_waits_on_the_batch_events_not_a_poll(
+    settings: Settings, worker: Any, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from taskq_sdk.batch import autochunk
+
+    tenant = f"autoev{uuid.uuid4().hex[:6]}"
+    _forget_history(sync_redis, tenant)
+    reads: list[float] = []
+    measured = autochunk.measured
+
+    async def counted(*args: Any) -> Any:
+        reads.append(time.monotonic())
+        return await measured(*args)
+
+    monkeypatch.setattr(autochunk, "measured", counted)
+    with Client(settings=settings, tenant=tenant) as client:
+        t0 = time.monotonic()
+        slow = client.map("sync_slow_item", list(range(40)), kwargs={"seconds": 0.6})
+        waited = time.monotonic() - t0
+        assert slow.chunk_sizes[0] == 1 and sum(slow.chunk_sizes) == 40
+        slow.cancel()
+    figure("autochunk_probe_measurement_reads", f"{len(reads)} in {waited:.2f}s")
+    # woken by the probe job's started/complete events, else a look every PROBE_RECHECK seconds
+    # (a 10 ms poll made ~100 reads a second)
+    assert len(reads) <= waited / autochunk.PROBE_RECHECK + 6, (len(reads), waited)

@@ -270,14 +270,17 @@ def test_bulk_submit_writes_what_submit_writes(settings: Settings, sync_redis: r
         # optional fields are written only when set: the single submit names its reply channel, the bulk its batch
         assert set(meta) - {"rc"} == set(bmeta) - {"batch"}
         assert meta.get("rc") and "batch" not in meta and "rc" not in bmeta
-        for field in ("fn", "tenant", "ws", "queue", "state", "timeout", "max_tries", "attempt", "args"):
+        for field in ("fn", "ws", "queue", "state", "timeout", "max_tries", "attempt", "args"):
             assert meta.get(field) == bmeta.get(field), field
+        # neither writes what the id or the queue score already says (bytes per queued job)
+        assert not {"tenant", "sched"} & (set(meta) | set(bmeta))
         assert bmeta["batch"] == b"bulk-5"
         for key in ("arq:job:{}", "taskq:t:default:job:{}"):
             ttl_single, ttl_bulk = sync_redis.pttl(key.format(single.id)), sync_redis.pttl(key.format(bulk_id))
             assert ttl_bulk > 0 and abs(ttl_single - ttl_bulk) < 5000, key
         assert sync_redis.zscore("arq:queue", bulk_id) is not None
-        assert sync_redis.zscore("taskq:t:default:idx", bulk_id) is not None
+        assert not sync_redis.exists("taskq:t:default:idx")  # the listing index is per workspace only
+        assert sync_redis.smembers("taskq:t:default:wss") == {b"default"}
         assert sync_redis.zscore("taskq:t:default:idx:default", bulk_id) is not None
         enq = sync_redis.hget("taskq:t:default:m:all", "default|double|enq")
         assert enq == b"2"

@@ -87,7 +87,7 @@ def test_three_in_process_workers_submit_each_slot_once(
     wait_until(lambda: sync_redis.llen("sched:runs") >= 5, timeout=30, what="five scheduled runs")
     with sync_redis.pipeline(transaction=True) as pipe:  # consistent view: SUBMIT writes both atomically
         pipe.hget("taskq:t:default:m:all", "default|record_job_id|enq")
-        pipe.zrange("taskq:t:default:idx", 0, -1)
+        pipe.zrange("taskq:t:default:idx:default", 0, -1)
         pipe.lrange("sched:runs", 0, -1)
         enq_raw, created_raw, runs_raw = pipe.execute()
     runs = [x.decode() for x in runs_raw]

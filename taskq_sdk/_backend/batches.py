@@ -93,8 +93,10 @@ local rows = cmsgpack.unpack(ARGV[14])
 local flags = {}
 local made = {}
 local tenant = 'default'
--- the meta fields every row shares; optional ones only when set (a missing field reads as empty)
-local shared = {'fn', fn, 'ws', ws, 'queue', qk, 'enq', now, 'sched', score, 'state', ARGV[8]}
+-- the meta fields every row shares; optional ones only when set (a missing field reads as empty);
+-- as in SUBMIT, no 'tenant' (the id's) and 'sched' only for a deferred batch
+local shared = {'fn', fn, 'ws', ws, 'queue', qk, 'enq', now, 'state', ARGV[8]}
+if tonumber(score) > now then shared[#shared + 1] = 'sched'; shared[#shared + 1] = score end
 for _, f in ipairs({{'timeout', 6}, {'max_tries', 7}, {'batch', 12}}) do
   if ARGV[f[2]] ~= '' then shared[#shared + 1] = f[1]; shared[#shared + 1] = ARGV[f[2]] end
 end
@@ -108,8 +110,7 @@ for i = 1, #rows, 3 do
     local mk = TNS .. tenant .. ':job:' .. id
     redis.call('SET', JOB .. id, rows[i + 1], 'PX', job_ttl)
     if not fresh then redis.call('DEL', mk, RTY .. id, logs_key(id)) end
-    shared[nshared + 1], shared[nshared + 2] = 'tenant', tenant
-    shared[nshared + 3], shared[nshared + 4] = 'args', rows[i + 2]
+    shared[nshared + 1], shared[nshared + 2] = 'args', rows[i + 2]
     redis.call('HSET', mk, unpack(shared))
     redis.call('PEXPIRE', mk, meta_ttl)
     made[#made + 1] = id
@@ -117,7 +118,7 @@ for i = 1, #rows, 3 do
   end
 end
 local n = #made
-local idx = {TNS .. tenant .. ':idx', TNS .. tenant .. ':idx:' .. ws}
+local idx = {TNS .. tenant .. ':idx:' .. ws}  -- per workspace only, as in SUBMIT (and 'wss' below)
 for s = 1, n, 1000 do
   local e = math.min(s + 999, n)
   local zq, zi = {}, {}
@@ -130,13 +131,15 @@ for s = 1, n, 1000 do
   redis.call('ZADD', qk, unpack(zq))
   if not fresh then redis.call('ZREM', abort_key(qk), unpack(made, s, e)) end
   redis.call('ZADD', idx[1], unpack(zi))
-  redis.call('ZADD', idx[2], unpack(zi))
 end
 if n > 0 then
   for _, ik in ipairs(idx) do
     redis.call('ZREMRANGEBYSCORE', ik, '-inf', now - meta_ttl)
     if redis.call('PTTL', ik) < meta_ttl then redis.call('PEXPIRE', ik, meta_ttl) end
   end
+  local wk = TNS .. tenant .. ':wss'
+  redis.call('SADD', wk, ws)
+  if redis.call('PTTL', wk) < meta_ttl then redis.call('PEXPIRE', wk, meta_ttl) end
   local prefix = TNS .. tenant .. ':m:'
   local mkeys = {prefix .. 'all', prefix .. math.floor(now / 60000)}
   for k = 1, 2 do redis.call('HINCRBY', mkeys[k], ws .. '|' .. fn .. '|enq', n) end

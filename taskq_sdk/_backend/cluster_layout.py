@@ -261,6 +261,9 @@ class ClusterLayout:
         base = f"{self.TENANT_NS}{tenant}:idx"
         return base if workspace is None else f"{base}:{workspace}"
 
+    def workspaces_key(self, tenant: str) -> str:
+        return f"{self.TENANT_NS}{tenant}:wss"
+
     def reply_channel(self, tenant: str, client_id: str) -> str:
         return f"{self.TENANT_NS}{tenant}:rc:{client_id}"
 

@@ -176,7 +176,7 @@ class HealthReader:
             ClaimedJob(
                 id=job_id,
                 function=_s(fn) or None,
-                tenant=_s(tenant) or "default",
+                tenant=_s(tenant) or tenant_of(job_id),  # SUBMIT writes no tenant field: it is the id's
                 workspace=_s(ws) or "default",
                 worker=_s(worker) or None,
                 started_ms=_num(started),

@@ -10,7 +10,8 @@ start time), ``arq:in-progress:<id>`` (the claim), ``arq:retry:<id>`` (the attem
     taskq:t:<tenant>:job:<id>      hash: function, workspace, state, attempt, worker, progress, ...
     taskq:t:<tenant>:ev:<id>       pub/sub channel: started / progress / retrying / done events
     taskq:t:<tenant>:logs:<id>     list: captured log lines and prints (capped)
-    taskq:t:<tenant>:idx[:<ws>]    sorted set of job ids by enqueue time (listings)
+    taskq:t:<tenant>:idx:<ws>      sorted set of job ids by enqueue time (listings)
+    taskq:t:<tenant>:wss           set of the workspaces with such an index
 
 and, per queue: ``taskq:wake:<queue>`` (worker wake-up channel), ``taskq:wake:<queue>:<worker>``
 (jobs handed straight to an idle worker), ``taskq:ready:<queue>`` (idle workers that take such
@@ -115,7 +116,14 @@ def batch_channel(tenant: str, batch_id: str) -> str:
 
 
 def index_key(tenant: str, workspace: str | None = None) -> str:
+    """A workspace's listing index; ``workspace=None`` names the tenant-wide index that earlier versions
+    also wrote (no longer written; a tenant-wide listing still reads it until it expires)."""
     return f"{TENANT_NS}{tenant}:idx" if workspace is None else f"{TENANT_NS}{tenant}:idx:{workspace}"
+
+
+def workspaces_key(tenant: str) -> str:
+    """Set of the workspaces with a listing index (a tenant-wide listing merges their indexes)."""
+    return f"{TENANT_NS}{tenant}:wss"
 
 
 def wake_channel(queue: str) -> str:
@@ -299,15 +307,20 @@ local function count(tenant, ws, fn, now, field, dur)
   local prefix = TNS .. tenant .. ':m:'
   local keys = {{prefix .. 'all', prefix .. math.floor(now / 60000)}}
   local f = ws .. '|' .. fn .. '|'
+  local first = false
   for k = 1, 2 do
-    redis.call('HINCRBY', keys[k], f .. field, 1)
+    first = redis.call('HINCRBY', keys[k], f .. field, 1) == 1
     if dur then
       redis.call('HINCRBY', keys[k], f .. 'dur', dur)
       redis.call('HINCRBY', keys[k], f .. 'h' .. math.floor(math.log(dur + 1) / math.log(2) * 8), 1)
     end
   end
-  redis.call('PEXPIRE', keys[1], 2592000000)
-  redis.call('PEXPIRE', keys[2], 7200000)
+  -- lifetimes set when a counter first appears in a minute's hash (a new key always starts so):
+  -- the all-time hash's 30 days then slide once a minute of activity, not on every count
+  if first then
+    redis.call('PEXPIRE', keys[1], 2592000000)
+    redis.call('PEXPIRE', keys[2], 7200000)
+  end
 end
 """
 
@@ -352,19 +365,30 @@ for i = 7, #ARGV, 14 do
     redis.call('ZADD', ARGV[i + 5], ARGV[i + 2], id)
     redis.call('ZREM', abort_key(ARGV[i + 5]), id)
     redis.call('DEL', mk, RTY .. id, logs_key(id))
-    -- optional fields only when set (a missing field reads as empty): fewer bytes per queued job
-    local fields = {'fn', ARGV[i + 7], 'tenant', tenant, 'ws', ARGV[i + 6], 'queue', ARGV[i + 5],
-      'enq', now, 'sched', ARGV[i + 2], 'state', ARGV[i + 10], 'args', ARGV[i + 13]}
+    -- optional fields only when set (a missing field reads as empty): fewer bytes per queued job.
+    -- The tenant is the id's (tenant_of); 'sched' only for a deferred job (due now: the queue score,
+    -- then the enqueue time, say when it was due).
+    local fields = {'fn', ARGV[i + 7], 'ws', ARGV[i + 6], 'queue', ARGV[i + 5], 'enq', now,
+      'state', ARGV[i + 10], 'args', ARGV[i + 13]}
+    if tonumber(ARGV[i + 2]) > now then fields[#fields + 1] = 'sched'; fields[#fields + 1] = ARGV[i + 2] end
     for _, f in ipairs({{'timeout', 8}, {'max_tries', 9}, {'retry_of', 11}, {'batch', 12}}) do
       if ARGV[i + f[2]] ~= '' then fields[#fields + 1] = f[1]; fields[#fields + 1] = ARGV[i + f[2]] end
     end
     if rc ~= '' then fields[#fields + 1] = 'rc'; fields[#fields + 1] = rc end
     redis.call('HSET', mk, unpack(fields))
     redis.call('PEXPIRE', mk, meta_ttl)
-    for _, ik in ipairs({TNS .. tenant .. ':idx', TNS .. tenant .. ':idx:' .. ARGV[i + 6]}) do
-      redis.call('ZADD', ik, now, id)
+    -- the listing index is per workspace (a tenant-wide listing merges them: one index entry, ~90 B,
+    -- less per job than writing a tenant-wide index too); 'wss' names the workspaces that have one
+    local ik, wk = TNS .. tenant .. ':idx:' .. ARGV[i + 6], TNS .. tenant .. ':wss'
+    redis.call('ZADD', ik, now, id)
+    -- upkeep at most once a minute per index (a new index at once): drop the entries past their
+    -- metadata's life, name the workspace, extend both lifetimes ('wss' always outlives the index)
+    if redis.call('PTTL', ik) < meta_ttl - 60000 then
       redis.call('ZREMRANGEBYSCORE', ik, '-inf', now - meta_ttl)
-      if redis.call('PTTL', ik) < meta_ttl then redis.call('PEXPIRE', ik, meta_ttl) end
+      redis.call('SADD', wk, ARGV[i + 6])
+      for _, k in ipairs({ik, wk}) do
+        if redis.call('PTTL', k) < meta_ttl then redis.call('PEXPIRE', k, meta_ttl) end
+      end
     end
     count(tenant, ARGV[i + 6], ARGV[i + 7], now, 'enq', nil)
     if ARGV[i + 11] ~= '' then

@@ -458,7 +458,7 @@ class Store:
             enqueued_at=ms_to_dt(_s(meta.get("enq")) or None),
             scheduled_for=None  # a waiting job runs when its upstream jobs complete, not at a time
             if status is JobStatus.waiting
-            else ms_to_dt(_s(meta.get("next_try")) or _s(meta.get("sched")) or (score or None)),
+            else ms_to_dt(_s(meta.get("next_try")) or _s(meta.get("sched")) or (score or None) or _s(meta.get("enq"))),
             started_at=ms_to_dt(_s(meta.get("started")) or None),
             finished_at=ms_to_dt(_s(meta.get("finished")) or None),
             worker=_s(meta.get("worker")) or holder or None,
@@ -547,10 +547,23 @@ class Store:
 
     # ------------------------------------------------------------------ listings
     async def job_ids(self, tenant: str, workspace: str | None, *, limit: int, offset: int = 0) -> list[str]:
-        """Newest-first job ids of a tenant (optionally one workspace)."""
-        key = self.layout.index_key(tenant, workspace)
-        raw = await self.redis.zrevrange(key, offset, offset + limit - 1)
-        return [_s(x) for x in raw]
+        """Newest-first job ids of a tenant (optionally one workspace).
+
+        The listing index is per workspace; a tenant-wide listing merges the indexes of the tenant's
+        workspaces (and the tenant-wide index earlier versions wrote, while it lives).
+        """
+        if workspace is not None:
+            raw = await self.redis.zrevrange(self.layout.index_key(tenant, workspace), offset, offset + limit - 1)
+            return [_s(x) for x in raw]
+        names: set[Any] = await self.redis.smembers(self.layout.workspaces_key(tenant))  # type: ignore[misc]
+        keys = [self.layout.index_key(tenant, _s(w)) for w in sorted(names)] + [self.layout.index_key(tenant)]
+        newest: dict[str, float] = {}
+        for key in keys:
+            for member, score in await self.redis.zrevrange(key, 0, offset + limit - 1, withscores=True):
+                job_id = _s(member)
+                newest[job_id] = max(score, newest.get(job_id, score))
+        ordered = sorted(newest, key=lambda j: (newest[j], j), reverse=True)
+        return ordered[offset : offset + limit]
 
     async def logs(self, job_id: str, last: int | None = None) -> list[str]:
         """Captured log lines of a job (the last ``last`` of them)."""

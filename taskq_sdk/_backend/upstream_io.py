@@ -145,7 +145,10 @@ async def resolve_upstreams(store: Store, job_id: str, call: JobCall) -> RemoteE
     parents = [str(p) for p in call.kwargs.pop(PARENTS_KEY, None) or []]
     if not parents:
         return None
-    blobs = await store.redis.mget([layout.result_key(p) for p in parents])
+    async with store.redis.pipeline(transaction=False) as pipe:  # one round trip for both reads
+        pipe.mget([layout.result_key(p) for p in parents])
+        pipe.hget(layout.meta_key(job_id), "upstream_failed")
+        blobs, failed = await pipe.execute()
     results: dict[str, Any] = {}
     for parent, blob in zip(parents, blobs, strict=True):
         record = store.decode_result(blob) if blob is not None else None
@@ -156,7 +159,6 @@ async def resolve_upstreams(store: Store, job_id: str, call: JobCall) -> RemoteE
                 why = "its result is gone (expired or never written)"
             return _upstream_failed(job_id, parent, why)
         results[parent] = record.value
-    failed = await store.redis.hget(layout.meta_key(job_id), "upstream_failed")  # type: ignore[misc]
     if failed:
         blame = failed.decode() if isinstance(failed, bytes) else str(failed)
         return _upstream_failed(job_id, blame, "it failed or was cancelled")

@@ -39,7 +39,10 @@ UNKNOWN_JOBS_PER_WORKER = 16
 DEFAULT_WORKERS = 2
 #: seconds a big batch waits for its probe's measurement once a probe job started
 LONG_PATIENCE = 10.0
-PROBE_POLL = 0.01  # seconds between looks at the probe's measurement
+#: seconds between looks at the probe's measurement when no event wakes the wait sooner (pub/sub
+#: loses messages while its connection reconnects)
+PROBE_RECHECK = 0.25
+PROBE_POLL = 0.01  # seconds between looks without ``news`` (polling)
 
 
 def plan_sizes(n_items: int, *, per_item: float, workers: int, target: float) -> list[int]:
@@ -126,12 +129,14 @@ async def choose_sizes(
     probe: Callable[[list[int]], Awaitable[None]],
     probe_started: Callable[[], Awaitable[bool]],
     deferred: bool = False,
+    news: Callable[[float], Awaitable[None]] | None = None,
 ) -> list[int]:
     """The chunk sizes of an auto batch, the probe's single-item chunks first if it ran.
 
     ``probe(sizes)`` writes the batch's next chunks with these sizes (first one single item per
     worker; for fast items a second, bigger round); ``probe_started()`` tells whether any has
-    started. The probe waits for a measurement at most
+    started; ``news(timeout)`` returns once a probe job started or finished (the batch's events),
+    or after ``timeout`` - between looks the wait costs no round trips. The probe waits for a measurement at most
     ``5 * target`` seconds (at least 1 s; 10 s for batches of more than 16 items per worker) after
     a probe job started: an item slower than that runs alone in its job anyway. A deferred batch
     is not probed (its jobs could not start yet).
@@ -174,7 +179,8 @@ async def choose_sizes(
             deadline = now + (max(patience, LONG_PATIENCE) if n_items > 16 * w else patience)
         if now >= deadline:
             break
-        await asyncio.sleep(PROBE_POLL)
+        wait = min(deadline - now, PROBE_RECHECK)
+        await (news(wait) if news is not None else asyncio.sleep(min(wait, PROBE_POLL)))
     left = n_items - sum(probes)
     if last is not None and last != history:  # the second probe is late: plan with the first
         return probes + plan_sizes(left, per_item=last[0], workers=w, target=target)

@@ -10,6 +10,7 @@ jobs go to the server a few thousand per Lua call, then the manifest::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -239,7 +240,12 @@ async def submit_batch(
     if auto:
         probe_bounds: list[tuple[int, int]] = []
 
+        probe_events = contextlib.AsyncExitStack()
+        events: list[Any] = []  # the batch's event subscription, opened before the probe's first job
+
         async def probe(sizes: list[int]) -> None:
+            if not events:
+                events.append(await probe_events.enter_async_context(core.batch_events(t, manifest.batch)))
             if not probe_bounds:
                 # every item is checked before the probe's jobs are written (the final chunks differ)
                 check = [(i, i + 1) for i in range(len(sizes))]
@@ -261,6 +267,10 @@ async def submit_batch(
             codes = await core.call(lambda s: s.batches.statuses(probe_ids))
             return any(c != ord("q") for c in codes)
 
+        async def probe_news(timeout: float) -> None:
+            # a probe job started or finished (its measurement is written before it finishes)
+            await events[0].get(timeout)
+
         single = None
         if old is not None and old.auto and old.n_items == n_items and old.mode == mode:
             sizes = old.sizes()  # the same key again: the same chunks, so unchanged ones are reused
@@ -273,11 +283,12 @@ async def submit_batch(
             )  # fmt: skip
             single = False
         else:
-            sizes = await choose_sizes(
-                core, name, n_items=n_items, queue=template.queue, tenant=t,
-                target=core.settings.target_chunk_seconds, probe=probe, probe_started=probe_started,
-                deferred=template.state == "deferred",
-            )  # fmt: skip
+            async with probe_events:
+                sizes = await choose_sizes(
+                    core, name, n_items=n_items, queue=template.queue, tenant=t,
+                    target=core.settings.target_chunk_seconds, probe=probe, probe_started=probe_started,
+                    deferred=template.state == "deferred", news=probe_news,
+                )  # fmt: skip
         if single is None:
             single = kind == "map" and not probe_ids and all(size == 1 for size in sizes)
         if single:
