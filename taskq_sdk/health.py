@@ -167,6 +167,7 @@ def evaluate(snapshot: HealthSnapshot, *, period_s: float | None = None) -> tupl
 
     Example::
 
+        # not run: internal, a step of client.health() and the monitoring job
         status, reasons = evaluate(snapshot)
     """
     down: list[str] = []
@@ -235,6 +236,7 @@ async def collect_health(
 
     Example::
 
+        # not run: internal, a step of client.health() and the monitoring job
         snap = await collect_health(store, settings)
         snap.status, snap.queues
     """
@@ -273,6 +275,7 @@ async def collect_health(
         jobs_by_tenant=by_tenant,
         stuck=stuck[:MAX_STUCK_LISTED],
     )
+    # not run: internal, a step of client.health() and the monitoring job
     status, reasons = evaluate(snapshot)
     return snapshot.model_copy(update={"status": status, "reasons": reasons})
 
@@ -303,6 +306,7 @@ def for_tenant(snapshot: HealthSnapshot, tenant: str | None, *, period_s: float 
 
     Example::
 
+        # not run: internal, a step of client.health() and the monitoring job
         mine = for_tenant(snapshot, "acme")
         mine.reasons        # about acme's jobs and the shared workers and server only
     """

@@ -220,6 +220,7 @@ async def rerun_failed_async(
 
     Example::
 
+        out = await taskq_sdk.pandas.apply_async(df, "score", column="text", client=aclient)
         fixed = await taskq_sdk.pandas.rerun_failed_async(out, client=aclient)
     """
     client = client if client is not None else default_async_client("rerun_failed_async()")
@@ -271,6 +272,7 @@ class TaskqAccessor:
     Example::
 
         out = df.taskq.apply("sentiment", column="text", client=client)
+        out = df.taskq.apply("score", column="text", client=client)
         out = out.taskq.rerun_failed()
     """
 
@@ -330,6 +332,7 @@ class TaskqAccessor:
 
         Example::
 
+            out = df.taskq.apply("score", column="text", client=client)
             client.batch(out.taskq.batch_id).counts()
         """
         return str(self._info("batch_id")["batch"])
@@ -341,6 +344,7 @@ class TaskqAccessor:
 
         Example::
 
+            out = df.taskq.apply("score", column="text", client=client)
             out = out.taskq.rerun_failed()
         """
         if not isinstance(self._obj, pd.DataFrame):

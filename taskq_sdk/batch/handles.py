@@ -667,6 +667,7 @@ class AsyncBatch:
 
         Example::
 
+            from IPython.display import display
             display(batch.widget())
         """
         from ..views.widgets import WidgetBatchView
