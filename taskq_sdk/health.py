@@ -167,8 +167,7 @@ def evaluate(snapshot: HealthSnapshot, *, period_s: float | None = None) -> tupl
 
     Example::
 
-        # not run: internal, a step of client.health() and the monitoring job
-        status, reasons = evaluate(snapshot)
+        status, reasons = evaluate(client.health())
     """
     down: list[str] = []
     degraded: list[str] = []
@@ -275,7 +274,6 @@ async def collect_health(
         jobs_by_tenant=by_tenant,
         stuck=stuck[:MAX_STUCK_LISTED],
     )
-    # not run: internal, a step of client.health() and the monitoring job
     status, reasons = evaluate(snapshot)
     return snapshot.model_copy(update={"status": status, "reasons": reasons})
 
@@ -306,8 +304,7 @@ def for_tenant(snapshot: HealthSnapshot, tenant: str | None, *, period_s: float 
 
     Example::
 
-        # not run: internal, a step of client.health() and the monitoring job
-        mine = for_tenant(snapshot, "acme")
+        mine = for_tenant(client.health(), "acme")
         mine.reasons        # about acme's jobs and the shared workers and server only
     """
     if tenant is None:

@@ -68,7 +68,7 @@ def detach_upstreams(
 
     Example::
 
-        # not run: internal, the submit path of a job with upstream handles
+        load_job = client.submit("add", 1, 2)
         args, kwargs, parents = detach_upstreams(core, (load_job,), {})   # parents == [load_job.id]
     """
     parents: dict[str, None] = {}
