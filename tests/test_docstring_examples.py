@@ -22,8 +22,8 @@ check little. Running them catches what goes stale: a renamed method, a changed 
 job name no worker serves. The few ``>>>`` examples of pure functions stay doctests with their outputs
 checked (``tests/test_docs_site.py``).
 
-The namespace an example runs in (``NAMESPACE_DOC``): the globals of its own module (as ``doctest`` gives),
-over the public names of ``taskq_sdk`` (``from taskq_sdk import *``), then these names:
+The namespace an example runs in: the globals of its own module (as ``doctest`` gives), over the public names
+of ``taskq_sdk`` (``from taskq_sdk import *``), then these names (docs/development.md lists them for authors):
 
 ==============  =========================================================================================
 ``cluster``     the shared ``LocalCluster`` (do not close it in an example)
@@ -32,20 +32,18 @@ over the public names of ``taskq_sdk`` (``from taskq_sdk import *``), then these
 ``job``         a finished job (``add(1, 2)``) through that client; ``ajob`` its async handle
 ``job_id``      its id
 ``batch``       a finished batch (``double`` over ``range(10)``) through that client
-``core``        the async client's internals (examples of internal modules; blocks with ``await``)
+``core``        the client's internals (for examples of internal modules)
 ``texts``       20 short strings; ``df`` a DataFrame of ten of them in a ``text`` column (with pandas)
 ``url``         the cluster's server URL (``redis://localhost:6379/0`` in an example means it, too)
+``settings``    the cluster's client ``Settings``
+``add``...      the functions of ``mypkg.jobs``; and ``taskq_sdk``
 ==============  =========================================================================================
 
 Examples run in a temporary working directory holding ``clip.mp4`` (a 4-second sample video with sound,
 ``taskq_sdk.samples``) and ``page.html``, served on loopback: ``https://example.com/<file>`` in an example
-means that file. An example that registers functions on ``cluster`` (``cluster.job``, ``cluster.serve_callable``)
-gets a cluster of its own, so the shared one keeps serving ``mypkg.jobs``' ``score``.
-
-==============  =========================================================================================
-``settings``    the cluster's client ``Settings``
-``add``...      the functions of ``mypkg.jobs``; and ``taskq_sdk``
-==============  =========================================================================================
+means that file (without PyAV those examples skip). An example that registers functions on ``cluster``
+(``cluster.job``, ``cluster.serve_callable``) gets a cluster of its own, so the shared one keeps serving
+``mypkg.jobs``' ``score``.
 
 The environment has ``REDIS_URL`` set to the cluster, so ``Client()`` and ``AsyncClient()`` reach it.
 The test prints how many examples ran and how many were not run, by reason (``FIGURE`` lines).
@@ -56,8 +54,12 @@ from __future__ import annotations
 import ast
 import asyncio
 import collections
+import contextlib
+import functools
 import importlib
+import json
 import re
+import subprocess
 import sys
 import textwrap
 import threading
@@ -73,6 +75,7 @@ from taskq_sdk import LocalCluster
 from taskq_sdk.config import Settings
 
 from .conftest import FAST, ROOT, figure
+from .docs_site import public_modules
 
 EXAMPLES_PATH = Path(__file__).resolve().parent / "doc_examples"
 if str(EXAMPLES_PATH) not in sys.path:
@@ -113,12 +116,10 @@ class Example:
 
 
 def public_files() -> Iterator[tuple[str, Path]]:
-    for path in sorted((ROOT / "taskq_sdk").rglob("*.py")):
-        parts = list(path.relative_to(ROOT).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        if not any(p.startswith("_") for p in parts):
-            yield ".".join(parts), path
+    """(dotted name, source file) of each module the API reference has a page for."""
+    for name in public_modules():
+        base = ROOT / name.replace(".", "/")
+        yield name, base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
 
 
 def literal_blocks(doc: str) -> Iterator[tuple[int, str, str]]:
@@ -278,10 +279,47 @@ def test_example_runs(
     monkeypatch.chdir(here)
     own = _seeded(LocalCluster(n_workers=1, jobs=["mypkg.jobs"])) if REGISTERS_FUNCTIONS.search(example.code) else None
     try:
-        _run(example, own or cluster, base, monkeypatch)
+        with _fresh_registries():
+            _run(example, own or cluster, base, monkeypatch)
     finally:
         if own is not None:
             own.close()
+
+
+#: process-wide registries an example may add to (``@analyzer``, ``@scheduled``, ``register_backend``)
+REGISTRIES = (
+    ("taskq_sdk.analyzers", "_REGISTRY"),
+    ("taskq_sdk.scheduler", "_SCHEDULES"),
+    ("taskq_sdk.results_db", "_BACKENDS"),
+)
+
+
+@contextlib.contextmanager
+def _fresh_registries() -> Iterator[None]:
+    """The registries as a fresh process has them (built-ins only) while an example runs; as they were after it.
+
+    Other tests of the same session register names too (``tests/jobfns.py`` has a ``shouting`` analyzer, as
+    the analyzers example does), and an example's registrations must not reach later tests' workers.
+    """
+    fresh = _fresh_registry_keys()
+    saved = [(table, dict(table)) for table in (getattr(importlib.import_module(m), n) for m, n in REGISTRIES)]
+    try:
+        for (table, before), keys in zip(saved, fresh, strict=True):
+            table.clear()
+            table.update({k: v for k, v in before.items() if k in keys})
+        yield
+    finally:
+        for table, before in saved:
+            table.clear()
+            table.update(before)
+
+
+@functools.cache
+def _fresh_registry_keys() -> list[set[str]]:
+    probe = "import importlib, json; print(json.dumps([sorted(getattr(importlib.import_module(m), n)) for m, n in %r]))"
+    out = subprocess.run([sys.executable, "-c", probe % (REGISTRIES,)], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return [set(keys) for keys in json.loads(out.stdout)]
 
 
 def _run(example: Example, cluster: LocalCluster, base: str, monkeypatch: pytest.MonkeyPatch) -> None:
