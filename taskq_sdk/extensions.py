@@ -29,6 +29,7 @@ class FinishedJob:
 
     Example::
 
+        # not run: inside an extension's start(engine)
         engine.finish_listeners.append(lambda j: print(j.function, j.state, j.duration))
     """
 

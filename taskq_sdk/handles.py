@@ -10,6 +10,8 @@ worker stops them) - unlike ``concurrent.futures``, where running futures cannot
     job.wait(progress=True)     # 3
     job.status()                # JobStatus.complete
 
+The same with an ``AsyncClient``::
+
     ajob = await aclient.submit("add", 1, 2)
     await ajob                  # 3
 """
@@ -84,6 +86,7 @@ def exception_for(job_id: str, error: RemoteError, attempts: int | None = None) 
 
     Example::
 
+        # not run: internal, how a stored failure becomes an exception
         exc = exception_for(job.id, remote_error)
         isinstance(exc, JobFailed)   # True
     """

@@ -167,7 +167,7 @@ def evaluate(snapshot: HealthSnapshot, *, period_s: float | None = None) -> tupl
 
     Example::
 
-        status, reasons = evaluate(snapshot)
+        status, reasons = evaluate(client.health())
     """
     down: list[str] = []
     degraded: list[str] = []
@@ -235,6 +235,7 @@ async def collect_health(
 
     Example::
 
+        # not run: internal, a step of client.health() and the monitoring job
         snap = await collect_health(store, settings)
         snap.status, snap.queues
     """
@@ -303,7 +304,7 @@ def for_tenant(snapshot: HealthSnapshot, tenant: str | None, *, period_s: float 
 
     Example::
 
-        mine = for_tenant(snapshot, "acme")
+        mine = for_tenant(client.health(), "acme")
         mine.reasons        # about acme's jobs and the shared workers and server only
     """
     if tenant is None:

@@ -142,6 +142,7 @@ class WorkerProcess:
 
     Example::
 
+        # not run: starts a worker process by hand (LocalCluster does this)
         w = WorkerProcess(env, ["mypkg.jobs"], log_path); w.start(); ...; w.stop()
     """
 
@@ -482,6 +483,9 @@ class LocalCluster:
             @cluster.job(cache=True)        # an unchanged call is served from its stored result
             def embed(text: str) -> list[float]: ...
 
+            def len_of(text: str) -> int:
+                return len(text)
+
             cluster.job(len_of, name="length")
             client.submit("score", "great product").result()
         """
@@ -543,6 +547,9 @@ class LocalCluster:
         no lock (:meth:`serve_callable` does the work, once).
 
         Example::
+
+            def f(x: int) -> int:
+                return x + 1
 
             cluster.served_name(f) or cluster.serve_callable(f)
         """

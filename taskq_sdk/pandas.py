@@ -253,6 +253,7 @@ async def rerun_failed_async(
 
     Example::
 
+        out = await taskq_sdk.pandas.apply_async(df, "score", column="text", client=aclient)
         fixed = await taskq_sdk.pandas.rerun_failed_async(out, client=aclient)
     """
     client = client if client is not None else default_async_client("rerun_failed_async()")
@@ -304,6 +305,7 @@ class TaskqAccessor:
     Example::
 
         out = df.taskq.apply("sentiment", column="text", client=client)
+        out = df.taskq.apply("score", column="text", client=client)
         out = out.taskq.rerun_failed()
     """
 
@@ -364,6 +366,7 @@ class TaskqAccessor:
 
         Example::
 
+            out = df.taskq.apply("score", column="text", client=client)
             client.batch(out.taskq.batch_id).counts()
         """
         return str(self._info("batch_id")["batch"])
@@ -375,6 +378,7 @@ class TaskqAccessor:
 
         Example::
 
+            out = df.taskq.apply("score", column="text", client=client)
             out = out.taskq.rerun_failed()
         """
         if not isinstance(self._obj, pd.DataFrame):

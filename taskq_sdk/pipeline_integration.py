@@ -24,7 +24,7 @@ Example::
     from taskq_sdk.pipeline_integration import ContentPipeline
 
     with ContentPipeline(client, workspace="exp1") as pipe:
-        pipe.submit_video(url, on_complete=lambda job, r: print(job.id, r["scene_changes"]))
+        pipe.submit_video("https://example.com/clip.mp4", on_complete=lambda job, r: print(job.id, r["scene_changes"]))
         pipe.submit_batch(["I love it", "I hate it"], analyzers=["sentiment"], webhook="https://hooks.example.com/t")
         pipe.wait(timeout=300)
         pipe.status()
@@ -65,9 +65,10 @@ class WebhookNotChanged(UserWarning):
 
     Example::
 
-        with warnings.catch_warnings():
+        with ContentPipeline(client) as pipe, warnings.catch_warnings():
             warnings.simplefilter("error", WebhookNotChanged)   # make it an error instead
-            pipe.submit("report", _job_id="r1", webhook="https://hooks.example.com/new")
+            pipe.submit("report", _job_id="r1", webhook="https://hooks.example.com/old")
+            pipe.submit("report", _job_id="r1", webhook="https://hooks.example.com/new")   # WebhookNotChanged
     """
 
 
@@ -94,7 +95,7 @@ class AsyncContentPipeline:
     Example::
 
         pipe = AsyncContentPipeline(aclient, workspace="exp1")
-        job = await pipe.submit_video(url, on_complete=lambda job, result: print(result["duration_s"]))
+        job = await pipe.submit_video("https://example.com/clip.mp4", on_complete=lambda job, r: print(r["duration_s"]))
         await pipe.wait(timeout=120)
         frame = await pipe.status()
     """
@@ -132,7 +133,8 @@ class AsyncContentPipeline:
 
         Example::
 
-            job = await pipe.submit("keywords", text, top=10, on_complete=store_keywords)
+            pipe = AsyncContentPipeline(aclient)
+            job = await pipe.submit("keywords", "Queues hold jobs.", top=3, on_complete=lambda j, r: print(r["terms"]))
         """
         return await self._submit("job", fn, args, kwargs, on_complete, on_error, webhook, label)
 
@@ -150,7 +152,8 @@ class AsyncContentPipeline:
 
         Example::
 
-            await pipe.submit_video("https://example.com/a.mp4", thumbnails=4, on_error=alert)
+            pipe = AsyncContentPipeline(aclient)
+            await pipe.submit_video("https://example.com/clip.mp4", thumbnails=4, on_error=lambda job, exc: print(exc))
         """
         from .jobs._fetch import validate_video_url
 
@@ -181,7 +184,8 @@ class AsyncContentPipeline:
 
         Example::
 
-            await pipe.submit_batch(["great", "awful"], analyzers=["sentiment"], on_complete=save)
+            pipe = AsyncContentPipeline(aclient)
+            await pipe.submit_batch(["great", "awful"], analyzers=["sentiment"], on_complete=lambda job, r: print(r))
         """
         if isinstance(content_items, str | bytes) or not isinstance(content_items, Sequence):
             raise ConfigurationError("content_items takes a list of texts or of dicts with a 'text' key")
@@ -307,6 +311,8 @@ class AsyncContentPipeline:
 
         Example::
 
+            pipe = AsyncContentPipeline(aclient)
+            await pipe.submit("add", 1, 2)
             await pipe.wait(timeout=600)
         """
         records = list(self._records)
@@ -327,6 +333,8 @@ class AsyncContentPipeline:
 
         Example::
 
+            pipe = AsyncContentPipeline(aclient)
+            await pipe.submit("add", 1, 2)
             frame = await pipe.status()
             frame[frame.status == "failed"][["job_id", "error"]]
         """

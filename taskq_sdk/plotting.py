@@ -5,7 +5,7 @@
 
     ax = client.metrics(window=600).plot()          # a matplotlib Axes: ax.set_title(...), ax.figure.savefig(...)
     tl = batch.timeline()                           # tl.to_frame(): one row per job with its times
-    tl.plot(ax=ax2)
+    tl.plot()
 
 matplotlib and pandas are imported only when a chart is drawn: ``pip install "taskq-sdk[notebook]"``.
 """

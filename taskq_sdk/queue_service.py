@@ -2,19 +2,22 @@
 
 It is a thin, unbound view over :class:`~taskq_sdk.AsyncClient` for operators and services::
 
+    import asyncio
     from taskq_sdk.queue_service import TaskQueueService
 
     queue = TaskQueueService()
     await queue.initialize()
     job_id = await queue.enqueue(
         "process_video_async",
-        video_url="https://example.com/video",
+        video_url="https://example.com/clip.mp4",
         tenant="my_tenant",
         workspace="my_workspace",
     )
     status = await queue.get_status(job_id)
     print(f"Job {job_id}: {status['status']}")
     success = await queue.cancel(job_id)
+    while (await queue.get_status(job_id))["status"] == "in_progress":   # a running job stops at its worker
+        await asyncio.sleep(0.1)
     new_job_id = await queue.retry(job_id)
 """
 
@@ -36,7 +39,7 @@ class TaskQueueService:
 
         queue = TaskQueueService("redis://localhost:6379/0")
         await queue.initialize()
-        job_id = await queue.enqueue("batch_analysis_async", content_items=[...], tenant="t", workspace="w")
+        job_id = await queue.enqueue("batch_analysis_async", content_items=["I love it"], tenant="t", workspace="w")
     """
 
     def __init__(self, redis_url: str | Any | None = None, *, settings: Settings | None = None, **overrides: Any):

@@ -212,6 +212,9 @@ def spec_for(fn: Callable[..., Any], *, name: str | None = None) -> JobSpec:
 
     Example::
 
+        def len_of_text(text: str) -> int:
+            return len(text)
+
         spec_for(len_of_text).name   # 'len_of_text'
     """
     spec = getattr(fn, _ATTR, None)

@@ -112,6 +112,7 @@ class ResultsBackend(Protocol):
 
     Example::
 
+        # not run: internal, the results writer's rows
         backend = open_backend("sqlite:////tmp/results.db", settings)
         backend.write([row, ...]); backend.query(tenants=["acme"], since=..., limit=100)
     """

@@ -5,6 +5,7 @@ hands the list to one dedicated thread every ``TASKQ_RESULTS_DB_FLUSH_INTERVAL``
 which encodes the results and writes them in a single transaction; the event loop never waits for
 the database. What is stored, where, and how clients read it: :mod:`taskq_sdk.results_db`::
 
+    # not run: worker internals, how python -m taskq_sdk.worker assembles its engine
     Engine(specs, settings=s, extensions=[ResultsDBWriter(s)])   # every worker runs one unless TASKQ_RESULTS_DB=off
 """
 
@@ -79,6 +80,7 @@ class ResultsDBWriter:
 
     Example::
 
+        # not run: worker internals, how python -m taskq_sdk.worker assembles its engine
         Engine(specs, settings=s, extensions=[ResultsDBWriter(s)])
     """
 

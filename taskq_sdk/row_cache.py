@@ -8,6 +8,7 @@ function's identity and version (as :mod:`taskq_sdk.caching`), the call's shape 
 names, ``kwargs``, ``prefix``, ``expand``) and the row's values; failed rows are never stored, so
 re-running the cell re-runs exactly the failed and the changed rows::
 
+    # not run: internal, what df.taskq.apply(fn, cache=True) runs
     lookup = await lookup_rows(core, df, score, cache=True, column="text", columns=None, rows=False,
                                kwargs=None, prefix="score", expand=True)
     todo = df.iloc[lookup.todo]                # only these rows run

@@ -57,8 +57,14 @@ class Retry(Exception):
 
     Example::
 
-        if response.status_code == 429:
-            raise taskq_sdk.Retry(defer=30, reason="rate limited")
+        @taskq_sdk.job(retries=5)
+        def fetch_page(url: str) -> str:
+            import httpx
+
+            response = httpx.get(url)
+            if response.status_code == 429:
+                raise taskq_sdk.Retry(defer=30, reason="rate limited")
+            return response.text
     """
 
     def __init__(self, defer: float | None = None, reason: str = "") -> None:
@@ -93,6 +99,7 @@ class Lease:
 
     Example::
 
+        # not run: worker internals, the claim keeper's lease
         lease = Lease("host:1:ab#1", until=time.monotonic() + 2.5, ask=keeper_wakeup.set)
         lease.wait_valid(timeout=1.0)   # True while the claim holds
     """
@@ -153,8 +160,10 @@ class JobContext:
 
     Example::
 
-        ctx = taskq_sdk.current_job()
-        ctx.job_id, ctx.attempt, ctx.tenant
+        @taskq_sdk.job
+        def where_am_i() -> tuple[str, int, str]:
+            ctx = taskq_sdk.current_job()   # None outside a job
+            return ctx.job_id, ctx.attempt, ctx.tenant
     """
 
     job_id: str
@@ -190,7 +199,9 @@ class JobContext:
 
         Example::
 
-            token = taskq_sdk.current_job().claim_token   # 'host:42:ab12cd#2'
+            @taskq_sdk.job
+            def my_claim() -> str:
+                return taskq_sdk.current_job().claim_token   # 'host:42:ab12cd#2'
         """
         return self.lease.token if self.lease is not None else None
 
@@ -313,6 +324,7 @@ def bind_job(job: JobContext) -> contextvars.Token[JobContext | None]:
 
     Example::
 
+        # not run: worker internals, how the engine binds a running job
         token = bind_job(job_ctx)
         try: ...
         finally: unbind_job(token)

@@ -193,6 +193,7 @@ class Scheduler:
 
     Example::
 
+        # not run: worker internals, how python -m taskq_sdk.worker assembles its engine
         Engine(specs, settings=s, extensions=[Scheduler(builtin_schedules(s) + registered_schedules())])
     """
 

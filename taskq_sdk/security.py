@@ -4,6 +4,7 @@ On a shared queue, isolation is namespacing plus checks in the SDK. With a queue
 a server ACL user per tenant confined to that tenant's keys and channels, a tenant's credentials
 cannot read, write, cancel or list another tenant's jobs - whatever code holds them::
 
+    # not run: creates ACL users with an admin connection (tests/test_acl.py runs this)
     import redis
     from taskq_sdk.security import create_tenant_user
     admin = redis.Redis.from_url(ADMIN_URL)
@@ -64,6 +65,7 @@ def tenant_acl_rules(tenant: str, *, queue: str | None = None) -> list[str]:
 
     Example::
 
+        # not run: needs an admin connection (tests/test_acl.py runs this)
         admin.execute_command("ACL", "SETUSER", "acme", "on", ">s3cret", *tenant_acl_rules("acme"))
     """
     t = check_name(tenant, "tenant")
@@ -99,6 +101,7 @@ def create_tenant_user(admin: Any, tenant: str, *, password: str, base_url: str,
 
     Example::
 
+        # not run: needs an admin connection (tests/test_acl.py runs this)
         url = create_tenant_user(admin, "acme", password="s3cret", base_url="redis://:admin@host:6379/0")
     """
     rules = tenant_acl_rules(tenant, queue=queue)

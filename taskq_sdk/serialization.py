@@ -4,12 +4,13 @@ arq stores every job and result as bytes in Redis. By default it uses pickle, so
 write to Redis could run code in every worker and notebook. taskq replaces it with a :class:`Codec`
 used on clients and workers alike::
 
+    from datetime import datetime
     from taskq_sdk.serialization import default_codec
     codec = default_codec()
     data = codec.dumps({"when": datetime.now(), "ids": (1, 2)})
     codec.loads(data)        # {'when': datetime(...), 'ids': (1, 2)}
 
-    Worker(..., job_serializer=codec.serializer, job_deserializer=codec.deserializer)
+    # arq: Worker(functions, job_serializer=codec.serializer, job_deserializer=codec.deserializer)
 
 Every payload starts with a 5-byte header ``b"\\xc1TQ" + bytes([WIRE_VERSION]) + format`` where the
 format byte is ``b"m"`` (msgpack) or ``b"p"`` (pickle). ``0xc1`` is never a valid first byte of
@@ -241,7 +242,7 @@ class RemoteError:
 
         Example::
 
-            err = RemoteError.from_exception(exc, kind="timeout")
+            err = RemoteError.from_exception(TimeoutError("read timed out"), kind="timeout")
             err.type, err.message, err.details.get("status")
         """
         name = _type_name(type(exc))
@@ -1143,7 +1144,7 @@ class Codec:
 
         codec = Codec()
         codec.loads(codec.dumps({"x": (1, 2)}))        # {'x': (1, 2)}
-        Worker(functions, job_serializer=codec.serializer, job_deserializer=codec.deserializer)
+        # arq: Worker(functions, job_serializer=codec.serializer, job_deserializer=codec.deserializer)
     """
 
     __slots__ = ("_pickle", "format")
@@ -1168,8 +1169,9 @@ class Codec:
 
         Example::
 
+            codec = default_codec()
             codec.dumps([1, "two", 3.0])          # b'\\xc1TQ\\x01m\\x93\\x01\\xa3two\\xcb...'
-            codec.dumps(obj, what="result")
+            codec.dumps({"rows": 3}, what="result")
         """
         if self._pickle:
             return self._pickle_dumps(obj, what)
@@ -1184,6 +1186,7 @@ class Codec:
 
         Example::
 
+            codec = default_codec()
             codec.dumps_many([[1, "a"], [2, "b"]])   # [codec.dumps([1, "a"]), codec.dumps([2, "b"])]
         """
         if self._pickle:
@@ -1212,7 +1215,7 @@ class Codec:
 
         Example::
 
-            Worker(functions, job_serializer=codec.serializer, job_deserializer=codec.deserializer)
+            # arq: Worker(functions, job_serializer=codec.serializer, job_deserializer=codec.deserializer)
         """
         if self._pickle:
             return self._pickle_dumps(d, "job")
@@ -1237,6 +1240,7 @@ class Codec:
 
         Example::
 
+            codec = default_codec()
             codec.describe_path({"a": (1, object()), "k": {}}, what="job")   # 'args[1]'
             codec.describe_path([1, 2])                                       # None
         """
@@ -1251,8 +1255,12 @@ class Codec:
 
         Example::
 
+            codec = default_codec()
             codec.loads(codec.dumps({"a": 1}))     # {'a': 1}
-            codec.loads(b"\\x80\\x04...")           # DeserializationError: refused to load a pickle ...
+            try:
+                codec.loads(b"\\x80\\x04...")
+            except DeserializationError as exc:
+                print(exc)                         # refused to load a pickle payload ...
         """
         if type(data) is bytes and data.startswith(_HEADER_MSGPACK):
             return _unpack_body(data)
@@ -1266,6 +1274,7 @@ class Codec:
 
         Example::
 
+            codec = default_codec()
             blobs = codec.dumps_many([1, "two"])
             codec.loads_bodies(2, b"".join(b[HEADER_SIZE:] for b in blobs))   # [1, 'two']
         """
@@ -1340,6 +1349,7 @@ class Codec:
 
         Example::
 
+            # not run: needs a raw arq job read from Redis
             arq.jobs.deserialize_job(raw, deserializer=codec.deserializer)
         """
         if type(b) is bytes and b.startswith(_HEADER_MSGPACK) and len(b) < _MEMORYVIEW_FROM:

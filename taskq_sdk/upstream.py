@@ -8,6 +8,7 @@ cancelled, the waiting job fails at once with ``UpstreamFailed`` naming it (retr
 job later does not bring the dependent back: submit it again - a dependent that silently ran later
 on new data would be a surprise). Cancelling a dependent never cancels its upstream jobs::
 
+    # not run: internal, the submit path of a job with upstream handles
     args, kwargs, parents = detach_upstreams(core, args, kwargs)   # handles -> markers, their ids
     make_waiting(row, parents, expires=False)                       # written not due, state 'waiting'
 """
@@ -67,6 +68,7 @@ def detach_upstreams(
 
     Example::
 
+        load_job = client.submit("add", 1, 2)
         args, kwargs, parents = detach_upstreams(core, (load_job,), {})   # parents == [load_job.id]
     """
     parents: dict[str, None] = {}
@@ -90,6 +92,7 @@ def make_waiting(row: SubmitRow, parents: list[str], *, expires: bool) -> None:
 
     Example::
 
+        # not run: internal, the submit path of a job with upstream handles
         make_waiting(row, ["acme:3f2a…"], expires=False)
     """
     if row.job_id in parents:
@@ -112,6 +115,7 @@ async def link_upstreams(core: ClientCore, job_id: str, parents: list[str]) -> N
 
     Example::
 
+        # not run: internal, the submit path of a job with upstream handles
         await link_upstreams(core, row.job_id, ["3f2a…", "77aa…"])
     """
     await core.call(lambda s: s.upstream.link(job_id, parents, now_ms=now_ms()), "submit a job to")

@@ -5,6 +5,7 @@ A client registers the URL with the job (``ContentPipeline.submit(..., webhook=.
 (``X-Taskq-Signature: sha256=<HMAC of the body>`` when ``TASKQ_WEBHOOK_SECRET`` is set) through
 the same address guard as video downloads, and records the outcome for ``pipeline.status()``::
 
+    # not run: worker internals, how python -m taskq_sdk.worker assembles its engine
     Engine(specs, settings=s, extensions=[WebhookSender(s)])   # every worker runs one
 """
 
@@ -45,7 +46,10 @@ def validate_webhook_url(url: str) -> str:
     Example::
 
         validate_webhook_url("https://hooks.example.com/done")   # 'https://hooks.example.com/done'
-        validate_webhook_url("file:///etc/passwd")               # UnsupportedScheme
+        try:
+            validate_webhook_url("file:///etc/passwd")
+        except UnsupportedScheme as exc:
+            print(exc)                                           # file:// URLs are not accepted here ...
     """
     from .jobs._fetch import validate_video_url
 
@@ -92,6 +96,7 @@ class WebhookSender:
 
     Example::
 
+        # not run: worker internals, how python -m taskq_sdk.worker assembles its engine
         Engine(specs, settings=s, extensions=[WebhookSender(s)])
     """
 
@@ -210,6 +215,7 @@ async def post(
 
     Example::
 
+        # not run: posts to a real HTTP endpoint
         status = await post("https://hooks.example.com/x", b"{}", [(b"Content-Type", b"application/json")], s)
     """
     try:

@@ -80,6 +80,7 @@ def default_extensions(settings: Settings) -> list[EngineExtension]:
 
     Example::
 
+        # not run: worker internals, how python -m taskq_sdk.worker assembles its engine
         make_engine(specs, settings=s)   # runs default_extensions(s)
     """
     from .results_db import results_url
@@ -114,6 +115,7 @@ def make_engine(
 
     Example::
 
+        # not run: installs signal handlers, so it runs in a main thread (as python -m taskq_sdk.worker)
         engine = make_engine(collect_jobs(["mypkg.jobs"]), settings=Settings(), burst=True)
         await engine.async_run(); await engine.close()
     """
@@ -155,6 +157,7 @@ async def run_worker_async(
 
     Example::
 
+        # not run: installs signal handlers, so it runs in a main thread (as python -m taskq_sdk.worker)
         engine = await run_worker_async(["mypkg.jobs"], burst=True)
         engine.jobs_complete
     """
@@ -184,6 +187,7 @@ def run_worker(modules: Sequence[str] = (), **kwargs: Any) -> Any:
 
     Example::
 
+        # not run: installs signal handlers, so it runs in a main thread (as python -m taskq_sdk.worker)
         run_worker(["mypkg.jobs"], burst=True)
     """
     loop = asyncio.new_event_loop()
@@ -207,6 +211,7 @@ def get_worker_stats(settings: Settings | None = None) -> dict[str, Any]:
 
     Example::
 
+        from taskq_sdk import worker
         stats = worker.get_worker_stats()
         print(f"Status: {stats['status']}")
         print(f"Max Jobs: {stats['max_jobs']}")

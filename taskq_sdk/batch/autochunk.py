@@ -8,8 +8,9 @@ free). Later chunks aim at the target duration, and the last ones shrink (guided
 never more than a share of what is left per worker) so no worker idles while another finishes a
 big chunk::
 
+    # not run: internal, what client.map(chunk_size="auto") calls with its probe callbacks
     plan_sizes(400, per_item=0.005, workers=2, target=0.2)   # [40, 40, ..., 30, 23, 17, 13, ...]
-    sizes = await choose_sizes(core, "score", n_items=400, queue="default", tenant="default", ...)
+    sizes = await choose_sizes(core, "score", n_items=400, queue="default", tenant="default", target=0.2, **probes)
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ async def plan_rest(
 
     Example::
 
+        # not run: internal, what appending to a keyed batch calls
         sizes = old.sizes() + await plan_rest(core, "score", n_items=500, queue="default", tenant="t", target=0.2)
     """
     workers = await live_workers(core, queue) or DEFAULT_WORKERS

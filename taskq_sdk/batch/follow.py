@@ -3,6 +3,7 @@
 One bulk status read, then events as jobs start and finish; a missed event is covered by a
 re-check of unfinished jobs when the channel stays quiet (and every few seconds regardless)::
 
+    # not run: internal, what a batch's waits run
     async with Follower(core, manifest, patches, chunks=None) as follower:
         while not follower.finished:
             await follower.wait(timeout=1.0)

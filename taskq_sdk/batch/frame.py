@@ -5,6 +5,7 @@ frame, not a Python object per row: dict results become columns prefixed with th
 other results one column named after the function, plus ``taskq_status``, ``taskq_error`` and
 ``taskq_job_id``. Needs pandas and numpy (``pip install "taskq-sdk[pandas]"``)::
 
+    # not run: internal, the outcomes come from a batch's follower
     builder = FrameBuilder(batch.manifest, index=df.index)
     for outcome in outcomes: builder.add(outcome)
     out = builder.finish(batch_id=batch.id)
@@ -179,6 +180,7 @@ class FrameBuilder:
 
     Example::
 
+        # not run: internal, the outcomes come from a batch's follower
         builder = FrameBuilder(batch.manifest, index=df.index)
         for outcome in outcomes: builder.add(outcome)
         out = builder.finish(batch_id=batch.id)

@@ -726,6 +726,7 @@ class AsyncBatch:
 
         Example::
 
+            from IPython.display import display
             display(batch.widget())
         """
         from ..views.widgets import WidgetBatchView

@@ -4,7 +4,7 @@ It names the function, the chunking and (for keyed batches) each job's content h
 every job id derives; patches record the jobs that re-ran some of a chunk's items::
 
     m = batch.manifest
-    m.n_items, m.chunk_size, m.job_id(0), m.bounds(3)
+    m.n_items, m.chunk_size, m.job_id(0), m.bounds(0)
     BatchManifest.decode(m.encode()) == m
 """
 
@@ -34,7 +34,7 @@ class BatchManifest:
     Example::
 
         m = batch.manifest
-        m.n_items, m.chunk_size, m.job_id(0), m.bounds(3)
+        m.n_items, m.chunk_size, m.job_id(0), m.bounds(0)
     """
 
     batch: str  # the batch id without its tenant prefix

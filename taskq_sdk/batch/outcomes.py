@@ -4,6 +4,7 @@ A chunk job returns ``{"n", "v": values, "e": [[offset, RemoteError], ...]}`` (t
 catches each item's error); a plain job's result is its one item. Re-runs of some items are laid
 over the chunk they belong to::
 
+    # not run: internal, reads a chunk's stored result record
     values, status, errors = job_items(job_id, 3, ord("c"), record, runner=True)
     status                                  # bytearray(b'cfc'): the second item failed
     item_exception(1, job_id, errors[1][1], runner=True)   # JobFailed('item 1: ...')

@@ -4,7 +4,8 @@ a few thousand per Lua call, all calls in one pipeline; and the jobs of a batch'
 Each group of jobs is packed while the previous one is on the server, and its rows are released
 once packed, so the client holds the encoded jobs plus about two groups::
 
-    plan = encode_jobs(core, "score", payloads, bounds=[(0, 100), (100, 200)], runner=True, ...)
+    # not run: internal, what client.map writes with
+    plan = encode_jobs(core, "score", payloads, bounds=[(0, 100), (100, 200)], runner=True, **options)
     flags = await write_jobs(core, header, plan.rows, fresh=True)     # b"111...": created per job
 """
 

@@ -55,6 +55,8 @@ class ItemResult(BaseModel):
 
     Example::
 
+        job = client.submit("batch_analysis_async", ["I love it", "Je déteste ça"])
+        result = BatchAnalysisResult.model_validate(job.result(timeout=60))
         item = result.items[0]
         item.ok, item.results["language"]["code"], item.errors
     """
@@ -74,6 +76,8 @@ class BatchSummary(BaseModel):
 
     Example::
 
+        job = client.submit("batch_analysis_async", ["I love it", "Je déteste ça"])
+        result = BatchAnalysisResult.model_validate(job.result(timeout=60))
         s = result.summary
         s.items, s.failed, s.analyzer_skipped, s.sentiment_labels, s.languages, s.mean_sentiment
     """
@@ -97,6 +101,7 @@ class BatchAnalysisResult(BaseModel):
 
     Example::
 
+        job = client.submit("batch_analysis_async", ["I love it", "Je déteste ça"], analyzers=["sentiment"])
         result = BatchAnalysisResult.model_validate(job.result())
         [i.results["sentiment"]["score"] for i in result.items if i.ok]
     """
@@ -323,6 +328,7 @@ def keywords(text: str, top: int = 5, max_words: int = 3, lang: str | None = Non
 
     Example::
 
+        article = "Queues hold jobs. Workers run jobs and report progress on jobs."
         client.submit("keywords", article, top=10).result()["terms"]
     """
     return _analyzers.keywords(text, top=top, max_words=max_words, lang=lang)

@@ -5,6 +5,7 @@ jobs of this function; each runs one chunk of items on one worker. One bad item 
 neighbours: its error is recorded next to the others' values::
 
     # what a worker runs for one chunk (clients never call this directly)
+    # not run: worker side, needs arq's job context
     await taskq_map_chunk(ctx, "score", ["good", "bad", "fine"])
     # {"n": 3, "v": [0.9, None, 0.4], "e": [[1, RemoteError(type="ValueError", ...)]]}
 

@@ -33,6 +33,7 @@ async def scheduled_monitoring_async(ctx: dict[str, Any]) -> dict[str, Any]:
 
     Example::
 
+        from taskq_sdk.models import HealthSnapshot
         snap = HealthSnapshot.model_validate(client.submit("scheduled_monitoring_async").result())
         snap.status, snap.reasons
     """

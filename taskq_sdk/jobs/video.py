@@ -95,6 +95,7 @@ class VideoStreamInfo(BaseModel):
 
     Example::
 
+        job = client.submit("process_video_async", "https://example.com/clip.mp4")
         info = VideoResult.model_validate(job.result()).video[0]
         info.codec, info.width, info.height, info.fps, info.frames
     """
@@ -113,6 +114,7 @@ class AudioStreamInfo(BaseModel):
 
     Example::
 
+        job = client.submit("process_video_async", "https://example.com/clip.mp4")
         [a.sample_rate for a in VideoResult.model_validate(job.result()).audio]
     """
 
@@ -128,6 +130,7 @@ class FrameStat(BaseModel):
 
     Example::
 
+        result = VideoResult.model_validate(client.submit("process_video_async", "https://example.com/clip.mp4").result())
         [(s.time_s, s.brightness) for s in result.frame_stats]
     """
 
@@ -174,6 +177,7 @@ class VideoResult(BaseModel):
 
     Example::
 
+        job = client.submit("process_video_async", "https://example.com/clip.mp4", thumbnails=2)
         result = VideoResult.model_validate(job.result())
         result.duration_s, result.video[0].codec, result.thumbnails[0], result.scene_changes
     """
@@ -283,6 +287,7 @@ def check_frame_size(av: Any, stream: Any, max_pixels: int) -> None:
 
     Example::
 
+        # not run: worker internals, inside the decoder
         check_frame_size(av, container.streams.video[0], MAX_PIXELS)
     """
     cc = stream.codec_context

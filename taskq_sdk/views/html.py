@@ -5,9 +5,9 @@ already redacted, job arguments already through :func:`taskq_sdk._redact.call_re
 value escaped, one colour per status word (:data:`PALETTE`, shared by every view). The objects'
 ``_repr_html_`` methods gather the facts and call these::
 
-    job_html("3f2a...", info)                 # a job's status, progress, attempts, error
-    batch_html(manifest, counts)              # a batch's status, bar, items done / failed / running
-    error_html(exc)                           # a failed job's remote traceback, readable
+    job_html(job.id, job.info())                     # a job's status, progress, attempts, error
+    batch_html(batch.manifest, batch.counts())       # a batch's status, bar, items done / failed / running
+    error_html(JobFailed(job.id, remote_type="ValueError", remote_message="bad row"))   # a readable remote traceback
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def elapsed_text(info: JobInfo, now: datetime | None = None) -> str:
 
     Example::
 
-        elapsed_text(info)   # 'running 3.2s' / 'queued 1.0s' / 'took 4.1s'
+        elapsed_text(job.info())   # 'running 3.2s' / 'queued 1.0s' / 'took 4.1s'
     """
     now = now or datetime.now(tz=UTC)
     if info.started_at is not None:
