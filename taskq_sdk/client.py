@@ -434,6 +434,7 @@ class AsyncClient:
         function: str | None = None,
         state: str | None = None,
         limit: int = 100_000,
+        cached: bool | None = None,
     ) -> Any:
         """Finished jobs from the results database as a DataFrame, oldest first (the newest ``limit``).
 
@@ -442,6 +443,7 @@ class AsyncClient:
         machines need a database server (see :mod:`taskq_sdk.results_db`). ``since``/``until``
         take a datetime or a timedelta (that long ago). A tenant-bound client reads only its
         tenant's rows; an unbound one reads all tenants unless ``tenant=`` narrows it.
+        ``cached=True`` lists the jobs whose result serves the result cache (column ``cache_entry``).
 
         Example::
 
@@ -471,6 +473,7 @@ class AsyncClient:
             since=since,
             until=until,
             limit=limit,
+            cached=cached,
         )
 
     # ------------------------------------------------------------------ observability
@@ -774,6 +777,7 @@ class Client:
         function: str | None = None,
         state: str | None = None,
         limit: int = 100_000,
+        cached: bool | None = None,
     ) -> Any:
         return self._portal.call(
             self._async.results,
@@ -784,6 +788,7 @@ class Client:
             function=function,
             state=state,
             limit=limit,
+            cached=cached,
         )
 
     def metrics(
