@@ -6,7 +6,9 @@ server releases it when ``load`` completes (its finish script, no polling), and 
 their results, and a batch for the list of its items' results. If an upstream job fails or is
 cancelled, the waiting job fails at once with ``UpstreamFailed`` naming it (retrying the upstream
 job later does not bring the dependent back: submit it again - a dependent that silently ran later
-on new data would be a surprise). Cancelling a dependent never cancels its upstream jobs::
+on new data would be a surprise). Cancelling a dependent never cancels its upstream jobs. A complete
+upstream's result is kept as long as a job waiting on it may still run (its definition's TTL), so a
+dependent released after a long outage still finds it; one gone anyway fails it naming the key::
 
     args, kwargs, parents = detach_upstreams(core, args, kwargs)   # handles -> markers, their ids
     make_waiting(row, parents, expires=False)                       # written not due, state 'waiting'
