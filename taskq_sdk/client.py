@@ -176,7 +176,7 @@ class AsyncClient:
         args, kwargs, parents = detach_upstreams(core, args, kwargs)  # job handles as arguments (upstream)
         row = core.prepare(fn, args, job_kwargs(kwargs, parents))
         if parents:
-            make_waiting(row, parents, expires=kwargs.get("_expires") is not None)
+            make_waiting(row, parents, expires=kwargs.get("_expires") is not None, args=args, kwargs=kwargs)
         await core.check_known(row.function, row.queue)
         await core.check_arguments(fn, row.function, row.queue, kwargs)
         plan = cache_plan(core, given, row.function, args, kwargs, row.workspace)

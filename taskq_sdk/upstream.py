@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 from ._backend.store import UPSTREAM_FEATURE, now_ms
 from ._backend.upstream_io import BATCH_MARKER, MARKER, PARENTS_KEY, WAITING_TTL_MS
 from ._names import tenant_of
+from ._redact import call_repr
 from .batch import AsyncBatch, Batch
-from .errors import ConfigurationError
+from .errors import ConfigurationError, short_id
 from .handles import AsyncJob, Job
 
 if TYPE_CHECKING:
@@ -87,12 +88,22 @@ def detach_upstreams(
     return new_args, new_kwargs, list(parents)
 
 
-def make_waiting(row: SubmitRow, parents: list[str], *, expires: bool) -> None:
+def make_waiting(
+    row: SubmitRow,
+    parents: list[str],
+    *,
+    expires: bool,
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+) -> None:
     """Make a prepared job wait for ``parents``: not due until released, state ``waiting``; refuse a cycle.
+
+    ``args`` / ``kwargs`` (the call with markers, as :func:`detach_upstreams` returned it) give the job's
+    shown call: ``train(<result of 3f2a…>, epochs=3)`` rather than the markers the worker swaps.
 
     Example::
 
-        make_waiting(row, ["acme:3f2a…"], expires=False)
+        make_waiting(row, ["acme:3f2a…"], expires=False, args=args, kwargs=kwargs)
     """
     if row.job_id in parents:
         raise ConfigurationError(
@@ -102,6 +113,29 @@ def make_waiting(row: SubmitRow, parents: list[str], *, expires: bool) -> None:
     row.state = "waiting"
     if not expires:
         row.job_ttl_ms = WAITING_TTL_MS
+    if kwargs is not None:
+        shown = {k: _shown(v) for k, v in kwargs.items() if not k.startswith(("_", "$"))}
+        row.args_repr = call_repr(row.function, [_shown(a) for a in args], shown)
+
+
+class _ResultOf:
+    """How a job handle passed as an argument shows in the job's call: ``<result of 3f2a…>``."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1 and isinstance(value.get(MARKER), str):
+        return _ResultOf(f"<result of {short_id(value[MARKER])}>")
+    if isinstance(value, dict) and isinstance(value.get(BATCH_MARKER), list):
+        return _ResultOf(f"<results of a batch of {len(value[BATCH_MARKER])} jobs>")
+    if isinstance(value, list | tuple) and value and isinstance(value[0], dict):
+        return type(value)(_shown(v) for v in value)
+    return value
 
 
 def job_kwargs(kwargs: dict[str, Any], parents: list[str]) -> dict[str, Any]:

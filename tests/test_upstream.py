@@ -13,7 +13,7 @@ import pytest
 
 from taskq_sdk import JobFailed, JobStatus
 from taskq_sdk.config import Settings
-from taskq_sdk.errors import ConfigurationError
+from taskq_sdk.errors import ConfigurationError, short_id
 from taskq_sdk.views.html import job_html
 
 from .conftest import Api, wait_until
@@ -29,6 +29,9 @@ def test_a_diamond_runs_in_order_with_results_in_place_of_handles(api: Api, work
     info = api(d.info())
     assert info.status is JobStatus.complete and info.parents == [b.id, c.id]
     assert api(a.info()).children == [b.id, c.id]
+    # its call shows the handles it took as what they stand for, not the markers the worker swaps
+    assert api(b.info()).args_repr == f"add(<result of {short_id(a.id)}>, 10)"
+    assert api(c.info()).args_repr == f"add(<result of {short_id(a.id)}>, b=100)"
     # the card draws the little graph: the jobs d waits on, coloured by their statuses, -> this job
     statuses = {b.id: api(b.status()), c.id: api(c.status())}
     card = job_html(d.id, info, statuses=statuses)
