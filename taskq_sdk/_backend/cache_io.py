@@ -141,11 +141,20 @@ local key, packed = KEYS[1], ARGV[1]
 local ttl = tonumber(ARGV[2])
 if redis.call('HLEN', key) + tonumber(ARGV[6]) > tonumber(ARGV[3]) then redis.call('DEL', key) end
 local i, size = 1, string.len(packed)
+-- HSET with many fields per call (in slices: unpack's stack limit), far fewer calls than one per row
+local flat, n = {}, 0
 while i <= size do
   local len = struct.unpack('>I4', packed, i + 8)
-  redis.call('HSET', key, string.sub(packed, i, i + 7), string.sub(packed, i + 12, i + 11 + len))
+  flat[n + 1] = string.sub(packed, i, i + 7)
+  flat[n + 2] = string.sub(packed, i + 12, i + 11 + len)
+  n = n + 2
   i = i + 12 + len
+  if n >= 4000 then
+    redis.call('HSET', key, unpack(flat, 1, n))
+    n = 0
+  end
 end
+if n > 0 then redis.call('HSET', key, unpack(flat, 1, n)) end
 redis.call('PEXPIRE', key, ttl)
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
 if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
