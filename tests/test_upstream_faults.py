@@ -125,3 +125,18 @@ def test_an_upstream_result_outlives_its_ttl_while_a_dependent_waits(
             wait_until(lambda u=upstream: sync_redis.pttl(layout.result_key(u.id)) > 86_400_000, timeout=10)
         assert dependent.result(timeout=30) == [2, 4, 6]
         assert runs(sync_redis, "faults:ttl") == 1
+
+
+def test_where_results_are_not_kept_a_dependent_fails_at_once_naming_the_missing_result(
+    settings: Settings, start_worker: Callable[..., WorkerThread], sync_redis: redis.Redis
+) -> None:
+    """TASKQ_KEEP_RESULT=0 stores no result, so there is none to pass on: said at once, never a hang."""
+    start_worker(modules=MODULES, keep_result=0)
+    with Client(settings=settings) as client:
+        upstream = client.submit("slow", 4, step=0.1)
+        dependent = client.submit(cachefns.uncached_count, "faults:nokeep", upstream)
+        wait_until(lambda: dependent.status() is not JobStatus.waiting, timeout=30, what="the dependent released")
+        wait_until(lambda: dependent.status().finished, timeout=30, what="the dependent finished")
+        err = sync_redis.hget(layout.meta_key(dependent.id), "err").decode()
+        assert err.startswith("UpstreamFailed:") and layout.result_key(upstream.id) in err
+        assert runs(sync_redis, "faults:nokeep") == 0
