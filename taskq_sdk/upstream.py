@@ -16,6 +16,7 @@ dependent released after a long outage still finds it; one gone anyway fails it 
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from ._backend.store import UPSTREAM_FEATURE, now_ms
@@ -150,4 +151,11 @@ async def link_upstreams(core: ClientCore, job_id: str, parents: list[str]) -> N
 
         await link_upstreams(core, row.job_id, ["3f2a…", "77aa…"])
     """
-    await core.call(lambda s: s.upstream.link(job_id, parents, now_ms=now_ms()), "submit a job to")
+    try:
+        await core.call(lambda s: s.upstream.link(job_id, parents, now_ms=now_ms()), "submit a job to")
+    except BaseException:
+        # written waiting but not linked, nothing would ever release it: take it back (best effort; the
+        # submit raises either way, and a job left behind expires with its definition)
+        with contextlib.suppress(Exception):
+            await AsyncJob(core, job_id).cancel()
+        raise

@@ -140,3 +140,22 @@ def test_where_results_are_not_kept_a_dependent_fails_at_once_naming_the_missing
         err = sync_redis.hget(layout.meta_key(dependent.id), "err").decode()
         assert err.startswith("UpstreamFailed:") and layout.result_key(upstream.id) in err
         assert runs(sync_redis, "faults:nokeep") == 0
+
+
+def test_a_submit_whose_link_fails_takes_its_waiting_job_back(
+    client: Client, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job is written waiting, then linked: a link that fails must not leave a job nothing will release."""
+    from taskq_sdk._backend.upstream_io import UpstreamStore
+    from taskq_sdk.errors import TaskqError
+
+    async def refused(self: Any, child: str, parents: list[str], *, now_ms: int) -> int:
+        raise redis.ResponseError("ERR the link script was refused (injected)")
+
+    upstream = client.submit("add", 1, 2, _defer_by=60)
+    monkeypatch.setattr(UpstreamStore, "link", refused)
+    with pytest.raises((TaskqError, redis.RedisError)):
+        client.submit(cachefns.uncached_count, "faults:link", upstream, _job_id="unlinked")
+    monkeypatch.undo()
+    assert client.job("unlinked").status() is JobStatus.cancelled
+    upstream.cancel()
