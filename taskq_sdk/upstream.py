@@ -8,7 +8,8 @@ cancelled, the waiting job fails at once with ``UpstreamFailed`` naming it (retr
 job later does not bring the dependent back: submit it again - a dependent that silently ran later
 on new data would be a surprise). Cancelling a dependent never cancels its upstream jobs. A complete
 upstream's result is kept as long as a job waiting on it may still run (its definition's TTL), so a
-dependent released after a long outage still finds it; one gone anyway fails it naming the key::
+dependent released after a long outage still finds it (after its last dependent ended it expires as
+results do); one gone anyway fails it naming the key::
 
     args, kwargs, parents = detach_upstreams(core, args, kwargs)   # handles -> markers, their ids
     make_waiting(row, parents, expires=False)                       # written not due, state 'waiting'

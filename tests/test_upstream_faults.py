@@ -125,6 +125,28 @@ def test_an_upstream_result_outlives_its_ttl_while_a_dependent_waits(
             wait_until(lambda u=upstream: sync_redis.pttl(layout.result_key(u.id)) > 86_400_000, timeout=10)
         assert dependent.result(timeout=30) == [2, 4, 6]
         assert runs(sync_redis, "faults:ttl") == 1
+        # its dependent ran: the results expire as results do again (TASKQ_KEEP_RESULT, here 1 s; -2: gone)
+        for upstream in (done_before, first, later):
+            assert sync_redis.pttl(layout.result_key(upstream.id)) <= 1000
+
+
+def test_an_upstream_result_is_kept_until_its_last_dependent_ends(
+    settings: Settings, start_worker: Callable[..., WorkerThread], sync_redis: redis.Redis
+) -> None:
+    start_worker(modules=MODULES, keep_result=1)
+    with Client(settings=settings) as client:
+        upstream = client.submit("add", 1, 1)
+        assert upstream.result(timeout=10) == 2
+        first = client.submit(cachefns.uncached_count, "faults:last", upstream)
+        blocker = client.submit("add", 0, 0, _defer_by=60)
+        second = client.submit(cachefns.uncached_count, "faults:last", [upstream, blocker])
+        assert first.result(timeout=10) == 2
+        # one dependent ended, the other still waits: the result stays
+        assert sync_redis.pttl(layout.result_key(upstream.id)) > 86_400_000
+        assert second.cancel() and second.status() is JobStatus.cancelled
+        # the last one ended (cancelled by this client: its TASKQ_KEEP_RESULT counts from now)
+        assert sync_redis.pttl(layout.result_key(upstream.id)) <= settings.keep_result * 1000
+        blocker.cancel()
 
 
 def test_where_results_are_not_kept_a_dependent_fails_at_once_naming_the_missing_result(

@@ -546,7 +546,8 @@ def upstream_kids_key(job_id: str) -> str:
 #: checked against the upstream jobs' states before a release (``recount``): a job is never
 #: released before its upstream jobs finished, and never kept waiting by a bad count. Releasing
 #: puts the waiting job in its queue due now; a job no longer waiting (cancelled, released) is
-#: left alone, so it is released once.
+#: left alone, so it is released once. A dependent that ends gives its upstream jobs' results back
+#: (``release_parents``): after the last of an upstream's dependents, its result expires as results do.
 UPSTREAM_RELEASE = """
 local function release_child(child, now)
   local cmk = meta_key(child)
@@ -566,6 +567,22 @@ local function keep_result_for(p, child)
     redis.call('PERSIST', RES .. p)
   elseif need > 0 and have >= 0 and have < need then
     redis.call('PEXPIRE', RES .. p, need)
+  end
+end
+-- a dependent that ended no longer needs its upstream jobs' results: once no dependent of an upstream
+-- needs its result ('deps_pending', counted at link), it expires as results do (ttl from now), not later
+local function release_parents(id, ttl)
+  local parents = redis.call('HGET', meta_key(id), 'parents')
+  ttl = tonumber(ttl)
+  if not parents or parents == '' or not ttl or ttl <= 0 then return end
+  for p in string.gmatch(parents, '[^,]+') do
+    local pmk = meta_key(p)
+    if redis.call('EXISTS', pmk) == 1 then  -- an expired record is never re-created
+      local pending = redis.pcall('HINCRBY', pmk, 'deps_pending', -1)
+      if type(pending) == 'number' and pending <= 0 and redis.call('PTTL', RES .. p) > ttl then
+        redis.call('PEXPIRE', RES .. p, ttl)
+      end
+    end
   end
 end
 -- mark a waiting job as failed by upstream job p (failed, cancelled, gone, or its record is unreadable)
@@ -681,6 +698,7 @@ local function finish_one(i)
     end
     pcall(cache_settle, id, ARGV[i + 5])
     pcall(release_children, id, ARGV[i + 5], tonumber(ARGV[i + 7]))
+    pcall(release_parents, id, ARGV[i + 4])
   elseif op == 'retry' then
     local score = tonumber(ARGV[i + 11])
     redis.call('ZADD', qk, score, id)
@@ -791,6 +809,7 @@ if redis.call('ZSCORE', qk, id) then
     notify(id, mk, ARGV[6])
   end
   pcall(release_children, id, 'cancelled', tonumber(now))
+  pcall(release_parents, id, ARGV[4])
   return 'cancelled'
 end
 return 'unknown'

@@ -55,6 +55,8 @@ for _, p in ipairs(parents) do
     blame(cmk, p, 'its record ' .. pmk .. ' is not a hash (corrupt)')
   else
     if st then
+      -- one more dependent needs its result (given back by release_parents when the dependent ends)
+      redis.pcall('HINCRBY', pmk, 'deps_pending', 1)
       -- the upstream's record names its dependents (the first ones: a record stays small)
       local kids = redis.call('HGET', pmk, 'children')
       if not kids or kids == '' then
