@@ -30,6 +30,14 @@ def client(settings: Settings, start_worker: Callable[..., WorkerThread]) -> Any
         yield c
 
 
+@pytest.fixture
+def short_lived(settings: Settings, start_worker: Callable[..., WorkerThread]) -> Any:
+    """A client whose worker keeps results 1 s (TASKQ_KEEP_RESULT=1)."""
+    start_worker(modules=MODULES, keep_result=1)
+    with Client(settings=settings) as c:
+        yield c
+
+
 def runs(r: redis.Redis, key: str) -> int:
     return int(r.get(key) or 0)
 
@@ -109,44 +117,42 @@ def test_a_missing_upstream_result_fails_the_dependent_naming_the_key(client: Cl
 
 
 def test_an_upstream_result_outlives_its_ttl_while_a_dependent_waits(
-    settings: Settings, start_worker: Callable[..., WorkerThread], sync_redis: redis.Redis
+    short_lived: Client, sync_redis: redis.Redis
 ) -> None:
     """TASKQ_KEEP_RESULT of 1 s, a dependent that can run only 3 s later: the result it needs is kept."""
-    start_worker(modules=MODULES, keep_result=1)
-    with Client(settings=settings) as client:
-        done_before = client.submit("add", 1, 1)
-        assert done_before.result(timeout=10) == 2
-        first = client.submit("add", 2, 2)
-        later = client.submit("add", 3, 3, _defer_by=3)
-        dependent = client.submit(cachefns.uncached_count, "faults:ttl", [done_before, first, later])
-        assert first.result(timeout=10) == 4
-        # both complete upstream results now live as long as the dependent's definition (7 days while waiting)
-        for upstream in (done_before, first):
-            wait_until(lambda u=upstream: sync_redis.pttl(layout.result_key(u.id)) > 86_400_000, timeout=10)
-        assert dependent.result(timeout=30) == [2, 4, 6]
-        assert runs(sync_redis, "faults:ttl") == 1
-        # its dependent ran: the results expire as results do again (TASKQ_KEEP_RESULT, here 1 s; -2: gone)
-        for upstream in (done_before, first, later):
-            assert sync_redis.pttl(layout.result_key(upstream.id)) <= 1000
+    client = short_lived
+    done_before = client.submit("add", 1, 1)
+    assert done_before.result(timeout=10) == 2
+    first = client.submit("add", 2, 2)
+    later = client.submit("add", 3, 3, _defer_by=3)
+    dependent = client.submit(cachefns.uncached_count, "faults:ttl", [done_before, first, later])
+    assert first.result(timeout=10) == 4
+    # both complete upstream results now live as long as the dependent's definition (7 days while waiting)
+    for upstream in (done_before, first):
+        wait_until(lambda u=upstream: sync_redis.pttl(layout.result_key(u.id)) > 86_400_000, timeout=10)
+    assert dependent.result(timeout=30) == [2, 4, 6]
+    assert runs(sync_redis, "faults:ttl") == 1
+    # its dependent ran: the results expire as results do again (TASKQ_KEEP_RESULT, here 1 s; -2: gone)
+    for upstream in (done_before, first, later):
+        assert sync_redis.pttl(layout.result_key(upstream.id)) <= 1000
 
 
 def test_an_upstream_result_is_kept_until_its_last_dependent_ends(
-    settings: Settings, start_worker: Callable[..., WorkerThread], sync_redis: redis.Redis
+    short_lived: Client, sync_redis: redis.Redis, settings: Settings
 ) -> None:
-    start_worker(modules=MODULES, keep_result=1)
-    with Client(settings=settings) as client:
-        upstream = client.submit("add", 1, 1)
-        assert upstream.result(timeout=10) == 2
-        first = client.submit(cachefns.uncached_count, "faults:last", upstream)
-        blocker = client.submit("add", 0, 0, _defer_by=60)
-        second = client.submit(cachefns.uncached_count, "faults:last", [upstream, blocker])
-        assert first.result(timeout=10) == 2
-        # one dependent ended, the other still waits: the result stays
-        assert sync_redis.pttl(layout.result_key(upstream.id)) > 86_400_000
-        assert second.cancel() and second.status() is JobStatus.cancelled
-        # the last one ended (cancelled by this client: its TASKQ_KEEP_RESULT counts from now)
-        assert sync_redis.pttl(layout.result_key(upstream.id)) <= settings.keep_result * 1000
-        blocker.cancel()
+    client = short_lived
+    upstream = client.submit("add", 1, 1)
+    assert upstream.result(timeout=10) == 2
+    first = client.submit(cachefns.uncached_count, "faults:last", upstream)
+    blocker = client.submit("add", 0, 0, _defer_by=60)
+    second = client.submit(cachefns.uncached_count, "faults:last", [upstream, blocker])
+    assert first.result(timeout=10) == 2
+    # one dependent ended, the other still waits: the result stays
+    assert sync_redis.pttl(layout.result_key(upstream.id)) > 86_400_000
+    assert second.cancel() and second.status() is JobStatus.cancelled
+    # the last one ended (cancelled by this client: its TASKQ_KEEP_RESULT counts from now)
+    assert sync_redis.pttl(layout.result_key(upstream.id)) <= settings.keep_result * 1000
+    blocker.cancel()
 
 
 def test_where_results_are_not_kept_a_dependent_fails_at_once_naming_the_missing_result(
