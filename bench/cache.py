@@ -7,6 +7,8 @@ One embedded server and one worker process, in one run:
 - ``submit->result``: a trivial job submitted and waited for (it runs) vs the same call again with
   ``_cache=True`` after its first run (a hit: no job, the stored result);
 - ``submit``: the submit call alone (the enqueue vs the hit's claim round trip plus one state read);
+- raw arq 0.28 (worker and result polling at 5 ms) running the same trivial call, measured in the same
+  run: what a hit costs next to the plain queue without a cache;
 - fan-out: ``df.taskq.apply(fn, column="x", cache=True)``, first run vs a re-run where ``--changed``
   rows differ (computes those only), and a run without the cache for reference; ``fn`` is a trivial
   ``inc`` over ``--rows`` rows (the cache's own cost shows) and a ~0.2 ms/row ``score`` over
@@ -26,7 +28,8 @@ import pandas as pd
 from taskq_sdk import Client
 from taskq_sdk import pandas as tpd
 
-from ._harness import flush, percentile, server, table, taskq_worker
+from ._harness import arq_worker, flush, percentile, server, table, taskq_worker
+from .latency import raw_arq
 
 
 def _timed(n: int, call: object) -> list[float]:
@@ -38,7 +41,7 @@ def _timed(n: int, call: object) -> list[float]:
     return out
 
 
-def latency(client: Client, n: int) -> list[list[str]]:
+def latency(client: Client, n: int, arq_runs: list[float]) -> list[list[str]]:
     runs = _timed(n, lambda i: client.submit("inc", 10_000 + i).result(timeout=30))
     for i in range(n):  # fill the cache
         client.submit("inc", i, _cache=True).result(timeout=30)
@@ -48,6 +51,7 @@ def latency(client: Client, n: int) -> list[list[str]]:
     rows = []
     base = percentile(runs, 0.5)
     for name, samples in (
+        ("submit->result, raw arq (5 ms polls)", arq_runs),
         ("submit->result, runs", runs),
         ("submit->result, cache hit", hits),
         ("submit only, enqueue", enqueue),
@@ -57,6 +61,7 @@ def latency(client: Client, n: int) -> list[list[str]]:
         rows.append([name, f"{p50 * 1000:.2f}", f"{percentile(samples, 0.95) * 1000:.2f}", f"{base / p50:.1f}x"])
     print(f"FIGURE cache_hit_result_ms={percentile(hits, 0.5) * 1000:.2f}")
     print(f"FIGURE cache_hit_vs_run_speedup={base / percentile(hits, 0.5):.1f}")
+    print(f"FIGURE cache_hit_vs_raw_arq_speedup={percentile(arq_runs, 0.5) / percentile(hits, 0.5):.1f}")
     return rows
 
 
@@ -96,8 +101,11 @@ def main() -> None:
     args = parser.parse_args()
     with server() as srv:
         flush(srv.url)
+        with arq_worker(srv.url, "bench.arq_baseline.Fast"):
+            arq_runs = raw_arq(srv.url, args.n, 0.005)
+        flush(srv.url)
         with taskq_worker(srv.url, "bench.jobs", "bench.cache_jobs"), Client(srv.url) as client:
-            lat = latency(client, args.n)
+            lat = latency(client, args.n, arq_runs)
             trivial, trivial_ratio = fanout(client, "inc", args.rows, args.changed)
             costly, costly_ratio = fanout(client, "score", args.score_rows, args.changed)
     print(f"FIGURE cache_rows_rerun_vs_first_trivial={trivial_ratio:.1f}")

@@ -211,7 +211,8 @@ async def claim_or_share(core: ClientCore, plan: CachePlan, row: SubmitRow) -> A
     )
     if claim.job_id is None:
         return None  # this submit's job serves the entry: the caller writes it (release_claim if it cannot)
-    state = await core.fetch_state(claim.job_id)
+    # a hit on a complete job reads its result with its state: result() then needs no round trip
+    state = await core.fetch_state(claim.job_id, with_result=claim.status == "complete")
     deadline = time.monotonic() + PENDING_WAIT_SECONDS
     pause = 0.005
     while not state.exists and claim.status == "pending" and time.monotonic() < deadline:

@@ -24,7 +24,7 @@ from typing import Any
 
 from . import _localstate
 from ._version import __version__
-from .errors import BrokerUnavailable, JobNotFound, TaskqError
+from .errors import BrokerUnavailable, JobNotFound, TaskqError, short_id
 
 __all__ = ["main"]
 
@@ -101,6 +101,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{info.id}  {info.status.value}  {info.function or '?'}  attempts={info.attempts}"
             f"  progress={info.progress}  worker={info.worker or '-'}"
             + (f"\n  error: {info.error}" if info.error else "")
+            + (f"\n  waits on: {', '.join(info.parents)}" if info.parents else "")
+            + (f"\n  needed by: {', '.join(info.children)}" if info.children else "")
         )
         _print(args, data, text)
         return EXIT_FAILED if info.status.value in ("failed", "cancelled", "lost") else EXIT_OK
@@ -133,9 +135,14 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 "workspace": i.workspace,
                 "attempts": i.attempts,
                 "enqueued": i.enqueued_at.strftime("%Y-%m-%d %H:%M:%S") if i.enqueued_at else "",
+                # a job that takes other jobs as arguments: the jobs it waits (or waited) on
+                "waits on": ",".join(short_id(p) for p in i.parents),
             }
             for i in infos
         ]
+        if not any(r["waits on"] for r in rows):
+            for r in rows:
+                del r["waits on"]
         _print(args, [i.model_dump(mode="json") for i in infos], _table(rows, list(rows[0]) if rows else []))
         return EXIT_OK
 

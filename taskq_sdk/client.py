@@ -176,7 +176,7 @@ class AsyncClient:
         args, kwargs, parents = detach_upstreams(core, args, kwargs)  # job handles as arguments (upstream)
         row = core.prepare(fn, args, job_kwargs(kwargs, parents))
         if parents:
-            make_waiting(row, parents, expires=kwargs.get("_expires") is not None)
+            make_waiting(row, parents, expires=kwargs.get("_expires") is not None, args=args, kwargs=kwargs)
         await core.check_known(row.function, row.queue)
         await core.check_arguments(fn, row.function, row.queue, kwargs)
         plan = cache_plan(core, given, row.function, args, kwargs, row.workspace)
@@ -438,6 +438,7 @@ class AsyncClient:
         function: str | None = None,
         state: str | None = None,
         limit: int = 100_000,
+        cached: bool | None = None,
     ) -> Any:
         """Finished jobs from the results database as a DataFrame, oldest first (the newest ``limit``).
 
@@ -446,6 +447,7 @@ class AsyncClient:
         machines need a database server (see :mod:`taskq_sdk.results_db`). ``since``/``until``
         take a datetime or a timedelta (that long ago). A tenant-bound client reads only its
         tenant's rows; an unbound one reads all tenants unless ``tenant=`` narrows it.
+        ``cached=True`` lists the jobs whose result serves the result cache (column ``cache_entry``).
 
         Example::
 
@@ -475,6 +477,7 @@ class AsyncClient:
             since=since,
             until=until,
             limit=limit,
+            cached=cached,
         )
 
     # ------------------------------------------------------------------ observability
@@ -780,6 +783,7 @@ class Client:
         function: str | None = None,
         state: str | None = None,
         limit: int = 100_000,
+        cached: bool | None = None,
     ) -> Any:
         return self._portal.call(
             self._async.results,
@@ -790,6 +794,7 @@ class Client:
             function=function,
             state=state,
             limit=limit,
+            cached=cached,
         )
 
     def metrics(

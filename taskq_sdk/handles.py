@@ -419,6 +419,11 @@ class AsyncJob:
             if isinstance(progress, ProgressView):  # made by Job.wait in the caller's thread
                 progress.close(self._final[0])
             return self._final
+        last = self._last
+        # a finished state read with its result (a cache hit's): nothing to wait for, nothing more to read
+        if not progress and last is not None and last.status.finished and last.result_blob is not None:
+            self._final = await self._outcome(last)
+            return self._final
         label = f"{short_id(self._id)}"
         view = make_view(progress, label) if progress else None
         status = JobStatus.not_found

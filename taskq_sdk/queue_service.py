@@ -19,6 +19,13 @@ It is a thin, unbound view over :class:`~taskq_sdk.AsyncClient` for operators an
     while (await queue.get_status(job_id))["status"] == "in_progress":   # a running job stops at its worker
         await asyncio.sleep(0.1)
     new_job_id = await queue.retry(job_id)
+
+A job can take another job's result as an argument: it waits (status ``waiting``) until that job
+completes, and fails with ``UpstreamFailed`` if it does not; identical calls of a cached function
+(``@job(cache=True)`` or ``_cache=True``) return the id of the job that computed them::
+
+    load_id = await queue.enqueue("load", "s3://bucket/data.csv")
+    train_id = await queue.enqueue("train", await queue.result_of(load_id), epochs=3)
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from typing import Any
 from .client import AsyncClient
 from .config import Settings
 from .errors import ClientClosed, JobNotFound
+from .handles import AsyncJob
 
 __all__ = ["TaskQueueService"]
 
@@ -79,11 +87,22 @@ class TaskQueueService:
         job = await self._client.submit(function_name, *args, **kwargs)
         return job.id
 
+    async def result_of(self, job_id: str) -> AsyncJob:
+        """Job ``job_id``'s result as an argument of :meth:`enqueue`: the new job waits for it (unknown: JobNotFound).
+
+        Example::
+
+            train_id = await queue.enqueue("train", await queue.result_of(load_id))
+        """
+        self._check()
+        return await self._client.job(job_id)
+
     async def get_status(self, job_id: str) -> dict[str, Any]:
         """A dict with ``job_id``, ``status``, ``result`` (when complete), ``error``, ``progress`` and ``info``.
 
         ``status`` is one of queued, deferred, waiting, in_progress, retrying, complete, failed, cancelled,
-        expired, lost, not_found.
+        expired, lost, not_found; ``info["parents"]`` / ``info["children"]`` name the jobs it waits on and
+        those waiting on it.
         """
         self._check()
         try:

@@ -16,6 +16,9 @@ register a backend for its URL scheme with :func:`register_backend` (this packag
 the SQLite backend). Cancels of jobs that never started are done by the client and are not
 recorded; results larger than 1 MiB encoded are recorded without the value (``result_stored=0``).
 Rows older than ``TASKQ_RESULTS_DB_RETENTION_DAYS`` (30; 0 keeps them) are pruned hourly by the workers.
+A job whose result serves the result cache (``@job(cache=True)``) carries its cache entry in
+``cache_entry``: a cache hit returns that job's handle, so ``results(cached=True)`` lists what the
+cache serves and ``df[df.job_id == hit.id]`` the run a hit came from.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ logger = logging.getLogger("taskq_sdk.results_db")
 MAX_RESULT_BYTES = 1024 * 1024
 #: finished jobs waiting for a flush; beyond this the oldest are dropped (and counted)
 MAX_PENDING = 200_000
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: how often each worker deletes rows older than TASKQ_RESULTS_DB_RETENTION_DAYS
 PRUNE_INTERVAL_S = 3600.0
 _OFF = ("off", "none", "false", "0", "disabled")
@@ -76,6 +79,7 @@ COLUMNS = (
     "error_message",
     "result",
     "result_stored",
+    "cache_entry",
 )
 
 _SCHEMA = """
@@ -95,15 +99,16 @@ CREATE TABLE IF NOT EXISTS taskq_results (
     result BLOB,
     result_json TEXT,
     result_stored INTEGER NOT NULL DEFAULT 0,
-    written_at REAL NOT NULL
+    written_at REAL NOT NULL,
+    cache_entry TEXT
 );
 CREATE INDEX IF NOT EXISTS taskq_results_tenant_time ON taskq_results (tenant, workspace, finished_at);
 CREATE INDEX IF NOT EXISTS taskq_results_time ON taskq_results (finished_at);
 """
 _INSERT = (
     "INSERT OR REPLACE INTO taskq_results (job_id, tenant, workspace, function, state, attempt, started_at, "
-    "finished_at, duration_s, worker, error_type, error_message, result, result_json, result_stored, written_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "finished_at, duration_s, worker, error_type, error_message, result, result_json, result_stored, written_at, "
+    "cache_entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -129,6 +134,7 @@ class ResultsBackend(Protocol):
         since: float | None,
         until: float | None,
         limit: int,
+        cached: bool | None = None,
     ) -> list[tuple[Any, ...]]: ...
 
     def prune(self, before: float) -> int: ...
@@ -211,6 +217,14 @@ def make_private_file(path: Path, *, create: bool = True) -> None:
         os.close(fd)
 
 
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Bring a database an older version made up to date (version 2 added ``cache_entry``)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(taskq_results)")}
+    if "cache_entry" not in have:
+        with contextlib.suppress(sqlite3.OperationalError):  # another worker added it a moment ago
+            conn.execute("ALTER TABLE taskq_results ADD COLUMN cache_entry TEXT")
+
+
 class SQLiteResults:
     """The SQLite results backend (WAL mode; one connection per instance, used from one thread).
 
@@ -235,6 +249,7 @@ class SQLiteResults:
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 self._conn.execute("PRAGMA synchronous = NORMAL")
                 self._conn.executescript(_SCHEMA)
+                _add_missing_columns(self._conn)
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         if create:  # SQLite gives -wal/-shm the database's mode; an older file's may still be loose
             for suffix in ("-wal", "-shm"):
@@ -263,8 +278,12 @@ class SQLiteResults:
         since: float | None,
         until: float | None,
         limit: int,
+        cached: bool | None = None,
     ) -> list[tuple[Any, ...]]:
-        """Rows (in :data:`COLUMNS` order) matching the filters, oldest first, at most ``limit``."""
+        """Rows (in :data:`COLUMNS` order) matching the filters, oldest first, at most ``limit``.
+
+        ``cached`` True keeps the jobs whose result serves a cache entry, False the others.
+        """
         where: list[str] = []
         params: list[Any] = []
         if tenants is not None:
@@ -280,9 +299,11 @@ class SQLiteResults:
         if until is not None:
             where.append("finished_at < ?")
             params.append(until)
+        if cached is not None:
+            where.append("cache_entry IS NOT NULL" if cached else "cache_entry IS NULL")
         sql = (
             "SELECT job_id, tenant, workspace, function, state, attempt, started_at, finished_at, duration_s, "
-            "worker, error_type, error_message, result, result_stored FROM taskq_results"
+            "worker, error_type, error_message, result, result_stored, cache_entry FROM taskq_results"
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY finished_at DESC, job_id LIMIT ?"
         )
@@ -359,11 +380,13 @@ def read_results(
     until: datetime | timedelta | None = None,
     limit: int = 100_000,
     decode: bool = True,
+    cached: bool | None = None,
 ) -> Any:
     """Query the results DB into a DataFrame (columns :data:`COLUMNS`; times as UTC timestamps).
 
     Blocking (it reads the database): clients call it in a thread. ``tenants=None`` reads all
-    tenants; ``decode`` turns stored result blobs back into values (with the safe codec).
+    tenants; ``decode`` turns stored result blobs back into values (with the safe codec);
+    ``cached`` True keeps the jobs whose result serves a cache entry, False the others.
 
     Example::
 
@@ -375,6 +398,8 @@ def read_results(
         raise ImportError('client.results() returns a DataFrame: pip install "taskq-sdk[pandas]"') from exc
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ConfigurationError(f"limit must be a positive integer, got {limit!r}")
+    if cached is not None and not isinstance(cached, bool):
+        raise ConfigurationError(f"cached takes True, False or None (all rows), got {cached!r}")
     url = results_url(settings)
     if url is None:
         raise ConfigurationError("the results DB is turned off (TASKQ_RESULTS_DB=off)")
@@ -398,6 +423,7 @@ def read_results(
                 since=lo,
                 until=hi,
                 limit=limit,
+                **({} if cached is None else {"cached": cached}),
             )
         except sqlite3.OperationalError as exc:
             if "no such table" not in str(exc):

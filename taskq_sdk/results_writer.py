@@ -41,7 +41,7 @@ def _json_or_none(value: Any) -> str | None:
     return text if len(text) <= MAX_RESULT_BYTES else None
 
 
-def to_row(job: FinishedJob, codec: Any) -> tuple[Any, ...]:
+def to_row(job: FinishedJob, codec: Any, cache_entry: str | None = None) -> tuple[Any, ...]:
     """One database row for a finished job (encodes its result; runs in the writer thread)."""
     blob: bytes | None = None
     as_json: str | None = None
@@ -72,6 +72,7 @@ def to_row(job: FinishedJob, codec: Any) -> tuple[Any, ...]:
         as_json,
         stored,
         time.time(),
+        cache_entry,
     )
 
 
@@ -93,6 +94,7 @@ class ResultsDBWriter:
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
         self._codec: Any = None
+        self._store: Any = None
         self.written = 0
         #: batched writes made (each a transaction): far fewer than jobs, or the DB would be on the hot path
         self.flushes = 0
@@ -130,6 +132,7 @@ class ResultsDBWriter:
             self._executor.shutdown(wait=False)
             self._executor = None
             return
+        self._store = getattr(engine, "store", None)
         engine.finish_listeners.append(self._on_finish)
         self._task = asyncio.create_task(self._flush_loop(), name="taskq-results-db")
 
@@ -164,9 +167,10 @@ class ResultsDBWriter:
         batch = list(self._pending)
         self._pending.clear()
         backend, codec = self._backend, self._codec
+        entries = await self._cache_entries(batch)
 
         def write() -> int:
-            rows = [to_row(j, codec) for j in batch]
+            rows = [to_row(j, codec, entries.get(j.job_id)) for j in batch]
             backend.write(rows)
             # counted here, in the one writer thread: a flush cancelled at shutdown still finishes its write
             self.written += len(rows)
@@ -184,6 +188,21 @@ class ResultsDBWriter:
                 self.dropped += 1
             return 0
         return n
+
+    async def _cache_entries(self, batch: list[FinishedJob]) -> dict[str, str]:
+        """The cache entries the batch's completed jobs serve: one script call per flush, not per job.
+
+        Only completed jobs can serve an entry; a server that cannot answer (an outage, a Redis
+        Cluster, which has no result cache) costs the column, never the rows.
+        """
+        done = [j.job_id for j in batch if j.state == "complete"]
+        if not done or self._store is None:
+            return {}
+        try:
+            return dict(await self._store.cache.entries_of(done))
+        except Exception as exc:
+            logger.debug("results DB: cache entries not read (%s: %s)", type(exc).__name__, exc)
+            return {}
 
     async def stop(self) -> None:
         if self._task is not None:

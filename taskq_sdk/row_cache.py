@@ -22,7 +22,7 @@ import contextlib
 import gc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -144,18 +144,22 @@ async def store_rows(core: ClientCore, lookup: RowLookup, computed: pd.DataFrame
     if not len(done):
         return 0
     results = [c for c in computed.columns if c not in TASKQ_COLUMNS]
-    job_ids = computed[JOB_COLUMN].iloc[done].astype(object).tolist()
-    values = computed[results].iloc[done].astype(object).itertuples(index=False, name=None)
+    job_ids = computed[JOB_COLUMN].iloc[done].astype(str).tolist()
+    # many small lists are made here: the cyclic collector would rescan them again and again
     with _collector_paused():
-        records = [[str(j), results, list(v)] for j, v in zip(job_ids, values, strict=True)]
+        rows = computed[results].iloc[done].to_numpy(dtype=object).tolist()
+        records = [[j, results, v] for j, v in zip(job_ids, rows, strict=True)]
         try:
             blobs: list[bytes | None] = list(_CODEC.dumps_many(records))
         except Exception:  # a value the wire format cannot carry: that row (only) is computed again next time
             blobs = [_dumps_or_none(r) for r in records]
-    todo = lookup.todo
-    kept = [(lookup.digest(int(todo[pos])), b) for pos, b in zip(done.tolist(), blobs, strict=True) if b is not None]
-    digests = [d for d, _ in kept]
-    values = [b for _, b in kept]
+        # each computed row's 8-byte digest, picked by position in one step
+        picked = np.frombuffer(lookup.digests, dtype="V8")[lookup.todo[done]].tolist()
+        if all(b is not None for b in blobs):
+            digests, values = picked, cast("list[bytes]", blobs)
+        else:
+            kept = [(d, b) for d, b in zip(picked, blobs, strict=True) if b is not None]
+            digests, values = [d for d, _ in kept], [b for _, b in kept]
     for start in range(0, len(values), ROUND_TRIP_ROWS):
         stop = start + ROUND_TRIP_ROWS
         await core.call(

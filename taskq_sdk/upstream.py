@@ -6,7 +6,10 @@ server releases it when ``load`` completes (its finish script, no polling), and 
 their results, and a batch for the list of its items' results. If an upstream job fails or is
 cancelled, the waiting job fails at once with ``UpstreamFailed`` naming it (retrying the upstream
 job later does not bring the dependent back: submit it again - a dependent that silently ran later
-on new data would be a surprise). Cancelling a dependent never cancels its upstream jobs::
+on new data would be a surprise). Cancelling a dependent never cancels its upstream jobs. A complete
+upstream's result is kept as long as a job waiting on it may still run (its definition's TTL), so a
+dependent released after a long outage still finds it (after its last dependent ended it expires as
+results do); one gone anyway fails it naming the key::
 
     # not run: internal, the submit path of a job with upstream handles
     args, kwargs, parents = detach_upstreams(core, args, kwargs)   # handles -> markers, their ids
@@ -15,13 +18,15 @@ on new data would be a surprise). Cancelling a dependent never cancels its upstr
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from ._backend.store import UPSTREAM_FEATURE, now_ms
 from ._backend.upstream_io import BATCH_MARKER, MARKER, PARENTS_KEY, WAITING_TTL_MS
 from ._names import tenant_of
+from ._redact import call_repr
 from .batch import AsyncBatch, Batch
-from .errors import ConfigurationError
+from .errors import ConfigurationError, short_id
 from .handles import AsyncJob, Job
 
 if TYPE_CHECKING:
@@ -87,13 +92,23 @@ def detach_upstreams(
     return new_args, new_kwargs, list(parents)
 
 
-def make_waiting(row: SubmitRow, parents: list[str], *, expires: bool) -> None:
+def make_waiting(
+    row: SubmitRow,
+    parents: list[str],
+    *,
+    expires: bool,
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+) -> None:
     """Make a prepared job wait for ``parents``: not due until released, state ``waiting``; refuse a cycle.
+
+    ``args`` / ``kwargs`` (the call with markers, as :func:`detach_upstreams` returned it) give the job's
+    shown call: ``train(<result of 3f2a…>, epochs=3)`` rather than the markers the worker swaps.
 
     Example::
 
         # not run: internal, the submit path of a job with upstream handles
-        make_waiting(row, ["acme:3f2a…"], expires=False)
+        make_waiting(row, ["acme:3f2a…"], expires=False, args=args, kwargs=kwargs)
     """
     if row.job_id in parents:
         raise ConfigurationError(
@@ -103,6 +118,29 @@ def make_waiting(row: SubmitRow, parents: list[str], *, expires: bool) -> None:
     row.state = "waiting"
     if not expires:
         row.job_ttl_ms = WAITING_TTL_MS
+    if kwargs is not None:
+        shown = {k: _shown(v) for k, v in kwargs.items() if not k.startswith(("_", "$"))}
+        row.args_repr = call_repr(row.function, [_shown(a) for a in args], shown)
+
+
+class _ResultOf:
+    """How a job handle passed as an argument shows in the job's call: ``<result of 3f2a…>``."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1 and isinstance(value.get(MARKER), str):
+        return _ResultOf(f"<result of {short_id(value[MARKER])}>")
+    if isinstance(value, dict) and isinstance(value.get(BATCH_MARKER), list):
+        return _ResultOf(f"<results of a batch of {len(value[BATCH_MARKER])} jobs>")
+    if isinstance(value, list | tuple) and value and isinstance(value[0], dict):
+        return type(value)(_shown(v) for v in value)
+    return value
 
 
 def job_kwargs(kwargs: dict[str, Any], parents: list[str]) -> dict[str, Any]:
@@ -118,4 +156,11 @@ async def link_upstreams(core: ClientCore, job_id: str, parents: list[str]) -> N
         # not run: internal, the submit path of a job with upstream handles
         await link_upstreams(core, row.job_id, ["3f2a…", "77aa…"])
     """
-    await core.call(lambda s: s.upstream.link(job_id, parents, now_ms=now_ms()), "submit a job to")
+    try:
+        await core.call(lambda s: s.upstream.link(job_id, parents, now_ms=now_ms()), "submit a job to")
+    except BaseException:
+        # written waiting but not linked, nothing would ever release it: take it back (best effort; the
+        # submit raises either way, and a job left behind expires with its definition)
+        with contextlib.suppress(Exception):
+            await AsyncJob(core, job_id).cancel()
+        raise

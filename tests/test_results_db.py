@@ -190,3 +190,83 @@ def test_results_db_writes_stay_off_the_hot_path(settings: Settings, tmp_path: P
     figure("drain_cpu_ms_per_job_with_results_db", round(measured["on"][1], 3))
     with Client(settings=with_db) as client:
         assert len(client.results(function="add")) == n
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_cached_results_are_listed_with_their_entry(
+    db_settings: Settings, start_worker: Any, sync_redis: redis.Redis, flavour: str
+) -> None:
+    """A cache hit is the handle of the run that serves it: that run's row names the cache entry."""
+    from . import cachefns
+
+    start_worker(modules=(JOBS, "tests.cachefns"), results_db=db_settings.results_db, data_dir=db_settings.data_dir)
+
+    async def story() -> tuple[Any, Any, Any, str, str]:
+        async with AsyncClient(settings=db_settings) as client:
+            first = await client.submit(cachefns.cached_double, f"runs:{flavour}", 21)
+            assert await first.result(timeout=10) == 42
+            hit = await client.submit(cachefns.cached_double, f"runs:{flavour}", 21)
+            plain = await client.submit("add", 1, 2)
+            assert hit.cached and await plain.result(timeout=10) == 3
+            deadline = time.monotonic() + 10
+            while len(await client.results()) < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            return (
+                await client.results(),
+                await client.results(cached=True),
+                await client.results(cached=False),
+                hit.id,
+                plain.id,
+            )
+
+    if flavour == "async":
+        every, cached, uncached, hit_id, plain_id = asyncio.run(story())
+    else:
+        with Client(settings=db_settings) as client:
+            first = client.submit(cachefns.cached_double, f"runs:{flavour}", 21)
+            assert first.result(timeout=10) == 42
+            hit = client.submit(cachefns.cached_double, f"runs:{flavour}", 21)
+            plain = client.submit("add", 1, 2)
+            assert hit.cached and plain.result(timeout=10) == 3
+            wait_until(lambda: len(client.results()) == 2, what="two rows")
+            every, cached, uncached = client.results(), client.results(cached=True), client.results(cached=False)
+            hit_id, plain_id = hit.id, plain.id
+    assert len(every) == 2 and int(sync_redis.get(f"runs:{flavour}") or 0) == 1  # the hit ran nothing
+    assert list(cached.job_id) == [hit_id] and list(uncached.job_id) == [plain_id]
+    row = cached.iloc[0]
+    assert row.result == 42 and row.state == "complete"
+    # the entry is the one the server serves the hit from (function digest : inputs digest)
+    assert sync_redis.get(f"taskq:t:default:cache:{row.cache_entry}") == hit_id.encode()
+    assert uncached.iloc[0].cache_entry is None
+
+
+def test_a_database_of_the_first_schema_gains_the_cache_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:  # version 1: no cache_entry column
+        old.execute(
+            "CREATE TABLE taskq_results (job_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, workspace TEXT NOT NULL, "
+            "function TEXT NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL, started_at REAL, "
+            "finished_at REAL NOT NULL, duration_s REAL, worker TEXT, error_type TEXT, error_message TEXT, "
+            "result BLOB, result_json TEXT, result_stored INTEGER NOT NULL DEFAULT 0, written_at REAL NOT NULL)"
+        )
+        old.execute(
+            "INSERT INTO taskq_results VALUES "
+            "('j1','t','w','f','complete',1,1.0,2.0,1.0,'w1',NULL,NULL,NULL,NULL,1,3.0)"
+        )
+    db = open_backend(f"sqlite:///{path}", Settings(redis_url=None))
+    try:
+        db.write([("j2", "t", "w", "f", "complete", 1, 1.0, 2.5, 1.0, "w1", None, None, None, None, 1, 3.0, "ab:cd")])
+        rows = db.query(tenants=None, workspace=None, function=None, state=None, since=None, until=None, limit=10)
+        assert [(r[0], r[-1]) for r in rows] == [("j1", None), ("j2", "ab:cd")]
+        only = db.query(
+            tenants=None, workspace=None, function=None, state=None, since=None, until=None, limit=10, cached=True
+        )
+        assert [r[0] for r in only] == ["j2"]
+    finally:
+        db.close()
+    from taskq_sdk.results_db import read_results
+
+    with pytest.raises(ConfigurationError, match="cached takes"):
+        read_results(Settings(redis_url=None, results_db=str(path)), tenants=None, cached="yes")  # type: ignore[arg-type]

@@ -5,15 +5,18 @@ The same stories through Client and AsyncClient, with a real worker.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import pytest
 
 from taskq_sdk import JobFailed, JobStatus
 from taskq_sdk.config import Settings
-from taskq_sdk.errors import ConfigurationError
+from taskq_sdk.errors import ConfigurationError, short_id
+from taskq_sdk.views.html import job_html
 
-from .conftest import Api
+from .conftest import Api, wait_until
 
 
 def test_a_diamond_runs_in_order_with_results_in_place_of_handles(api: Api, worker: Any) -> None:
@@ -26,9 +29,19 @@ def test_a_diamond_runs_in_order_with_results_in_place_of_handles(api: Api, work
     info = api(d.info())
     assert info.status is JobStatus.complete and info.parents == [b.id, c.id]
     assert api(a.info()).children == [b.id, c.id]
-    from taskq_sdk.views.html import job_html
+    # its call shows the handles it took as what they stand for, not the markers the worker swaps
+    assert api(b.info()).args_repr == f"add(<result of {short_id(a.id)}>, 10)"
+    assert api(c.info()).args_repr == f"add(<result of {short_id(a.id)}>, b=100)"
+    # the card draws the little graph: the jobs d waits on, coloured by their statuses, -> this job
+    statuses = {b.id: api(b.status()), c.id: api(c.status())}
+    card = job_html(d.id, info, statuses=statuses)
+    assert nodes(card) == [(b.id, "complete"), (c.id, "complete"), (d.id, "complete")]
+    assert nodes(job_html(a.id, api(a.info()))) == [(a.id, "complete"), (b.id, "?"), (c.id, "?")]
 
-    assert f"{b.id} + {c.id} \u2192 this job" in job_html(d.id, info)  # the card draws the little graph
+
+def nodes(card: str) -> list[tuple[str, str]]:
+    """The graph's boxes in drawing order: (job id, status word)."""
+    return re.findall(r'class="taskq-node" data-job="([^"]+)" data-status="([^"]+)"', card)
 
 
 def test_a_dependent_waits_while_its_upstream_runs(api: Api, worker: Any) -> None:
@@ -109,7 +122,7 @@ def test_a_worker_killed_under_the_upstream_still_releases_the_dependent_once(
     from taskq_sdk import Client
 
     from . import cachefns
-    from .conftest import JOBS, wait_until
+    from .conftest import JOBS
 
     modules = (JOBS, "tests.cachefns")
     start_worker_process(modules=modules)
@@ -134,3 +147,56 @@ def test_a_batch_stands_for_its_items_results(api: Api, worker: Any) -> None:
     with pytest.raises(JobFailed) as failed:
         api(api(client.submit("echo", bad)).result(timeout=30))
     assert failed.value.remote_type == "UpstreamFailed" and "ValueError" in failed.value.remote_message
+
+
+def test_the_job_widget_draws_the_graph_with_live_statuses(settings: Settings, worker: Any) -> None:
+    from taskq_sdk import Client
+    from taskq_sdk.views.widgets import JobWidget
+
+    with Client(settings=settings) as client:
+        upstream = client.submit("slow", 10, step=0.1)
+        other = client.submit("add", 1, 1)
+        dependent = client.submit("add", upstream, other)
+        child = client.submit("add", dependent, 1)
+        view = JobWidget(dependent)
+        wait_until(lambda: (dependent.id, "waiting") in nodes(view.graph.value), timeout=10, what="waiting drawn")
+        wait_until(lambda: not view.running, timeout=30, what="the view followed the job to its end")
+        assert child.result(timeout=30) == 13
+        # after the end: upstream jobs, this job, the job that waits on it (its status at that moment)
+        drawn = nodes(view.graph.value)
+        assert drawn[:3] == [(upstream.id, "complete"), (other.id, "complete"), (dependent.id, "complete")]
+        assert drawn[3][0] == child.id and len(drawn) == 4
+
+
+def test_taskq_jobs_and_status_show_waiting_jobs_and_their_parents(
+    settings: Settings, redis_url: str, worker: Any
+) -> None:
+    from taskq_sdk import Client
+
+    from .test_cli import taskq
+
+    with Client(settings=settings) as client:
+        later = client.submit("add", 1, 2, _defer_by=60, _job_id="later-up")
+        waiting = client.submit("add", later, 1, _job_id="waits-down")
+        assert waiting.status() is JobStatus.waiting
+        table = taskq(redis_url, "jobs", "--status", "waiting")
+        assert table.returncode == 0, table.stderr
+        head, *lines = table.stdout.splitlines()
+        assert "WAITS ON" in head and len(lines) == 1
+        assert lines[0].split()[:2] == ["waits-down", "waiting"] and lines[0].split()[-1] == "later-up"
+        listed = json.loads(taskq(redis_url, "jobs", "--json").stdout)
+        assert {j["id"]: j["parents"] for j in listed}["waits-down"] == ["later-up"]
+        down = taskq(redis_url, "status", "waits-down")
+        assert "waiting" in down.stdout and "waits on: later-up" in down.stdout
+        assert "needed by: waits-down" in taskq(redis_url, "status", "later-up").stdout
+        later.cancel()
+
+
+def test_the_graph_of_a_wide_fan_in_shows_the_first_few_and_counts_the_rest() -> None:
+    from taskq_sdk.views.html import GRAPH_MAX_SHOWN, graph_html
+
+    parents = [f"p{i}" for i in range(GRAPH_MAX_SHOWN + 2)]
+    card = graph_html("d<x>", JobStatus.waiting, parents, [], {"p0": JobStatus.failed})
+    assert nodes(card)[:2] == [("p0", "failed"), ("p1", "?")] and nodes(card)[-1] == ("d&lt;x&gt;", "waiting")
+    assert len(nodes(card)) == GRAPH_MAX_SHOWN + 1 and "+ 2 more" in card
+    assert graph_html("d", JobStatus.queued, [], [], {}) == ""

@@ -141,16 +141,42 @@ local key, packed = KEYS[1], ARGV[1]
 local ttl = tonumber(ARGV[2])
 if redis.call('HLEN', key) + tonumber(ARGV[6]) > tonumber(ARGV[3]) then redis.call('DEL', key) end
 local i, size = 1, string.len(packed)
+-- HSET with many fields per call (in slices: unpack's stack limit), far fewer calls than one per row
+local flat, n = {}, 0
 while i <= size do
   local len = struct.unpack('>I4', packed, i + 8)
-  redis.call('HSET', key, string.sub(packed, i, i + 7), string.sub(packed, i + 12, i + 11 + len))
+  flat[n + 1] = string.sub(packed, i, i + 7)
+  flat[n + 2] = string.sub(packed, i + 12, i + 11 + len)
+  n = n + 2
   i = i + 12 + len
+  if n >= 4000 then
+    redis.call('HSET', key, unpack(flat, 1, n))
+    n = 0
+  end
 end
+if n > 0 then redis.call('HSET', key, unpack(flat, 1, n)) end
 redis.call('PEXPIRE', key, ttl)
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
 if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
 return 1
 """
+
+#: ARGV: job ids.  Returns {id, entry, id, entry, ...} for the ids whose record names the cache entry
+#: their result serves (``CACHE_SETTLE`` writes it); a record of the wrong type reads as none.
+ENTRIES_OF = (
+    layout.PRELUDE
+    + """
+local out = {}
+for i = 1, #ARGV do
+  local e = redis.pcall('HGET', meta_key(ARGV[i]), 'cache')
+  if type(e) == 'string' and e ~= '' then
+    out[#out + 1] = ARGV[i]
+    out[#out + 1] = e
+  end
+end
+return out
+"""
+)
 
 _LENGTH = struct.Struct(">I")
 
@@ -183,6 +209,7 @@ class CacheStore:
         self._release = redis.register_script(RELEASE)
         self._rows_get = redis.register_script(ROWS_GET)
         self._rows_put = redis.register_script(ROWS_PUT)
+        self._entries_of = redis.register_script(ENTRIES_OF)
 
     async def claim(
         self,
@@ -225,6 +252,18 @@ class CacheStore:
         prefix = layout.cache_entry_key(tenant, "")
         dropped = await self._clear(keys=[layout.cache_index_key(tenant)], args=[prefix, function_digest])
         return int(dropped)
+
+    async def entries_of(self, job_ids: list[str]) -> dict[str, str]:
+        """The cache entry each of ``job_ids`` serves, for those that serve one (one round trip).
+
+        Example::
+
+            await cache.entries_of(["acme:5e0c…", "acme:77aa…"])   # {'acme:5e0c…': '3f2a…:9c1b…'}
+        """
+        if not job_ids:
+            return {}
+        flat = await self._entries_of(keys=[], args=job_ids)
+        return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     async def entries(self, tenant: str) -> int:
         """How many entries the tenant's cache index holds (expired ones count until trimmed)."""

@@ -555,16 +555,23 @@ end
 
 # ----------------------------------------------------------------------------- jobs that wait on other jobs
 #: per tenant: ``kids:<job id>`` (set of the jobs waiting on this one). A waiting job's meta holds
-#: ``state`` 'waiting', ``deps_left`` (upstream jobs not finished yet), ``parents`` (comma-joined)
-#: and, once an upstream job failed or was cancelled, ``upstream_failed`` (its id).
+#: ``state`` 'waiting', ``deps_left`` (upstream jobs not finished yet), ``deps_n`` (how many it takes),
+#: ``parents`` (comma-joined) and, once an upstream job failed, was cancelled or cannot be read,
+#: ``upstream_failed`` (its id) and ``upstream_why`` (for a corrupt record: which key). An upstream's own
+#: record lists its first dependents in ``children`` (a fallback when its ``kids`` key is corrupt).
 def upstream_kids_key(job_id: str) -> str:
     return f"{TENANT_NS}{tenant_of(job_id)}:kids:{job_id}"
 
 
 #: Lua: release the jobs waiting on job ``id`` as it finishes with ``state``: a complete upstream
-#: counts down their ``deps_left`` (released at 0); any other ending releases them at once, marked
-#: ``upstream_failed`` (their worker then records UpstreamFailed). Releasing puts the waiting job
-#: in its queue due now; a job no longer waiting (cancelled, released) is left alone.
+#: counts down their ``deps_left`` and keeps its result as long as they may still run; any other
+#: ending releases them at once, marked ``upstream_failed`` (their worker then records
+#: UpstreamFailed). A count that reaches 0, or that is not a number or out of range (corrupt), is
+#: checked against the upstream jobs' states before a release (``recount``): a job is never
+#: released before its upstream jobs finished, and never kept waiting by a bad count. Releasing
+#: puts the waiting job in its queue due now; a job no longer waiting (cancelled, released) is
+#: left alone, so it is released once. A dependent that ends gives its upstream jobs' results back
+#: (``release_parents``): after the last of an upstream's dependents, its result expires as results do.
 UPSTREAM_RELEASE = """
 local function release_child(child, now)
   local cmk = meta_key(child)
@@ -576,20 +583,89 @@ local function release_child(child, now)
   if redis.call('PTTL', JOB .. child) < 86400000 then redis.call('PEXPIRE', JOB .. child, 86400000) end
   redis.call('PUBLISH', 'taskq:wake:' .. queue_of(qk), '{"e":"wake"}')
 end
-local function release_children(id, state, now)
-  local kk = TNS .. tenant_of(id) .. ':kids:' .. id
-  local kids = redis.call('SMEMBERS', kk)
-  if #kids == 0 then return end  -- most jobs: one read, no write
-  for _, child in ipairs(kids) do
-    local cmk = meta_key(child)
-    if redis.call('EXISTS', cmk) == 1 then
-      if state == 'complete' then
-        if redis.call('HINCRBY', cmk, 'deps_left', -1) <= 0 then release_child(child, now) end
-      else
-        redis.call('HSET', cmk, 'upstream_failed', id)
-        release_child(child, now)
+-- a complete upstream's result lives at least as long as the definition of a job waiting on it
+local function keep_result_for(p, child)
+  local need = redis.call('PTTL', JOB .. child)
+  local have = redis.call('PTTL', RES .. p)
+  if need == -1 and have > 0 then
+    redis.call('PERSIST', RES .. p)
+  elseif need > 0 and have >= 0 and have < need then
+    redis.call('PEXPIRE', RES .. p, need)
+  end
+end
+-- a dependent that ended no longer needs its upstream jobs' results: once no dependent of an upstream
+-- needs its result ('deps_pending', counted at link), it expires as results do (ttl from now), not later
+local function release_parents(id, ttl)
+  local parents = redis.call('HGET', meta_key(id), 'parents')
+  ttl = tonumber(ttl)
+  if not parents or parents == '' or not ttl or ttl <= 0 then return end
+  for p in string.gmatch(parents, '[^,]+') do
+    local pmk = meta_key(p)
+    if redis.call('EXISTS', pmk) == 1 then  -- an expired record is never re-created
+      local pending = redis.pcall('HINCRBY', pmk, 'deps_pending', -1)
+      if type(pending) == 'number' and pending <= 0 and redis.call('PTTL', RES .. p) > ttl then
+        redis.call('PEXPIRE', RES .. p, ttl)
       end
     end
+  end
+end
+-- mark a waiting job as failed by upstream job p (failed, cancelled, gone, or its record is unreadable)
+local function blame(cmk, p, why)
+  if redis.call('HEXISTS', cmk, 'upstream_failed') == 1 then return end
+  redis.call('HSET', cmk, 'upstream_failed', p)
+  if why then redis.call('HSET', cmk, 'upstream_why', why) end
+end
+-- the exact number of a waiting job's unfinished upstream jobs, from their states ('done' just completed);
+-- 0 with 'upstream_failed' set when one failed, was cancelled, is gone or cannot be read
+local function recount(cmk, done)
+  local left = 0
+  local parents = redis.call('HGET', cmk, 'parents') or ''
+  for p in string.gmatch(parents, '[^,]+') do
+    local st = p == done and 'complete' or redis.pcall('HGET', meta_key(p), 'state')
+    if type(st) == 'table' then
+      blame(cmk, p, 'its record ' .. meta_key(p) .. ' is not a hash (corrupt)')
+      return 0
+    elseif st == 'complete' and redis.call('EXISTS', RES .. p) == 1 then
+      -- finished with its result
+    elseif (not st) or st == 'failed' or st == 'cancelled' or st == 'complete' then
+      blame(cmk, p, nil)
+      return 0
+    else
+      left = left + 1
+    end
+  end
+  redis.call('HSET', cmk, 'deps_left', left)
+  return left
+end
+local function release_one(child, id, state, now)
+  local cmk = meta_key(child)
+  if redis.call('TYPE', cmk)['ok'] ~= 'hash' then return end
+  if state == 'complete' then
+    local left = redis.pcall('HINCRBY', cmk, 'deps_left', -1)
+    local most = tonumber(redis.call('HGET', cmk, 'deps_n') or '')
+    if type(left) ~= 'number' or left <= 0 or (most and left > most) then left = recount(cmk, id) end
+    keep_result_for(id, child)
+    if left <= 0 then release_child(child, now) end
+  else
+    blame(cmk, id, nil)
+    release_child(child, now)
+  end
+end
+local function release_children(id, state, now)
+  local kk = TNS .. tenant_of(id) .. ':kids:' .. id
+  local kids = redis.pcall('SMEMBERS', kk)
+  if type(kids) ~= 'table' or kids.err then
+    -- not a set (corrupt): the dependents the upstream's record names
+    kids = {}
+    local named = redis.pcall('HGET', meta_key(id), 'children')
+    if type(named) == 'string' then
+      for c in string.gmatch(named, '[^,]+') do kids[#kids + 1] = c end
+    end
+    redis.call('DEL', kk)
+  end
+  if #kids == 0 then return end  -- most jobs: one read, no write
+  for _, child in ipairs(kids) do
+    pcall(release_one, child, id, state, now)
   end
   redis.call('DEL', kk)
 end
@@ -646,6 +722,7 @@ local function finish_one(i)
     end
     pcall(cache_settle, id, ARGV[i + 5])
     pcall(release_children, id, ARGV[i + 5], tonumber(ARGV[i + 7]))
+    pcall(release_parents, id, ARGV[i + 4])
   elseif op == 'retry' then
     local score = tonumber(ARGV[i + 11])
     redis.call('ZADD', qk, score, id)
@@ -756,6 +833,7 @@ if redis.call('ZSCORE', qk, id) then
     notify(id, mk, ARGV[6])
   end
   pcall(release_children, id, 'cancelled', tonumber(now))
+  pcall(release_parents, id, ARGV[4])
   return 'cancelled'
 end
 return 'unknown'

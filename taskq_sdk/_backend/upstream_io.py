@@ -36,43 +36,56 @@ PARENTS_KEY = "$taskq_upstreams"
 WAITING_TTL_MS = 7 * 86_400_000
 
 #: ARGV: child id, now_ms, then the upstream ids.  Returns the number of upstream jobs still running.
+#: An upstream whose record is not a hash (corrupt) fails the child at once, naming the key; a ``kids``
+#: key of another type is rebuilt from the dependents the upstream's record names.
 LINK = (
     layout.PRELUDE
     + layout.UPSTREAM_RELEASE
     + """
 local child, now = ARGV[1], tonumber(ARGV[2])
 local cmk = meta_key(child)
-local left, failed = 0, false
+local left = 0
 local parents = {}
-for i = 3, #ARGV do
-  local p = ARGV[i]
-  parents[#parents + 1] = p
+for i = 3, #ARGV do parents[#parents + 1] = ARGV[i] end
+redis.call('HSET', cmk, 'parents', table.concat(parents, ','), 'deps_n', #parents)
+for _, p in ipairs(parents) do
   local pmk = meta_key(p)
-  local st = redis.call('HGET', pmk, 'state')
-  if st then
-    -- the upstream's record names its dependents (the first ones: a record stays small)
-    local kids = redis.call('HGET', pmk, 'children')
-    if not kids or kids == '' then
-      redis.call('HSET', pmk, 'children', child)
-    elseif string.len(kids) < 4000 then
-      redis.call('HSET', pmk, 'children', kids .. ',' .. child)
+  local st = redis.pcall('HGET', pmk, 'state')
+  if type(st) == 'table' then
+    blame(cmk, p, 'its record ' .. pmk .. ' is not a hash (corrupt)')
+  else
+    if st then
+      -- one more dependent needs its result (given back by release_parents when the dependent ends)
+      redis.pcall('HINCRBY', pmk, 'deps_pending', 1)
+      -- the upstream's record names its dependents (the first ones: a record stays small)
+      local kids = redis.call('HGET', pmk, 'children')
+      if not kids or kids == '' then
+        redis.call('HSET', pmk, 'children', child)
+      elseif string.len(kids) < 4000 then
+        redis.call('HSET', pmk, 'children', kids .. ',' .. child)
+      end
+    end
+    if st == 'complete' and redis.call('EXISTS', RES .. p) == 1 then
+      keep_result_for(p, child)  -- finished: nothing to wait for, but its result must outlive the wait
+    elseif (not st) or st == 'failed' or st == 'cancelled' or st == 'complete' then
+      blame(cmk, p, nil)  -- failed, cancelled, or gone (its result expired): the child cannot run
+    else
+      local kk = TNS .. tenant_of(p) .. ':kids:' .. p
+      local kt = redis.call('TYPE', kk)['ok']
+      if kt ~= 'set' and kt ~= 'none' then
+        -- corrupt: rebuilt from the dependents the upstream's record names (this one included)
+        redis.call('DEL', kk)
+        for c in string.gmatch(redis.call('HGET', pmk, 'children') or '', '[^,]+') do
+          if c ~= child and redis.pcall('HGET', meta_key(c), 'state') == 'waiting' then redis.call('SADD', kk, c) end
+        end
+      end
+      if redis.call('SADD', kk, child) == 1 then left = left + 1 end
+      if redis.call('PTTL', kk) < 604800000 then redis.call('PEXPIRE', kk, 604800000) end
     end
   end
-  if st == 'complete' and redis.call('EXISTS', RES .. p) == 1 then
-    -- finished: nothing to wait for
-  elseif (not st) or st == 'failed' or st == 'cancelled' or st == 'complete' then
-    failed = failed or p  -- failed, cancelled, or gone (its result expired): the child cannot run
-  else
-    local kk = TNS .. tenant_of(p) .. ':kids:' .. p
-    if redis.call('SADD', kk, child) == 1 then left = left + 1 end
-    if redis.call('PTTL', kk) < 604800000 then redis.call('PEXPIRE', kk, 604800000) end
-  end
 end
-redis.call('HSET', cmk, 'deps_left', left, 'parents', table.concat(parents, ','))
-if failed then
-  redis.call('HSET', cmk, 'upstream_failed', failed)
-  release_child(child, now)
-elseif left == 0 then
+redis.call('HSET', cmk, 'deps_left', left)
+if redis.call('HEXISTS', cmk, 'upstream_failed') == 1 or left == 0 then
   release_child(child, now)
 end
 return left
@@ -141,33 +154,73 @@ def _batch_values(job_ids: list[str], runner: bool, results: dict[str, Any]) -> 
 
 
 async def resolve_upstreams(store: Store, job_id: str, call: JobCall) -> RemoteError | None:
-    """Put the upstream results in place of their markers in ``call``; the ``UpstreamFailed`` error if one failed."""
+    """Put the upstream results in place of their markers in ``call``; the ``UpstreamFailed`` error if one failed.
+
+    One round trip reads every upstream result and the job's own upstream marks; only a failure reads
+    more (the upstream jobs' states, to say why a result is missing).
+    """
     parents = [str(p) for p in call.kwargs.pop(PARENTS_KEY, None) or []]
     if not parents:
         return None
-    async with store.redis.pipeline(transaction=False) as pipe:  # one round trip for both reads
+    async with store.redis.pipeline(transaction=False) as pipe:
         pipe.mget([layout.result_key(p) for p in parents])
-        pipe.hget(layout.meta_key(job_id), "upstream_failed")
-        blobs, failed = await pipe.execute()
+        pipe.hmget(layout.meta_key(job_id), ["upstream_failed", "upstream_why"])
+        blobs, marks = await pipe.execute(raise_on_error=False)
+    if isinstance(blobs, Exception):
+        raise blobs  # the server failed: the engine records it (a reply is not a crash)
+    failed, why = (None, None) if isinstance(marks, Exception) else (_text(marks[0]), _text(marks[1]))
+    if failed:
+        if not why and failed in parents and blobs[parents.index(failed)] is None:
+            why = await _missing_why(store, failed, layout.result_key(failed))
+        return _upstream_failed(job_id, failed, why or _error_of(store, failed, blobs, parents) or "it failed")
     results: dict[str, Any] = {}
     for parent, blob in zip(parents, blobs, strict=True):
-        record = store.decode_result(blob) if blob is not None else None
-        if record is None or not record.success:
-            if record is not None and record.error is not None:
-                why = f"{record.error.type}: {record.error.message}"
-            else:
-                why = "its result is gone (expired or never written)"
-            return _upstream_failed(job_id, parent, why)
+        key = layout.result_key(parent)
+        if blob is None:
+            return _upstream_failed(job_id, parent, await _missing_why(store, parent, key))
+        try:
+            record = store.decode_result(blob)
+        except Exception as exc:
+            return _upstream_failed(job_id, parent, f"its result {key} cannot be read ({type(exc).__name__}: corrupt)")
+        if not record.success:
+            return _upstream_failed(job_id, parent, _describe(record.error) or "it failed")
         results[parent] = record.value
-    if failed:
-        blame = failed.decode() if isinstance(failed, bytes) else str(failed)
-        return _upstream_failed(job_id, blame, "it failed or was cancelled")
     try:
         call.args = substitute(call.args, results)
         call.kwargs = substitute(call.kwargs, results)
     except _ItemFailed as exc:
         return _upstream_failed(job_id, exc.job_id, exc.why)
     return None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _describe(error: Any) -> str | None:
+    return None if error is None else f"{error.type}: {error.message}"
+
+
+def _error_of(store: Store, parent: str, blobs: list[Any], parents: list[str]) -> str | None:
+    """The error recorded in the blamed upstream's result, when it is one of the blobs read."""
+    blob = blobs[parents.index(parent)] if parent in parents else None
+    try:
+        return _describe(store.decode_result(blob).error) if blob is not None else None
+    except Exception:
+        return None
+
+
+async def _missing_why(store: Store, parent: str, key: str) -> str:
+    """Why an upstream's result is missing: gone (expired or deleted), or the job has not finished."""
+    try:
+        state = _text(await store.redis.hget(layout.meta_key(parent), "state"))  # type: ignore[misc]
+    except Exception:
+        state = None
+    if state in ("queued", "deferred", "waiting", "in_progress", "retrying"):
+        return f"it has not finished ({state}), yet this job was released: its count of upstream jobs was wrong"
+    return f"its result {key} is gone (expired or deleted)"
 
 
 def _upstream_failed(job_id: str, parent: str, why: str) -> RemoteError:

@@ -13,6 +13,7 @@ value escaped, one colour per status word (:data:`PALETTE`, shared by every view
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ __all__ = [
     "cluster_html",
     "color_of",
     "error_html",
+    "graph_html",
     "job_html",
     "progress_bar",
     "rows_table",
@@ -157,10 +159,19 @@ def progress_bar(fraction: float | None, color: str = "#2563eb") -> str:
     )
 
 
-def job_html(job_id: str, info: JobInfo | None, *, kind: str = "Job", note: str | None = None) -> str:
+def job_html(
+    job_id: str,
+    info: JobInfo | None,
+    *,
+    kind: str = "Job",
+    note: str | None = None,
+    statuses: Mapping[str, JobStatus] | None = None,
+) -> str:
     """A job's HTML card: id, function, status, progress, attempts, timing, worker and error.
 
-    ``info`` is the last known :class:`JobInfo` (``None`` if the handle never looked).
+    ``info`` is the last known :class:`JobInfo` (``None`` if the handle never looked). A job that
+    waits on other jobs, or that others wait on, gets its small dependency graph, coloured by the
+    neighbours' ``statuses`` where known (:func:`graph_html`).
 
     Example::
 
@@ -187,11 +198,66 @@ def job_html(job_id: str, info: JobInfo | None, *, kind: str = "Job", note: str 
             ("tenant", _e(f"{info.tenant} / {info.workspace}") if info.tenant != "default" else ""),
             ("error", f'<span style="color:#dc2626">{_e(info.error)}</span>' if info.error else ""),
             ("retry of", _e(info.retry_of)),
-            ("waits on", _e(" + ".join(info.parents) + " \u2192 this job") if info.parents else ""),
-            ("needed by", _e("this job \u2192 " + ", ".join(info.children)) if info.children else ""),
         ]
+        if info.parents or info.children:
+            rows.append(("jobs", graph_html(job_id, info.status, info.parents, info.children, statuses or {})))
     foot = f'<div style="font-size:11px;color:#6b7280">{_e(note)}</div>' if note else ""
     return f'<div class="taskq-job">{title}{rows_table(rows)}{foot}</div>'
+
+
+#: boxes drawn per side; the rest are counted ("+ 12 more")
+GRAPH_MAX_SHOWN = 8
+
+
+def _node(job_id: str, status: JobStatus | None, *, this: bool = False) -> str:
+    word = status.value if status is not None else "?"
+    color = color_of(status) if status is not None else "#9ca3af"
+    weight = "font-weight:bold;" if this else ""
+    label = "this job" if this else html.escape(job_id if len(job_id) <= 16 else job_id[:12] + "\u2026")
+    return (
+        f'<div class="taskq-node" data-job="{html.escape(job_id, quote=True)}" data-status="{word}" '
+        f'title="{html.escape(job_id, quote=True)}: {word}" style="border:1px solid {color};border-left:4px solid '
+        f'{color};border-radius:3px;padding:1px 6px;margin:2px 0;font-size:11px;white-space:nowrap;{weight}">'
+        f'<code>{label}</code> <span style="color:{color}">{word}</span></div>'
+    )
+
+
+def _column(ids: Sequence[str], statuses: Mapping[str, JobStatus]) -> str:
+    boxes = [_node(i, statuses.get(i)) for i in ids[:GRAPH_MAX_SHOWN]]
+    if len(ids) > GRAPH_MAX_SHOWN:
+        boxes.append(f'<div style="font-size:11px;color:#6b7280">+ {len(ids) - GRAPH_MAX_SHOWN} more</div>')
+    return f'<div style="display:flex;flex-direction:column;justify-content:center">{"".join(boxes)}</div>'
+
+
+_ARROW = '<div style="align-self:center;color:#6b7280;padding:0 6px">\u2192</div>'
+
+
+def graph_html(
+    job_id: str,
+    status: JobStatus,
+    parents: Sequence[str],
+    children: Sequence[str],
+    statuses: Mapping[str, JobStatus],
+) -> str:
+    """The small dependency graph of a job: the jobs it waits on -> this job -> the jobs waiting on it.
+
+    Plain HTML (no graph library, no script): columns of boxes, each a job id coloured by its
+    status (``statuses``; "?" where unknown), the first :data:`GRAPH_MAX_SHOWN` per side and
+    "+ N more". "" for a job with neither.
+
+    Example::
+
+        graph_html("d", JobStatus.waiting, ["b", "c"], [], {"b": JobStatus.complete, "c": JobStatus.in_progress})
+    """
+    if not parents and not children:
+        return ""
+    parts: list[str] = []
+    if parents:
+        parts += [_column(parents, statuses), _ARROW]
+    parts.append(f'<div style="align-self:center">{_node(job_id, status, this=True)}</div>')
+    if children:
+        parts += [_ARROW, _column(children, statuses)]
+    return f'<div class="taskq-graph" style="display:flex;align-items:stretch">{"".join(parts)}</div>'
 
 
 def client_html(

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import BrokerUnavailable, ClientClosed, short_id
 from ..models import JobInfo, JobStatus
-from .html import badge, color_of, elapsed_text, error_html, status_badge
+from .html import GRAPH_MAX_SHOWN, badge, color_of, elapsed_text, error_html, graph_html, job_html, status_badge
 from .notebook import INSTALL_WIDGETS, in_notebook, require_ipywidgets
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ..batch import BatchCounts, BatchManifest
     from ..handles import AsyncJob, Job
 
-__all__ = ["JobWidget", "WidgetBatchView", "job_mimebundle", "job_text"]
+__all__ = ["JobWidget", "WidgetBatchView", "job_mimebundle", "job_text", "neighbour_statuses"]
 
 _BAR_STYLES = {
     JobStatus.complete: "success",
@@ -86,12 +86,14 @@ class JobWidget:
         self.message = widgets.HTML(value="")
         self.result = widgets.HTML(value="")
         self.logs = widgets.HTML(value="")
+        #: the small dependency graph (jobs it waits on -> this job -> jobs waiting on it), when there is one
+        self.graph = widgets.HTML(value="")
         self.cancel_button.on_click(self._on_cancel)
         row = widgets.HBox(
             [self.bar, self.status, self.elapsed, self.attempts, self.cancel_button],
             layout=widgets.Layout(align_items="center", grid_gap="8px"),
         )
-        self.box = widgets.VBox([self.title, row, self.message, self.result, self.logs])
+        self.box = widgets.VBox([self.title, row, self.graph, self.message, self.result, self.logs])
         last = self._ajob.last_info
         if last is not None:
             self._show(last)
@@ -170,6 +172,8 @@ class JobWidget:
                     await asyncio.sleep(1.0)
                     continue
                 self._show(info)
+                if info.parents or info.children:
+                    await self._show_graph(info)
                 if info.status.finished or info.status is JobStatus.not_found:
                     await self._finish(info)
                     return
@@ -238,6 +242,10 @@ class JobWidget:
                 f"&middot; <code>{html.escape(call[:200])}</code>"
             )
 
+    async def _show_graph(self, info: JobInfo) -> None:
+        statuses = await neighbour_statuses(self._core, info)
+        self.graph.value = graph_html(self.job.id, info.status, info.parents, info.children, statuses)
+
     def _show_logs(self, lines: list[str]) -> None:
         if lines:
             text = html.escape("\n".join(lines[-self.log_lines :]))
@@ -298,8 +306,7 @@ def job_mimebundle(job: Job | AsyncJob) -> dict[str, Any] | None:
         return None
     # a fresh look on every display, so that front ends without a widget manager (VS Code without the
     # renderer, Colab without the custom manager, exports) show the job as it is now when it is shown again
-    _look_briefly(_async_job(job))
-    static = job._repr_html_()
+    static = _static_html(job)
     try:
         view = JobWidget(job)
     except ImportError:
@@ -323,17 +330,49 @@ def job_text(job: Job | AsyncJob) -> str:
     return repr(job)
 
 
+async def neighbour_statuses(core: ClientCore, info: JobInfo) -> dict[str, JobStatus]:
+    """The statuses of the jobs ``info``'s job waits on and of those waiting on it (the drawn ones), in one call.
+
+    Example::
+
+        await neighbour_statuses(core, await job.info())   # {'3f2a…': JobStatus.complete}
+    """
+    ids = list(dict.fromkeys([*info.parents[:GRAPH_MAX_SHOWN], *info.children[:GRAPH_MAX_SHOWN]]))
+    if not ids:
+        return {}
+    states = await core.call(lambda s: s.states(ids))
+    return {i: st.status for i, st in zip(ids, states, strict=True)}
+
+
+def _static_html(job: Job | AsyncJob) -> str:
+    """The job's HTML card after a fresh look, its dependency graph coloured by its neighbours' statuses."""
+    ajob = _async_job(job)
+    _look_briefly(ajob)
+    info = ajob.last_info
+    if info is None or not (info.parents or info.children):
+        return job._repr_html_()
+    statuses = _run_briefly(ajob, neighbour_statuses(ajob.core, info)) or {}
+    return job_html(job.id, info, kind=type(job).__name__, statuses=statuses)
+
+
+def _run_briefly(ajob: AsyncJob, coro: Any, timeout: float = 2.0) -> Any:
+    # only from another thread than the client's loop (a Job's); None if it cannot be done in time
+    loop = ajob.core.loop
+    if loop is None or loop.is_closed() or not loop.is_running() or _in_loop_thread(loop):
+        coro.close()
+        return None
+    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    try:
+        return future.result(timeout)
+    except Exception:
+        future.cancel()
+        return None
+
+
 def _look_briefly(ajob: AsyncJob, timeout: float = 2.0) -> None:
     # one look at the job so the first paint (and the static fallback) is not "unknown"; only from
     # another thread than the client's loop (a Job's): an AsyncJob's loop is the notebook's own
-    loop = ajob.core.loop
-    if loop is None or loop.is_closed() or not loop.is_running() or _in_loop_thread(loop):
-        return
-    future = asyncio.run_coroutine_threadsafe(ajob.info(), loop)
-    try:
-        future.result(timeout)
-    except Exception:
-        future.cancel()
+    _run_briefly(ajob, ajob.info(), timeout)
 
 
 class WidgetBatchView:
