@@ -249,7 +249,8 @@ class Timeline:
 
         Example::
 
-            s = tl.stream(); s.workers, s.bars[0], s.title
+            s = batch.timeline().stream()
+            s.workers, s.bars[:1], s.title
         """
         started = [i for i in self.infos if i.started_at is not None]
         workers = sorted({i.worker or "?" for i in started})

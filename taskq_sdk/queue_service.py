@@ -24,8 +24,10 @@ A job can take another job's result as an argument: it waits (status ``waiting``
 completes, and fails with ``UpstreamFailed`` if it does not; identical calls of a cached function
 (``@job(cache=True)`` or ``_cache=True``) return the id of the job that computed them::
 
-    load_id = await queue.enqueue("load", "s3://bucket/data.csv")
-    train_id = await queue.enqueue("train", await queue.result_of(load_id), epochs=3)
+    queue = TaskQueueService()
+    await queue.initialize()
+    first_id = await queue.enqueue("double", 21)                       # e.g. loading the data
+    then_id = await queue.enqueue("add", await queue.result_of(first_id), 1)   # waits, then runs add(42, 1)
 """
 
 from __future__ import annotations
@@ -92,7 +94,9 @@ class TaskQueueService:
 
         Example::
 
-            train_id = await queue.enqueue("train", await queue.result_of(load_id))
+            queue = TaskQueueService()
+            await queue.initialize()
+            then_id = await queue.enqueue("add", await queue.result_of(job_id), 1)
         """
         self._check()
         return await self._client.job(job_id)

@@ -32,8 +32,8 @@ class RowTimes:
 
     Example::
 
-        times = row_times(3, record, info, runner=True)
-        times.started_us[1], times.duration_us[1], times.worker[1], times.attempts[1]
+        times = RowTimes([0, 5000], [5000, 800], ["w1", "w1"], [1, 1])
+        times.started_us[1], times.duration_us[1], times.worker[1], times.attempts[1]   # 5000, 800, 'w1', 1
     """
 
     started_us: list[int | None]
@@ -57,8 +57,11 @@ def row_times(n: int, record: ResultRecord | None, info: JobInfo | None, *, runn
     (``"t"``, see :func:`taskq_sdk.jobs.mapping.row_timing`) by that; anything else has no start.
     Worker and attempts come from the job's info (``Store.states``) and result record. Example::
 
-        times = row_times(2, record, info, runner=True)   # record.value["t"] == [t0_us, [5000, 800]]
-        times.started_us                                    # [t0_us, t0_us + 5000]
+        from taskq_sdk._backend.envelope import ResultRecord
+
+        record = ResultRecord(True, {"t": [1_000, [5000, 800]]}, None, "f", [], {}, 1, None, None)
+        times = row_times(2, record, None, runner=True)
+        assert times.started_us == [1_000, 6_000] and times.duration_us == [5000, 800]
     """
     started: list[int | None] = [None] * n
     durations: list[int | None] = [None] * n

@@ -178,6 +178,7 @@ def row_timing(wall_ns: int, base_ns: int, marks: list[int]) -> list[Any]:
     :func:`taskq_sdk.batch.outcomes.row_times`). Durations are small numbers that pack into one
     to three bytes each on the wire. Example::
 
+        base = time.perf_counter_ns()
         row_timing(time.time_ns(), base, [base, base + 5_000_000, base + 5_800_000])  # [t0_us, [5000, 800]]
     """
     if not marks:
