@@ -72,7 +72,7 @@ def task_stream_html(stream: Stream) -> str:
 
     Example::
 
-        task_stream_html(timeline.stream(max_rows=3000))
+        task_stream_html(batch.timeline().stream(max_rows=3000))   # '<div ...><svg ...>...</svg></div>'
     """
     if not stream.bars:
         return f"<div style='font-size:12px'>{_e(stream.title)}</div>"
