@@ -654,8 +654,7 @@ class ClientCore:
         definition = await self.call(lambda s: s.job_definition(job_id))
         if definition is None:
             raise JobNotFound(job_id, "its arguments are no longer stored, so it cannot be retried")
-        function, args, kwargs = definition
-        kwargs = dict(kwargs)
+        function, args, kwargs = definition.function, definition.args, dict(definition.kwargs)
         info = state.info
         kwargs.setdefault("tenant", info.tenant)
         kwargs.setdefault("workspace", info.workspace)
@@ -664,6 +663,8 @@ class ClientCore:
             opts["_timeout"] = info.timeout
         if info.max_tries is not None:
             opts["_retries"] = info.max_tries
+        if definition.limit_key:
+            opts["_limit_key"] = definition.limit_key  # the retry counts against the same limit
         opts.update(overrides)
         # tenant/workspace are identity (``prepare`` takes them out of the job's arguments)
         row = self.prepare(function, tuple(args), {**kwargs, **opts}, retry_of=job_id)

@@ -48,3 +48,12 @@ async def one_at_a_time(ctx: dict[str, Any], tag: str, first_try_hangs: bool = F
 async def hundred_per_second(ctx: dict[str, Any], tag: str) -> float:
     """The bench's job (bench/limits.py): records its start, does nothing else."""
     return await _span(ctx, tag, 0.0)
+
+
+@taskq_sdk.job
+async def fails_until_fixed(ctx: dict[str, Any], tag: str) -> str:
+    """Fails (ValueError) until the key ``limtest:fixed`` exists; records each run like the others."""
+    await _span(ctx, tag, 0.0)
+    if not await ctx["redis"].exists("limtest:fixed"):
+        raise ValueError(f"{tag}: not fixed yet")
+    return tag

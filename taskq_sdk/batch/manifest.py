@@ -56,6 +56,8 @@ class BatchManifest:
     frame: dict[str, Any] = field(default_factory=dict)
     #: chunk sizes as ``[[size, repeat], ...]`` when they vary (``chunk_size="auto"``); None: all ``chunk_size``
     runs: list[list[int]] | None = None
+    #: ``_limit_key=`` of the batch's jobs: its re-runs count against the same limit
+    limit_key: str | None = None
     _starts: list[int] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -149,6 +151,7 @@ class BatchManifest:
             "kind": self.kind,
             "frame": self.frame,
             "runs": self.runs,
+            "lk": self.limit_key,
         }
         packed: bytes = msgpack.packb(d, use_bin_type=True)
         return packed
@@ -178,6 +181,7 @@ class BatchManifest:
             kind=str(d.get("kind") or "map"),
             frame=dict(d.get("frame") or {}),
             runs=[[int(size), int(count)] for size, count in d["runs"]] if d.get("runs") else None,
+            limit_key=d["lk"] if isinstance(d.get("lk"), str) else None,
         )
         if hashes_text is not None:
             width = len(hashes_text) // m.n_jobs if m.n_jobs else 0

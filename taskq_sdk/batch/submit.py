@@ -200,6 +200,7 @@ async def submit_batch(
         created_ms=now_ms(),
         kind=kind,
         frame=dict(frame or {}),
+        limit_key=template.limit_key,
     )
     if index_blob is not None and len(index_blob) <= INDEX_MAX_BYTES:
         manifest.frame["index"] = True
