@@ -13,6 +13,11 @@ until its turn: it takes no worker slot, does not fail and uses no attempt. Exam
     client.set_limit("openai", rate="3000/min", concurrency=3)
     client.submit(call_api, "hi", _limit_key="openai")
 
+A key belongs to its tenant. Its owner may share it: ``set_limit("openai", rate="50/s",
+share_with=["team-b"])``; tenant ``team-b`` then names it ``_limit_key="acme/openai"`` (owner, a
+slash, the key) and its jobs count against acme's budget. Any other tenant naming it gets
+:class:`~taskq_sdk.errors.PermissionDenied` (at submit, and from the worker if the check was skipped).
+
     parse_rate("3000/min")   # Rate(count=3000, per_s=60.0)
 """
 
@@ -22,9 +27,10 @@ import math
 import re
 from dataclasses import dataclass
 
+from ._names import NAME_RE
 from .errors import ConfigurationError
 
-__all__ = ["Limit", "Rate", "check_limit_name", "default_burst", "parse_rate"]
+__all__ = ["Limit", "Rate", "check_limit_name", "check_limit_ref", "default_burst", "parse_rate", "split_limit_ref"]
 
 _UNITS = {
     "s": 1.0,
@@ -109,6 +115,37 @@ def check_limit_name(name: object) -> str:
             f"limit key {name!r} must be 1-100 letters, digits, '_', '.' or '-' (starting with a letter or digit)"
         )
     return name
+
+
+def check_limit_ref(ref: object, tenant: str) -> str:
+    """A ``_limit_key`` as a job carries it: ``"openai"`` (the tenant's own key) or ``"acme/openai"`` (a key
+    tenant ``acme`` shares). ``"<own tenant>/openai"`` is the same as ``"openai"``.
+
+    Example::
+
+        check_limit_ref("acme/openai", "team-b")   # 'acme/openai'
+        check_limit_ref("acme/openai", "acme")     # 'openai'
+    """
+    if isinstance(ref, str) and "/" in ref:
+        owner, _, key = ref.partition("/")
+        if not NAME_RE.fullmatch(owner) or not _NAME.match(key):
+            raise ConfigurationError(
+                f"limit key {ref!r}: a shared key is '<owner tenant>/<key>', e.g. 'acme/openai' (tenant: a-z, 0-9, "
+                "'_', '-'; key: letters, digits, '_', '.', '-')"
+            )
+        return key if owner == tenant else ref
+    return check_limit_name(ref)
+
+
+def split_limit_ref(ref: str) -> tuple[str | None, str]:
+    """The owner (None: the job's own tenant) and the key of a checked ``_limit_key``.
+
+    Example::
+
+        split_limit_ref("acme/openai")   # ('acme', 'openai')
+    """
+    owner, sep, key = ref.partition("/")
+    return (owner, key) if sep else (None, ref)
 
 
 def _positive_int(value: object, what: str) -> int | None:

@@ -714,6 +714,14 @@ class Engine(Worker):
             logger.warning("job %s: could not check its limits (%s); back to the queue", job.job_id, exc)
             await self._release(job.job_id, token)
             return True
+        if int(due) == limits.NOT_ALLOWED:
+            # a limit its tenant may not use (another tenant's key, not shared with it): never run it
+            reason = f"{_s(why)}; its owner shares it with client.set_limit(..., share_with=[<tenant>])"
+            logger.warning("job %s refused: %s", job.job_id, reason)
+            await self._refuse(
+                job, _Refusal("failed", remote_error("PermissionDenied", reason, kind="error"), plan.call)
+            )
+            return True
         if int(due) == 0:
             names = limits.permit_names(plan.spec.name, plan.spec.limit, plan.call.limit_key)
             if names:
