@@ -75,6 +75,11 @@ __all__ = ["RUNNING", "Engine"]
 # queue entries one claim may look past (running jobs stay in arq's queue set, ahead of waiting ones)
 SCAN_MAX = 20_000
 SPARE_THREADS = 4  # sync jobs abandoned after a timeout or cancel before the thread pool is replaced
+#: a limit check that could not reach the server is asked again after this, doubling up to the max,
+#: for at most this many claim TTLs (a put-back by the check counts no attempt; a release would)
+GATE_RETRY_FIRST_S = 0.1
+GATE_RETRY_MAX_S = 1.0
+GATE_RETRY_CLAIM_TTLS = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -696,24 +701,35 @@ class Engine(Worker):
         if self._gate_script is None:
             self._gate_script = self.pool.register_script(limits.GATE)
         token = self._token(job.job_id)
-        try:
-            due, why = await self._gate_script(keys=[], args=[job.job_id, token, self.queue_name, now_ms(), *args])
-        except Exception as exc:  # limits unknown: not run now; back to the queue for any worker
-            if isinstance(exc, RedisError) and not (is_connection_error(exc) or is_transient_reply(exc)):
-                # a reply that will not go away (a limit's keys corrupted: WRONGTYPE...): putting the job
-                # back would only use up its attempts and then blame a dead worker; fail it and say why
-                named = ", ".join(a for a in args if isinstance(a, str) and a.startswith(("fn:", "key:")))
-                reason = (
-                    f"its limits ({named}) could not be checked: the server replied {exc}. The limit's keys "
-                    "are corrupt; client.remove_limit(...) (or deleting them) clears them; submit the job again"
-                )
-                logger.error("job %s refused: %s", job.job_id, reason)
-                refusal = _Refusal("failed", remote_error("CorruptJob", reason, kind="error"), plan.call)
-                await self._refuse(job, refusal)
-                return True
-            logger.warning("job %s: could not check its limits (%s); back to the queue", job.job_id, exc)
-            await self._release(job.job_id, token)
-            return True
+        pause = GATE_RETRY_FIRST_S
+        deadline = time.monotonic() + GATE_RETRY_CLAIM_TTLS * self.settings.claim_ttl
+        while True:
+            try:
+                due, why = await self._gate_script(keys=[], args=[job.job_id, token, self.queue_name, now_ms(), *args])
+                break
+            except Exception as exc:
+                if isinstance(exc, RedisError) and not (is_connection_error(exc) or is_transient_reply(exc)):
+                    # a reply that will not go away (a limit's keys corrupted: WRONGTYPE...): putting the job
+                    # back would only use up its attempts and then blame a dead worker; fail it and say why
+                    named = ", ".join(a for a in args if isinstance(a, str) and a.startswith(("fn:", "key:")))
+                    reason = (
+                        f"its limits ({named}) could not be checked: the server replied {exc}. The limit's keys "
+                        "are corrupt; client.remove_limit(...) (or deleting them) clears them; submit the job again"
+                    )
+                    logger.error("job %s refused: %s", job.job_id, reason)
+                    refusal = _Refusal("failed", remote_error("CorruptJob", reason, kind="error"), plan.call)
+                    await self._refuse(job, refusal)
+                    return True
+                # unreachable for now: ask again (the same check, whose put-back counts no attempt, and which
+                # puts the job back uncounted if this worker's claim lapsed meanwhile) while the claim is ours
+                lease = self._leases.get(job.job_id)
+                if self._stopping or self._closed or lease is None or lease.lost or time.monotonic() > deadline:
+                    logger.warning("job %s: could not check its limits (%s); back to the queue", job.job_id, exc)
+                    await self._release(job.job_id, token)
+                    return True
+                logger.warning("job %s: could not check its limits (%s); asking again", job.job_id, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, GATE_RETRY_MAX_S)
         if int(due) == limits.NOT_ALLOWED:
             # a limit its tenant may not use (another tenant's key, not shared with it): never run it
             reason = f"{_s(why)}; its owner shares it with client.set_limit(..., share_with=[<tenant>])"

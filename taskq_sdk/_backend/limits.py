@@ -109,7 +109,8 @@ GATE = (
     + LIM_WHERE
     + """
 local id, tok, qk, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-if holds(id, tok, qk) == 0 then return {-1, ''} end
+local held = holds(id, tok, qk)
+if held == 0 then return {-1, ''} end
 local tenant = tenant_of(id)
 local base = TNS .. tenant .. ':lim:'
 local mk = meta_key(id)
@@ -147,10 +148,12 @@ for _, l in ipairs(lims) do redis.call('SADD', base .. 'names', l.name) end
 redis.call('PEXPIRE', base .. 'names', ttl)
 local has_meta = redis.call('TYPE', mk)['ok'] == 'hash'
 local reserved = has_meta and tonumber(redis.call('HGET', mk, 'lim_res') or '0') or 0
-local due, why = 0, ''
+-- held == 2: this worker's claim lapsed while it could not reach the server (its check failed and
+-- is asked again) and nobody claimed the job since: back to the queue due now, the attempt uncounted
+local due, why = held == 2 and now or 0, ''
 -- concurrency first: a job that cannot hold a permit takes no rate slot
 for _, l in ipairs(lims) do
-  if l.conc > 0 then
+  if l.conc > 0 and held == 1 then
     local rk = l.k .. ':run'
     for _, m in ipairs(redis.call('ZRANGE', rk, 0, -1)) do
       local mid, mtok = string.match(m, '^(.*)|([^|]*)$')
@@ -206,14 +209,15 @@ if due == 0 then
   end
 end
 if due > 0 then
-  for _, l in ipairs(lims) do stat(l, 'waited') end
+  if why ~= '' then for _, l in ipairs(lims) do stat(l, 'waited') end end
   -- back to the queue for later: not run, not failed, and this claim's attempt does not count
   redis.call('ZADD', qk, due, id)
   redis.call('DEL', INP .. id)
   local try = tonumber(redis.pcall('GET', RTY .. id)) or 1
   if try <= 1 then redis.call('DEL', RTY .. id) else redis.call('SET', RTY .. id, try - 1, 'EX', 88400) end
   if has_meta then
-    redis.call('HSET', mk, 'state', 'deferred', 'attempt', try - 1, 'sched', due, 'waiting', why,
+    redis.call('HSET', mk, 'state', why ~= '' and 'deferred' or 'queued', 'attempt', try - 1, 'sched', due,
+      'waiting', why,
       'lim_res', rated and due or 0)
     redis.call('HDEL', mk, 'started', 'worker')
     if try <= 1 then
