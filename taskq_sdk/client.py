@@ -41,7 +41,7 @@ from .caching import cache_plan, claim_or_share, function_digest, release_claim
 from .config import Settings
 from .errors import ConfigurationError, JobNotFound
 from .handles import AsyncJob, Job
-from .limits import Limit, check_limit_name
+from .limits import Limit, check_limit_name, chunk_size_for
 from .models import HealthSnapshot, JobInfo, JobStatus, WorkerInfo
 from .upstream import detach_upstreams, job_kwargs, link_upstreams, make_waiting
 
@@ -329,6 +329,7 @@ class AsyncClient:
             values = await batch.results(timeout=600)
         """
         options = with_default_priority(fn, options)
+        chunk_size = chunk_size_for(fn, chunk_size, options)  # a limit counts jobs: one item each
         fn = await job_target(self._core, fn)  # any callable on a LocalCluster's client (_callables)
         return await map_items(
             self._core,

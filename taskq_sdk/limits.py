@@ -25,12 +25,23 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ._names import NAME_RE
 from .errors import ConfigurationError
 
-__all__ = ["Limit", "Rate", "check_limit_name", "check_limit_ref", "default_burst", "parse_rate", "split_limit_ref"]
+__all__ = [
+    "Limit",
+    "Rate",
+    "check_limit_name",
+    "check_limit_ref",
+    "chunk_size_for",
+    "default_burst",
+    "parse_rate",
+    "split_limit_ref",
+]
 
 _UNITS = {
     "s": 1.0,
@@ -146,6 +157,24 @@ def split_limit_ref(ref: str) -> tuple[str | None, str]:
     """
     owner, sep, key = ref.partition("/")
     return (owner, key) if sep else (None, ref)
+
+
+def chunk_size_for(fn: object, chunk_size: int | str, options: Mapping[str, Any]) -> int | str:
+    """The chunk size a map or apply of ``fn`` uses: ``"auto"`` becomes 1 when a limit applies.
+
+    A limit counts jobs, and a chunk of rows is one job: so with ``chunk_size="auto"`` a function
+    marked ``@job(rate_limit=..., max_concurrency=...)`` (passed as the function itself) or a
+    ``_limit_key=`` gets one item per job, and every call counts. An explicit size is kept (each
+    chunk then counts once). Example::
+
+        chunk_size_for(call_api, "auto", {})   # 1 (call_api has rate_limit="50/s")
+    """
+    if chunk_size != "auto":
+        return chunk_size
+    spec = getattr(fn, "__taskq_job__", None)
+    if options.get("_limit_key") is not None or getattr(spec, "limit", None) is not None:
+        return 1
+    return chunk_size
 
 
 def _positive_int(value: object, what: str) -> int | None:

@@ -59,3 +59,38 @@ def test_bad_limits_on_a_notebook_function_are_typed_errors(cluster: LocalCluste
         cluster.job(rate_limit="fast", name="nb_bad")(lambda: None)
     with pytest.raises(ConfigurationError, match="max_concurrency"):
         cluster.job(max_concurrency=0, name="nb_bad")(lambda: None)
+
+
+def test_a_dataframe_fan_out_of_a_limited_function_counts_every_row(cluster: LocalCluster) -> None:
+    """``df.taskq.apply`` of a rate-limited function: "auto" chunking gives one row per job (a limit
+    counts jobs), and the chunk runner's jobs are gated by the function's own limit."""
+    pd = pytest.importorskip("pandas")
+    client = cluster.client()
+
+    @cluster.job(rate_limit="10/s")
+    def nb_row(x: int) -> float:
+        return time.time()
+
+    df = pd.DataFrame({"x": range(25)})
+    out = df.taskq.apply(nb_row, column="x", client=client, progress=False)
+    assert (out["taskq_status"] == "complete").all()
+    assert client.batch(out.attrs["taskq"]["batch"]).chunk_sizes == [1] * 25
+    peak = max_in_window(list(out["nb_row"]))
+    assert peak <= 12, f"{peak} rows started in one 1 s window under 10/s"
+
+
+def test_an_explicit_chunk_of_a_limited_function_counts_once(cluster: LocalCluster) -> None:
+    """An explicit ``chunk_size`` is kept: each chunk job takes the function's one permit, so chunks never overlap."""
+    client = cluster.client()
+
+    @cluster.job(max_concurrency=1)
+    def nb_chunked(i: int) -> tuple[float, float]:
+        start = time.time()
+        time.sleep(0.02)
+        return start, time.time()
+
+    batch = client.map(nb_chunked, range(20), chunk_size=5)
+    spans = batch.results(timeout=60)
+    chunks = [(min(s for s, _ in spans[i : i + 5]), max(e for _, e in spans[i : i + 5])) for i in range(0, 20, 5)]
+    assert max_overlap(chunks) == 1, "the four chunk jobs held the function's one permit in turn"
+    assert client.metrics().limits["fn:nb_chunked"]["passed"] == 4

@@ -43,6 +43,7 @@ from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
 from .._aio import stop_tasks
+from .._chunks import RUNNER_NAME
 from .._names import tenant_of
 from ..config import Settings
 from ..errors import ConfigurationError, DeserializationError, SerializationError
@@ -695,7 +696,11 @@ class Engine(Worker):
     async def _held_back(self, job: _ClaimedJob, plan: _AttemptPlan) -> bool:
         """Whether a rate or concurrency limit put the job back in its queue for later (not run, not
         failed, no attempt counted; see :mod:`taskq_sdk._backend.limits`): its slot is free at once."""
-        args = limits.gate_args(plan.spec.name, plan.spec.limit, plan.call.limit_key)
+        spec = plan.spec
+        if spec.name == RUNNER_NAME:  # a chunk of a map or apply: the limits of the function it runs
+            inner = plan.call.kwargs.get("function")
+            spec = (self.resolve_spec(inner) if isinstance(inner, str) else None) or spec
+        args = limits.gate_args(spec.name, spec.limit, plan.call.limit_key)
         if not args:
             return False
         if self._gate_script is None:
@@ -739,7 +744,7 @@ class Engine(Worker):
             )
             return True
         if int(due) == 0:
-            names = limits.permit_names(plan.spec.name, plan.spec.limit, plan.call.limit_key)
+            names = limits.permit_names(spec.name, spec.limit, plan.call.limit_key)
             if names:
                 self._gated[job.job_id] = names
             return False
