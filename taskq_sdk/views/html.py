@@ -183,6 +183,7 @@ def job_html(job_id: str, info: JobInfo | None, *, kind: str = "Job", note: str 
             ("progress", progress),
             ("attempts", attempts),
             ("time", _e(elapsed_text(info))),
+            ("why", _e(info.waiting) if info.waiting and not info.status.finished else ""),  # a rate limit...
             ("worker", _e(info.worker)),
             ("tenant", _e(f"{info.tenant} / {info.workspace}") if info.tenant != "default" else ""),
             ("error", f'<span style="color:#dc2626">{_e(info.error)}</span>' if info.error else ""),
