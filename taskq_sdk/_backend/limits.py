@@ -91,8 +91,9 @@ end
 GATE_STRIDE = 6
 #: what GATE returns for a job naming a limit its tenant may not use
 NOT_ALLOWED = -2
-#: ARGV: id, claim_token, queue_key, now, then per limit (GATE_STRIDE values): name, count, per_ms,
-#: burst, conc, desc (count -1: a declared key, read from its 'def' hash). Returns {wait_ms, why}:
+#: ARGV: id, claim_token, queue_key, now (unused: the server's TIME is the clock), then per limit
+#: (GATE_STRIDE values): name, count, per_ms, burst, conc, desc (count -1: a declared key, read
+#: from its 'def' hash). Returns {wait_ms, why}:
 #: {0, ''} the job may run (its rate slot taken, a permit held); {-1, ''} the claim is not this
 #: token's; {-2, why} the job names a limit its tenant may not use (a key not shared with it);
 #: {due_ms, why} the job was put back in its queue until due_ms without counting an attempt.
@@ -108,7 +109,11 @@ GATE = (
     layout.PRELUDE
     + LIM_WHERE
     + """
-local id, tok, qk, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local id, tok, qk = ARGV[1], ARGV[2], ARGV[3]
+-- the server's clock, not the caller's: a check that waited in a busy worker or on the network must
+-- not log its admission in the past (the sliding window would then let more in); one clock for all
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local held = holds(id, tok, qk)
 if held == 0 then return {-1, ''} end
 local tenant = tenant_of(id)
