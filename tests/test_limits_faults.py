@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -58,7 +59,7 @@ def test_a_frozen_workers_permit_lapses_and_it_cannot_exceed_the_cap_when_it_wak
         r = redis.Redis.from_url(redis_url)
         script = r.register_script(SNAPSHOT)
         while not stop.wait(0.01):
-            rows = __import__("json").loads(script(keys=[], args=["default"]))
+            rows = json.loads(script(keys=[], args=["default"]))
             samples.append(sum(int(row["running"]) for row in rows if row["name"] == "fn:one_ticker"))
         r.close()
 
