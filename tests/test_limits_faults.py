@@ -186,3 +186,33 @@ def test_a_limit_check_cut_off_by_the_network_counts_no_attempt(
     assert [int(attempt) for _, _, attempt, _ in runs] == [1], runs
     assert info.attempts == 1
     figure("limits_check_cut_attempts_counted", info.attempts)
+
+
+def test_a_check_after_the_claim_lapsed_puts_the_job_back_uncounted(
+    settings: Settings, sync_redis: redis.Redis
+) -> None:
+    """The gate asked again by a worker whose claim lapsed meanwhile (nobody else claimed the job): the
+    job goes back to its queue due now, its attempt uncounted, no permit or rate slot taken. Driven
+    against the real server's script with the state such a worker leaves (no worker runs here)."""
+    from taskq_sdk._backend import limits
+
+    with Client(settings=settings) as client:
+        client.set_limit("lapsed", rate="1/min", concurrency=1)
+        job = client.submit("limited_call", "l0", _limit_key="lapsed")
+    worker = "host:1:lapsedw"
+    sync_redis.set(f"arq:retry:{job.id}", 1)  # the claim's attempt counter; the claim itself has lapsed
+    sync_redis.hset(f"taskq:t:default:job:{job.id}", mapping={"worker": worker, "state": "in_progress"})
+    gate = sync_redis.register_script(limits.GATE)
+    lims = limits.gate_args("x", None, "lapsed")
+    other = gate(keys=[], args=[job.id, "host:2:other#1", "arq:queue", 0, *lims])
+    assert other == [-1, b""], "another worker's token proves nothing"
+    before_ms = int(sync_redis.time()[0]) * 1000
+    due, why = gate(keys=[], args=[job.id, f"{worker}#1", "arq:queue", 0, *lims])
+    assert int(due) >= before_ms and why == b"", (due, why)
+    assert sync_redis.zscore("arq:queue", job.id) == int(due), "back in its queue, due now"
+    assert sync_redis.get(f"arq:retry:{job.id}") is None, "the lapsed attempt does not count"
+    meta = sync_redis.hgetall(f"taskq:t:default:job:{job.id}")
+    assert meta[b"state"] == b"queued" and meta.get(b"waiting", b"") == b"", meta
+    assert sync_redis.zcard("taskq:t:default:lim:key:lapsed:run") == 0, "no permit taken"
+    assert not sync_redis.exists("taskq:t:default:lim:key:lapsed:tb"), "no rate slot taken"
+    assert int(sync_redis.hget("taskq:t:default:lim:key:lapsed:st", "waited") or 0) == 0
