@@ -73,3 +73,9 @@ async def one_ticker(ctx: dict[str, Any], path: str, first_ticks: int, later_tic
             fh.write(f"{copy} {n} {time.time():.4f}\n")
         await asyncio.sleep(0.05)
     return copy
+
+
+@taskq_sdk.job
+async def limited_echo(tag: str) -> str:
+    """No side effect (a tenant's ACL user may not write the keys above): returns its tag."""
+    return tag

@@ -179,3 +179,40 @@ def test_the_limits_snapshot_is_one_round_trip(settings: Settings, redis_url: st
     assert sorted(out) == [f"key:k{i}" for i in range(5)]
     assert all(v["running"] == 1 and v["limit"].endswith("3 at once") for v in out.values()), out
     assert (sent, evalsha) == (1, 1), "one command sent: the script call"
+
+
+def test_with_per_tenant_acl_users_a_shared_key_is_refused_saying_why(
+    redis_url: str, start_worker_process: Callable[..., WorkerProcess]
+) -> None:
+    """Per-tenant ACL users (the security boundary) confine team-b's worker to team-b's keys: a key acme
+    shares cannot be used there. The submit is accepted (team-b's user cannot read acme's key to check),
+    and the worker refuses the job with PermissionDenied saying why - never CorruptJob, never run. acme's
+    own limited jobs run under acme's confined user (which may not run TIME: the check uses the worker's clock)."""
+    from taskq_sdk.security import create_tenant_user
+
+    from .conftest import FAST
+
+    admin = redis.Redis.from_url(redis_url)
+    urls = {t: create_tenant_user(admin, t, password=f"{t}-pw-123", base_url=redis_url) for t in ("acme", "team-b")}
+    try:
+        start_worker_process(env={"REDIS_URL": urls["team-b"], "TASKQ_QUEUE": "team-b"}, modules=LIMIT_JOBS)
+        start_worker_process(env={"REDIS_URL": urls["acme"], "TASKQ_QUEUE": "acme"}, modules=LIMIT_JOBS)
+        with (
+            Client(urls["acme"], tenant="acme", queue="acme", **FAST) as acme,  # type: ignore[arg-type]
+            Client(urls["team-b"], tenant="team-b", queue="team-b", **FAST) as team_b,  # type: ignore[arg-type]
+        ):
+            acme.set_limit("openai", concurrency=1, share_with=["team-b"])
+            job = team_b.submit("limited_call", "b0", 0.0, _limit_key="acme/openai")
+            wait_until(lambda: job.status().value == "failed", timeout=30, what="the worker refuses it")
+            error = job.info().error or ""
+            assert error.startswith("PermissionDenied") and "may not use" in error, error
+            team_b.metrics()  # does not fail on the limit it may not read
+            # acme's own jobs under acme's confined user: its limit works (the check runs as that user)
+            assert acme.submit("limited_echo", "a0", _limit_key="openai").result(timeout=30) == "a0"
+            assert acme.metrics().limits["acme/key:openai"]["passed"] == 1
+        assert not admin.lrange(SPANS, 0, -1), "team-b's job never ran"
+        assert _passed(admin) == 1
+    finally:
+        for t in urls:
+            admin.execute_command("ACL", "DELUSER", t)
+        admin.close()

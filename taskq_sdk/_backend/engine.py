@@ -737,7 +737,9 @@ class Engine(Worker):
                 pause = min(pause * 2, GATE_RETRY_MAX_S)
         if int(due) == limits.NOT_ALLOWED:
             # a limit its tenant may not use (another tenant's key, not shared with it): never run it
-            reason = f"{_s(why)}; its owner shares it with client.set_limit(..., share_with=[<tenant>])"
+            reason = _s(why)
+            if "not shared" in reason:
+                reason += "; its owner shares it with client.set_limit(..., share_with=[<tenant>])"
             logger.warning("job %s refused: %s", job.job_id, reason)
             await self._refuse(
                 job, _Refusal("failed", remote_error("PermissionDenied", reason, kind="error"), plan.call)

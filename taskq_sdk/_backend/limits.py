@@ -91,7 +91,7 @@ end
 GATE_STRIDE = 6
 #: what GATE returns for a job naming a limit its tenant may not use
 NOT_ALLOWED = -2
-#: ARGV: id, claim_token, queue_key, now (unused: the server's TIME is the clock), then per limit
+#: ARGV: id, claim_token, queue_key, now (used only where the server's TIME may not be run), then per limit
 #: (GATE_STRIDE values): name, count, per_ms, burst, conc, desc (count -1: a declared key, read
 #: from its 'def' hash). Returns {wait_ms, why}:
 #: {0, ''} the job may run (its rate slot taken, a permit held); {-1, ''} the claim is not this
@@ -111,9 +111,13 @@ GATE = (
     + """
 local id, tok, qk = ARGV[1], ARGV[2], ARGV[3]
 -- the server's clock, not the caller's: a check that waited in a busy worker or on the network must
--- not log its admission in the past (the sliding window would then let more in); one clock for all
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+-- not log its admission in the past (the sliding window would then let more in); one clock for all.
+-- A server user that may not run TIME (a tenant's ACL user) uses the worker's clock (ARGV[4]).
+local now = tonumber(ARGV[4])
+local clock = redis.pcall('TIME')
+if type(clock) == 'table' and not clock.err then
+  now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+end
 local held = holds(id, tok, qk)
 if held == 0 then return {-1, ''} end
 local tenant = tenant_of(id)
@@ -137,7 +141,14 @@ for i = 5, #ARGV, 6 do
   if not lbase then return {-2, 'its limit key ' .. l.name .. ' is malformed'} end
   local share = nil
   if l.n < 0 then
-    local d = redis.call('HMGET', lbase .. inner .. ':def', 'n', 'per_ms', 'burst', 'conc', 'desc', 'share')
+    local d = redis.pcall('HMGET', lbase .. inner .. ':def', 'n', 'per_ms', 'burst', 'conc', 'desc', 'share')
+    if d.err then
+      if owner == tenant then return redis.error_reply(d.err) end
+      -- a server user confined to its tenant's keys (per-tenant ACL users) cannot use another's limit
+      return {-2, 'limit key ' .. owner .. '/' .. string.sub(inner, 5) .. ' is kept in tenant ' .. owner ..
+        "'s keys, which this worker's server user may not use (per-tenant ACL users): a limit shared " ..
+        "across tenants needs workers whose user may use both tenants' keys"}
+    end
     l.n, l.per, l.burst, l.conc = tonumber(d[1]) or 0, tonumber(d[2]) or 0, tonumber(d[3]) or 0, tonumber(d[4]) or 0
     l.desc = d[5] or l.desc
     share = d[6]
