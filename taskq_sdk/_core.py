@@ -43,10 +43,11 @@ from .errors import (
     InvalidName,
     JobNotFound,
     PayloadTooLarge,
+    PermissionDenied,
     TaskqError,
     UnknownJob,
 )
-from .limits import check_limit_name
+from .limits import check_limit_ref, split_limit_ref
 from .models import JobInfo, JobStatus, WorkerInfo
 from .registry import spec_for
 from .serialization import Codec, codec_for
@@ -453,6 +454,24 @@ class ClientCore:
         self._registry[queue] = (time.monotonic(), names)
         return names
 
+    async def check_limit_shared(self, limit_key: str | None, tenant: str) -> None:
+        """Raise :class:`PermissionDenied` if ``limit_key`` names another tenant's key not shared with ``tenant``.
+
+        Unreadable (a tenant's ACL user may not read another tenant's keys): the worker decides, and
+        refuses the job the same way.
+        """
+        owner, key = split_limit_ref(limit_key or "")
+        if owner is None:
+            return
+        from ._backend import limits
+
+        shared = await self.call(lambda s: limits.shared_with(s.redis, owner, key, tenant), "check a limit on")
+        if shared is False:
+            raise PermissionDenied(
+                f"limit key {owner}/{key} is not shared with tenant {tenant}: its owner shares it with "
+                f"client.set_limit({key!r}, ..., share_with=[{tenant!r}])"
+            )
+
     async def check_known(self, name: str, queue: str) -> None:
         """Raise :class:`UnknownJob` if workers served names on ``queue`` but never ``name``."""
         names = await self.known_names(queue)
@@ -582,7 +601,7 @@ class ClientCore:
             )
         job_ttl_ms = int(expires * 1000) if expires else max(0, score - now) + 86_400_000
         lk = options.get("_limit_key")
-        limit_key = check_limit_name(lk) if lk is not None else None
+        limit_key = check_limit_ref(lk, tenant) if lk is not None else None
         if limit_key is not None:
             self.open().refuse_on_cluster(LIMITS_FEATURE)
         job_bytes = encode_job(self.codec, name, list(args), kwargs, enqueued_ms=now, limit_key=limit_key)
@@ -656,8 +675,7 @@ class ClientCore:
         definition = await self.call(lambda s: s.job_definition(job_id))
         if definition is None:
             raise JobNotFound(job_id, "its arguments are no longer stored, so it cannot be retried")
-        function, args, kwargs = definition
-        kwargs = dict(kwargs)
+        function, args, kwargs = definition.function, definition.args, dict(definition.kwargs)
         info = state.info
         kwargs.setdefault("tenant", info.tenant)
         kwargs.setdefault("workspace", info.workspace)
@@ -666,6 +684,8 @@ class ClientCore:
             opts["_timeout"] = info.timeout
         if info.max_tries is not None:
             opts["_retries"] = info.max_tries
+        if definition.limit_key:
+            opts["_limit_key"] = definition.limit_key  # the retry counts against the same limit
         opts.update(overrides)
         # tenant/workspace are identity (``prepare`` takes them out of the job's arguments)
         row = self.prepare(function, tuple(args), {**kwargs, **opts}, retry_of=job_id)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self
 
@@ -33,7 +33,7 @@ from . import metrics as _metrics
 from ._backend import limits as _limits
 from ._callables import job_target, opened, with_default_priority
 from ._core import ClientCore, ClientSource, resolve_settings
-from ._names import check_name
+from ._names import check_name, tenant_of
 from ._portal import Portal, forward_docs
 from .batch import AsyncBatch, Batch
 from .batch.submit import attach, map_items
@@ -41,7 +41,7 @@ from .caching import cache_plan, claim_or_share, function_digest, release_claim
 from .config import Settings
 from .errors import ConfigurationError, JobNotFound
 from .handles import AsyncJob, Job
-from .limits import Limit, check_limit_name
+from .limits import Limit, check_limit_name, chunk_size_for
 from .models import HealthSnapshot, JobInfo, JobStatus, WorkerInfo
 from .upstream import detach_upstreams, job_kwargs, link_upstreams, make_waiting
 
@@ -178,6 +178,7 @@ class AsyncClient:
         if parents:
             make_waiting(row, parents, expires=kwargs.get("_expires") is not None, args=args, kwargs=kwargs)
         await core.check_known(row.function, row.queue)
+        await core.check_limit_shared(row.limit_key, tenant_of(row.job_id))
         await core.check_arguments(fn, row.function, row.queue, kwargs)
         plan = cache_plan(core, given, row.function, args, kwargs, row.workspace)
         if plan is not None and (shared := await claim_or_share(core, plan, row)) is not None:
@@ -331,6 +332,7 @@ class AsyncClient:
             values = await batch.results(timeout=600)
         """
         options = with_default_priority(fn, options)
+        chunk_size = chunk_size_for(fn, chunk_size, options)  # a limit counts jobs: one item each
         fn = await job_target(self._core, fn)  # any callable on a LocalCluster's client (_callables)
         return await map_items(
             self._core,
@@ -510,6 +512,7 @@ class AsyncClient:
         concurrency: int | None = None,
         burst: int | None = None,
         tenant: str | None = None,
+        share_with: Sequence[str] = (),
     ) -> None:
         """Declare (or change) limit key ``key``: jobs submitted with ``_limit_key=key`` share its budget.
 
@@ -517,17 +520,23 @@ class AsyncClient:
         ``burst`` (default a tenth of a second's worth of the rate, at least 1) is how many may
         start at once after a quiet spell. The key belongs to the tenant (each tenant has its own
         ``openai``); every function's jobs of that tenant that name it share it, on every worker.
-        It applies from the next job start.
+        ``share_with=["team-b"]`` lets those tenants' jobs use it too, as ``_limit_key="<owner>/openai"``
+        (one budget for all); no other tenant can. Declaring it again replaces the list. It applies
+        from the next job start.
 
         Example::
 
             await client.set_limit("openai", rate="50/s", concurrency=3)
             await client.submit("ask", "hi", _limit_key="openai")
+            await acme.set_limit("openai", rate="50/s", share_with=["team-b"])   # team-b: "acme/openai"
         """
         limit = Limit.of(rate=rate, concurrency=concurrency, burst=burst)
         name = check_limit_name(key)
         t, _ = self._core.identity(tenant, None)
-        await self._core.call(lambda s: _limits.declare(s.redis, t, name, limit), "store a limit on")
+        if isinstance(share_with, str):
+            raise ConfigurationError(f"share_with takes a list of tenant names, e.g. [{share_with!r}]")
+        shared = sorted({check_name(other, "tenant") for other in share_with} - {t})
+        await self._core.call(lambda s: _limits.declare(s.redis, t, name, limit, shared), "store a limit on")
 
     async def remove_limit(self, key: str, *, tenant: str | None = None) -> bool:
         """Drop limit key ``key`` (its jobs then run unlimited); True if it was declared.
@@ -817,6 +826,7 @@ class Client:
         concurrency: int | None = None,
         burst: int | None = None,
         tenant: str | None = None,
+        share_with: Sequence[str] = (),
     ) -> None:
         """Declare limit key ``key`` (see :meth:`AsyncClient.set_limit`).
 
@@ -824,7 +834,10 @@ class Client:
 
             client.set_limit("openai", rate="50/s", concurrency=3)
         """
-        self._portal.call(self._async.set_limit, key, rate=rate, concurrency=concurrency, burst=burst, tenant=tenant)
+        self._portal.call(
+            self._async.set_limit, key, rate=rate, concurrency=concurrency, burst=burst, tenant=tenant,
+            share_with=share_with,
+        )  # fmt: skip
 
     def remove_limit(self, key: str, *, tenant: str | None = None) -> bool:
         """Drop limit key ``key`` (see :meth:`AsyncClient.remove_limit`)."""

@@ -13,6 +13,11 @@ until its turn: it takes no worker slot, does not fail and uses no attempt. Exam
     client.set_limit("openai", rate="3000/min", concurrency=3)
     client.submit(call_api, "hi", _limit_key="openai")
 
+A key belongs to its tenant. Its owner may share it: ``set_limit("openai", rate="50/s",
+share_with=["team-b"])``; tenant ``team-b`` then names it ``_limit_key="acme/openai"`` (owner, a
+slash, the key) and its jobs count against acme's budget. Any other tenant naming it gets
+:class:`~taskq_sdk.errors.PermissionDenied` (at submit, and from the worker if the check was skipped).
+
     parse_rate("3000/min")   # Rate(count=3000, per_s=60.0)
 """
 
@@ -20,11 +25,23 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from ._names import NAME_RE
 from .errors import ConfigurationError
 
-__all__ = ["Limit", "Rate", "check_limit_name", "default_burst", "parse_rate"]
+__all__ = [
+    "Limit",
+    "Rate",
+    "check_limit_name",
+    "check_limit_ref",
+    "chunk_size_for",
+    "default_burst",
+    "parse_rate",
+    "split_limit_ref",
+]
 
 _UNITS = {
     "s": 1.0,
@@ -109,6 +126,55 @@ def check_limit_name(name: object) -> str:
             f"limit key {name!r} must be 1-100 letters, digits, '_', '.' or '-' (starting with a letter or digit)"
         )
     return name
+
+
+def check_limit_ref(ref: object, tenant: str) -> str:
+    """A ``_limit_key`` as a job carries it: ``"openai"`` (the tenant's own key) or ``"acme/openai"`` (a key
+    tenant ``acme`` shares). ``"<own tenant>/openai"`` is the same as ``"openai"``.
+
+    Example::
+
+        check_limit_ref("acme/openai", "team-b")   # 'acme/openai'
+        check_limit_ref("acme/openai", "acme")     # 'openai'
+    """
+    if isinstance(ref, str) and "/" in ref:
+        owner, _, key = ref.partition("/")
+        if not NAME_RE.fullmatch(owner) or not _NAME.match(key):
+            raise ConfigurationError(
+                f"limit key {ref!r}: a shared key is '<owner tenant>/<key>', e.g. 'acme/openai' (tenant: a-z, 0-9, "
+                "'_', '-'; key: letters, digits, '_', '.', '-')"
+            )
+        return key if owner == tenant else ref
+    return check_limit_name(ref)
+
+
+def split_limit_ref(ref: str) -> tuple[str | None, str]:
+    """The owner (None: the job's own tenant) and the key of a checked ``_limit_key``.
+
+    Example::
+
+        split_limit_ref("acme/openai")   # ('acme', 'openai')
+    """
+    owner, sep, key = ref.partition("/")
+    return (owner, key) if sep else (None, ref)
+
+
+def chunk_size_for(fn: object, chunk_size: int | str, options: Mapping[str, Any]) -> int | str:
+    """The chunk size a map or apply of ``fn`` uses: ``"auto"`` becomes 1 when a limit applies.
+
+    A limit counts jobs, and a chunk of rows is one job: so with ``chunk_size="auto"`` a function
+    marked ``@job(rate_limit=..., max_concurrency=...)`` (passed as the function itself) or a
+    ``_limit_key=`` gets one item per job, and every call counts. An explicit size is kept (each
+    chunk then counts once). Example::
+
+        chunk_size_for(call_api, "auto", {})   # 1 (call_api has rate_limit="50/s")
+    """
+    if chunk_size != "auto":
+        return chunk_size
+    spec = getattr(fn, "__taskq_job__", None)
+    if options.get("_limit_key") is not None or getattr(spec, "limit", None) is not None:
+        return 1
+    return chunk_size
 
 
 def _positive_int(value: object, what: str) -> int | None:

@@ -450,6 +450,8 @@ class LocalCluster:
         retry_delay: float | None = None,
         cache: bool | float | timedelta = False,
         version: str | None = None,
+        rate_limit: str | None = None,
+        max_concurrency: int | None = None,
     ) -> Callable[[F], F]: ...
 
     def job(
@@ -463,6 +465,8 @@ class LocalCluster:
         retry_delay: float | None = None,
         cache: bool | float | timedelta = False,
         version: str | None = None,
+        rate_limit: str | None = None,
+        max_concurrency: int | None = None,
     ) -> Any:
         """Register a function defined here (a notebook cell) as a job this cluster's workers run.
 
@@ -483,6 +487,9 @@ class LocalCluster:
             @cluster.job(cache=True)        # an unchanged call is served from its stored result
             def embed(text: str) -> list[float]: ...
 
+            @cluster.job(rate_limit="50/s", max_concurrency=4)   # held across every worker
+            def ask(prompt: str) -> str: ...
+
             def len_of(text: str) -> int:
                 return len(text)
 
@@ -493,12 +500,13 @@ class LocalCluster:
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
             if self._closed:
                 raise ServerError("this LocalCluster was closed; create a new one to register jobs")
-            options = (name, timeout, retries, retry_delay, version)
+            options = (name, timeout, retries, retry_delay, version, rate_limit, max_concurrency)
             marked = any(o is not None for o in options) or cache is not False
             if marked or getattr(f, "__taskq_job__", None) is None:
                 taskq_job(
-                    name=name, timeout=timeout, retries=retries, retry_delay=retry_delay, cache=cache, version=version
-                )(f)
+                    name=name, timeout=timeout, retries=retries, retry_delay=retry_delay, cache=cache, version=version,
+                    rate_limit=rate_limit, max_concurrency=max_concurrency,
+                )(f)  # fmt: skip
             spec = spec_for(f)
             if self._started:
                 self._publish(spec)  # pickles first: a function that cannot travel changes nothing

@@ -50,6 +50,7 @@ from .batch.frame import (
 from .batch.handles import AsyncBatch, gather_frame, retry_items
 from .batch.submit import submit_frame
 from .errors import ConfigurationError
+from .limits import chunk_size_for
 from .row_cache import lookup_rows, merge_rows, store_rows
 from .views.progress import BatchView, make_batch_view
 
@@ -75,6 +76,7 @@ async def _submit(core: Any, data: pd.DataFrame | pd.Series, fn: str | Callable[
     if how.get("prefix") is None:
         how["prefix"] = display_name(fn)
     how["options"] = with_default_priority(fn, how.get("options") or {})
+    how["chunk_size"] = chunk_size_for(fn, how["chunk_size"], how["options"])  # a limit counts jobs
     return await submit_frame(core, data, await job_target(core, fn), **how)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -48,3 +49,33 @@ async def one_at_a_time(ctx: dict[str, Any], tag: str, first_try_hangs: bool = F
 async def hundred_per_second(ctx: dict[str, Any], tag: str) -> float:
     """The bench's job (bench/limits.py): records its start, does nothing else."""
     return await _span(ctx, tag, 0.0)
+
+
+@taskq_sdk.job
+async def fails_until_fixed(ctx: dict[str, Any], tag: str) -> str:
+    """Fails (ValueError) until the key ``limtest:fixed`` exists; records each run like the others."""
+    await _span(ctx, tag, 0.0)
+    if not await ctx["redis"].exists("limtest:fixed"):
+        raise ValueError(f"{tag}: not fixed yet")
+    return tag
+
+
+@taskq_sdk.job(max_concurrency=1, timeout=120)
+async def one_ticker(ctx: dict[str, Any], path: str, first_ticks: int, later_ticks: int) -> str:
+    """One line per tick in ``path`` (``<copy> <n> <time>``), checking its claim before each
+    (report_progress, the fence); ``first_ticks`` on its first attempt, ``later_ticks`` on later ones.
+    Only one copy of any of its jobs may tick at a time: ``max_concurrency=1``."""
+    copy = f"{os.getpid()}:{ctx['job_try']}:{os.urandom(3).hex()}"
+    ticks = first_ticks if ctx["job_try"] == 1 else later_ticks
+    for n in range(ticks):
+        taskq_sdk.report_progress(n / ticks)
+        with open(path, "a") as fh:
+            fh.write(f"{copy} {n} {time.time():.4f}\n")
+        await asyncio.sleep(0.05)
+    return copy
+
+
+@taskq_sdk.job
+async def limited_echo(tag: str) -> str:
+    """No side effect (a tenant's ACL user may not write the keys above): returns its tag."""
+    return tag

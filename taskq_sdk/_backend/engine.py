@@ -43,6 +43,7 @@ from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
 from .._aio import stop_tasks
+from .._chunks import RUNNER_NAME
 from .._names import tenant_of
 from ..config import Settings
 from ..errors import ConfigurationError, DeserializationError, SerializationError
@@ -75,6 +76,11 @@ __all__ = ["RUNNING", "Engine"]
 # queue entries one claim may look past (running jobs stay in arq's queue set, ahead of waiting ones)
 SCAN_MAX = 20_000
 SPARE_THREADS = 4  # sync jobs abandoned after a timeout or cancel before the thread pool is replaced
+#: a limit check that could not reach the server is asked again after this, doubling up to the max,
+#: for at most this many claim TTLs (a put-back by the check counts no attempt; a release would)
+GATE_RETRY_FIRST_S = 0.1
+GATE_RETRY_MAX_S = 1.0
+GATE_RETRY_CLAIM_TTLS = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -690,32 +696,57 @@ class Engine(Worker):
     async def _held_back(self, job: _ClaimedJob, plan: _AttemptPlan) -> bool:
         """Whether a rate or concurrency limit put the job back in its queue for later (not run, not
         failed, no attempt counted; see :mod:`taskq_sdk._backend.limits`): its slot is free at once."""
-        args = limits.gate_args(plan.spec.name, plan.spec.limit, plan.call.limit_key)
+        spec = plan.spec
+        if spec.name == RUNNER_NAME:  # a chunk of a map or apply: the limits of the function it runs
+            inner = plan.call.kwargs.get("function")
+            spec = (self.resolve_spec(inner) if isinstance(inner, str) else None) or spec
+        args = limits.gate_args(spec.name, spec.limit, plan.call.limit_key)
         if not args:
             return False
         if self._gate_script is None:
             self._gate_script = self.pool.register_script(limits.GATE)
         token = self._token(job.job_id)
-        try:
-            due, why = await self._gate_script(keys=[], args=[job.job_id, token, self.queue_name, now_ms(), *args])
-        except Exception as exc:  # limits unknown: not run now; back to the queue for any worker
-            if isinstance(exc, RedisError) and not (is_connection_error(exc) or is_transient_reply(exc)):
-                # a reply that will not go away (a limit's keys corrupted: WRONGTYPE...): putting the job
-                # back would only use up its attempts and then blame a dead worker; fail it and say why
-                named = ", ".join(a for a in args if isinstance(a, str) and a.startswith(("fn:", "key:")))
-                reason = (
-                    f"its limits ({named}) could not be checked: the server replied {exc}. The limit's keys "
-                    "are corrupt; client.remove_limit(...) (or deleting them) clears them; submit the job again"
-                )
-                logger.error("job %s refused: %s", job.job_id, reason)
-                refusal = _Refusal("failed", remote_error("CorruptJob", reason, kind="error"), plan.call)
-                await self._refuse(job, refusal)
-                return True
-            logger.warning("job %s: could not check its limits (%s); back to the queue", job.job_id, exc)
-            await self._release(job.job_id, token)
+        pause = GATE_RETRY_FIRST_S
+        deadline = time.monotonic() + GATE_RETRY_CLAIM_TTLS * self.settings.claim_ttl
+        while True:
+            try:
+                due, why = await self._gate_script(keys=[], args=[job.job_id, token, self.queue_name, now_ms(), *args])
+                break
+            except Exception as exc:
+                if isinstance(exc, RedisError) and not (is_connection_error(exc) or is_transient_reply(exc)):
+                    # a reply that will not go away (a limit's keys corrupted: WRONGTYPE...): putting the job
+                    # back would only use up its attempts and then blame a dead worker; fail it and say why
+                    named = ", ".join(a for a in args if isinstance(a, str) and a.startswith(("fn:", "key:")))
+                    reason = (
+                        f"its limits ({named}) could not be checked: the server replied {exc}. The limit's keys "
+                        "are corrupt; client.remove_limit(...) (or deleting them) clears them; submit the job again"
+                    )
+                    logger.error("job %s refused: %s", job.job_id, reason)
+                    refusal = _Refusal("failed", remote_error("CorruptJob", reason, kind="error"), plan.call)
+                    await self._refuse(job, refusal)
+                    return True
+                # unreachable for now: ask again (the same check, whose put-back counts no attempt, and which
+                # puts the job back uncounted if this worker's claim lapsed meanwhile) while the claim is ours
+                lease = self._leases.get(job.job_id)
+                if self._stopping or self._closed or lease is None or lease.lost or time.monotonic() > deadline:
+                    logger.warning("job %s: could not check its limits (%s); back to the queue", job.job_id, exc)
+                    await self._release(job.job_id, token)
+                    return True
+                logger.warning("job %s: could not check its limits (%s); asking again", job.job_id, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, GATE_RETRY_MAX_S)
+        if int(due) == limits.NOT_ALLOWED:
+            # a limit its tenant may not use (another tenant's key, not shared with it): never run it
+            reason = _s(why)
+            if "not shared" in reason:
+                reason += "; its owner shares it with client.set_limit(..., share_with=[<tenant>])"
+            logger.warning("job %s refused: %s", job.job_id, reason)
+            await self._refuse(
+                job, _Refusal("failed", remote_error("PermissionDenied", reason, kind="error"), plan.call)
+            )
             return True
         if int(due) == 0:
-            names = limits.permit_names(plan.spec.name, plan.spec.limit, plan.call.limit_key)
+            names = limits.permit_names(spec.name, spec.limit, plan.call.limit_key)
             if names:
                 self._gated[job.job_id] = names
             return False

@@ -59,6 +59,8 @@ class ResultRecord:
     attempt: int
     started_ms: int | None
     finished_ms: int | None
+    #: the job's ``_limit_key`` (kept so a retry counts against the same limit)
+    limit_key: str | None = None
 
 
 def _job(
@@ -149,7 +151,7 @@ def job_call_of(record: ResultRecord) -> JobCall | None:
     """The call a result envelope records, when it records one (a cancel-before-start does not)."""
     if record.function in ("", "?"):
         return None
-    return JobCall(record.function, record.args, record.kwargs, None)
+    return JobCall(record.function, record.args, record.kwargs, None, record.limit_key)
 
 
 def encode_result(
@@ -171,21 +173,22 @@ def encode_result(
         blob = encode_result(codec, call, attempt=1, success=True, value=3, started_ms=t0, finished_ms=t1,
                              queue_key="arq:queue")
     """
-    return codec.serializer(
-        {
-            "t": attempt,
-            "f": call.function,
-            "a": call.args,
-            "k": call.kwargs,
-            "et": call.enqueued_ms if call.enqueued_ms is not None else started_ms,
-            "s": success,
-            "r": value,
-            "st": started_ms,
-            "ft": finished_ms,
-            "q": queue_key,
-            "id": job_id,
-        }
-    )
+    envelope = {
+        "t": attempt,
+        "f": call.function,
+        "a": call.args,
+        "k": call.kwargs,
+        "et": call.enqueued_ms if call.enqueued_ms is not None else started_ms,
+        "s": success,
+        "r": value,
+        "st": started_ms,
+        "ft": finished_ms,
+        "q": queue_key,
+        "id": job_id,
+    }
+    if call.limit_key:
+        envelope["lk"] = call.limit_key  # taskq's own; arq's reader ignores it
+    return codec.serializer(envelope)
 
 
 def decode_result(codec: Codec, blob: bytes) -> ResultRecord:
@@ -221,4 +224,5 @@ def decode_result(codec: Codec, blob: bytes) -> ResultRecord:
         attempt=int(d.get("t") or 0),
         started_ms=d.get("st"),
         finished_ms=d.get("ft"),
+        limit_key=d["lk"] if isinstance(d.get("lk"), str) else None,
     )

@@ -1,8 +1,9 @@
 """Rate and concurrency limits in the server: a token bucket and a semaphore per limit, in Lua.
 
-Keys, per tenant (a limit never spans tenants)::
+Keys, per tenant (a limit spans tenants only where its owner shares it)::
 
-    taskq:t:<tenant>:lim:<name>:def   hash: n, per_ms, burst, conc, desc (a declared key, set_limit)
+    taskq:t:<tenant>:lim:<name>:def   hash: n, per_ms, burst, conc, desc, share (a declared key, set_limit;
+                                      share: ',team-b,team-c,' - the tenants that may use it)
     taskq:t:<tenant>:lim:<name>:tb    hash: tat (ms: the next free rate slot, GCRA)
     taskq:t:<tenant>:lim:<name>:run   sorted set: '<job id>|<claim token>' permits, by start time
     taskq:t:<tenant>:lim:<name>:log   sorted set: admissions in the last per_ms (sliding window)
@@ -11,10 +12,13 @@ Keys, per tenant (a limit never spans tenants)::
     taskq:t:<tenant>:lim:names        set: the names declared or used (for client.metrics())
 
 ``<name>`` is ``fn:<function>`` for ``@job(rate_limit=, max_concurrency=)`` and ``key:<key>`` for
-``_limit_key=``. A worker calls :data:`GATE` once after it claimed a limited job and before it runs
-it. A permit is tied to the job's claim: it counts only while ``arq:in-progress:<id>`` still holds
-the token it was taken under, so it ends when the job finishes (the finish deletes the claim),
-retries, is released, or when a killed worker's claim expires (``TASKQ_CLAIM_TTL``). Example::
+``_limit_key=``; ``key:<owner>/<key>`` names a key another tenant shares: its keys are the owner's,
+and :data:`GATE` refuses the job (``{-2, why}``) unless the owner's ``share`` field lists the job's
+tenant (read from the job id, which a client cannot choose across tenants). A worker calls
+:data:`GATE` once after it claimed a limited job and before it runs it. A permit is tied to the
+job's claim: it counts only while ``arq:in-progress:<id>`` still holds the token it was taken
+under, so it ends when the job finishes (the finish deletes the claim), retries, is released, or
+when a killed worker's claim expires (``TASKQ_CLAIM_TTL``). Example::
 
     gate = pool.register_script(GATE)
     due, why = await gate(keys=[], args=["acme:j1", "w1#1", "arq:queue", now_ms, *gate_args("score", limit, None)])
@@ -22,7 +26,11 @@ retries, is released, or when a killed worker's claim expires (``TASKQ_CLAIM_TTL
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
+
+from redis.exceptions import ResponseError
 
 from ..limits import Limit
 from . import layout
@@ -69,11 +77,26 @@ def key_limit(key: str) -> list[Any]:
     return [f"key:{key}", -1, 0, 0, 0, key]
 
 
+#: Lua: where a limit's keys live - its job's tenant's, or for ``key:<owner>/<key>`` (a key another
+#: tenant shares) the owner's; nil for a malformed shared name (so no name reaches outside ``lim:``)
+LIM_WHERE = """
+local function lim_where(name, tenant)
+  if not string.find(name, '/', 1, true) then return TNS .. tenant .. ':lim:', name, tenant end
+  local owner, key = string.match(name, '^key:([a-z0-9][a-z0-9_-]*)/([A-Za-z0-9][A-Za-z0-9_.-]*)$')
+  if not owner or string.len(owner) > 63 or string.len(key) > 100 then return nil end
+  return TNS .. owner .. ':lim:', 'key:' .. key, owner
+end
+"""
+
 GATE_STRIDE = 6
-#: ARGV: id, claim_token, queue_key, now, then per limit (GATE_STRIDE values): name, count, per_ms,
-#: burst, conc, desc (count -1: a declared key, read from its 'def' hash). Returns {wait_ms, why}:
+#: what GATE returns for a job naming a limit its tenant may not use
+NOT_ALLOWED = -2
+#: ARGV: id, claim_token, queue_key, now (used only where the server's TIME may not be run), then per limit
+#: (GATE_STRIDE values): name, count, per_ms, burst, conc, desc (count -1: a declared key, read
+#: from its 'def' hash). Returns {wait_ms, why}:
 #: {0, ''} the job may run (its rate slot taken, a permit held); {-1, ''} the claim is not this
-#: token's; {due_ms, why} the job was put back in its queue until due_ms without counting an attempt.
+#: token's; {-2, why} the job names a limit its tenant may not use (a key not shared with it);
+#: {due_ms, why} the job was put back in its queue until due_ms without counting an attempt.
 #:
 #: The rate is GCRA (a token bucket kept as one time, 'tat'): each start takes the next slot, one
 #: every per_ms / count ms, and a job arriving when the line is short may take one of the next burst
@@ -84,10 +107,21 @@ GATE_STRIDE = 6
 #: any per_ms, however late waiters come back. Waiting jobs come back in the order they queued.
 GATE = (
     layout.PRELUDE
+    + LIM_WHERE
     + """
-local id, tok, qk, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-if holds(id, tok, qk) == 0 then return {-1, ''} end
-local base = TNS .. tenant_of(id) .. ':lim:'
+local id, tok, qk = ARGV[1], ARGV[2], ARGV[3]
+-- the server's clock, not the caller's: a check that waited in a busy worker or on the network must
+-- not log its admission in the past (the sliding window would then let more in); one clock for all.
+-- A server user that may not run TIME (a tenant's ACL user) uses the worker's clock (ARGV[4]).
+local now = tonumber(ARGV[4])
+local clock = redis.pcall('TIME')
+if type(clock) == 'table' and not clock.err then
+  now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+end
+local held = holds(id, tok, qk)
+if held == 0 then return {-1, ''} end
+local tenant = tenant_of(id)
+local base = TNS .. tenant .. ':lim:'
 local mk = meta_key(id)
 local ttl = 604800000
 local slack = """
@@ -103,22 +137,39 @@ local lims = {}
 for i = 5, #ARGV, 6 do
   local l = {name = ARGV[i], n = tonumber(ARGV[i + 1]), per = tonumber(ARGV[i + 2]),
     burst = tonumber(ARGV[i + 3]), conc = tonumber(ARGV[i + 4]), desc = ARGV[i + 5]}
+  local lbase, inner, owner = lim_where(l.name, tenant)
+  if not lbase then return {-2, 'its limit key ' .. l.name .. ' is malformed'} end
+  local share = nil
   if l.n < 0 then
-    local d = redis.call('HMGET', base .. l.name .. ':def', 'n', 'per_ms', 'burst', 'conc', 'desc')
+    local d = redis.pcall('HMGET', lbase .. inner .. ':def', 'n', 'per_ms', 'burst', 'conc', 'desc', 'share')
+    if d.err then
+      if owner == tenant then return redis.error_reply(d.err) end
+      -- a server user confined to its tenant's keys (per-tenant ACL users) cannot use another's limit
+      return {-2, 'limit key ' .. owner .. '/' .. string.sub(inner, 5) .. ' is kept in tenant ' .. owner ..
+        "'s keys, which this worker's server user may not use (per-tenant ACL users): a limit shared " ..
+        "across tenants needs workers whose user may use both tenants' keys"}
+    end
     l.n, l.per, l.burst, l.conc = tonumber(d[1]) or 0, tonumber(d[2]) or 0, tonumber(d[3]) or 0, tonumber(d[4]) or 0
     l.desc = d[5] or l.desc
+    share = d[6]
   end
-  l.k = base .. l.name
+  if owner ~= tenant and not (share and string.find(share, ',' .. tenant .. ',', 1, true)) then
+    -- the same words whether the key exists or not: nothing learnt about another tenant's keys
+    return {-2, 'limit key ' .. owner .. '/' .. string.sub(inner, 5) .. ' is not shared with tenant ' .. tenant}
+  end
+  l.k = lbase .. inner
   lims[#lims + 1] = l
-  redis.call('SADD', base .. 'names', l.name)
 end
+for _, l in ipairs(lims) do redis.call('SADD', base .. 'names', l.name) end
 redis.call('PEXPIRE', base .. 'names', ttl)
 local has_meta = redis.call('TYPE', mk)['ok'] == 'hash'
 local reserved = has_meta and tonumber(redis.call('HGET', mk, 'lim_res') or '0') or 0
-local due, why = 0, ''
+-- held == 2: this worker's claim lapsed while it could not reach the server (its check failed and
+-- is asked again) and nobody claimed the job since: back to the queue due now, the attempt uncounted
+local due, why = held == 2 and now or 0, ''
 -- concurrency first: a job that cannot hold a permit takes no rate slot
 for _, l in ipairs(lims) do
-  if l.conc > 0 then
+  if l.conc > 0 and held == 1 then
     local rk = l.k .. ':run'
     for _, m in ipairs(redis.call('ZRANGE', rk, 0, -1)) do
       local mid, mtok = string.match(m, '^(.*)|([^|]*)$')
@@ -174,14 +225,15 @@ if due == 0 then
   end
 end
 if due > 0 then
-  for _, l in ipairs(lims) do stat(l, 'waited') end
+  if why ~= '' then for _, l in ipairs(lims) do stat(l, 'waited') end end
   -- back to the queue for later: not run, not failed, and this claim's attempt does not count
   redis.call('ZADD', qk, due, id)
   redis.call('DEL', INP .. id)
   local try = tonumber(redis.pcall('GET', RTY .. id)) or 1
   if try <= 1 then redis.call('DEL', RTY .. id) else redis.call('SET', RTY .. id, try - 1, 'EX', 88400) end
   if has_meta then
-    redis.call('HSET', mk, 'state', 'deferred', 'attempt', try - 1, 'sched', due, 'waiting', why,
+    redis.call('HSET', mk, 'state', why ~= '' and 'deferred' or 'queued', 'attempt', try - 1, 'sched', due,
+      'waiting', why,
       'lim_res', rated and due or 0)
     redis.call('HDEL', mk, 'started', 'worker')
     if try <= 1 then
@@ -216,12 +268,14 @@ return {0, ''}
 #: the first job still waiting for a permit is made due now and its queue's workers are woken.
 WAKE = (
     layout.PRELUDE
+    + LIM_WHERE
     + """
 local id, now = ARGV[1], ARGV[2]
-local base = TNS .. tenant_of(id) .. ':lim:'
+local tenant = tenant_of(id)
 for i = 3, #ARGV do
-  local wk = base .. ARGV[i] .. ':wait'
-  while true do
+  local lbase, inner = lim_where(ARGV[i], tenant)
+  local wk = (lbase or '') .. (inner or '') .. ':wait'
+  while lbase do
     local first = redis.call('ZRANGE', wk, 0, 0)[1]
     if not first then break end
     redis.call('ZREM', wk, first)
@@ -238,7 +292,7 @@ return 1
 )
 
 
-def limit_def_args(limit: Limit, desc: str) -> dict[str, str]:
+def limit_def_args(limit: Limit, desc: str, share_with: Sequence[str] = ()) -> dict[str, str]:
     """The fields of a declared limit's 'def' hash."""
     rate = limit.rate
     return {
@@ -247,13 +301,15 @@ def limit_def_args(limit: Limit, desc: str) -> dict[str, str]:
         "burst": str(limit.burst),
         "conc": str(limit.concurrency),
         "desc": desc,
+        "share": f",{','.join(share_with)}," if share_with else "",
     }
 
 
-async def declare(pool: Any, tenant: str, key: str, limit: Limit) -> None:
-    """Store a limit key's numbers in the server (``client.set_limit``); it applies from the next job start."""
+async def declare(pool: Any, tenant: str, key: str, limit: Limit, share_with: Sequence[str] = ()) -> None:
+    """Store a limit key's numbers (and the tenants it is shared with) in the server (``client.set_limit``);
+    it applies from the next job start."""
     k = limit_prefix(tenant, f"key:{key}") + ":def"
-    fields = limit_def_args(limit, limit.describe(key))
+    fields = limit_def_args(limit, limit.describe(key), share_with)
     names = names_key(tenant)
     async with pool.pipeline(transaction=True) as pipe:
         pipe.delete(k)
@@ -264,50 +320,86 @@ async def declare(pool: Any, tenant: str, key: str, limit: Limit) -> None:
         await pipe.execute()
 
 
+async def shared_with(pool: Any, owner: str, key: str, tenant: str) -> bool | None:
+    """Whether ``owner``'s limit key ``key`` is shared with ``tenant``; None when this connection may not read it.
+
+    Example::
+
+        await shared_with(pool, "acme", "openai", "team-b")   # True
+    """
+    try:
+        share = await pool.hget(limit_prefix(owner, f"key:{key}") + ":def", "share")
+    except ResponseError:  # NOPERM: a tenant's ACL user; the worker checks it anyway
+        return None
+    return share is not None and f",{tenant},".encode() in (share if isinstance(share, bytes) else share.encode())
+
+
 async def forget(pool: Any, tenant: str, key: str) -> bool:
     """Drop a declared limit key; True if it existed."""
     await pool.srem(names_key(tenant), f"key:{key}")
     return bool(await pool.delete(limit_prefix(tenant, f"key:{key}") + ":def"))
 
 
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
+#: ARGV: tenant. Every limit the tenant declared or used (its 'names' set): a JSON list of
+#: {name, limit, running, passed, waited} - the permits held counted as GATE counts them (a permit
+#: whose claim is gone does not count). One round trip for the dashboard, however many limits and
+#: permits. A shared key's numbers are its owner's; where the caller may not read them (a tenant's ACL
+#: user), that limit is left out instead of failing the whole answer.
+SNAPSHOT = (
+    layout.PRELUDE
+    + LIM_WHERE
+    + """
+local tenant = ARGV[1]
+local function try(...)
+  local r = redis.pcall(...)
+  if type(r) == 'table' and r.err then return nil end
+  return r
+end
+local out = {}
+for _, name in ipairs(redis.call('SMEMBERS', TNS .. tenant .. ':lim:names')) do
+  local lbase, inner = lim_where(name, tenant)
+  local k = (lbase or '') .. (inner or '')
+  if lbase and (try('EXISTS', k .. ':def') or 0) + (try('EXISTS', k .. ':st') or 0) > 0 then
+    local d = try('HGET', k .. ':def', 'desc')
+    local st = try('HMGET', k .. ':st', 'desc', 'passed', 'waited') or {}
+    local held = 0
+    for _, m in ipairs(try('ZRANGE', k .. ':run', 0, -1) or {}) do
+      local mid, mtok = string.match(m, '^(.*)|([^|]*)$')
+      if mid and try('GET', INP .. mid) == mtok then held = held + 1 end
+    end
+    out[#out + 1] = {name = name, limit = (d or st[1] or ''), running = held,
+      passed = tonumber(st[2]) or 0, waited = tonumber(st[3]) or 0}
+  end
+end
+if #out == 0 then return '[]' end
+return cjson.encode(out)
+"""
+)
 
 
 async def snapshot(pool: Any, tenant: str) -> dict[str, dict[str, Any]]:
-    """Every limit of a tenant that was used or declared: its spec, permits held, counters.
+    """Every limit of a tenant that was used or declared: its spec, permits held, counters (one round trip).
 
     Example::
 
         await snapshot(pool, "default")
         # {'key:openai': {'limit': 'openai: 50/s', 'running': 2, 'passed': 120, 'waited': 31}}
     """
-    prefix = limit_prefix(tenant, "")
-    names = {_s(n) for n in await pool.smembers(names_key(tenant))}
-    out: dict[str, dict[str, Any]] = {}
-    for name in sorted(names):
-        base = prefix + name
-        async with pool.pipeline(transaction=False) as pipe:
-            pipe.hgetall(base + ":def")
-            pipe.hgetall(base + ":st")
-            pipe.zrange(base + ":run", 0, -1)
-            d, st, run = await pipe.execute()
-        d = {_s(k): _s(v) for k, v in (d or {}).items()}
-        st = {_s(k): _s(v) for k, v in (st or {}).items()}
-        if not d and not st:
-            continue
-        held = 0
-        for m in run or []:
-            mid, _, mtok = _s(m).rpartition("|")
-            if mid and _s(await pool.get(layout.in_progress_key(mid)) or b"") == mtok:
-                held += 1
-        out[name] = {
-            "limit": d.get("desc") or st.get("desc", ""),
-            "running": held,
-            "passed": int(st.get("passed", 0)),
-            "waited": int(st.get("waited", 0)),
+    from redis.asyncio.cluster import RedisCluster
+
+    if isinstance(pool, RedisCluster):
+        return {}  # limits are not offered on a Redis Cluster (store.refuse_on_cluster): none to show
+    raw = await pool.register_script(SNAPSHOT)(keys=[], args=[tenant])  # EVALSHA: the script is sent once
+    rows = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    return {
+        str(r["name"]): {
+            "limit": str(r["limit"]),
+            "running": int(r["running"]),
+            "passed": int(r["passed"]),
+            "waited": int(r["waited"]),
         }
-    return out
+        for r in sorted(rows, key=lambda r: str(r["name"]))
+    }
 
 
 def gate_args(function: str, limit: Limit | None, limit_key: str | None) -> list[Any]:

@@ -490,19 +490,16 @@ class Store:
         """Decode a result envelope written by a taskq or arq worker (or by a cancel)."""
         return decode_result(self.codec, blob)
 
-    async def job_definition(self, job_id: str) -> tuple[str, list[Any], dict[str, Any]] | None:
-        """The function, args and kwargs a job was submitted with (from its result or its definition)."""
+    async def job_definition(self, job_id: str) -> JobCall | None:
+        """The call a job was submitted with (function, args, kwargs, limit key), from its result or its definition."""
         record = await self.result(job_id)
         recorded = job_call_of(record) if record is not None else None
         if recorded is not None and (recorded.args or recorded.kwargs):
-            return recorded.function, recorded.args, recorded.kwargs
+            return recorded
         blob = await self.redis.get(self.layout.job_key(job_id))
         if blob is not None:
-            call = decode_job(self.codec, blob)
-            return call.function, call.args, call.kwargs
-        if recorded is not None:
-            return recorded.function, recorded.args, recorded.kwargs
-        return None
+            return decode_job(self.codec, blob)
+        return recorded
 
     def cancel_blob(self, job_id: str, queue: str) -> bytes:
         """The result envelope a cancel-before-start leaves behind."""

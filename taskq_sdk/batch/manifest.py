@@ -58,6 +58,8 @@ class BatchManifest:
     runs: list[list[int]] | None = None
     #: True: the chunk runner records when each item started and how long it took (``timing=True``)
     timing: bool = False
+    #: ``_limit_key=`` of the batch's jobs: its re-runs count against the same limit
+    limit_key: str | None = None
     _starts: list[int] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -151,6 +153,7 @@ class BatchManifest:
             "kind": self.kind,
             "frame": self.frame,
             "runs": self.runs,
+            "lk": self.limit_key,
         }
         if self.timing:
             d["timing"] = True
@@ -183,6 +186,7 @@ class BatchManifest:
             frame=dict(d.get("frame") or {}),
             runs=[[int(size), int(count)] for size, count in d["runs"]] if d.get("runs") else None,
             timing=bool(d.get("timing", False)),
+            limit_key=d["lk"] if isinstance(d.get("lk"), str) else None,
         )
         if hashes_text is not None:
             width = len(hashes_text) // m.n_jobs if m.n_jobs else 0

@@ -186,6 +186,7 @@ async def submit_batch(
     template = core.prepare(job_fn, (), {**options, "tenant": tenant, "workspace": workspace})
     t = tenant_of(template.job_id)
     await core.check_known(name, template.queue)
+    await core.check_limit_shared(template.limit_key, t)
     if runner or auto:
         await core.check_known(RUNNER_NAME, template.queue)
     await core.check_arguments(name, name, template.queue, shared, wait_hint=None)
@@ -207,6 +208,7 @@ async def submit_batch(
         kind=kind,
         frame=dict(frame or {}),
         timing=timing,
+        limit_key=template.limit_key,
     )
     if index_blob is not None and len(index_blob) <= INDEX_MAX_BYTES:
         manifest.frame["index"] = True

@@ -188,7 +188,7 @@ async def resubmit_items(
     token = uuid.uuid4().hex[:8]
     job_fn = RUNNER_NAME if m.runner else m.function
     header = m.header(store, function=job_fn)
-    encoder = JobEncoder(core.codec, enqueued_ms=now_ms())
+    encoder = JobEncoder(core.codec, enqueued_ms=now_ms(), limit_key=m.limit_key)
     rows: list[Any] = []
     new: dict[int, tuple[str, list[int]]] = {}
     for chunk, call in zip(chunks, calls, strict=True):

@@ -194,6 +194,7 @@ def job_html(
             ("progress", progress),
             ("attempts", attempts),
             ("time", _e(elapsed_text(info))),
+            ("why", _e(info.waiting) if info.waiting and not info.status.finished else ""),  # a rate limit...
             ("worker", _e(info.worker)),
             ("tenant", _e(f"{info.tenant} / {info.workspace}") if info.tenant != "default" else ""),
             ("error", f'<span style="color:#dc2626">{_e(info.error)}</span>' if info.error else ""),
