@@ -528,7 +528,7 @@ class AsyncClient:
 
             await client.set_limit("openai", rate="50/s", concurrency=3)
             await client.submit("ask", "hi", _limit_key="openai")
-            await acme.set_limit("openai", rate="50/s", share_with=["team-b"])   # team-b: "acme/openai"
+            await client.set_limit("openai", rate="50/s", share_with=["team-b"])   # team-b names it "<tenant>/openai"
         """
         limit = Limit.of(rate=rate, concurrency=concurrency, burst=burst)
         name = check_limit_name(key)

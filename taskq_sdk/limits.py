@@ -167,7 +167,12 @@ def chunk_size_for(fn: object, chunk_size: int | str, options: Mapping[str, Any]
     ``_limit_key=`` gets one item per job, and every call counts. An explicit size is kept (each
     chunk then counts once). Example::
 
-        chunk_size_for(call_api, "auto", {})   # 1 (call_api has rate_limit="50/s")
+        from taskq_sdk import job
+
+        @job(rate_limit="50/s")
+        def call_api(prompt: str) -> str: ...
+
+        chunk_size_for(call_api, "auto", {})   # 1
     """
     if chunk_size != "auto":
         return chunk_size
