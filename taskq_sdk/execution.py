@@ -35,6 +35,7 @@ from .runtime import (
     unbind_job,
 )
 from .serialization import RemoteError
+from .streaming import ItemWriter, consume_items, is_item_stream
 
 __all__ = ["Outcome", "execute"]
 
@@ -86,6 +87,7 @@ async def execute(
     executor: Executor | None,
     retry_base: float,
     retry_cap: float,
+    stream: Callable[[], ItemWriter] | None = None,
 ) -> Outcome:
     """Run one attempt of ``spec`` and return its :class:`Outcome` (cancellation propagates).
 
@@ -93,6 +95,8 @@ async def execute(
 
         outcome = await execute(spec, job_ctx, (1, 2), {}, arq_ctx=ctx, timeout=30,
                                 executor=pool, retry_base=60, retry_cap=3600)
+
+    ``stream`` makes the writer a generator job's items go through (see :mod:`taskq_sdk.streaming`).
     """
     call_args: tuple[Any, ...] = (arq_ctx, *args) if spec.takes_ctx else tuple(args)
     call_kwargs = dict(kwargs)
@@ -120,7 +124,10 @@ async def execute(
                 value = await loop.run_in_executor(
                     executor, functools.partial(_call_sync, cv, spec.fn, call_args, call_kwargs)
                 )
-            if asyncio.iscoroutine(value):  # a sync wrapper that returned a coroutine
+            if stream is not None and is_item_stream(value):  # a generator: its items stream as they come
+                streamed: Any = await consume_items(value, stream(), executor)
+                value = streamed
+            elif asyncio.iscoroutine(value):  # a sync wrapper that returned a coroutine (3.11: not a generator)
                 value = await value
     except TimeoutError as exc:
         duration = time.perf_counter() - started

@@ -1,0 +1,220 @@
+"""Jobs that stream: a generator job's items reach job.stream() while it runs (issue 16 part 3).
+
+The same stories through Client and AsyncClient, against a real server and real workers (threads,
+and worker processes for the SIGKILL test).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from taskq_sdk import JobCancelled, JobFailed, JobStatus
+from taskq_sdk.config import Settings
+from taskq_sdk.streaming import NotAStream, StreamRestart
+
+from .conftest import JOBS, Api, wait_until
+
+STREAMFNS = "tests.streamfns"
+MODULES = (JOBS, STREAMFNS)
+
+
+@pytest.fixture
+def stream_worker(start_worker: Any) -> Any:
+    return start_worker(modules=MODULES)
+
+
+def _first(api: Api, reader: Any, n: int) -> tuple[list[Any], Any]:
+    """The first ``n`` items of a stream reader (sync iterator or async iterator), and the reader."""
+    if hasattr(reader, "__anext__"):
+        return [api(reader.__anext__()) for _ in range(n)], reader
+    return [next(reader) for _ in range(n)], reader
+
+
+def _collect_into(api: Api, reader: Any, seen: list[Any]) -> None:
+    """Append a stream's items to ``seen`` as they come (what was read stays there if it raises)."""
+    if hasattr(reader, "__aiter__"):
+
+        async def run() -> None:
+            async for item in reader:
+                seen.append(item)
+
+        api(run())
+    else:
+        seen.extend(reader)
+
+
+def test_items_arrive_while_the_job_runs_and_result_is_the_list(api: Api, stream_worker: Any, redis_url: str) -> None:
+    client = api.client()
+    job = api(client.submit("gated", "gate:1", 4, redis_url))
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    try:
+        reader = iter(job.stream()) if api.kind == "sync" else job.stream().__aiter__()
+        r.rpush("gate:1", 1)
+        first, reader = _first(api, reader, 1)
+        # the job still runs (it waits for the next gate token) while the reader already has item 0
+        assert first == [0] and api(job.status()) is JobStatus.in_progress
+        r.rpush("gate:1", 1, 1, 1)
+        rest = api.iterate(reader)
+    finally:
+        r.close()
+    assert rest == [1, 2, 3]
+    assert api(job.result(timeout=10)) == [0, 1, 2, 3]
+
+
+def test_async_generators_and_progress_work_too(api: Api, stream_worker: Any) -> None:
+    client = api.client()
+    job = api(client.submit("count_up_async", 5, 0.01))
+    assert api.iterate(job.stream()) == [{"i": i} for i in range(5)]
+    sync_job = api(client.submit("count_up", 3))
+    assert api.iterate(sync_job.stream()) == [0, 1, 2]
+    assert api(sync_job.progress()).fraction == 1.0  # report_progress inside a generator reaches the job
+
+
+def test_a_late_reader_sees_every_item_in_order(api: Api, stream_worker: Any) -> None:
+    client = api.client()
+    job = api(client.submit("count_up", 1200))  # more than one read and one write burst
+    assert api(job.result(timeout=30)) == list(range(1200))
+    assert api.iterate(job.stream()) == list(range(1200))
+    assert api.iterate(job.stream()) == list(range(1200))  # and again: reading does not consume
+
+
+def test_a_reader_that_breaks_early_does_not_stop_the_job(api: Api, stream_worker: Any) -> None:
+    client = api.client()
+    job = api(client.submit("count_up", 30, 0.02))
+    reader = job.stream()
+    if api.kind == "sync":
+        for item in reader:
+            if item == 2:
+                break
+    else:
+
+        async def two() -> None:
+            async for item in reader:
+                if item == 2:
+                    break
+
+        api(two())
+    assert api(job.result(timeout=30)) == list(range(30))
+
+
+def test_a_failure_after_items_raises_after_them(api: Api, stream_worker: Any) -> None:
+    client = api.client()
+    job = api(client.submit("fail_after", 3))
+    seen: list[Any] = []
+    with pytest.raises(JobFailed) as failed:
+        _collect_into(api, job.stream(), seen)
+    assert seen == [0, 1, 2]
+    assert failed.value.remote_type == "ValueError" and "broke after 3 items" in failed.value.remote_message
+
+
+def test_cancel_mid_stream_ends_the_stream_with_job_cancelled(api: Api, stream_worker: Any) -> None:
+    client = api.client()
+    job = api(client.submit("endless", 0.01))
+    reader = iter(job.stream()) if api.kind == "sync" else job.stream().__aiter__()
+    first, reader = _first(api, reader, 3)
+    assert first == [0, 1, 2]
+    assert api(job.cancel()) is True
+    with pytest.raises(JobCancelled):
+        api.iterate(reader)
+    assert api(job.status()) is JobStatus.cancelled
+
+
+def test_a_stream_over_its_bound_fails_typed_and_keeps_its_items(
+    settings: Settings, start_worker: Any, api: Api
+) -> None:
+    start_worker(modules=MODULES, stream_max_items=50)
+    client = api.client()
+    job = api(client.submit("endless", 0))
+    with pytest.raises(JobFailed) as failed:
+        api.iterate(job.stream())
+    assert failed.value.remote_type.endswith("StreamTooLong")
+    assert "50" in failed.value.remote_message and "TASKQ_STREAM_MAX_ITEMS" in failed.value.remote_message
+    kept: list[Any] = []
+    with pytest.raises(JobFailed):  # a late reader: the items before the bound, then the error
+        _collect_into(api, job.stream(), kept)
+    assert kept == list(range(50))
+
+
+def test_stream_of_a_plain_job_says_it_does_not_stream(api: Api, stream_worker: Any) -> None:
+    client = api.client()
+    job = api(client.submit("plain", 1))
+    assert api(job.result(timeout=10)) == 2
+    with pytest.raises(NotAStream, match="did not stream"):
+        api.iterate(job.stream())
+
+
+def test_a_job_cancelled_before_it_started_ends_its_reader(api: Api, settings: Settings) -> None:
+    client = api.client()  # no worker: the job stays queued
+    job = api(client.submit("count_up", 3))
+    assert api(job.cancel()) is True
+    with pytest.raises(JobCancelled):
+        api.iterate(job.stream())
+
+
+def test_a_stale_token_cannot_append(stream_worker: Any, settings: Settings, sync_redis: Any) -> None:
+    """A zombie copy (a worker whose claim went to another worker) gets 'claim-lost', writes nothing."""
+    import asyncio
+
+    from taskq_sdk import Client
+    from taskq_sdk._backend import layout
+    from taskq_sdk._backend.connection import make_redis
+    from taskq_sdk._backend.stream_io import StreamAppender, stream_key
+
+    with Client(settings=settings) as client:
+        job = client.submit("count_up", 2)
+        assert job.result(timeout=10) == [0, 1]
+        before = sync_redis.xlen(stream_key(layout, job.id))
+
+        async def stale() -> str:
+            redis = make_redis(settings)
+            try:
+                appender = StreamAppender(redis, layout, job.id, lambda: "zombie:1:ab#1", ttl_ms=60_000)
+                return await appender.append([b"\x01"], begin=None)
+            finally:
+                await redis.aclose()
+
+        assert asyncio.run(stale()) == "claim-lost"
+        assert sync_redis.xlen(stream_key(layout, job.id)) == before
+        assert list(job.stream()) == [0, 1]
+
+
+@pytest.mark.chaos
+def test_a_worker_killed_mid_stream_restarts_the_stream_as_documented(
+    settings: Settings, start_worker_process: Any, sync_redis: Any
+) -> None:
+    """SIGKILL the worker that provably runs the job, mid-stream: the reader gets the first attempt's
+    items, one StreamRestart, then every item of the second attempt; result and late readers see only those."""
+    from taskq_sdk import Client
+
+    start_worker_process(modules=MODULES)
+    n = 20
+    with Client(settings=settings) as client:
+        job = client.submit("streams_pid", "st:pids", n, 0.05, _timeout=60)
+        seen: list[Any] = []
+        reader: Iterator[Any] = iter(job.stream())
+        for item in reader:
+            seen.append(item)
+            if item == 4:
+                entry = wait_until(lambda: sync_redis.lindex("st:pids", 0), timeout=10, what="the job's pid")
+                os.kill(int(entry.decode().split(":")[0]), signal.SIGKILL)
+                start_worker_process(modules=MODULES)
+                break
+        seen.extend(reader)
+        marks = [i for i, x in enumerate(seen) if isinstance(x, StreamRestart)]
+        assert len(marks) == 1, seen
+        k = marks[0]
+        restart = seen[k]
+        assert restart.attempt == 2 and restart.discarded == k
+        assert seen[:k] == list(range(k)) and k >= 5  # the first attempt's items, no gap
+        assert seen[k + 1 :] == list(range(n))  # the second attempt's, each once
+        assert job.result(timeout=30) == list(range(n))
+        assert list(job.stream()) == list(range(n))  # a late reader: the last attempt only
+        assert job.info().attempts == 2
+    print(f"FIGURE stream_sigkill_items_before_restart={k}")
