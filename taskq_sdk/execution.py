@@ -35,7 +35,7 @@ from .runtime import (
     unbind_job,
 )
 from .serialization import RemoteError
-from .streaming import ItemWriter, consume_items, is_item_stream
+from .streaming import ItemWriter, StreamSlot, bind_stream, run_streaming, unbind_stream
 
 __all__ = ["Outcome", "execute"]
 
@@ -96,7 +96,8 @@ async def execute(
         outcome = await execute(spec, job_ctx, (1, 2), {}, arq_ctx=ctx, timeout=30,
                                 executor=pool, retry_base=60, retry_cap=3600)
 
-    ``stream`` makes the writer a generator job's items go through (see :mod:`taskq_sdk.streaming`).
+    ``stream`` makes the writer a job's streamed items go through (generators, ``stream_item()``: see
+    :mod:`taskq_sdk.streaming`).
     """
     call_args: tuple[Any, ...] = (arq_ctx, *args) if spec.takes_ctx else tuple(args)
     call_kwargs = dict(kwargs)
@@ -107,6 +108,8 @@ async def execute(
     token = bind_job(job)
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
+    slot = StreamSlot(stream, loop) if stream is not None else None
+    stream_token = bind_stream(slot)  # stream_item() and generators send items through it
     try:
         async with asyncio.timeout(timeout) as deadline:
             if spec.isolate:
@@ -118,17 +121,11 @@ async def execute(
                 if kind == "err":
                     return _isolated_failure(value, transient, defer, job, spec, retry_base, retry_cap, started)
             elif spec.is_async:
-                value = await spec.fn(*call_args, **call_kwargs)
+                value = await run_streaming(lambda: spec.fn(*call_args, **call_kwargs), slot, executor)
             else:
                 cv = contextvars.copy_context()
-                value = await loop.run_in_executor(
-                    executor, functools.partial(_call_sync, cv, spec.fn, call_args, call_kwargs)
-                )
-            if stream is not None and is_item_stream(value):  # a generator: its items stream as they come
-                streamed: Any = await consume_items(value, stream(), executor)
-                value = streamed
-            elif asyncio.iscoroutine(value):  # a sync wrapper that returned a coroutine (3.11: not a generator)
-                value = await value
+                call = functools.partial(_call_sync, cv, spec.fn, call_args, call_kwargs)
+                value = await run_streaming(lambda: loop.run_in_executor(executor, call), slot, executor)
     except TimeoutError as exc:
         duration = time.perf_counter() - started
         if deadline.expired():
@@ -151,6 +148,7 @@ async def execute(
     except Exception as exc:
         return _failure(exc, job, spec, retry_base, retry_cap, time.perf_counter() - started)
     finally:
+        unbind_stream(stream_token)
         unbind_job(token)
         job.end_output()
     return Outcome("complete", value=value, duration=time.perf_counter() - started)

@@ -49,12 +49,19 @@ if TYPE_CHECKING:
 __all__ = [
     "ItemWriter",
     "NotAStream",
+    "NotStreaming",
     "StreamRestart",
+    "StreamSlot",
     "StreamTooLong",
+    "bind_stream",
     "consume_items",
     "is_item_stream",
+    "item_sink",
     "item_writer",
     "read_items",
+    "run_streaming",
+    "stream_item",
+    "unbind_stream",
 ]
 
 #: items a worker holds before a producer waits for the server (per job): the server-side buffer is the stream
@@ -164,7 +171,14 @@ class ItemWriter:
         await self._settle()
 
     async def put(self, item: Any) -> None:
-        """Take one item: encode it (a typed error names it), check the bounds, queue it for the server."""
+        """Take one item: encode it (a typed error names it), check the bounds, queue it for the server;
+        waits while the server lags too far behind."""
+        self.put_nowait(item)
+        if len(self._pending) >= MAX_BUFFERED:
+            await self._settle()  # the server is slower than the producer: wait for it (bounded memory)
+
+    def put_nowait(self, item: Any) -> None:
+        """:meth:`put` without waiting for the server (for code on the worker's loop that cannot await)."""
         if self._error is not None:
             raise self._error
         if self.stopped.is_set():
@@ -186,8 +200,6 @@ class ItemWriter:
         self.items.append(item)
         self._pending.append(blob)
         self._kick()
-        if len(self._pending) >= MAX_BUFFERED:
-            await self._settle()  # the server is slower than the producer: wait for it (bounded memory)
 
     def _kick(self) -> None:
         if self._sender is None or self._sender.done():
@@ -233,6 +245,123 @@ class ItemWriter:
         self._kick()
         await self._settle()
         return self.items
+
+
+class NotStreaming(TaskqError, RuntimeError):
+    """:func:`stream_item` called outside a job that a taskq worker runs (nowhere to send the item)."""
+
+
+_slot: contextvars.ContextVar[StreamSlot | None] = contextvars.ContextVar("taskq_stream", default=None)
+
+
+class StreamSlot:
+    """One attempt's stream: its writer is made at the first item (most jobs never stream).
+
+    Example::
+
+        slot = StreamSlot(make_writer, loop)
+        slot.send(item)            # from the job's code: on the loop or in a thread
+        await slot.flush()         # before the job's outcome is recorded
+    """
+
+    def __init__(self, make: Callable[[], ItemWriter], loop: asyncio.AbstractEventLoop) -> None:
+        self._make = make
+        self._loop = loop
+        self._writer: ItemWriter | None = None
+
+    @property
+    def writer(self) -> ItemWriter:
+        if self._writer is None:
+            self._writer = self._make()
+        return self._writer
+
+    def send(self, item: Any) -> None:
+        """Queue ``item`` (thread-safe); off the loop it waits while the server lags behind."""
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            self.writer.put_nowait(item)
+        else:
+            asyncio.run_coroutine_threadsafe(self._put(item), self._loop).result()
+
+    async def _put(self, item: Any) -> None:
+        await self.writer.put(item)
+
+    async def flush(self) -> None:
+        """Send every queued item; raises what stopped the stream (a bound, a lost claim)."""
+        if self._writer is not None:
+            await self._writer.close()
+
+
+def bind_stream(slot: StreamSlot | None) -> contextvars.Token[StreamSlot | None]:
+    """Make ``slot`` the stream of the job running in this context (the worker's job wrapper)."""
+    return _slot.set(slot)
+
+
+def unbind_stream(token: contextvars.Token[StreamSlot | None]) -> None:
+    """Undo :func:`bind_stream`."""
+    _slot.reset(token)
+
+
+def stream_item(item: Any) -> None:
+    """Send one item to the running job's stream now; the job's return value stays its result.
+
+    For jobs that return a result *and* show partial output while they run (a generator job streams
+    its yields instead). Works from async and sync job code, threads included; raises
+    :class:`NotStreaming` outside a job run by ``python -m taskq_sdk.worker`` (or a LocalCluster).
+
+    Example::
+
+        @taskq_sdk.job
+        def train(epochs):
+            for epoch in range(epochs):
+                stream_item({"epoch": epoch, "loss": step()})
+            return "model.pt"
+    """
+    slot = _slot.get()
+    if slot is None:
+        raise NotStreaming(
+            "stream_item() works inside a job that a taskq worker runs (python -m taskq_sdk.worker or a "
+            "LocalCluster); here there is no job stream to send the item to"
+        )
+    slot.send(item)
+
+
+def item_sink() -> Callable[[Any], None] | None:
+    """:func:`stream_item` when the running code is a job with a stream, else None (for optional streaming).
+
+    Example::
+
+        send = item_sink()
+        if send is not None: send({"step": 1})
+    """
+    return stream_item if _slot.get() is not None else None
+
+
+async def run_streaming(call: Callable[[], Awaitable[Any]], slot: StreamSlot | None, executor: Executor | None) -> Any:
+    """Await the job function's ``call()``; stream a generator's items (the list is the value) and send
+    what it queued with :func:`stream_item`, before its outcome is known (items before an error included).
+
+    Example::
+
+        value = await run_streaming(lambda: fn(*args), slot, pool)
+    """
+    try:
+        value = await call()
+        if slot is not None and is_item_stream(value):
+            value = await consume_items(value, slot.writer, executor)
+        elif asyncio.iscoroutine(value):  # a sync wrapper that returned a coroutine (3.11: not a generator)
+            value = await value
+        if slot is not None:
+            await slot.flush()
+        return value
+    except BaseException:
+        if slot is not None:
+            with contextlib.suppress(BaseException):
+                await slot.flush()
+        raise
 
 
 async def consume_items(value: Any, writer: ItemWriter, executor: Executor | None) -> list[Any]:

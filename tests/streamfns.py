@@ -11,6 +11,7 @@ from typing import Any
 import redis
 
 import taskq_sdk
+from taskq_sdk.streaming import stream_item
 
 
 @taskq_sdk.job
@@ -76,3 +77,20 @@ async def streams_pid(ctx: dict[str, Any], key: str, n: int, step: float) -> Asy
     for i in range(n):
         yield i
         await asyncio.sleep(step)
+
+
+@taskq_sdk.job
+def trains(epochs: int) -> str:
+    """Streams one item per epoch with stream_item() (from a worker thread) and returns its own result."""
+    for epoch in range(epochs):
+        stream_item({"epoch": epoch, "loss": 1.0 / (epoch + 1)})
+    return f"model after {epochs} epochs"
+
+
+@taskq_sdk.job
+async def trains_async(epochs: int) -> str:
+    """stream_item() from async code on the worker's loop."""
+    for epoch in range(epochs):
+        stream_item(epoch)
+        await asyncio.sleep(0)
+    return "done"

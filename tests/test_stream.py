@@ -218,3 +218,44 @@ def test_a_worker_killed_mid_stream_restarts_the_stream_as_documented(
         assert list(job.stream()) == list(range(n))  # a late reader: the last attempt only
         assert job.info().attempts == 2
     print(f"FIGURE stream_sigkill_items_before_restart={k}")
+
+
+def test_stream_item_streams_from_a_job_that_returns_its_own_result(api: Api, stream_worker: Any) -> None:
+    client = api.client()
+    job = api(client.submit("trains", 3))
+    assert api.iterate(job.stream()) == [{"epoch": e, "loss": 1.0 / (e + 1)} for e in range(3)]
+    assert api(job.result(timeout=10)) == "model after 3 epochs"
+    ajob = api(client.submit("trains_async", 4))
+    assert api.iterate(ajob.stream()) == [0, 1, 2, 3]
+    assert api(ajob.result(timeout=10)) == "done"
+
+
+def test_stream_item_outside_a_worker_says_where_it_works() -> None:
+    from taskq_sdk.streaming import NotStreaming, item_sink, stream_item
+
+    assert item_sink() is None
+    with pytest.raises(NotStreaming, match="inside a job that a taskq worker runs"):
+        stream_item(1)
+
+
+def test_the_video_job_streams_thumbnails_and_segment_stats(api: Api, start_worker: Any, tmp_path: Any) -> None:
+    from .media import MediaServer, make_video
+
+    make_video(tmp_path / "clip.mp4", seconds=2, fps=10, size=(96, 64), scene_cuts=1)
+    start_worker(allow_private_urls=True, artifacts_dir=tmp_path / "artifacts")
+    client = api.client()
+    with MediaServer(tmp_path) as server:
+        job = api(client.submit("process_video_async", server.url("/files/clip.mp4"), thumbnails=4))
+        items = api.iterate(job.stream())
+        result = api(job.result(timeout=30))  # the final result is as before: the whole analysis
+    assert result["scene_changes"] == 1 and len(result["thumbnails"]) == 4
+    kinds = [(item["kind"], item["index"]) for item in items]
+    # each thumbnail (the middle frame of its quarter) comes before its quarter's stats, in order
+    assert kinds == [(k, i) for i in range(4) for k in ("thumbnail", "segment")]
+    thumbs = [item for item in items if item["kind"] == "thumbnail"]
+    assert [t["path"] for t in thumbs] == result["thumbnails"]
+    assert all(t["jpeg"][:2] == b"\xff\xd8" for t in thumbs)  # JPEG bytes, ready to show
+    segments = [item for item in items if item["kind"] == "segment"]
+    assert sum(s["frames"] for s in segments) == 20
+    assert sum(s["scene_changes"] for s in segments) == result["scene_changes"]
+    assert all(s["mean_brightness"] is not None for s in segments)
