@@ -35,7 +35,7 @@ from .runtime import (
     unbind_job,
 )
 from .serialization import RemoteError
-from .streaming import ItemWriter, StreamSlot, bind_stream, run_streaming, unbind_stream
+from .streaming import ItemWriter, StreamSlot, bind_stream, refuse_isolated_stream, run_streaming, unbind_stream
 
 __all__ = ["Outcome", "execute"]
 
@@ -115,6 +115,7 @@ async def execute(
             if spec.isolate:
                 from ._isolation import run_isolated
 
+                refuse_isolated_stream(spec.fn)
                 kind, value, transient, defer = await run_isolated(
                     spec.fn, call_args, call_kwargs, job, takes_ctx=spec.takes_ctx, timeout=None
                 )

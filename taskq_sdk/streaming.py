@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._backend.stream_io import StreamAppender, read_entries
 from .config import Settings
-from .errors import TaskqError, short_id
+from .errors import ConfigurationError, TaskqError, short_id
 from .runtime import StopJob
 from .serialization import Codec
 
@@ -59,6 +59,7 @@ __all__ = [
     "item_sink",
     "item_writer",
     "read_items",
+    "refuse_isolated_stream",
     "run_streaming",
     "stream_item",
     "unbind_stream",
@@ -245,6 +246,21 @@ class ItemWriter:
         self._kick()
         await self._settle()
         return self.items
+
+
+def refuse_isolated_stream(fn: Any) -> None:
+    """Raise :class:`~taskq_sdk.errors.ConfigurationError` for a generator job marked ``isolate=True``
+    (its items would have to cross processes, which is not supported).
+
+    Example::
+
+        refuse_isolated_stream(spec.fn)   # in the worker, before starting the subprocess
+    """
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise ConfigurationError(
+            f"{getattr(fn, '__name__', fn)!r} is a generator marked isolate=True: a streaming job cannot run in "
+            "its own process (its items would have to cross processes); drop isolate=True to stream its items"
+        )
 
 
 class NotStreaming(TaskqError, RuntimeError):

@@ -94,3 +94,9 @@ async def trains_async(epochs: int) -> str:
         stream_item(epoch)
         await asyncio.sleep(0)
     return "done"
+
+
+@taskq_sdk.job(isolate=True)
+def isolated_stream(n: int) -> Iterator[int]:
+    """A generator marked isolate=True: refused with a clear error."""
+    yield from range(n)

@@ -17,6 +17,7 @@ from taskq_sdk import JobCancelled, JobFailed, JobStatus
 from taskq_sdk.config import Settings
 from taskq_sdk.streaming import NotAStream, StreamRestart
 
+from .cluster_fixtures import real_cluster  # noqa: F401  (fixture)
 from .conftest import JOBS, Api, wait_until
 
 STREAMFNS = "tests.streamfns"
@@ -259,3 +260,66 @@ def test_the_video_job_streams_thumbnails_and_segment_stats(api: Api, start_work
     assert sum(s["frames"] for s in segments) == 20
     assert sum(s["scene_changes"] for s in segments) == result["scene_changes"]
     assert all(s["mean_brightness"] is not None for s in segments)
+
+
+def test_a_cache_hit_streams_the_cached_items_which_live_as_long_as_the_entry(
+    api: Api, stream_worker: Any, sync_redis: Any, settings: Settings
+) -> None:
+    from taskq_sdk._backend import layout
+    from taskq_sdk._backend.stream_io import stream_key
+
+    client = api.client()
+    first = api(client.submit("count_up", 5, _cache=True))
+    assert api(first.result(timeout=10)) == list(range(5))
+    hit = api(client.submit("count_up", 5, _cache=True))
+    assert hit.cached and api.iterate(hit.stream()) == list(range(5))
+    ttl_ms = sync_redis.pttl(stream_key(layout, first.id))
+    assert ttl_ms > settings.keep_result * 1000  # raised with the cache entry (TASKQ_CACHE_TTL), like the result
+
+
+def test_an_upstream_failure_and_a_timeout_end_the_stream_with_their_errors(api: Api, stream_worker: Any) -> None:
+    from taskq_sdk import JobTimedOut
+
+    client = api.client()
+    upstream = api(client.submit("fail_after", 1))
+    dependent = api(client.submit("count_up", upstream))
+    with pytest.raises(JobFailed) as failed:
+        api.iterate(dependent.stream())
+    assert failed.value.remote_type == "UpstreamFailed"
+    slow = api(client.submit("endless", 0.01, _timeout=1))
+    seen: list[Any] = []
+    with pytest.raises(JobTimedOut):
+        _collect_into(api, slow.stream(), seen)
+    assert seen and seen == list(range(len(seen)))  # the items before the time limit, in order
+
+
+@pytest.mark.redis_cluster
+def test_streaming_on_a_redis_cluster(real_cluster: Any) -> None:  # noqa: F811
+    """The hash-tagged cluster layout: appends, the end entry and reads all live in the queue's slot."""
+    from taskq_sdk import Client
+    from taskq_sdk.local import WorkerThread
+
+    from .conftest import FAST
+
+    s = Settings(redis_url=real_cluster.url, **FAST)  # type: ignore[arg-type]
+    w = WorkerThread(s, list(MODULES)).start()
+    try:
+        wait_until(lambda: w.engine is not None and w.engine.status == "running", 20, what="worker running")
+        with Client(settings=s) as client:
+            job = client.submit("count_up", 600)
+            assert list(job.stream()) == list(range(600))
+            assert job.result(timeout=30) == list(range(600))
+            seen: list[Any] = []
+            with pytest.raises(JobFailed, match="broke after 2 items"):
+                seen.extend(client.submit("fail_after", 2).stream())
+            assert seen == [0, 1]
+    finally:
+        w.stop(now=True, timeout=20)
+
+
+def test_an_isolated_generator_is_refused_with_the_reason(stream_worker: Any, settings: Settings) -> None:
+    from taskq_sdk import Client
+
+    with Client(settings=settings) as client, pytest.raises(JobFailed, match="drop isolate=True") as failed:
+        client.submit("isolated_stream", 3).result(timeout=30)
+    assert failed.value.remote_type.endswith("ConfigurationError")
