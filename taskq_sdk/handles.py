@@ -652,19 +652,21 @@ class Job:
         return self._portal.call(self._job.cancel)
 
     def stream(self) -> Iterator[Any]:
-        # one blocking step of the async reader per item; leaving the loop early closes the reader
-        reader = self._job.stream()
-        done = object()
+        # one blocking step of the async reader per batch of items; leaving the loop early closes the reader
+        from .streaming import read_batches
 
-        async def step() -> Any:
+        reader = read_batches(self._job)
+        done: list[Any] = []
+
+        async def step() -> list[Any]:
             try:
                 return await reader.__anext__()
             except StopAsyncIteration:
                 return done
 
         try:
-            while (item := self._portal.call(step)) is not done:
-                yield item
+            while (batch := self._portal.call(step)) is not done:
+                yield from batch
         finally:
             aclose = getattr(reader, "aclose", None)
             if aclose is not None:

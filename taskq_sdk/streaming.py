@@ -58,6 +58,7 @@ __all__ = [
     "is_item_stream",
     "item_sink",
     "item_writer",
+    "read_batches",
     "read_items",
     "refuse_isolated_stream",
     "run_streaming",
@@ -163,6 +164,8 @@ class ItemWriter:
         self._begin: int | None = attempt
         self._sender: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
+        self._handed = 0  # items a producer thread handed over
+        self._refused: BaseException | None = None  # why an item handed over from a thread was not taken
         #: set when the attempt stopped (cancel, timeout, lost claim): a producer thread's next item stops it
         self.stopped = threading.Event()
 
@@ -180,17 +183,46 @@ class ItemWriter:
 
     def put_nowait(self, item: Any) -> None:
         """:meth:`put` without waiting for the server (for code on the worker's loop that cannot await)."""
+        self._check()
+        self._accept(item, self._codec.dumps(item, what=f"stream item {len(self.items)}"))
+
+    def _check(self) -> None:
         if self._error is not None:
             raise self._error
+        if self._refused is not None:
+            raise self._refused
         if self.stopped.is_set():
             raise StopJob(f"job {self.job_id} stopped streaming")
+
+    def put_from_thread(self, item: Any, loop: asyncio.AbstractEventLoop) -> None:
+        """:meth:`put` from a producer thread: encoded here, handed to the loop without a round trip;
+        every :data:`MAX_BUFFERED` items it waits for the server. An error surfaces at the next item."""
+        self._check()
+        blob = self._codec.dumps(item, what=f"stream item {self._handed}")
+        self._handed += 1
+        loop.call_soon_threadsafe(self._accept_quietly, item, blob)
+        if self._handed % MAX_BUFFERED == 0:
+            asyncio.run_coroutine_threadsafe(self._settle_quietly(), loop).result()
+
+    def _accept_quietly(self, item: Any, blob: bytes) -> None:
+        if self._error is not None or self._refused is not None or self.stopped.is_set():
+            return
+        try:
+            self._accept(item, blob)
+        except Exception as exc:  # a bound: the producer raises it at its next item (what came before is sent)
+            self._refused = exc
+
+    async def _settle_quietly(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._settle()
+
+    def _accept(self, item: Any, blob: bytes) -> None:
         index = len(self.items)
         if index >= self.max_items:
             raise StreamTooLong(
                 f"job {self.job_id} yielded more than {self.max_items:,} items (TASKQ_STREAM_MAX_ITEMS); the "
                 f"first {self.max_items:,} were streamed and stay readable. Yield fewer, larger items."
             )
-        blob = self._codec.dumps(item, what=f"stream item {index}")
         if self.bytes + len(blob) > self.max_bytes:
             raise StreamTooLong(
                 f"job {self.job_id}'s items would take over {self.max_bytes:,} bytes (TASKQ_MAX_RESULT_BYTES: "
@@ -245,6 +277,8 @@ class ItemWriter:
         """Send what is left; the attempt's items (its result), or the error that stopped the stream."""
         self._kick()
         await self._settle()
+        if self._refused is not None:
+            raise self._refused
         return self.items
 
 
@@ -300,10 +334,7 @@ class StreamSlot:
         if on_loop:
             self.writer.put_nowait(item)
         else:
-            asyncio.run_coroutine_threadsafe(self._put(item), self._loop).result()
-
-    async def _put(self, item: Any) -> None:
-        await self.writer.put(item)
+            self.writer.put_from_thread(item, self._loop)
 
     async def flush(self) -> None:
         """Send every queued item; raises what stopped the stream (a bound, a lost claim)."""
@@ -366,7 +397,12 @@ async def run_streaming(call: Callable[[], Awaitable[Any]], slot: StreamSlot | N
     """
     try:
         value = await call()
-        if slot is not None and is_item_stream(value):
+        if is_item_stream(value):
+            if slot is None:
+                raise ConfigurationError(
+                    "this job is a generator, and its items stream only on taskq's own worker "
+                    "(python -m taskq_sdk.worker or a LocalCluster), not on the stock arq command"
+                )
             value = await consume_items(value, slot.writer, executor)
         elif asyncio.iscoroutine(value):  # a sync wrapper that returned a coroutine (3.11: not a generator)
             value = await value
@@ -413,9 +449,7 @@ async def consume_items(value: Any, writer: ItemWriter, executor: Executor | Non
 def _drain_in_thread(gen: Any, writer: ItemWriter, loop: asyncio.AbstractEventLoop) -> None:
     try:
         for item in gen:
-            if writer.stopped.is_set():
-                raise StopJob(f"job {writer.job_id} stopped streaming")
-            asyncio.run_coroutine_threadsafe(writer.put(item), loop).result()
+            writer.put_from_thread(item, loop)
     finally:
         gen.close()
 
@@ -457,6 +491,19 @@ async def read_items(job: AsyncJob) -> AsyncIterator[Any]:
 
         async for item in read_items(ajob): print(item)
     """
+    async for batch in read_batches(job):
+        for item in batch:
+            yield item
+
+
+async def read_batches(job: AsyncJob) -> AsyncIterator[list[Any]]:
+    """:func:`read_items` in the batches the server returns them (one list per read): what the blocking
+    ``Job.stream()`` fetches per call into the client's loop.
+
+    Example::
+
+        async for batch in read_batches(ajob): print(len(batch))
+    """
     core = job.core
     after, attempt, given = "0-0", None, 0
     block = min(READ_BLOCK_MS, int(core.settings.socket_timeout * 500))
@@ -474,20 +521,25 @@ async def read_items(job: AsyncJob) -> AsyncIterator[Any]:
             if not entries:
                 await _ended_unstreamed(job, streamed=attempt is not None)
                 return
+        batch: list[Any] = []
         for entry in entries:
             after = entry.id
             if entry.kind == "b":
                 if given and entry.attempt != attempt:
-                    yield StreamRestart(attempt=entry.attempt, discarded=given)
+                    batch.append(StreamRestart(attempt=entry.attempt, discarded=given))
                     given = 0
                 attempt = entry.attempt
             elif entry.kind == "i":
                 given += 1
-                yield store.codec.loads(entry.value)
+                batch.append(store.codec.loads(entry.value))
             elif entry.kind == "e":
+                if batch:
+                    yield batch
                 if entry.state != "complete":
                     await job.result()  # raises the job's error, as result() does
                 return
+        if batch:
+            yield batch
 
 
 async def _ended_unstreamed(job: AsyncJob, *, streamed: bool) -> None:
