@@ -341,6 +341,11 @@ class StreamSlot:
         if self._writer is not None:
             await self._writer.close()
 
+    def stop(self) -> None:
+        """The attempt ended (an error, a cancel, its time limit): later items from its threads are refused."""
+        if self._writer is not None:
+            self._writer.stopped.set()
+
 
 def bind_stream(slot: StreamSlot | None) -> contextvars.Token[StreamSlot | None]:
     """Make ``slot`` the stream of the job running in this context (the worker's job wrapper)."""
@@ -411,6 +416,7 @@ async def run_streaming(call: Callable[[], Awaitable[Any]], slot: StreamSlot | N
         return value
     except BaseException:
         if slot is not None:
+            slot.stop()
             with contextlib.suppress(BaseException):
                 await slot.flush()
         raise

@@ -323,3 +323,18 @@ def test_an_isolated_generator_is_refused_with_the_reason(stream_worker: Any, se
     with Client(settings=settings) as client, pytest.raises(JobFailed, match="drop isolate=True") as failed:
         client.submit("isolated_stream", 3).result(timeout=30)
     assert failed.value.remote_type.endswith("ConfigurationError")
+
+
+def test_task_queue_service_streams_a_job_by_id(stream_worker: Any, settings: Settings) -> None:
+    import asyncio
+
+    from taskq_sdk.queue_service import TaskQueueService
+
+    async def story() -> tuple[list[Any], Any]:
+        async with TaskQueueService(settings=settings) as queue:
+            job_id = await queue.enqueue("count_up", 4)
+            items = [item async for item in queue.stream(job_id)]
+            return items, await queue.wait(job_id, timeout=10)
+
+    items, result = asyncio.run(story())
+    assert items == [0, 1, 2, 3] and result == [0, 1, 2, 3]
