@@ -32,6 +32,7 @@ import contextlib
 import contextvars
 import inspect
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -72,8 +73,6 @@ MAX_BUFFERED = 1000
 BURST = 500
 #: how long a reader blocks on the server before it looks at the job's state again (ms)
 READ_BLOCK_MS = 2000
-#: how often a write is tried when the server does not answer, before the job fails with the error
-WRITE_TRIES = 5
 
 
 @dataclass(frozen=True)
@@ -150,8 +149,10 @@ class ItemWriter:
         max_items: int,
         max_bytes: int,
         on_lost: Callable[[], None] | None = None,
+        patience: float = 10.0,
     ) -> None:
         self._append = append
+        self.patience = patience
         self._codec = codec
         self.job_id = job_id
         self.attempt = attempt
@@ -262,16 +263,18 @@ class ItemWriter:
                 self._error = RuntimeError(f"the server refused the job's items: {out}")
 
     async def _write(self, burst: Sequence[bytes]) -> str:
-        delay = 0.1
-        for attempt in range(WRITE_TRIES):
+        # an outage: try again for up to `patience` seconds (the worker's outage budget), then fail
+        # the attempt with the error (a connection error is transient: the job is retried)
+        deadline = time.monotonic() + self.patience
+        delay = 0.05
+        while True:
             try:
                 return await self._append(burst, begin=self._begin)
             except Exception:
-                if attempt == WRITE_TRIES - 1:
+                if time.monotonic() + delay > deadline:
                     raise
                 await asyncio.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
+                delay = min(delay * 2, 1.0)
 
     async def close(self) -> list[Any]:
         """Send what is left; the attempt's items (its result), or the error that stopped the stream."""
@@ -486,6 +489,7 @@ def item_writer(
         max_items=settings.stream_max_items,
         max_bytes=settings.max_result_bytes,
         on_lost=on_lost,
+        patience=max(settings.outage_budget, 1.0),
     )
 
 
