@@ -100,3 +100,12 @@ async def trains_async(epochs: int) -> str:
 def isolated_stream(n: int) -> Iterator[int]:
     """A generator marked isolate=True: refused with a clear error."""
     yield from range(n)
+
+
+@taskq_sdk.job
+async def streams_tagged(ctx: dict[str, Any], key: str, n: int, step: float) -> AsyncIterator[dict[str, int]]:
+    """Like streams_pid, but each item names the process and attempt that produced it."""
+    await ctx["redis"].rpush(key, f"{os.getpid()}:{ctx['job_try']}")
+    for i in range(n):
+        yield {"pid": os.getpid(), "attempt": ctx["job_try"], "i": i}
+        await asyncio.sleep(step)

@@ -338,3 +338,39 @@ def test_task_queue_service_streams_a_job_by_id(stream_worker: Any, settings: Se
 
     items, result = asyncio.run(story())
     assert items == [0, 1, 2, 3] and result == [0, 1, 2, 3]
+
+
+@pytest.mark.chaos
+def test_a_frozen_worker_that_wakes_up_cannot_add_to_the_new_attempts_stream(
+    settings: Settings, start_worker_process: Any, sync_redis: Any
+) -> None:
+    """SIGSTOP the worker mid-stream: its claim lapses, a second worker runs attempt 2; SIGCONT the first:
+    its late items are refused (fenced), so after the StreamRestart every item is attempt 2's, each once."""
+    from taskq_sdk import Client
+
+    first = start_worker_process(modules=MODULES)
+    n = 30
+    with Client(settings=settings) as client:
+        job = client.submit("streams_tagged", "st:tagged", n, 0.05, _timeout=60)
+        reader: Iterator[Any] = iter(job.stream())
+        seen = [next(reader) for _ in range(4)]
+        entry = wait_until(lambda: sync_redis.lindex("st:tagged", 0), timeout=10, what="the job's pid")
+        frozen = int(entry.decode().split(":")[0])
+        assert frozen == first.pid
+        os.kill(frozen, signal.SIGSTOP)
+        try:
+            second = start_worker_process(modules=MODULES)
+            for item in reader:  # attempt 1's unsent tail (if any), the marker, then attempt 2
+                seen.append(item)
+                if isinstance(item, dict) and item["attempt"] == 2 and item["i"] == 5:
+                    break
+        finally:
+            os.kill(frozen, signal.SIGCONT)  # wakes up mid-attempt: its next writes are refused
+        seen.extend(reader)
+        k = next(i for i, x in enumerate(seen) if isinstance(x, StreamRestart))
+        assert all(isinstance(x, dict) and x["pid"] == frozen and x["attempt"] == 1 for x in seen[:k])
+        assert [x["i"] for x in seen[:k]] == list(range(k))
+        after = seen[k + 1 :]
+        assert [(x["pid"], x["attempt"], x["i"]) for x in after] == [(second.pid, 2, i) for i in range(n)]
+        assert [x["i"] for x in job.result(timeout=30)] == list(range(n))
+        assert [x["pid"] for x in job.stream()] == [second.pid] * n  # a late reader: attempt 2 only
