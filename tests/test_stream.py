@@ -374,3 +374,38 @@ def test_a_frozen_worker_that_wakes_up_cannot_add_to_the_new_attempts_stream(
         assert [(x["pid"], x["attempt"], x["i"]) for x in after] == [(second.pid, 2, i) for i in range(n)]
         assert [x["i"] for x in job.result(timeout=30)] == list(range(n))
         assert [x["pid"] for x in job.stream()] == [second.pid] * n  # a late reader: attempt 2 only
+
+
+@pytest.mark.security
+def test_a_tenant_user_streams_its_own_job_and_another_tenant_cannot_read_it(
+    redis_url: str, start_worker_process: Any
+) -> None:
+    import redis
+
+    from taskq_sdk import Client, JobNotFound
+    from taskq_sdk.security import create_tenant_user
+
+    from .conftest import FAST
+
+    admin = redis.Redis.from_url(redis_url)
+    urls = {t: create_tenant_user(admin, t, password=f"{t}-pw-123", base_url=redis_url) for t in ("acme", "globex")}
+    try:
+        start_worker_process(env={"REDIS_URL": urls["acme"], "TASKQ_QUEUE": "acme"}, modules=MODULES)
+        with (
+            Client(urls["acme"], tenant="acme", queue="acme", **FAST) as acme,
+            Client(urls["globex"], tenant="globex", queue="globex", **FAST) as globex,
+        ):
+            job = acme.submit("count_up", 3)
+            assert list(job.stream()) == [0, 1, 2]  # XADD/XTRIM in the script, XREAD: within the tenant's ACL
+            with pytest.raises(JobNotFound):
+                globex.job(job.id)
+            raw = redis.Redis.from_url(urls["globex"])
+            try:
+                with pytest.raises(redis.exceptions.NoPermissionError):
+                    raw.xrange(f"taskq:t:acme:st:{job.id}")
+            finally:
+                raw.close()
+    finally:
+        for t in urls:
+            admin.execute_command("ACL", "DELUSER", t)
+        admin.close()
