@@ -409,3 +409,33 @@ def test_a_tenant_user_streams_its_own_job_and_another_tenant_cannot_read_it(
         for t in urls:
             admin.execute_command("ACL", "DELUSER", t)
         admin.close()
+
+
+def test_notebook_functions_stream_on_a_local_cluster() -> None:
+    """@cluster.job generators (shipped to the cluster's worker subprocess) and stream_item() in a notebook function."""
+    import asyncio
+
+    from taskq_sdk import LocalCluster
+    from taskq_sdk.streaming import stream_item
+
+    from .conftest import FAST
+
+    with LocalCluster(n_workers=1, settings=Settings(**FAST)) as cluster:  # type: ignore[arg-type]
+
+        @cluster.job
+        def cubes(n: int) -> Iterator[int]:
+            for i in range(n):
+                yield i**3
+
+        @cluster.job
+        async def losses(epochs: int) -> str:
+            for epoch in range(epochs):
+                stream_item({"epoch": epoch})
+                await asyncio.sleep(0)
+            return "trained"
+
+        client = cluster.client()
+        job = client.submit(cubes, 4)
+        assert list(job.stream()) == [0, 1, 8, 27] and job.result(timeout=30) == [0, 1, 8, 27]
+        trained = client.submit(losses, 2)
+        assert list(trained.stream()) == [{"epoch": 0}, {"epoch": 1}] and trained.result(timeout=30) == "trained"
