@@ -574,8 +574,9 @@ end
 # ----------------------------------------------------------------------------- jobs that stream
 #: per tenant: ``st:<job id>``, a stream of the items a generator job yields (see
 #: :mod:`taskq_sdk._backend.stream_io`): ``k`` 'b' (an attempt begins: ``a``), 'i' (an item: ``v``),
-#: 'e' (the job ended: ``s`` its state). Lua run when a job finishes ('done'): a job that streamed gets
-#: its end entry, and its stream lives as long as its result (the cache may raise both after this).
+#: 'e' (the job ended: ``s`` its state). Lua run when a job finishes ('done'): a job that streamed (its
+#: meta's ``stream`` field, set by the first append) gets its end entry, and its stream lives as long as its
+#: result (the cache may raise both after this); other jobs pay one more field in FINISH's HMGET.
 STREAM_END = """
 local function stream_end(id, state, ttl, meta_ttl)
   local sk = TNS .. tenant_of(id) .. ':st:' .. id
@@ -621,10 +622,12 @@ local function finish_one(i)
     if not has_meta and ARGV[i + 8] ~= '' and string.sub(ARGV[i + 8], 1, 11) == 'CorruptJob:' then
       has_meta = true  -- a corrupt meta key was dropped: record the outcome in a fresh one
     end
+    local streamed = false
     if has_meta then
       redis.call('HSET', mk, 'state', ARGV[i + 5], 'finished', ARGV[i + 7], 'err', ARGV[i + 8],
         'dur', ARGV[i + 9])
-      local m = redis.call('HMGET', mk, 'ws', 'fn', 'batch')
+      local m = redis.call('HMGET', mk, 'ws', 'fn', 'batch', 'stream')
+      streamed = m[4]
       pcall(count, tenant_of(id), m[1] or 'default', m[2] or '?', tonumber(ARGV[i + 7]), ARGV[i + 5],
         tonumber(ARGV[i + 9]))
       pcall(batch_count, id, m[3], ARGV[i + 5], ARGV[i + 7])
@@ -638,7 +641,7 @@ local function finish_one(i)
         notify(id, mk, ARGV[i + 12])
       end
     end
-    pcall(stream_end, id, ARGV[i + 5], ARGV[i + 4], ARGV[i + 6])
+    if streamed then pcall(stream_end, id, ARGV[i + 5], ARGV[i + 4], ARGV[i + 6]) end
     pcall(cache_settle, id, ARGV[i + 5])
     pcall(release_children, id, ARGV[i + 5], tonumber(ARGV[i + 7]))
   elseif op == 'retry' then
