@@ -170,6 +170,7 @@ class Settings(BaseSettings):
     max_result_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, validation_alias=_env("max_result_bytes", "TASKQ_MAX_RESULT_BYTES")
     )
+    stream_max_items: int = Field(100_000, ge=1, validation_alias=_env("stream_max_items", "TASKQ_STREAM_MAX_ITEMS"))
     serializer: Literal["msgpack", "pickle"] = Field(
         "msgpack",
         validation_alias=_env("serializer", "TASKQ_SERIALIZER"),

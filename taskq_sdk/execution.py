@@ -36,6 +36,7 @@ from .runtime import (
     unbind_job,
 )
 from .serialization import RemoteError
+from .streaming import ItemWriter, StreamSlot, bind_stream, refuse_isolated_stream, run_streaming, unbind_stream
 
 __all__ = ["Outcome", "execute"]
 
@@ -88,6 +89,7 @@ async def execute(
     executor: Executor | None,
     retry_base: float,
     retry_cap: float,
+    stream: Callable[[], ItemWriter] | None = None,
 ) -> Outcome:
     """Run one attempt of ``spec`` and return its :class:`Outcome` (cancellation propagates).
 
@@ -96,6 +98,9 @@ async def execute(
         # not run: worker internals, the engine runs each attempt so
         outcome = await execute(spec, job_ctx, (1, 2), {}, arq_ctx=ctx, timeout=30,
                                 executor=pool, retry_base=60, retry_cap=3600)
+
+    ``stream`` makes the writer a job's streamed items go through (generators, ``stream_item()``: see
+    :mod:`taskq_sdk.streaming`).
     """
     call_args: tuple[Any, ...] = (arq_ctx, *args) if spec.takes_ctx else tuple(args)
     call_kwargs = dict(kwargs)
@@ -106,25 +111,25 @@ async def execute(
     token = bind_job(job)
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
+    slot = StreamSlot(stream, loop) if stream is not None else None
+    stream_token = bind_stream(slot)  # stream_item() and generators send items through it
     try:
         async with asyncio.timeout(timeout) as deadline:
             if spec.isolate:
                 from ._isolation import run_isolated
 
+                refuse_isolated_stream(spec.fn)
                 kind, value, transient, defer = await run_isolated(
                     spec.fn, call_args, call_kwargs, job, takes_ctx=spec.takes_ctx, timeout=None
                 )
                 if kind == "err":
                     return _isolated_failure(value, transient, defer, job, spec, retry_base, retry_cap, started)
             elif spec.is_async:
-                value = await spec.fn(*call_args, **call_kwargs)
+                value = await run_streaming(lambda: spec.fn(*call_args, **call_kwargs), slot, executor)
             else:
                 cv = contextvars.copy_context()
-                value = await loop.run_in_executor(
-                    executor, functools.partial(_call_sync, cv, spec.fn, call_args, call_kwargs)
-                )
-            if asyncio.iscoroutine(value):  # a sync wrapper that returned a coroutine
-                value = await value
+                call = functools.partial(_call_sync, cv, spec.fn, call_args, call_kwargs)
+                value = await run_streaming(lambda: loop.run_in_executor(executor, call), slot, executor)
     except TimeoutError as exc:
         duration = time.perf_counter() - started
         if deadline.expired():
@@ -147,6 +152,7 @@ async def execute(
     except Exception as exc:
         return _failure(exc, job, spec, retry_base, retry_cap, time.perf_counter() - started)
     finally:
+        unbind_stream(stream_token)
         unbind_job(token)
         job.end_output()
     return Outcome("complete", value=value, duration=time.perf_counter() - started)

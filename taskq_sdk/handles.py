@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._backend.store import JobState, ResultRecord
@@ -501,6 +501,21 @@ class AsyncJob:
         """
         return await self._core.cancel(self._id)
 
+    def stream(self) -> AsyncIterator[Any]:
+        """The items a generator job yields, as it yields them; ends when the job ends (see :mod:`taskq_sdk.streaming`).
+
+        Blocks on the server between items; a late reader gets every item, in order; a failed or
+        cancelled job raises its error after its items. Breaking out early does not stop the job.
+
+        Example::
+
+            async for thumb in job.stream():
+                show(thumb)
+        """
+        from .streaming import read_items
+
+        return read_items(self)
+
     async def retry(self, **overrides: Any) -> AsyncJob:
         """Submit the same call again as a new job linked to this one (``info().retry_of``).
 
@@ -643,6 +658,28 @@ class Job:
 
     def cancel(self) -> bool:
         return self._portal.call(self._job.cancel)
+
+    def stream(self) -> Iterator[Any]:
+        # one blocking step of the async reader per batch of items; leaving the loop early closes the reader
+        from .streaming import read_batches
+
+        reader = read_batches(self._job)
+        done: list[Any] = []
+
+        async def step() -> list[Any]:
+            try:
+                return await reader.__anext__()
+            except StopAsyncIteration:
+                return done
+
+        try:
+            while (batch := self._portal.call(step)) is not done:
+                yield from batch
+        finally:
+            aclose = getattr(reader, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    self._portal.call(aclose)
 
     def retry(self, **overrides: Any) -> Job:
         return Job(self._portal.call(self._job.retry, **overrides), self._owner)

@@ -32,6 +32,7 @@ completes, and fails with ``UpstreamFailed`` if it does not; identical calls of 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from .client import AsyncClient
@@ -155,6 +156,20 @@ class TaskQueueService:
         job = await self._client.job(job_id)
         new = await job.retry()
         return new.id
+
+    async def stream(self, job_id: str) -> AsyncIterator[Any]:
+        """The items a streaming job yields, as it yields them; raises the job's error after them
+        (see :mod:`taskq_sdk.streaming`). The video job streams its thumbnails and segment stats.
+
+        Example::
+
+            async for item in queue.stream(job_id):
+                print(item["kind"], item["index"])
+        """
+        self._check()
+        job = await self._client.job(job_id)
+        async for item in job.stream():
+            yield item
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Any:
         """Wait for a job's result (raises its error)."""

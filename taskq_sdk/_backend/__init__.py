@@ -12,6 +12,7 @@ adapter do. ``tests/test_quality.py`` keeps it so. Its parts:
 * ``store`` - a client's reads and writes of jobs, and its parts for the other key families:
   ``batches``, ``metrics_io``, ``health_io``, ``hooks``, ``schedules``;
 * ``events`` - one pub/sub connection per client, fanned out to waiters;
+* ``stream_io`` - the items of jobs that stream: appends fenced by the claim, blocking reads;
 * ``local_admin`` - the blocking reads and writes a LocalCluster makes on its own server;
 * ``engine`` - the worker (arq's ``Worker`` with push wake-up, batched claims and writes, renewed claims);
 * ``stock`` - running taskq jobs on the stock ``arq`` command.

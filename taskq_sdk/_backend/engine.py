@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -53,6 +54,7 @@ from ..models import WorkerInfo
 from ..registry import JobSpec
 from ..runtime import JobContext, Lease, install_output_capture, remote_error
 from ..serialization import Codec, RemoteError, codec_for
+from ..streaming import ItemWriter, item_writer
 from . import layout, limits
 from .connection import (
     close_redis,
@@ -900,6 +902,7 @@ class Engine(Worker):
                 executor=self._executor,
                 retry_base=self.settings.retry_delay,
                 retry_cap=self.settings.retry_max_delay,
+                stream=functools.partial(self._item_writer, job, jctx),
             )
         except asyncio.CancelledError:
             if await self._stopped(job, plan, jctx):
@@ -916,6 +919,15 @@ class Engine(Worker):
             await asyncio.shield(self._release(job.job_id))
             return None
         return outcome
+
+    def _item_writer(self, job: _ClaimedJob, jctx: JobContext) -> ItemWriter:
+        """Where a generator job's items go (see :mod:`.stream_io`); a lost claim stops the attempt."""
+
+        def lost() -> None:
+            jctx.stop_reason = jctx.stop_reason or "claim lost"
+
+        token = functools.partial(self._token, job.job_id)
+        return item_writer(self.pool, self.layout, self.codec, self.settings, job.job_id, job.attempt, token, lost)
 
     async def _stopped(self, job: _ClaimedJob, plan: _AttemptPlan, jctx: JobContext) -> bool:
         """The attempt's task was cancelled: record a cancel or drop a lost claim (True), or hand the

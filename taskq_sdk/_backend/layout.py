@@ -540,7 +540,7 @@ local function cache_settle(id, state)
   if state == 'complete' and redis.call('EXISTS', RES .. id) == 1 then
     redis.call('PEXPIRE', pk, ttl)
     local mk = meta_key(id)
-    for _, k in ipairs({RES .. id, mk, logs_key(id)}) do
+    for _, k in ipairs({RES .. id, mk, logs_key(id), TNS .. t .. ':st:' .. id}) do
       local left = redis.call('PTTL', k)
       if left >= 0 and left < ttl then redis.call('PEXPIRE', k, ttl) end
     end
@@ -671,6 +671,24 @@ local function release_children(id, state, now)
 end
 """
 
+# ----------------------------------------------------------------------------- jobs that stream
+#: per tenant: ``st:<job id>``, a stream of the items a generator job yields (see
+#: :mod:`taskq_sdk._backend.stream_io`): ``k`` 'b' (an attempt begins: ``a``), 'i' (an item: ``v``),
+#: 'e' (the job ended: ``s`` its state). Lua run when a job finishes ('done'): a job that streamed (its
+#: meta's ``stream`` field, set by the first append) gets its end entry, and its stream lives as long as its
+#: result (the cache may raise both after this); other jobs pay one more field in FINISH's HMGET.
+STREAM_END = """
+local function stream_end(id, state, ttl, meta_ttl)
+  local sk = TNS .. tenant_of(id) .. ':st:' .. id
+  if redis.call('EXISTS', sk) == 0 then return end
+  redis.call('XADD', sk, '*', 'k', 'e', 's', state)
+  ttl = tonumber(ttl)
+  if ttl > 0 then redis.call('PEXPIRE', sk, ttl)
+  elseif ttl < 0 then redis.call('PERSIST', sk)
+  else redis.call('PEXPIRE', sk, meta_ttl) end
+end
+"""
+
 FINISH_STRIDE = 13
 #: ARGV per job (FINISH_STRIDE values): op ('done' | 'retry' | 'release'), id, queue_key,
 #: result_bytes, result_ttl_ms (<0: forever), state, meta_ttl_ms, now, error, duration_ms,
@@ -682,6 +700,7 @@ FINISH = (
     PRELUDE
     + CACHE_SETTLE
     + UPSTREAM_RELEASE
+    + STREAM_END
     + """
 local function finish_one(i)
   local op, id, qk, tok = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 10]
@@ -703,10 +722,12 @@ local function finish_one(i)
     if not has_meta and ARGV[i + 8] ~= '' and string.sub(ARGV[i + 8], 1, 11) == 'CorruptJob:' then
       has_meta = true  -- a corrupt meta key was dropped: record the outcome in a fresh one
     end
+    local streamed = false
     if has_meta then
       redis.call('HSET', mk, 'state', ARGV[i + 5], 'finished', ARGV[i + 7], 'err', ARGV[i + 8],
         'dur', ARGV[i + 9])
-      local m = redis.call('HMGET', mk, 'ws', 'fn', 'batch')
+      local m = redis.call('HMGET', mk, 'ws', 'fn', 'batch', 'stream')
+      streamed = m[4]
       pcall(count, tenant_of(id), m[1] or 'default', m[2] or '?', tonumber(ARGV[i + 7]), ARGV[i + 5],
         tonumber(ARGV[i + 9]))
       pcall(batch_count, id, m[3], ARGV[i + 5], ARGV[i + 7])
@@ -720,6 +741,7 @@ local function finish_one(i)
         notify(id, mk, ARGV[i + 12])
       end
     end
+    if streamed then pcall(stream_end, id, ARGV[i + 5], ARGV[i + 4], ARGV[i + 6]) end
     pcall(cache_settle, id, ARGV[i + 5])
     pcall(release_children, id, ARGV[i + 5], tonumber(ARGV[i + 7]))
     pcall(release_parents, id, ARGV[i + 4])

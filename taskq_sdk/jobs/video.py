@@ -33,6 +33,7 @@ from ..config import Settings
 from ..errors import ConfigurationError, NotAVideo, VideoTooLarge
 from ..registry import job
 from ..runtime import report_progress
+from ..streaming import item_sink
 from ._fetch import AddressGuard, FetchLimits, fetch_source
 
 __all__ = [
@@ -413,6 +414,7 @@ def analyze_video(
     progress: AnalysisProgress | None = None,
     stop: threading.Event | None = None,
     max_pixels: int = MAX_PIXELS,
+    on_item: Callable[[dict[str, Any]], None] | None = None,
 ) -> VideoAnalysis:
     """Probe and decode a local video: write ``thumbnails`` JPEGs to ``out_dir``, measure sampled frames.
 
@@ -423,6 +425,9 @@ def analyze_video(
     decoded frame (throttle it yourself); setting ``stop`` makes it stop at the next frame. On failure
     the thumbnails it wrote are removed. Frames over ``max_pixels`` (or 4 bytes a pixel decoded)
     raise :class:`~taskq_sdk.errors.VideoTooLarge` from the stream header, before any decoding.
+    ``on_item(item)`` gets each thumbnail as it is written (``kind`` 'thumbnail': index, path, JPEG
+    bytes) and each segment's stats as its last frame is decoded (``kind`` 'segment', see
+    :class:`_Segments`): the video job streams them.
 
     Example::
 
@@ -480,6 +485,9 @@ def analyze_video(
             image = frame.to_image(width=thumb_w, height=thumb_h)
             written.append(target)
             image.save(target, format="JPEG", quality=85)
+            if on_item is not None:
+                jpeg = target.read_bytes()
+                on_item({"kind": "thumbnail", "index": number, "path": str(target), "jpeg": jpeg})
 
         stats: list[FrameStat] = []
         scene_changes = 0
@@ -487,12 +495,14 @@ def analyze_video(
         last_frame: Any = None
         decoded = 0
         saved = 0
+        segments = _Segments(n_thumbs, expected, on_item) if on_item is not None else None
         stream.thread_type = "AUTO"
         tell(0.1, f"decoding 0/{expected} frames")
         try:
             for frame in container.decode(stream):
                 index = decoded
                 decoded += 1
+                changes_before = scene_changes
                 if index in sample_at:
                     gray = frame.to_ndarray(format="gray")
                     t = frame.time if frame.time is not None else (index / fps if fps else float(index))
@@ -505,6 +515,9 @@ def analyze_video(
                     ):
                         scene_changes += 1
                     previous = current
+                if segments is not None:
+                    sampled = stats[-1].brightness if index in sample_at else None
+                    segments.frame(index, frame.time, sampled, scene_changes - changes_before)
                 if index in thumb_at:
                     save_thumb(frame, thumb_at[index])
                     saved += 1
@@ -522,6 +535,8 @@ def analyze_video(
                 f"only {decoded} of the {info.frames} frames the container announces could be decoded; "
                 "the file is truncated or corrupt"
             )
+        if segments is not None:
+            segments.close()
         while saved < n_thumbs and last_frame is not None:  # fewer frames than the header promised
             save_thumb(last_frame, saved)
             saved += 1
@@ -544,6 +559,46 @@ def analyze_video(
         raise
     finally:
         container.close()
+
+
+class _Segments:
+    """Per-segment stats sent as decoding passes each segment: the video in ``count`` equal parts by
+    frame (one per thumbnail). Each item: ``{"kind": "segment", "index", "start_s", "end_s", "frames",
+    "mean_brightness" (of its sampled frames, or None), "scene_changes"}``."""
+
+    def __init__(self, count: int, expected: int, send: Callable[[dict[str, Any]], None]) -> None:
+        self.count = max(1, count)
+        self.expected = max(1, expected)
+        self.send = send
+        self.index = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.frames, self.scene_changes = 0, 0
+        self.start_s: float | None = None
+        self.end_s: float | None = None
+        self.brightness: list[float] = []
+
+    def frame(self, index: int, time_s: float | None, brightness: float | None, scene_changes: int) -> None:
+        part = min(self.count - 1, index * self.count // self.expected)
+        if part != self.index:
+            self.close()
+            self.index = part
+        self.frames += 1
+        self.scene_changes += scene_changes
+        if time_s is not None:
+            self.start_s = round(float(time_s), 6) if self.start_s is None else self.start_s
+            self.end_s = round(float(time_s), 6)
+        if brightness is not None:
+            self.brightness.append(brightness)
+
+    def close(self) -> None:
+        """Send the current segment's stats (if it has frames)."""
+        if self.frames:
+            mean = round(sum(self.brightness) / len(self.brightness), 3) if self.brightness else None
+            item = {"kind": "segment", "index": self.index, "start_s": self.start_s, "end_s": self.end_s}
+            self.send({**item, "frames": self.frames, "mean_brightness": mean, "scene_changes": self.scene_changes})
+        self._reset()
 
 
 # ---------------------------------------------------------------------------- the job
@@ -672,6 +727,7 @@ async def process_video_async(
             progress=progress.analysis,
             stop=stop,
             max_pixels=settings.video_max_pixels,
+            on_item=item_sink(),  # thumbnails and per-segment stats stream while it decodes
         )
         probe = analysis.probe
         result = VideoResult(
