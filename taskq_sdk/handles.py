@@ -509,8 +509,9 @@ class AsyncJob:
 
         Example::
 
-            async for thumb in job.stream():
-                show(thumb)
+            job = await client.submit("count_up", 3)     # a generator job
+            async for item in job.stream():
+                print(item)                               # 0, then 1, then 2
         """
         from .streaming import read_items
 

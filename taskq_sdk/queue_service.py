@@ -163,8 +163,11 @@ class TaskQueueService:
 
         Example::
 
+            queue = TaskQueueService()
+            await queue.initialize()
+            job_id = await queue.enqueue("count_up", 3)    # the video job streams dicts with "kind", "index"
             async for item in queue.stream(job_id):
-                print(item["kind"], item["index"])
+                print(item)
         """
         self._check()
         job = await self._client.job(job_id)

@@ -82,7 +82,8 @@ class StreamRestart:
 
     Example::
 
-        for item in job.stream():
+        shown = []
+        for item in client.submit("count_up", 3).stream():
             if isinstance(item, StreamRestart):
                 shown.clear()           # the earlier attempt's items are replaced
                 continue
@@ -99,6 +100,8 @@ class StreamTooLong(TaskqError):
 
     Example::
 
+        try:
+            items = client.submit("count_up", 3).result(timeout=30)
         except JobFailed as exc:
             if exc.remote_type.endswith("StreamTooLong"): ...
     """
@@ -135,6 +138,7 @@ class ItemWriter:
     ``append(blobs, begin)`` writes to the server under the claim ('ok' | 'claim-lost'); ``on_lost``
     is called when the claim is gone (this copy must stop). Example::
 
+        # not run: worker side, called by the engine with its own state
         writer = ItemWriter(appender.append, codec, job_id=jid, attempt=1, max_items=100_000, max_bytes=64 << 20)
         await writer.open(); await writer.put(item); items = await writer.close()
     """
@@ -291,6 +295,7 @@ def refuse_isolated_stream(fn: Any) -> None:
 
     Example::
 
+        # not run: worker side, called by the engine with its own state
         refuse_isolated_stream(spec.fn)   # in the worker, before starting the subprocess
     """
     if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
@@ -312,6 +317,7 @@ class StreamSlot:
 
     Example::
 
+        # not run: worker side, called by the engine with its own state
         slot = StreamSlot(make_writer, loop)
         slot.send(item)            # from the job's code: on the loop or in a thread
         await slot.flush()         # before the job's outcome is recorded
@@ -401,6 +407,7 @@ async def run_streaming(call: Callable[[], Awaitable[Any]], slot: StreamSlot | N
 
     Example::
 
+        # not run: worker side, called by the engine with its own state
         value = await run_streaming(lambda: fn(*args), slot, pool)
     """
     try:
@@ -433,6 +440,7 @@ async def consume_items(value: Any, writer: ItemWriter, executor: Executor | Non
 
     Example::
 
+        # not run: worker side, called by the engine with its own state
         value = await consume_items(fn(*args), writer, pool)
     """
     await writer.open()
@@ -477,6 +485,7 @@ def item_writer(
 
     Example::
 
+        # not run: worker side, called by the engine with its own state
         writer = item_writer(pool, lay, codec, settings, job_id, 2, lambda: token, on_lost=stop)
     """
     ttl_ms = int((settings.keep_result + settings.tombstone_ttl) * 1000)
@@ -499,6 +508,7 @@ async def read_items(job: AsyncJob) -> AsyncIterator[Any]:
 
     Example::
 
+        ajob = await client.submit("count_up", 3)
         async for item in read_items(ajob): print(item)
     """
     async for batch in read_batches(job):
@@ -512,6 +522,7 @@ async def read_batches(job: AsyncJob) -> AsyncIterator[list[Any]]:
 
     Example::
 
+        ajob = await client.submit("count_up", 3)
         async for batch in read_batches(ajob): print(len(batch))
     """
     core = job.core

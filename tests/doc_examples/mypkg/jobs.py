@@ -60,3 +60,9 @@ def report(*args: Any, **kwargs: Any) -> dict[str, Any]:
 def ask(prompt: str) -> str:
     """A stand-in for a call to a rate-limited API."""
     return f"answer to {prompt!r}"
+
+
+@taskq_sdk.job
+def count_up(n: int) -> Any:
+    """Stream ``0 .. n-1`` (a generator job: readers get each number as it is yielded)."""
+    yield from range(n)
