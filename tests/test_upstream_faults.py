@@ -20,6 +20,8 @@ from taskq_sdk.local import WorkerThread
 from . import cachefns
 from .conftest import JOBS, wait_until
 
+pytestmark = pytest.mark.chaos  # corrupt keys and long outages: counted by bench.reliability_figures
+
 MODULES = (JOBS, "tests.cachefns")
 
 
