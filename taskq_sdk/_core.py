@@ -22,7 +22,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -294,6 +294,7 @@ class ClientCore:
         self._hub: EventHub | None = None
         self._registry: dict[str, tuple[float, dict[str, float]]] = {}
         self._signatures: dict[str, tuple[float, dict[str, frozenset[str] | None]]] = {}
+        self._limited: dict[str, tuple[float, frozenset[str]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         try:
             self.loop = asyncio.get_running_loop()
@@ -478,6 +479,24 @@ class ClientCore:
         names = await self.known_names(queue, refresh=True)
         if names and name not in names:
             raise UnknownJob(name, list(names), queue)
+
+    async def chunk_size_by_name(self, fn: object, chunk_size: int | str, options: Mapping[str, Any]) -> int | str:
+        """``chunk_size="auto"`` of a function named by a string becomes 1 when its workers published a limit
+        for it (a limit counts calls; the worker's gate also counts each item of a chunk). Example::
+
+            await core.chunk_size_by_name("call_api", "auto", {})   # 1 if call_api has @job(rate_limit=...)
+        """
+        if chunk_size != "auto" or not isinstance(fn, str):
+            return chunk_size
+        queue = options.get("_queue") or self.queue
+        cached = self._limited.get(queue)
+        if cached is None or time.monotonic() - cached[0] >= REGISTRY_CACHE_SECONDS:
+            try:
+                cached = (time.monotonic(), await self.call(lambda s: s.limited_functions(queue), "submit a job to"))
+            except TaskqError:
+                cached = (time.monotonic(), frozenset())  # unreadable: the worker's gate still counts every item
+            self._limited[queue] = cached
+        return 1 if fn in cached[1] else chunk_size
 
     async def published_params(self, queue: str, *, refresh: bool = False) -> dict[str, frozenset[str] | None]:
         """Keyword parameters workers published per function on ``queue`` (cached; {} when unknown or unreadable)."""

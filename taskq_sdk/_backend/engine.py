@@ -43,7 +43,7 @@ from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
 from .._aio import stop_tasks
-from .._chunks import RUNNER_NAME
+from .._chunks import RUNNER_NAME, chunk_calls
 from .._names import tenant_of
 from ..config import Settings
 from ..errors import ConfigurationError, DeserializationError, SerializationError
@@ -696,10 +696,11 @@ class Engine(Worker):
     async def _held_back(self, job: _ClaimedJob, plan: _AttemptPlan) -> bool:
         """Whether a rate or concurrency limit put the job back in its queue for later (not run, not
         failed, no attempt counted; see :mod:`taskq_sdk._backend.limits`): its slot is free at once."""
-        spec = plan.spec
-        if spec.name == RUNNER_NAME:  # a chunk of a map or apply: the limits of the function it runs
-            inner = plan.call.kwargs.get("function")
+        spec, cost = plan.spec, 1
+        if spec.name == RUNNER_NAME:  # a chunk of a map or apply: the limits of the function it runs,
+            inner = plan.call.kwargs.get("function")  # one rate slot per item of the chunk
             spec = (self.resolve_spec(inner) if isinstance(inner, str) else None) or spec
+            cost = chunk_calls(plan.call.kwargs.get("items"), str(plan.call.kwargs.get("mode", "items")))
         args = limits.gate_args(spec.name, spec.limit, plan.call.limit_key)
         if not args:
             return False
@@ -710,7 +711,9 @@ class Engine(Worker):
         deadline = time.monotonic() + GATE_RETRY_CLAIM_TTLS * self.settings.claim_ttl
         while True:
             try:
-                due, why = await self._gate_script(keys=[], args=[job.job_id, token, self.queue_name, now_ms(), *args])
+                due, why = await self._gate_script(
+                    keys=[], args=[job.job_id, token, self.queue_name, now_ms(), cost, *args]
+                )
                 break
             except Exception as exc:
                 if isinstance(exc, RedisError) and not (is_connection_error(exc) or is_transient_reply(exc)):
@@ -1551,6 +1554,8 @@ class Engine(Worker):
             pipe.pexpire(reg, layout.REGISTRY_TTL_MS)
             if self.specs:  # each served function's keyword parameters: submit checks keywords against them
                 sigs = self.layout.signatures_key(self.taskq_queue)
-                pipe.hset(sigs, mapping={n: layout.encode_params(s.params) for n, s in self.specs.items()})
+                published = {n: layout.encode_params(s.params) for n, s in self.specs.items()}
+                published.update({layout.LIMITED + n: "1" for n, s in self.specs.items() if s.limit is not None})
+                pipe.hset(sigs, mapping=published)
                 pipe.pexpire(sigs, layout.REGISTRY_TTL_MS)
             await pipe.execute()

@@ -22,6 +22,7 @@ import logging
 import time
 import traceback as tb_mod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .._chunks import MODES, RUNNER_NAME, take_items
@@ -94,55 +95,84 @@ def _error(exc: Exception, kept: int) -> RemoteError:
 
 
 class _Progress:
-    """Reports the chunk's progress at most every PROGRESS_EVERY seconds; raises StopJob once cancelled."""
+    """Reports the chunk's progress at most every PROGRESS_EVERY seconds; raises StopJob once cancelled.
 
-    def __init__(self, total: int) -> None:
+    With a ``pace`` (a rate-limited function: the gate took one rate slot per item, one ``pace``
+    apart), :meth:`tick` also says how long to wait so that call ``done`` starts on its own slot.
+    """
+
+    def __init__(self, total: int, pace: float = 0.0) -> None:
         self.job = current_job()
         self.total = total
         self.last = time.monotonic()
+        self.pace = pace
+        self.started = time.perf_counter()  # the calls only: not the hand-over to and from a thread
+        self.paused = 0.0
 
-    def tick(self, done: int, failed: int) -> None:
+    def tick(self, done: int, failed: int) -> float:
         job = self.job
-        if job is None:
-            return
-        if job.stop_reason is not None:
-            raise StopJob(f"job {job.job_id} was {job.stop_reason}")
-        now = time.monotonic()
-        if now - self.last >= PROGRESS_EVERY:
-            self.last = now
-            job.report(done, self.total, f"{failed} failed" if failed else None)
+        if job is not None:
+            if job.stop_reason is not None:
+                raise StopJob(f"job {job.job_id} was {job.stop_reason}")
+            now = time.monotonic()
+            if now - self.last >= PROGRESS_EVERY:
+                self.last = now
+                job.report(done, self.total, f"{failed} failed" if failed else None)
+        wait = self.started + done * self.pace - time.perf_counter() if self.pace else 0.0
+        self.paused += max(wait, 0.0)
+        return max(wait, 0.0)
+
+    def took(self) -> float:
+        """Seconds the calls took, waits for rate slots left out (what chunk_size="auto" plans with)."""
+        return time.perf_counter() - self.started - self.paused
 
 
-def _run_sync(
-    fn: Callable[..., Any], pre: tuple[Any, ...], calls: list[Any], single: bool, kwargs: dict[str, Any]
-) -> tuple[list[Any], list[list[Any]], float]:
-    values: list[Any] = [None] * len(calls)
+def _pace_of(spec: Any) -> float:
+    """Seconds between the calls of a chunk of a rate-limited function (0: none)."""
+    rate = getattr(getattr(spec, "limit", None), "rate", None)
+    return 1.0 / rate.per_second if rate is not None and rate.per_second > 0 else 0.0
+
+
+@dataclass
+class _Calls:
+    """The calls of one chunk: ``fn(*pre, item, **kwargs)`` (``single``) or ``fn(*pre, *item, **kwargs)``."""
+
+    fn: Callable[..., Any]
+    pre: tuple[Any, ...]
+    calls: list[Any]
+    single: bool
+    kwargs: dict[str, Any]
+
+    def call(self, args: Any) -> Any:
+        return self.fn(*self.pre, args, **self.kwargs) if self.single else self.fn(*self.pre, *args, **self.kwargs)
+
+
+def _run_sync(work: _Calls, pace: float) -> tuple[list[Any], list[list[Any]], float]:
+    values: list[Any] = [None] * len(work.calls)
     errors: list[list[Any]] = []
-    progress = _Progress(len(calls))
-    started = time.perf_counter()  # the calls only: not the hand-over to and from the thread
-    for i, args in enumerate(calls):
-        progress.tick(i, len(errors))
+    progress = _Progress(len(work.calls), pace)
+    for i, args in enumerate(work.calls):
+        if wait := progress.tick(i, len(errors)):
+            time.sleep(wait)
         try:
-            values[i] = fn(*pre, args, **kwargs) if single else fn(*pre, *args, **kwargs)
+            values[i] = work.call(args)
         except Exception as exc:
             errors.append([i, _error(exc, len(errors))])
-    return values, errors, time.perf_counter() - started
+    return values, errors, progress.took()
 
 
-async def _run_async(
-    fn: Callable[..., Any], pre: tuple[Any, ...], calls: list[Any], single: bool, kwargs: dict[str, Any]
-) -> tuple[list[Any], list[list[Any]], float]:
-    values: list[Any] = [None] * len(calls)
+async def _run_async(work: _Calls, pace: float) -> tuple[list[Any], list[list[Any]], float]:
+    values: list[Any] = [None] * len(work.calls)
     errors: list[list[Any]] = []
-    progress = _Progress(len(calls))
-    started = time.perf_counter()
-    for i, args in enumerate(calls):
-        progress.tick(i, len(errors))
+    progress = _Progress(len(work.calls), pace)
+    for i, args in enumerate(work.calls):
+        if wait := progress.tick(i, len(errors)):
+            await asyncio.sleep(wait)
         try:
-            values[i] = await (fn(*pre, args, **kwargs) if single else fn(*pre, *args, **kwargs))
+            values[i] = await work.call(args)
         except Exception as exc:
             errors.append([i, _error(exc, len(errors))])
-    return values, errors, time.perf_counter() - started
+    return values, errors, progress.took()
 
 
 @job(name=RUNNER_NAME)
@@ -178,12 +208,13 @@ async def taskq_map_chunk(
         if name not in extra and spec.params is not None and name in spec.params and name in ctx:
             extra[name] = ctx[name]
     pre: tuple[Any, ...] = (ctx,) if spec.takes_ctx else ()
+    work = _Calls(spec.fn, pre, calls, single, extra)
     if spec.is_async:
-        values, errors, took = await _run_async(spec.fn, pre, calls, single, extra)
+        values, errors, took = await _run_async(work, _pace_of(spec))
     else:
         cv = contextvars.copy_context()
         loop = asyncio.get_running_loop()
-        values, errors, took = await loop.run_in_executor(None, cv.run, _run_sync, spec.fn, pre, calls, single, extra)
+        values, errors, took = await loop.run_in_executor(None, cv.run, _run_sync, work, _pace_of(spec))
     store = ctx.get("taskq_store")
     if store is not None and values:
         # what chunk_size="auto" plans the next chunks of this function with (batch/autochunk.py)

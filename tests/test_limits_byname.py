@@ -1,0 +1,64 @@
+"""A limited function named BY NAME in a map still keeps its limit (real workers, real server).
+
+The client cannot see ``@job(rate_limit=...)`` on a function it names by a string, so a map may
+chunk it: the worker's gate then takes one rate slot per item of a chunk (a chunk of 10 under
+"10/s" holds the next second's slots), and workers publish which functions are limited, so
+``chunk_size="auto"`` makes one job per item for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from bench.limits import max_in_window
+from taskq_sdk import Client
+from taskq_sdk.config import Settings
+from taskq_sdk.local import WorkerProcess
+
+from .conftest import figure, wait_until
+from .limit_jobs import SPANS
+
+LIMIT_JOBS = ("tests.limit_jobs",)
+
+
+def _starts(r: redis.Redis, prefix: str) -> list[float]:
+    out = []
+    for raw in r.lrange(SPANS, 0, -1):
+        start, _end, attempt, tag = raw.decode().split()
+        if tag.startswith(prefix):
+            assert attempt == "1", f"{tag} ran as attempt {attempt}: waiting for the rate counts no attempt"
+            out.append(float(start))
+    return out
+
+
+@pytest.mark.parametrize("chunk_size", [10, 25, "auto"])
+def test_a_by_name_map_of_a_rate_limited_function_keeps_the_rate(
+    chunk_size: int | str,
+    settings: Settings,
+    sync_redis: redis.Redis,
+    start_worker_process: Callable[..., WorkerProcess],
+) -> None:
+    """30 items of ``ten_per_second`` (10/s, burst 1) mapped by name: at most 10 + 1 start in any 1 s."""
+    start_worker_process(modules=LIMIT_JOBS)
+    start_worker_process(modules=LIMIT_JOBS)
+    tag = f"n{chunk_size}-"
+    with Client(settings=settings) as client:
+        # the workers publish their functions (and which are limited) when they start
+        wait_until(
+            lambda: any(sync_redis.hexists(k, "ten_per_second") for k in sync_redis.keys("taskq:signatures:*")),
+            what="the workers' published signatures",
+        )
+        batch = client.map("ten_per_second", [f"{tag}{i}" for i in range(30)], chunk_size=chunk_size)
+        if chunk_size == "auto":
+            assert set(batch.chunk_sizes) == {1}, f"a limited function gets one item per job: {batch.chunk_sizes}"
+        assert len(batch.results(timeout=60)) == 30
+    starts = _starts(sync_redis, tag)
+    assert len(starts) == 30, "every item ran exactly once"
+    peak = max_in_window(starts)
+    # rate 10 + burst 1, and one start may cross a window's edge by the gap between the gate and
+    # the function's first line (as in tests/test_limits.py)
+    assert peak <= 12, f"{peak} starts in one 1 s window under 10/s (chunk_size={chunk_size})"
+    figure(f"limits_by_name_chunk_{chunk_size}_max_in_1s", peak)
