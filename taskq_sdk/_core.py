@@ -75,6 +75,8 @@ SUBMIT_OPTIONS = (
 #: the highest ``_priority``: a job of priority p queues as if submitted p x TASKQ_PRIORITY_STEP earlier
 MAX_PRIORITY = 100
 REGISTRY_CACHE_SECONDS = 5.0
+#: how long ``retry`` of a running job whose cancel was requested waits for its worker to stop it (s)
+RETRY_AFTER_CANCEL_WAIT_S = 5.0
 LIVE_WORKER_SECONDS = 10.0
 
 
@@ -682,13 +684,40 @@ class ClientCore:
         outcome = await self.call(lambda s: s.cancel(job_id, queue))
         return outcome in ("cancelled", "running")
 
+    async def stopped_after_cancel(self, job_id: str, state: JobState) -> JobState:
+        """The final state of a running job whose cancel was requested, once its worker stopped it.
+
+        Waits on the job's events (at most :data:`RETRY_AFTER_CANCEL_WAIT_S`); a job running or queued
+        without a cancel request, or one its worker has not stopped by then, raises :class:`TaskqError`.
+        Example::
+
+            state = await core.stopped_after_cancel(job_id, state)   # right after core.cancel(job_id)
+        """
+        if not await self.call(lambda s: s.cancel_requested(job_id)):
+            raise TaskqError(f"job {job_id} is still {state.status.value}; wait for it or cancel it before retrying")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RETRY_AFTER_CANCEL_WAIT_S
+        async with self.job_events(job_id) as sub:
+            while True:
+                state = await self.fetch_state(job_id)  # read after subscribing: no event slips in between
+                if state.status.finished:
+                    return state
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TaskqError(
+                        f"job {job_id} is still {state.status.value}: its cancel was requested, but its worker has "
+                        f"not stopped it within {RETRY_AFTER_CANCEL_WAIT_S:g} s (a job that ignores cancellation, "
+                        "or a busy or unreachable worker); wait for it to finish before retrying"
+                    )
+                await sub.get(timeout=left)
+
     async def resubmit(self, job_id: str, **overrides: Any) -> tuple[str, bool]:
         """Submit a finished job's call again, linked to it; the new job's id and whether it was created."""
         state = await self.fetch_state(job_id)
         if not state.exists:
             raise JobNotFound(job_id)
         if not state.status.finished:
-            raise TaskqError(f"job {job_id} is still {state.status.value}; wait for it or cancel it before retrying")
+            state = await self.stopped_after_cancel(job_id, state)
         definition = await self.call(lambda s: s.job_definition(job_id))
         if definition is None:
             raise JobNotFound(job_id, "its arguments are no longer stored, so it cannot be retried")

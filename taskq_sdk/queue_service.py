@@ -124,7 +124,11 @@ class TaskQueueService:
         return await job.cancel()
 
     async def retry(self, job_id: str) -> str:
-        """Submit a finished job again; returns the new job's id (linked to the old one)."""
+        """Submit a finished job again; returns the new job's id (linked to the old one).
+
+        Right after :meth:`cancel` of a running job it waits (a few seconds at most) for the worker
+        to stop the job, then retries it; a job still running without a cancel request is an error.
+        """
         self._check()
         job = await self._client.job(job_id)
         new = await job.retry()

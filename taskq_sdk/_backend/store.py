@@ -490,6 +490,10 @@ class Store:
         """Decode a result envelope written by a taskq or arq worker (or by a cancel)."""
         return decode_result(self.codec, blob)
 
+    async def cancel_requested(self, job_id: str) -> bool:
+        """Whether a cancel of the job was requested while it ran (its worker stops it moments later)."""
+        return bool(await self.redis.hexists(self.layout.meta_key(job_id), "cancel_requested"))  # type: ignore[misc]
+
     async def job_definition(self, job_id: str) -> JobCall | None:
         """The call a job was submitted with (function, args, kwargs, limit key), from its result or its definition."""
         record = await self.result(job_id)
