@@ -62,3 +62,24 @@ def test_a_by_name_map_of_a_rate_limited_function_keeps_the_rate(
     # the function's first line (as in tests/test_limits.py)
     assert peak <= 12, f"{peak} starts in one 1 s window under 10/s (chunk_size={chunk_size})"
     figure(f"limits_by_name_chunk_{chunk_size}_max_in_1s", peak)
+
+
+def test_a_by_name_frame_apply_of_a_rate_limited_function_keeps_the_rate(
+    settings: Settings, sync_redis: redis.Redis, start_worker_process: Callable[..., WorkerProcess]
+) -> None:
+    """``df.taskq.apply("ten_per_second", ...)`` with chunk_size "auto": one row per job, 10 + 1 per second."""
+    pd = pytest.importorskip("pandas")
+    import taskq_sdk.pandas  # noqa: F401  (the .taskq accessor)
+
+    start_worker_process(modules=LIMIT_JOBS)
+    df = pd.DataFrame({"tag": [f"df-{i}" for i in range(20)]})
+    with Client(settings=settings) as client:
+        wait_until(
+            lambda: any(sync_redis.hexists(k, "ten_per_second") for k in sync_redis.keys("taskq:signatures:*")),
+            what="the workers' published signatures",
+        )
+        out = df.taskq.apply("ten_per_second", column="tag", client=client, progress=False, timeout=60)
+    assert out.attrs["taskq"]["chunk_size"] == 1, out.attrs["taskq"]
+    starts = _starts(sync_redis, "df-")
+    assert len(starts) == 20
+    assert max_in_window(starts) <= 12
