@@ -34,16 +34,18 @@ def _starts(r: redis.Redis, prefix: str) -> list[float]:
     return out
 
 
+@pytest.fixture
+def two_workers(start_worker_process: Callable[..., WorkerProcess]) -> None:
+    """Two worker processes serving tests/limit_jobs.py."""
+    for _ in range(2):
+        start_worker_process(modules=LIMIT_JOBS)
+
+
 @pytest.mark.parametrize("chunk_size", [10, 25, "auto"])
 def test_a_by_name_map_of_a_rate_limited_function_keeps_the_rate(
-    chunk_size: int | str,
-    settings: Settings,
-    sync_redis: redis.Redis,
-    start_worker_process: Callable[..., WorkerProcess],
+    chunk_size: int | str, settings: Settings, sync_redis: redis.Redis, two_workers: None
 ) -> None:
     """30 items of ``ten_per_second`` (10/s, burst 1) mapped by name: at most 10 + 1 start in any 1 s."""
-    start_worker_process(modules=LIMIT_JOBS)
-    start_worker_process(modules=LIMIT_JOBS)
     tag = f"n{chunk_size}-"
     with Client(settings=settings) as client:
         # the workers publish their functions (and which are limited) when they start
@@ -83,3 +85,17 @@ def test_a_by_name_frame_apply_of_a_rate_limited_function_keeps_the_rate(
     starts = _starts(sync_redis, "df-")
     assert len(starts) == 20
     assert max_in_window(starts) <= 12
+
+
+def test_chunks_under_a_limit_key_keep_its_rate(settings: Settings, sync_redis: redis.Redis, two_workers: None) -> None:
+    """A map with ``_limit_key`` of a "10/s" key, chunk_size=25: 25 slots taken, the items go one slot apart."""
+    with Client(settings=settings) as client:
+        client.set_limit("tenq", rate="10/s")
+        items = [f"key-{i}" for i in range(30)]
+        batch = client.map("limited_call", items, chunk_size=25, _limit_key="tenq", kwargs={"seconds": 0.0})
+        assert len(batch.results(timeout=60)) == 30
+    starts = _starts(sync_redis, "key-")
+    assert len(starts) == 30
+    peak = max_in_window(starts)
+    assert peak <= 12, f"{peak} starts in one 1 s window under a 10/s key"
+    figure("limits_by_key_chunk_25_max_in_1s", peak)

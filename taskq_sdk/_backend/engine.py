@@ -239,6 +239,7 @@ class Engine(Worker):
         self.jobs_cancelled = 0
         self.jobs_limited = 0  # put back by a rate or concurrency limit
         self._gated: dict[str, list[str]] = {}  # running jobs that passed a limit: their limits' names
+        self._paces: dict[str, float] = {}  # admitted chunks of rate-limited calls: seconds between their items
         self._bg_writes: set[asyncio.Task[Any]] = set()
         self._early_cancels: set[str] = set()
         self._running: dict[str, JobContext] = {}
@@ -654,6 +655,7 @@ class Engine(Worker):
                 del self.tasks[job_id]
                 self._leases.pop(job_id, None)
                 gated = self._gated.pop(job_id, None)
+                self._paces.pop(job_id, None)
                 if gated and not self._closed:
                     self._background(self._wake_waiters(job_id, gated))
                 self._early_cancels.discard(job_id)
@@ -711,9 +713,10 @@ class Engine(Worker):
         deadline = time.monotonic() + GATE_RETRY_CLAIM_TTLS * self.settings.claim_ttl
         while True:
             try:
-                due, why = await self._gate_script(
+                reply = await self._gate_script(
                     keys=[], args=[job.job_id, token, self.queue_name, now_ms(), cost, *args]
                 )
+                due, why = reply[0], reply[1]
                 break
             except Exception as exc:
                 if isinstance(exc, RedisError) and not (is_connection_error(exc) or is_transient_reply(exc)):
@@ -749,6 +752,8 @@ class Engine(Worker):
             )
             return True
         if int(due) == 0:
+            if cost > 1 and len(reply) > 2:  # a chunk: its items start one rate step apart (jobs/mapping.py)
+                self._paces[job.job_id] = float(_s(reply[2])) / 1000.0
             names = limits.permit_names(spec.name, spec.limit, plan.call.limit_key)
             if names:
                 self._gated[job.job_id] = names
@@ -891,6 +896,7 @@ class Engine(Worker):
             "score": job.score,
             "tenant": jctx.tenant,
             "workspace": jctx.workspace,
+            "taskq_pace": self._paces.pop(job.job_id, 0.0),
         }
         try:
             outcome = await execute(

@@ -95,7 +95,8 @@ NOT_ALLOWED = -2
 #: calls the job makes: 1, or the items of a map's chunk - each takes a rate slot), then per limit
 #: (GATE_STRIDE values): name, count, per_ms, burst, conc, desc (count -1: a declared key, read
 #: from its 'def' hash). Returns {wait_ms, why}:
-#: {0, ''} the job may run (its rate slot taken, a permit held); {-1, ''} the claim is not this
+#: {0, '', pace_ms} the job may run (its rate slots taken, a permit held; pace_ms: the step of its
+#: slowest rate, '0' for none - a chunk runs its items that far apart); {-1, ''} the claim is not this
 #: token's; {-2, why} the job names a limit its tenant may not use (a key not shared with it);
 #: {due_ms, why} the job was put back in its queue until due_ms without counting an attempt.
 #:
@@ -254,8 +255,10 @@ if due > 0 then
   end
   return {due, why}
 end
+local pace = 0
 for _, l in ipairs(lims) do
   if l.n > 0 and l.per > 0 then
+    pace = math.max(pace, l.per / l.n)
     for c = 1, math.min(cost, l.n + math.max(l.burst, 1)) do
       redis.call('ZADD', l.k .. ':log', now, id .. '#' .. now .. '#' .. c)
     end
@@ -269,7 +272,7 @@ for _, l in ipairs(lims) do
   stat(l, 'passed')
 end
 if has_meta then redis.call('HDEL', mk, 'waiting', 'lim_res') end
-return {0, ''}
+return {0, '', tostring(pace)}
 """
 )
 

@@ -209,12 +209,14 @@ async def taskq_map_chunk(
             extra[name] = ctx[name]
     pre: tuple[Any, ...] = (ctx,) if spec.takes_ctx else ()
     work = _Calls(spec.fn, pre, calls, single, extra)
+    # the gate took one rate slot per item (of the function's rate and of a _limit_key's): one slot apart
+    pace = max(_pace_of(spec), float(ctx.get("taskq_pace") or 0.0))
     if spec.is_async:
-        values, errors, took = await _run_async(work, _pace_of(spec))
+        values, errors, took = await _run_async(work, pace)
     else:
         cv = contextvars.copy_context()
         loop = asyncio.get_running_loop()
-        values, errors, took = await loop.run_in_executor(None, cv.run, _run_sync, work, _pace_of(spec))
+        values, errors, took = await loop.run_in_executor(None, cv.run, _run_sync, work, pace)
     store = ctx.get("taskq_store")
     if store is not None and values:
         # what chunk_size="auto" plans the next chunks of this function with (batch/autochunk.py)
