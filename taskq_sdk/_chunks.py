@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MODES", "RUNNER_NAME", "take_items"]
+__all__ = ["MODES", "RUNNER_NAME", "chunk_calls", "take_items"]
 
 #: the built-in job that runs a chunk of items through a job function (:mod:`taskq_sdk.jobs.mapping`)
 RUNNER_NAME = "taskq_map_chunk"
@@ -29,3 +29,19 @@ def take_items(items: Any, offsets: list[int], mode: str) -> Any:
     if hasattr(items, "iloc"):
         return items.iloc[offsets].reset_index(drop=True)
     return items[offsets]
+
+
+def chunk_calls(items: Any, mode: str) -> int:
+    """How many calls a chunk makes (each takes a slot of its function's rate limit); 1 when unknown.
+
+    Example::
+
+        chunk_calls([["a", "b"], [[1, 2, 3], [4, 5, 6]]], "columns")   # 3
+    """
+    try:
+        if mode in ("columns", "rows") and not hasattr(items, "columns"):
+            cols = items[1]
+            return max(len(cols[0]), 1) if cols else 1
+        return max(len(items), 1)
+    except (TypeError, IndexError, KeyError):
+        return 1

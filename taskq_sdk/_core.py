@@ -23,7 +23,7 @@ import math
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -76,6 +76,8 @@ SUBMIT_OPTIONS = (
 #: the highest ``_priority``: a job of priority p queues as if submitted p x TASKQ_PRIORITY_STEP earlier
 MAX_PRIORITY = 100
 REGISTRY_CACHE_SECONDS = 5.0
+#: how long ``retry`` of a running job whose cancel was requested waits for its worker to stop it (s)
+RETRY_AFTER_CANCEL_WAIT_S = 5.0
 LIVE_WORKER_SECONDS = 10.0
 
 
@@ -296,6 +298,7 @@ class ClientCore:
         self._hub: EventHub | None = None
         self._registry: dict[str, tuple[float, dict[str, float]]] = {}
         self._signatures: dict[str, tuple[float, dict[str, frozenset[str] | None]]] = {}
+        self._limited: dict[str, tuple[float, frozenset[str]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         try:
             self.loop = asyncio.get_running_loop()
@@ -481,6 +484,24 @@ class ClientCore:
         if names and name not in names:
             raise UnknownJob(name, list(names), queue)
 
+    async def chunk_size_by_name(self, fn: object, chunk_size: int | str, options: Mapping[str, Any]) -> int | str:
+        """``chunk_size="auto"`` of a function named by a string becomes 1 when its workers published a limit
+        for it (a limit counts calls; the worker's gate also counts each item of a chunk). Example::
+
+            await core.chunk_size_by_name("call_api", "auto", {})   # 1 if call_api has @job(rate_limit=...)
+        """
+        if chunk_size != "auto" or not isinstance(fn, str):
+            return chunk_size
+        queue = options.get("_queue") or self.queue
+        cached = self._limited.get(queue)
+        if cached is None or time.monotonic() - cached[0] >= REGISTRY_CACHE_SECONDS:
+            try:
+                cached = (time.monotonic(), await self.call(lambda s: s.limited_functions(queue), "submit a job to"))
+            except TaskqError:
+                cached = (time.monotonic(), frozenset())  # unreadable: the worker's gate still counts every item
+            self._limited[queue] = cached
+        return 1 if fn in cached[1] else chunk_size
+
     async def published_params(self, queue: str, *, refresh: bool = False) -> dict[str, frozenset[str] | None]:
         """Keyword parameters workers published per function on ``queue`` (cached; {} when unknown or unreadable)."""
         cached = self._signatures.get(queue)
@@ -665,13 +686,40 @@ class ClientCore:
         outcome = await self.call(lambda s: s.cancel(job_id, queue))
         return outcome in ("cancelled", "running")
 
+    async def stopped_after_cancel(self, job_id: str, state: JobState) -> JobState:
+        """The final state of a running job whose cancel was requested, once its worker stopped it.
+
+        Waits on the job's events (at most :data:`RETRY_AFTER_CANCEL_WAIT_S`); a job running or queued
+        without a cancel request, or one its worker has not stopped by then, raises :class:`TaskqError`.
+        Example::
+
+            state = await core.stopped_after_cancel(job_id, state)   # right after core.cancel(job_id)
+        """
+        if not await self.call(lambda s: s.cancel_requested(job_id)):
+            raise TaskqError(f"job {job_id} is still {state.status.value}; wait for it or cancel it before retrying")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RETRY_AFTER_CANCEL_WAIT_S
+        async with self.job_events(job_id) as sub:
+            while True:
+                state = await self.fetch_state(job_id)  # read after subscribing: no event slips in between
+                if state.status.finished:
+                    return state
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TaskqError(
+                        f"job {job_id} is still {state.status.value}: its cancel was requested, but its worker has "
+                        f"not stopped it within {RETRY_AFTER_CANCEL_WAIT_S:g} s (a job that ignores cancellation, "
+                        "or a busy or unreachable worker); wait for it to finish before retrying"
+                    )
+                await sub.get(timeout=left)
+
     async def resubmit(self, job_id: str, **overrides: Any) -> tuple[str, bool]:
         """Submit a finished job's call again, linked to it; the new job's id and whether it was created."""
         state = await self.fetch_state(job_id)
         if not state.exists:
             raise JobNotFound(job_id)
         if not state.status.finished:
-            raise TaskqError(f"job {job_id} is still {state.status.value}; wait for it or cancel it before retrying")
+            state = await self.stopped_after_cancel(job_id, state)
         definition = await self.call(lambda s: s.job_definition(job_id))
         if definition is None:
             raise JobNotFound(job_id, "its arguments are no longer stored, so it cannot be retried")

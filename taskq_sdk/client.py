@@ -334,6 +334,7 @@ class AsyncClient:
         options = with_default_priority(fn, options)
         chunk_size = chunk_size_for(fn, chunk_size, options)  # a limit counts jobs: one item each
         fn = await job_target(self._core, fn)  # any callable on a LocalCluster's client (_callables)
+        chunk_size = await self._core.chunk_size_by_name(fn, chunk_size, options)  # workers say it is limited
         return await map_items(
             self._core,
             fn,

@@ -520,6 +520,9 @@ class AsyncJob:
     async def retry(self, **overrides: Any) -> AsyncJob:
         """Submit the same call again as a new job linked to this one (``info().retry_of``).
 
+        Right after :meth:`cancel` of a running job it first waits (a few seconds at most, on the
+        job's events) for the worker to stop it; a job still running without a cancel request raises.
+
         Example::
 
             new = await job.retry()

@@ -164,8 +164,9 @@ def chunk_size_for(fn: object, chunk_size: int | str, options: Mapping[str, Any]
 
     A limit counts jobs, and a chunk of rows is one job: so with ``chunk_size="auto"`` a function
     marked ``@job(rate_limit=..., max_concurrency=...)`` (passed as the function itself) or a
-    ``_limit_key=`` gets one item per job, and every call counts. An explicit size is kept (each
-    chunk then counts once). Example::
+    ``_limit_key=`` gets one item per job, and every call counts. An explicit size is kept (the
+    worker's gate takes one rate slot per item of a chunk; a function named by a string is looked up
+    in what its workers publish: ``ClientCore.chunk_size_by_name``). Example::
 
         from taskq_sdk import job
 

@@ -77,7 +77,9 @@ async def _submit(core: Any, data: pd.DataFrame | pd.Series, fn: str | Callable[
         how["prefix"] = display_name(fn)
     how["options"] = with_default_priority(fn, how.get("options") or {})
     how["chunk_size"] = chunk_size_for(fn, how["chunk_size"], how["options"])  # a limit counts jobs
-    return await submit_frame(core, data, await job_target(core, fn), **how)
+    target = await job_target(core, fn)
+    how["chunk_size"] = await core.chunk_size_by_name(target, how["chunk_size"], how["options"])
+    return await submit_frame(core, data, target, **how)
 
 
 async def apply_async(

@@ -2,7 +2,6 @@
 
 It is a thin, unbound view over :class:`~taskq_sdk.AsyncClient` for operators and services::
 
-    import asyncio
     from taskq_sdk.queue_service import TaskQueueService
 
     queue = TaskQueueService()
@@ -16,9 +15,7 @@ It is a thin, unbound view over :class:`~taskq_sdk.AsyncClient` for operators an
     status = await queue.get_status(job_id)
     print(f"Job {job_id}: {status['status']}")
     success = await queue.cancel(job_id)
-    while (await queue.get_status(job_id))["status"] == "in_progress":   # a running job stops at its worker
-        await asyncio.sleep(0.1)
-    new_job_id = await queue.retry(job_id)
+    new_job_id = await queue.retry(job_id)   # waits (up to 5 s) for a cancelled running job to stop first
 
 A job can take another job's result as an argument: it waits (status ``waiting``) until that job
 completes, and fails with ``UpstreamFailed`` if it does not; identical calls of a cached function
@@ -151,7 +148,11 @@ class TaskQueueService:
         return await job.cancel()
 
     async def retry(self, job_id: str) -> str:
-        """Submit a finished job again; returns the new job's id (linked to the old one)."""
+        """Submit a finished job again; returns the new job's id (linked to the old one).
+
+        Right after :meth:`cancel` of a running job it waits (a few seconds at most) for the worker
+        to stop the job, then retries it; a job still running without a cancel request is an error.
+        """
         self._check()
         job = await self._client.job(job_id)
         new = await job.retry()

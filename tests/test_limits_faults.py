@@ -204,10 +204,10 @@ def test_a_check_after_the_claim_lapsed_puts_the_job_back_uncounted(
     sync_redis.hset(f"taskq:t:default:job:{job.id}", mapping={"worker": worker, "state": "in_progress"})
     gate = sync_redis.register_script(limits.GATE)
     lims = limits.gate_args("x", None, "lapsed")
-    other = gate(keys=[], args=[job.id, "host:2:other#1", "arq:queue", 0, *lims])
+    other = gate(keys=[], args=[job.id, "host:2:other#1", "arq:queue", 0, 1, *lims])
     assert other == [-1, b""], "another worker's token proves nothing"
     before_ms = int(sync_redis.time()[0]) * 1000
-    due, why = gate(keys=[], args=[job.id, f"{worker}#1", "arq:queue", 0, *lims])
+    due, why = gate(keys=[], args=[job.id, f"{worker}#1", "arq:queue", 0, 1, *lims])
     assert int(due) >= before_ms and why == b"", (due, why)
     assert sync_redis.zscore("arq:queue", job.id) == int(due), "back in its queue, due now"
     assert sync_redis.get(f"arq:retry:{job.id}") is None, "the lapsed attempt does not count"

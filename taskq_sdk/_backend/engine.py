@@ -44,7 +44,7 @@ from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
 from .._aio import stop_tasks
-from .._chunks import RUNNER_NAME
+from .._chunks import RUNNER_NAME, chunk_calls
 from .._names import tenant_of
 from ..config import Settings
 from ..errors import ConfigurationError, DeserializationError, SerializationError
@@ -241,6 +241,7 @@ class Engine(Worker):
         self.jobs_cancelled = 0
         self.jobs_limited = 0  # put back by a rate or concurrency limit
         self._gated: dict[str, list[str]] = {}  # running jobs that passed a limit: their limits' names
+        self._paces: dict[str, float] = {}  # admitted chunks of rate-limited calls: seconds between their items
         self._bg_writes: set[asyncio.Task[Any]] = set()
         self._early_cancels: set[str] = set()
         self._running: dict[str, JobContext] = {}
@@ -656,6 +657,7 @@ class Engine(Worker):
                 del self.tasks[job_id]
                 self._leases.pop(job_id, None)
                 gated = self._gated.pop(job_id, None)
+                self._paces.pop(job_id, None)
                 if gated and not self._closed:
                     self._background(self._wake_waiters(job_id, gated))
                 self._early_cancels.discard(job_id)
@@ -698,10 +700,11 @@ class Engine(Worker):
     async def _held_back(self, job: _ClaimedJob, plan: _AttemptPlan) -> bool:
         """Whether a rate or concurrency limit put the job back in its queue for later (not run, not
         failed, no attempt counted; see :mod:`taskq_sdk._backend.limits`): its slot is free at once."""
-        spec = plan.spec
-        if spec.name == RUNNER_NAME:  # a chunk of a map or apply: the limits of the function it runs
-            inner = plan.call.kwargs.get("function")
+        spec, cost = plan.spec, 1
+        if spec.name == RUNNER_NAME:  # a chunk of a map or apply: the limits of the function it runs,
+            inner = plan.call.kwargs.get("function")  # one rate slot per item of the chunk
             spec = (self.resolve_spec(inner) if isinstance(inner, str) else None) or spec
+            cost = chunk_calls(plan.call.kwargs.get("items"), str(plan.call.kwargs.get("mode", "items")))
         args = limits.gate_args(spec.name, spec.limit, plan.call.limit_key)
         if not args:
             return False
@@ -712,7 +715,10 @@ class Engine(Worker):
         deadline = time.monotonic() + GATE_RETRY_CLAIM_TTLS * self.settings.claim_ttl
         while True:
             try:
-                due, why = await self._gate_script(keys=[], args=[job.job_id, token, self.queue_name, now_ms(), *args])
+                reply = await self._gate_script(
+                    keys=[], args=[job.job_id, token, self.queue_name, now_ms(), cost, *args]
+                )
+                due, why = reply[0], reply[1]
                 break
             except Exception as exc:
                 if isinstance(exc, RedisError) and not (is_connection_error(exc) or is_transient_reply(exc)):
@@ -748,6 +754,8 @@ class Engine(Worker):
             )
             return True
         if int(due) == 0:
+            if cost > 1 and len(reply) > 2:  # a chunk: its items start one rate step apart (jobs/mapping.py)
+                self._paces[job.job_id] = float(_s(reply[2])) / 1000.0
             names = limits.permit_names(spec.name, spec.limit, plan.call.limit_key)
             if names:
                 self._gated[job.job_id] = names
@@ -890,6 +898,7 @@ class Engine(Worker):
             "score": job.score,
             "tenant": jctx.tenant,
             "workspace": jctx.workspace,
+            "taskq_pace": self._paces.pop(job.job_id, 0.0),
         }
         try:
             outcome = await execute(
@@ -1563,6 +1572,8 @@ class Engine(Worker):
             pipe.pexpire(reg, layout.REGISTRY_TTL_MS)
             if self.specs:  # each served function's keyword parameters: submit checks keywords against them
                 sigs = self.layout.signatures_key(self.taskq_queue)
-                pipe.hset(sigs, mapping={n: layout.encode_params(s.params) for n, s in self.specs.items()})
+                published = {n: layout.encode_params(s.params) for n, s in self.specs.items()}
+                published.update({layout.LIMITED + n: "1" for n, s in self.specs.items() if s.limit is not None})
+                pipe.hset(sigs, mapping=published)
                 pipe.pexpire(sigs, layout.REGISTRY_TTL_MS)
             await pipe.execute()

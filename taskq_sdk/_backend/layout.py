@@ -182,6 +182,10 @@ def signatures_key(queue: str) -> str:
     return f"taskq:signatures:{queue}"
 
 
+#: in a queue's signatures hash, ``LIMITED + <function>`` marks a function with ``@job(rate_limit=,
+#: max_concurrency=)``: a map by name then makes one job per item (no function name starts with '!')
+LIMITED = "!limited:"
+
 #: the published parameters of a function that takes ``**kwargs`` (any keyword goes)
 ANY_KEYWORD = "**"
 

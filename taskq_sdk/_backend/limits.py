@@ -21,7 +21,7 @@ under, so it ends when the job finishes (the finish deletes the claim), retries,
 when a killed worker's claim expires (``TASKQ_CLAIM_TTL``). Example::
 
     gate = pool.register_script(GATE)
-    due, why = await gate(keys=[], args=["acme:j1", "w1#1", "arq:queue", now_ms, *gate_args("score", limit, None)])
+    due, why = await gate(keys=[], args=["acme:j1", "w1#1", "arq:queue", now_ms, 1, *gate_args("score", limit, None)])
 """
 
 from __future__ import annotations
@@ -91,10 +91,12 @@ end
 GATE_STRIDE = 6
 #: what GATE returns for a job naming a limit its tenant may not use
 NOT_ALLOWED = -2
-#: ARGV: id, claim_token, queue_key, now (used only where the server's TIME may not be run), then per limit
+#: ARGV: id, claim_token, queue_key, now (used only where the server's TIME may not be run), cost (the
+#: calls the job makes: 1, or the items of a map's chunk - each takes a rate slot), then per limit
 #: (GATE_STRIDE values): name, count, per_ms, burst, conc, desc (count -1: a declared key, read
 #: from its 'def' hash). Returns {wait_ms, why}:
-#: {0, ''} the job may run (its rate slot taken, a permit held); {-1, ''} the claim is not this
+#: {0, '', pace_ms} the job may run (its rate slots taken, a permit held; pace_ms: the step of its
+#: slowest rate, '0' for none - a chunk runs its items that far apart); {-1, ''} the claim is not this
 #: token's; {-2, why} the job names a limit its tenant may not use (a key not shared with it);
 #: {due_ms, why} the job was put back in its queue until due_ms without counting an attempt.
 #:
@@ -105,11 +107,15 @@ NOT_ALLOWED = -2
 #: is at most RESERVATION_SLACK_MS late (a later one takes a fresh slot). Every admission also needs
 #: room in a sliding window (a log of the last per_ms's admissions): never more than count + burst in
 #: any per_ms, however late waiters come back. Waiting jobs come back in the order they queued.
+#: A job of cost k takes k slots: at once if they fit in the burst, else when the line reaches its
+#: first slot (a cost above the burst goes when the bucket is full and leaves it in debt: never starved,
+#: and the long-run rate holds; the chunk runner spreads the items over their slots).
 GATE = (
     layout.PRELUDE
     + LIM_WHERE
     + """
 local id, tok, qk = ARGV[1], ARGV[2], ARGV[3]
+local cost = math.max(math.floor(tonumber(ARGV[5]) or 1), 1)
 -- the server's clock, not the caller's: a check that waited in a busy worker or on the network must
 -- not log its admission in the past (the sliding window would then let more in); one clock for all.
 -- A server user that may not run TIME (a tenant's ACL user) uses the worker's clock (ARGV[4]).
@@ -134,7 +140,7 @@ local function stat(l, field)
   redis.call('PEXPIRE', l.k .. ':st', ttl)
 end
 local lims = {}
-for i = 5, #ARGV, 6 do
+for i = 6, #ARGV, 6 do
   local l = {name = ARGV[i], n = tonumber(ARGV[i + 1]), per = tonumber(ARGV[i + 2]),
     burst = tonumber(ARGV[i + 3]), conc = tonumber(ARGV[i + 4]), desc = ARGV[i + 5]}
   local lbase, inner, owner = lim_where(l.name, tenant)
@@ -191,9 +197,9 @@ if due == 0 and not (reserved > 0 and now <= reserved + slack) then
     if l.n > 0 and l.per > 0 then
       local step = l.per / l.n
       local tat = math.max(tonumber(redis.call('HGET', l.k .. ':tb', 'tat') or '0') or 0, now)
-      l.tat = tat + step
+      l.tat = tat + cost * step
       rated = true
-      local ahead = (math.max(l.burst, 1) - 1) * step
+      local ahead = math.max(math.max(l.burst, 1) - cost, 0) * step
       if tat - now > ahead then
         local mine = math.ceil(tat)  -- its own slot: waiters use no burst, they come back one step apart
         if mine > due then due, why = mine, 'waiting for rate limit ' .. l.desc end
@@ -215,8 +221,11 @@ if due == 0 then
     if l.n > 0 and l.per > 0 then
       local lk = l.k .. ':log'
       redis.call('ZREMRANGEBYSCORE', lk, '-inf', now - l.per)
-      if redis.call('ZCARD', lk) >= l.n + math.max(l.burst, 1) then
-        local oldest = tonumber(redis.call('ZRANGE', lk, 0, 0, 'WITHSCORES')[2]) or now
+      local cap, used = l.n + math.max(l.burst, 1), redis.call('ZCARD', lk)
+      if used > 0 and used + cost > cap then
+        -- wait until enough admissions left the window (all of them for a cost above the window's room)
+        local gone = cost > cap and used or used + cost - cap
+        local oldest = tonumber(redis.call('ZRANGE', lk, gone - 1, gone - 1, 'WITHSCORES')[2]) or now
         local mine = math.ceil(oldest + l.per) + 1
         if mine > due then due, why = mine, 'waiting for rate limit ' .. l.desc end
         rated = true  -- it keeps a slot: it comes back to run at once
@@ -246,9 +255,13 @@ if due > 0 then
   end
   return {due, why}
 end
+local pace = 0
 for _, l in ipairs(lims) do
   if l.n > 0 and l.per > 0 then
-    redis.call('ZADD', l.k .. ':log', now, id .. '#' .. now)
+    pace = math.max(pace, l.per / l.n)
+    for c = 1, math.min(cost, l.n + math.max(l.burst, 1)) do
+      redis.call('ZADD', l.k .. ':log', now, id .. '#' .. now .. '#' .. c)
+    end
     redis.call('PEXPIRE', l.k .. ':log', l.per + 1000)
   end
   if l.conc > 0 then
@@ -259,7 +272,7 @@ for _, l in ipairs(lims) do
   stat(l, 'passed')
 end
 if has_meta then redis.call('HDEL', mk, 'waiting', 'lim_res') end
-return {0, ''}
+return {0, '', tostring(pace)}
 """
 )
 

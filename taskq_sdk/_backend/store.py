@@ -490,6 +490,10 @@ class Store:
         """Decode a result envelope written by a taskq or arq worker (or by a cancel)."""
         return decode_result(self.codec, blob)
 
+    async def cancel_requested(self, job_id: str) -> bool:
+        """Whether a cancel of the job was requested while it ran (its worker stops it moments later)."""
+        return bool(await self.redis.hexists(self.layout.meta_key(job_id), "cancel_requested"))  # type: ignore[misc]
+
     async def job_definition(self, job_id: str) -> JobCall | None:
         """The call a job was submitted with (function, args, kwargs, limit key), from its result or its definition."""
         record = await self.result(job_id)
@@ -580,7 +584,13 @@ class Store:
     async def signatures(self, queue: str) -> dict[str, frozenset[str] | None]:
         """The keyword parameters workers published per function (``None``: takes ``**kwargs``); {} if none."""
         raw: dict[Any, Any] = await self.redis.hgetall(self.layout.signatures_key(queue))  # type: ignore[misc]
-        return {_s(k): layout.decode_params(_s(v)) for k, v in raw.items()}
+        return {_s(k): layout.decode_params(_s(v)) for k, v in raw.items() if not _s(k).startswith(layout.LIMITED)}
+
+    async def limited_functions(self, queue: str) -> frozenset[str]:
+        """The functions on ``queue`` whose workers published a rate or concurrency limit (``@job(rate_limit=)``)."""
+        raw: list[Any] = await self.redis.hkeys(self.layout.signatures_key(queue))  # type: ignore[misc]
+        cut = len(layout.LIMITED)
+        return frozenset(_s(k)[cut:] for k in raw if _s(k).startswith(layout.LIMITED))
 
     async def announce_names(
         self, queue: str, names: Sequence[str], params: Mapping[str, frozenset[str] | None] | None = None

@@ -23,6 +23,7 @@ import logging
 import time
 import traceback as tb_mod
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -96,77 +97,98 @@ def _error(exc: Exception, kept: int) -> RemoteError:
 
 
 class _Progress:
-    """Reports the chunk's progress at most every PROGRESS_EVERY seconds; raises StopJob once cancelled."""
+    """Reports the chunk's progress at most every PROGRESS_EVERY seconds; raises StopJob once cancelled.
 
-    def __init__(self, total: int) -> None:
+    With a ``pace`` (a rate-limited function: the gate took one rate slot per item, one ``pace``
+    apart), :meth:`tick` also says how long to wait so that call ``done`` starts on its own slot.
+    """
+
+    def __init__(self, total: int, pace: float = 0.0) -> None:
         self.job = current_job()
         self.total = total
         self.last = time.monotonic()
+        self.pace = pace
+        self.started = time.perf_counter()  # the calls only: not the hand-over to and from a thread
+        self.paused = 0.0
 
-    def tick(self, done: int, failed: int) -> None:
+    def tick(self, done: int, failed: int) -> float:
         job = self.job
-        if job is None:
-            return
-        if job.stop_reason is not None:
-            raise StopJob(f"job {job.job_id} was {job.stop_reason}")
-        now = time.monotonic()
-        if now - self.last >= PROGRESS_EVERY:
-            self.last = now
-            job.report(done, self.total, f"{failed} failed" if failed else None)
+        if job is not None:
+            if job.stop_reason is not None:
+                raise StopJob(f"job {job.job_id} was {job.stop_reason}")
+            now = time.monotonic()
+            if now - self.last >= PROGRESS_EVERY:
+                self.last = now
+                job.report(done, self.total, f"{failed} failed" if failed else None)
+        wait = self.started + done * self.pace - time.perf_counter() if self.pace else 0.0
+        self.paused += max(wait, 0.0)
+        return max(wait, 0.0)
+
+    def took(self) -> float:
+        """Seconds the calls took, waits for rate slots left out (what chunk_size="auto" plans with)."""
+        return time.perf_counter() - self.started - self.paused
 
 
-def _run_sync(
-    fn: Callable[..., Any],
-    pre: tuple[Any, ...],
-    calls: list[Any],
-    single: bool,
-    kwargs: dict[str, Any],
-    marks: list[int] | None = None,
-) -> tuple[list[Any], list[list[Any]], float]:
-    values: list[Any] = [None] * len(calls)
+def _pace_of(spec: Any) -> float:
+    """Seconds between the calls of a chunk of a rate-limited function (0: none)."""
+    rate = getattr(getattr(spec, "limit", None), "rate", None)
+    return 1.0 / rate.per_second if rate is not None and rate.per_second > 0 else 0.0
+
+
+@dataclass
+class _Calls:
+    """The calls of one chunk: ``fn(*pre, item, **kwargs)`` (``single``) or ``fn(*pre, *item, **kwargs)``."""
+
+    fn: Callable[..., Any]
+    pre: tuple[Any, ...]
+    calls: list[Any]
+    single: bool
+    kwargs: dict[str, Any]
+
+    def call(self, args: Any) -> Any:
+        return self.fn(*self.pre, args, **self.kwargs) if self.single else self.fn(*self.pre, *args, **self.kwargs)
+
+
+def _run_sync(work: _Calls, pace: float, marks: list[int] | None = None) -> tuple[list[Any], list[list[Any]], float]:
+    values: list[Any] = [None] * len(work.calls)
     errors: list[list[Any]] = []
-    progress = _Progress(len(calls))
-    started = time.perf_counter()  # the calls only: not the hand-over to and from the thread
+    progress = _Progress(len(work.calls), pace)
     mark = marks.append if marks is not None else None  # timing off: no clock read per item
     clock = time.perf_counter_ns
-    for i, args in enumerate(calls):
-        progress.tick(i, len(errors))
+    for i, args in enumerate(work.calls):
+        if wait := progress.tick(i, len(errors)):
+            time.sleep(wait)
         if mark is not None:
             mark(clock())
         try:
-            values[i] = fn(*pre, args, **kwargs) if single else fn(*pre, *args, **kwargs)
+            values[i] = work.call(args)
         except Exception as exc:
             errors.append([i, _error(exc, len(errors))])
     if mark is not None:
         mark(clock())
-    return values, errors, time.perf_counter() - started
+    return values, errors, progress.took()
 
 
 async def _run_async(
-    fn: Callable[..., Any],
-    pre: tuple[Any, ...],
-    calls: list[Any],
-    single: bool,
-    kwargs: dict[str, Any],
-    marks: list[int] | None = None,
+    work: _Calls, pace: float, marks: list[int] | None = None
 ) -> tuple[list[Any], list[list[Any]], float]:
-    values: list[Any] = [None] * len(calls)
+    values: list[Any] = [None] * len(work.calls)
     errors: list[list[Any]] = []
-    progress = _Progress(len(calls))
-    started = time.perf_counter()
+    progress = _Progress(len(work.calls), pace)
     mark = marks.append if marks is not None else None  # timing off: no clock read per item
     clock = time.perf_counter_ns
-    for i, args in enumerate(calls):
-        progress.tick(i, len(errors))
+    for i, args in enumerate(work.calls):
+        if wait := progress.tick(i, len(errors)):
+            await asyncio.sleep(wait)
         if mark is not None:
             mark(clock())
         try:
-            values[i] = await (fn(*pre, args, **kwargs) if single else fn(*pre, *args, **kwargs))
+            values[i] = await work.call(args)
         except Exception as exc:
             errors.append([i, _error(exc, len(errors))])
     if mark is not None:
         mark(clock())
-    return values, errors, time.perf_counter() - started
+    return values, errors, progress.took()
 
 
 def row_timing(wall_ns: int, base_ns: int, marks: list[int]) -> list[Any]:
@@ -175,8 +197,9 @@ def row_timing(wall_ns: int, base_ns: int, marks: list[int]) -> list[Any]:
     ``marks`` are ``perf_counter_ns`` readings before each item and after the last; ``wall_ns`` is
     the wall clock (``time.time_ns()``) read together with ``base_ns``. Items of a chunk run one
     after another, so an item starts when the one before it ends (the outcomes undo this:
-    :func:`taskq_sdk.batch.outcomes.row_times`). Durations are small numbers that pack into one
-    to three bytes each on the wire. Example::
+    :func:`taskq_sdk.batch.outcomes.row_times`). In a chunk of a rate-limited function the items
+    start one rate slot apart, so an item's duration there includes the wait for the next item's
+    slot. Durations are small numbers that pack into one to three bytes each on the wire. Example::
 
         base = time.perf_counter_ns()
         row_timing(time.time_ns(), base, [base, base + 5_000_000, base + 5_800_000])  # [t0_us, [5000, 800]]
@@ -223,16 +246,17 @@ async def taskq_map_chunk(
         if name not in extra and spec.params is not None and name in spec.params and name in ctx:
             extra[name] = ctx[name]
     pre: tuple[Any, ...] = (ctx,) if spec.takes_ctx else ()
+    work = _Calls(spec.fn, pre, calls, single, extra)
+    # the gate took one rate slot per item (of the function's rate and of a _limit_key's): one slot apart
+    pace = max(_pace_of(spec), float(ctx.get("taskq_pace") or 0.0))
     marks: list[int] | None = [] if timing else None
     wall_ns, base_ns = time.time_ns(), time.perf_counter_ns()
     if spec.is_async:
-        values, errors, took = await _run_async(spec.fn, pre, calls, single, extra, marks)
+        values, errors, took = await _run_async(work, pace, marks)
     else:
         cv = contextvars.copy_context()
         loop = asyncio.get_running_loop()
-        values, errors, took = await loop.run_in_executor(
-            None, cv.run, _run_sync, spec.fn, pre, calls, single, extra, marks
-        )
+        values, errors, took = await loop.run_in_executor(None, cv.run, _run_sync, work, pace, marks)
     store = ctx.get("taskq_store")
     if store is not None and values:
         # what chunk_size="auto" plans the next chunks of this function with (batch/autochunk.py)
