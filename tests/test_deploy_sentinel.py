@@ -124,7 +124,9 @@ class SentinelStack:
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelStack]:
     env = engine_env(tmp_path_factory.mktemp("engine"))
     password, sentinel_password = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-    env.update(REDIS_PASSWORD=password, REDIS_SENTINEL_PASSWORD=sentinel_password)
+    # a failover whose first elections fail is retried every 2 x failover-timeout (20 s): give the workers and
+    # the batch room for a few retries, so the test checks what it is about (nothing lost), not one election
+    env.update(REDIS_PASSWORD=password, REDIS_SENTINEL_PASSWORD=sentinel_password, TASKQ_OUTAGE_BUDGET="180")
     t0 = time.monotonic()
     print(build_base_images(env), f"({time.monotonic() - t0:.0f}s)")
     stack = Stack(COMPOSE, f"taskqsent{secrets.token_hex(3)}", env)
@@ -158,7 +160,13 @@ def test_primary_killed_mid_batch_the_replica_takes_over_and_nothing_is_lost(dep
         deployed.stack.kill(deployed.stack.containers("redis-primary")[0])
         batch.stdin.write("\n")
         batch.stdin.flush()
-        promoted = wait_until(lambda: deployed.primary() == "redis-replica", 90, 0.5, "the replica promoted")
+        try:
+            promoted = wait_until(lambda: deployed.primary() == "redis-replica", 170, 0.5, "the replica promoted")
+        except AssertionError:
+            for i in (1, 2, 3):  # why the sentinels did not promote it: their view and their election log
+                name = deployed.stack.containers(f"sentinel-{i}")[0]
+                print(f"--- sentinel-{i}:", deployed.logs(name)[-3000:])
+            raise
         print(f"failover: the sentinels named the replica {time.monotonic() - t0:.1f}s after the kill")
         out, err = batch.communicate(timeout=300)
     assert promoted and batch.returncode == 0, f"{out[-2000:]}\n{err[-3000:]}"
