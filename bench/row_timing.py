@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from taskq_sdk import LocalCluster
-from taskq_sdk.jobs.mapping import _run_sync, row_timing
+from taskq_sdk.jobs.mapping import _Calls, _run_sync, row_timing
 from taskq_sdk.serialization import default_codec
 
 from ._harness import table
@@ -35,7 +35,7 @@ def _loop(fn: Any, calls: list[Any], timed: bool) -> float:
     start = time.perf_counter()
     marks: list[int] | None = [] if timed else None
     wall, base = time.time_ns(), time.perf_counter_ns()
-    _run_sync(fn, (), calls, True, {}, marks)
+    _run_sync(_Calls(fn, (), calls, True, {}), 0.0, marks)
     if marks is not None:
         row_timing(wall, base, marks)
     return time.perf_counter() - start
