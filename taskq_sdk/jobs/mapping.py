@@ -120,9 +120,11 @@ class _Progress:
             if now - self.last >= PROGRESS_EVERY:
                 self.last = now
                 job.report(done, self.total, f"{failed} failed" if failed else None)
-        wait = self.started + done * self.pace - time.perf_counter() if self.pace else 0.0
-        self.paused += max(wait, 0.0)
-        return max(wait, 0.0)
+        if not self.pace:  # not rate-limited: no clock read per item
+            return 0.0
+        wait = max(self.started + done * self.pace - time.perf_counter(), 0.0)
+        self.paused += wait
+        return wait
 
     def took(self) -> float:
         """Seconds the calls took, waits for rate slots left out (what chunk_size="auto" plans with)."""
