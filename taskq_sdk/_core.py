@@ -20,15 +20,15 @@ import contextlib
 import enum
 import logging
 import math
+import os
 import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from ._backend.connection import broker_errors, make_redis
+from ._backend.connection import broker_error, broker_errors, make_redis
 from ._backend.envelope import ResultRecord, decode_result, encode_job
 from ._backend.events import EventHub, Subscription
 from ._backend.keys import KeyLayout, layout_for
@@ -361,8 +361,13 @@ class ClientCore:
     async def call(self, fn: Callable[[Store], Awaitable[T]], what: str = "reach") -> T:
         """Run ``fn(store)``; connection failures become :class:`BrokerUnavailable` ("could not {what} ...")."""
         store = self.open()
-        async with broker_errors(self.settings, what):
+        try:
             return await fn(store)
+        except Exception as exc:  # a try, not broker_errors: no generator per call on the hot path
+            translated = broker_error(exc, self.settings, what)
+            if translated is None:
+                raise
+            raise translated from None
 
     def decode_result(self, blob: bytes) -> ResultRecord:
         """Decode a result envelope (no I/O)."""
@@ -584,7 +589,7 @@ class ClientCore:
         name = job_name(fn)
         tenant, workspace = self.identity(kwargs.pop("tenant", None), kwargs.pop("workspace", None))
         queue = check_name(options.get("_queue") or self.queue, "queue")
-        local_id = check_job_id(options["_job_id"]) if options.get("_job_id") is not None else uuid.uuid4().hex
+        local_id = check_job_id(options["_job_id"]) if options.get("_job_id") is not None else os.urandom(16).hex()
         job_id = qualify(tenant, local_id)
 
         now = now_ms()

@@ -2,7 +2,9 @@
 
 A client's hot calls (a submit's Lua script, a status read) go through one dedicated connection:
 each call packs its command into a buffer and awaits a future; once per loop tick the buffer is
-written in one ``send``; one reader task reads the replies in order and resolves the futures. So
+written in one ``send``; the replies are parsed, in order, where the bytes arrive (the transport's
+``data_received``, with hiredis) and resolve the futures there, with no reader task in between
+(redis-py's reader task is the fallback without hiredis). So
 100 ``asyncio.gather``-ed submits (or 100 threads sharing one ``Client``) cost a few round trips,
 not 100, and a lone call skips redis-py's per-command machinery (pool lock, retry wrapper, a task
 per socket timeout). The API does not change, and each caller's calls still run in the order it
@@ -30,13 +32,44 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ReadOnlyError
+from redis.exceptions import InvalidResponse, NoScriptError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["AutoPipeline", "pack"]
 
 #: after a failed connect, seconds during which calls go straight to the regular pool (no double wait)
 COOL_DOWN = 1.0
+
+_MORE = object()  # hiredis: the buffer holds no complete reply yet
+
+
+def _hiredis_reader(parser: Any) -> Any:
+    """A hiredis reader that builds the same exceptions as ``parser`` (redis-py's), or None without hiredis."""
+    try:
+        import hiredis
+    except ImportError:  # redis-py's pure-Python parser: its reader task reads the replies
+        return None
+    parse_error = getattr(parser, "parse_error", None)
+    if parse_error is None:
+        return None
+    return hiredis.Reader(protocolError=InvalidResponse, replyError=parse_error, notEnoughData=_MORE)
+
+
+class _Replies(asyncio.Protocol):
+    """The connection's protocol once the pipeline owns it: bytes go straight to the pipeline's parser."""
+
+    def __init__(self, pipe: AutoPipeline, reader: Any) -> None:
+        self.pipe = pipe
+        self.reader = reader
+
+    def data_received(self, data: bytes) -> None:
+        self.pipe._on_data(self, data)
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.pipe._on_lost(self, exc)
 
 
 def pack(args: tuple[Any, ...] | list[Any]) -> bytes:
@@ -61,6 +94,23 @@ def pack(args: tuple[Any, ...] | list[Any]) -> bytes:
     return b"".join(parts)
 
 
+def pack_evalsha(script: Any, args: list[Any]) -> bytes:
+    """``EVALSHA <sha> 0 *args`` in the wire format; the command's head is packed once per script.
+
+    Example::
+
+        pack_evalsha(redis.register_script("return 1"), [])
+    """
+    head = _EVALSHA_HEADS.get(script.sha)
+    if head is None:
+        head = _EVALSHA_HEADS[script.sha] = pack(("EVALSHA", script.sha, 0))[4:]  # without "*3\r\n"
+    body = pack(args)
+    return b"*%d\r\n%b%b" % (len(args) + 3, head, body[body.index(b"\n") + 1 :])
+
+
+_EVALSHA_HEADS: dict[str, bytes] = {}
+
+
 class AutoPipeline:
     """Coalesces concurrent commands of one event loop into pipelined writes on one connection.
 
@@ -77,6 +127,9 @@ class AutoPipeline:
         self._waiting: deque[asyncio.Future[Any]] = deque()
         self._flush_due = False
         self._reader: asyncio.Task[None] | None = None
+        #: with hiredis, the connection's transport and the protocol that parses its replies (no reader task)
+        self._transport: asyncio.BaseTransport | None = None
+        self._replies: _Replies | None = None
         self._connecting: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeout: float | None = None
@@ -115,10 +168,12 @@ class AutoPipeline:
         Raises redis-py's ``ConnectionError``/``TimeoutError`` when the connection fails (then the
         command may or may not have run), and the error reply's exception for an error reply.
         """
-        data = pack(args)  # a bad argument fails here, before anything is queued
-        conn = self._conn
-        if conn is None or conn._writer is None or self._reader is None:
-            conn = await self._connect()
+        return await self.send(pack(args))  # a bad argument fails in pack, before anything is queued
+
+    async def send(self, data: bytes) -> Any:
+        """Send one command already in the wire format (:func:`pack`) and return its reply, as :meth:`execute`."""
+        if self._replies is None and (self._conn is None or self._conn._writer is None or self._reader is None):
+            await self._connect()
         loop = self._loop
         assert loop is not None
         fut: asyncio.Future[Any] = loop.create_future()
@@ -140,7 +195,7 @@ class AutoPipeline:
     async def evalsha(self, script: Any, args: list[Any]) -> Any:
         """Run a registered script (``redis.register_script``) by digest; loads it once if the server lacks it."""
         try:
-            return await self.execute("EVALSHA", script.sha, 0, *args)
+            return await self.send(pack_evalsha(script, args))
         except NoScriptError:
             await self.execute("SCRIPT", "LOAD", script.script)
             return await self.execute("EVALSHA", script.sha, 0, *args)
@@ -154,7 +209,9 @@ class AutoPipeline:
             self._loop = asyncio.get_running_loop()
         async with self._connecting:
             conn = self._conn
-            if conn is not None and conn._writer is not None and self._reader is not None:
+            if self._replies is not None or (
+                conn is not None and conn._writer is not None and self._reader is not None
+            ):
                 return conn
             if conn is None:
                 conn = self._pool.make_connection()
@@ -170,12 +227,28 @@ class AutoPipeline:
                 raise
             self._conn = conn
             self._timeout = conn.socket_timeout or None
-            self._reader = asyncio.create_task(self._read(conn, parser), name="taskq-autopipe")
+            reader = _hiredis_reader(parser)
+            transport = getattr(conn._writer, "transport", None)
+            stream = getattr(conn, "_reader", None)
+            if reader is not None and transport is not None and stream is not None and not stream._buffer:
+                # take the transport over: replies resolve their calls where the bytes arrive
+                self._replies = _Replies(self, reader)
+                self._transport = transport
+                transport.set_protocol(self._replies)
+            else:
+                self._reader = asyncio.create_task(self._read(conn, parser), name="taskq-autopipe")
             return conn
 
     def _write(self, data: bytes, count: int) -> None:
         self.writes += 1
         self.commands += count
+        transport = self._transport
+        if transport is not None:
+            try:
+                transport.write(data)  # type: ignore[attr-defined]
+            except Exception as exc:
+                self._fail(RedisConnectionError(f"could not write to the server: {exc}"))
+            return
         writer = self._conn._writer if self._conn is not None else None
         if writer is None:
             self._fail(RedisConnectionError("the connection to the server was lost"))
@@ -207,6 +280,7 @@ class AutoPipeline:
         reader, self._reader = self._reader, None
         if reader is not None and reader is not asyncio.current_task():
             reader.cancel()
+        self._replies = self._transport = None  # late bytes of the old transport reach no call
         # never reuse this connection: late replies of the failed calls may still arrive on it
         conn, self._conn = self._conn, None
         if conn is not None:
@@ -224,6 +298,48 @@ class AutoPipeline:
             self._fail(RedisTimeoutError(f"Timeout reading from the server (no reply in {self._timeout:g}s)"))
         else:
             self._timer = self._loop.call_later(self._timeout - quiet, self._check_timeout)
+
+    def _on_data(self, replies: _Replies, data: bytes) -> None:
+        """Parse what arrived and resolve the calls it answers, in order (the transport's callback)."""
+        if replies is not self._replies:
+            return  # a dropped connection's late bytes
+        reader = replies.reader
+        reader.feed(data)
+        self._progress = self._loop.time() if self._loop is not None else 0.0
+        waiting = self._waiting
+        while True:
+            try:
+                reply = reader.gets()
+            except Exception as exc:  # a protocol error: the stream cannot be trusted any more
+                self._fail(RedisConnectionError(f"unreadable reply from the server: {exc}"))
+                return
+            if reply is _MORE:
+                return
+            if not waiting:
+                self._fail(RedisConnectionError("a reply nobody asked for: the connection is out of step"))
+                return
+            fut = waiting.popleft()
+            if isinstance(reply, BaseException):
+                if isinstance(reply, ReadOnlyError | RedisConnectionError):
+                    # a replica now (a failover), or the server is going away: this connection is done;
+                    # the callers fall back to the pool, whose connections find the new primary or retry
+                    lost = (
+                        RedisConnectionError(f"the server became read-only ({reply}); reconnecting")
+                        if isinstance(reply, ReadOnlyError)
+                        else reply
+                    )
+                    if not fut.done():
+                        fut.set_exception(lost)
+                    self._fail(lost)
+                    return
+                if not fut.done():  # an error reply answers one call only
+                    fut.set_exception(reply)
+            elif not fut.done():  # else its caller was cancelled: the reply is read and dropped
+                fut.set_result(reply)
+
+    def _on_lost(self, replies: _Replies, exc: Exception | None) -> None:
+        if replies is self._replies:
+            self._fail(RedisConnectionError(f"the connection to the server was lost ({exc or 'closed by the server'})"))
 
     async def _read(self, conn: Any, parser: Any) -> None:
         loop = asyncio.get_running_loop()

@@ -28,7 +28,7 @@ from .cluster import is_cluster_url, make_cluster_redis, make_node_redis, make_s
 
 R = TypeVar("R", bound=Redis)
 
-__all__ = ["CONNECTION_ERRORS", "broker_errors", "is_connection_error", "make_redis"]
+__all__ = ["CONNECTION_ERRORS", "broker_error", "broker_errors", "is_connection_error", "make_redis"]
 
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     RedisConnectionError,
@@ -206,34 +206,55 @@ async def broker_errors(settings: Settings, what: str = "reach") -> AsyncIterato
     """
     try:
         yield
-    except AuthenticationError as exc:
-        raise BrokerUnavailable(
+    except Exception as exc:
+        translated = broker_error(exc, settings, what)
+        if translated is None:
+            raise
+        raise translated from None
+
+
+def broker_error(exc: Exception, settings: Settings, what: str = "reach") -> Exception | None:
+    """The SDK's error for a redis-py failure (refused credentials or user, no server), or None to re-raise it.
+
+    What :func:`broker_errors` raises, for a hot path that catches the exception itself (a ``try``
+    costs nothing until it raises; a context manager costs a generator per call).
+
+    Example::
+
+        try:
+            await redis.ping()
+        except Exception as exc:
+            raise (broker_error(exc, settings) or exc) from None
+    """
+    if isinstance(exc, AuthenticationError):
+        return BrokerUnavailable(
             f"The server at {settings.safe_url()} refused the credentials ({describe(exc)}). "
             "Check REDIS_PASSWORD / REDIS_URL."
-        ) from None
-    except NoPermissionError as exc:
-        raise PermissionDenied(
+        )
+    if isinstance(exc, NoPermissionError):
+        return PermissionDenied(
             f"The server at {settings.safe_url()} refused this user ({describe(exc)}). Its ACL confines it to "
             "one tenant's keys: use a client bound to that tenant and its queue (tenant=..., queue=...)."
-        ) from None
-    except ResponseError as exc:
+        )
+    if isinstance(exc, ResponseError):
         if "NOPERM" in str(exc) or "ACL failure" in str(exc):
-            raise PermissionDenied(
+            return PermissionDenied(
                 f"The server at {settings.safe_url()} refused this user ({describe(exc)}). Its ACL confines it "
                 "to one tenant's keys: use a client bound to that tenant and its queue (tenant=..., queue=...)."
-            ) from None
+            )
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
-            raise BrokerUnavailable(
+            return BrokerUnavailable(
                 f"The server at {settings.safe_url()} needs a password ({describe(exc)}). "
                 "Set REDIS_PASSWORD or put it in REDIS_URL."
-            ) from None
-        raise
-    except CONNECTION_ERRORS as exc:
-        raise BrokerUnavailable(
+            )
+        return None
+    if isinstance(exc, CONNECTION_ERRORS):
+        return BrokerUnavailable(
             f"Could not {what} the server at {settings.safe_url()} ({type(exc).__name__}: {describe(exc)}) "
             f"within {settings.connect_timeout:g}s connect / {settings.socket_timeout:g}s call timeouts. "
             "Is it running? For a local one: LocalCluster() in Python, or `taskq local` in a shell."
-        ) from None
+        )
+    return None
 
 
 async def run_scripts(redis: Redis, calls: list[tuple[Any, list[Any]]], keys: list[str] | None = None) -> list[Any]:

@@ -12,6 +12,7 @@ subscriber (``{"e": "reconnected"}``) so each re-checks at once::
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -109,6 +110,9 @@ class EventHub:
         #: waiters fed by a reply channel (no server subscription of their own), by job channel
         self._local: dict[str, set[Subscription]] = {}
         self._replies: dict[str, Subscription] = {}  # reply channels held for the hub's lifetime
+        #: expected subscriptions in the order they lapse (loop time, sub): one sweep timer for them all
+        self._expecting: collections.deque[tuple[float, Subscription]] = collections.deque()
+        self._sweep: asyncio.TimerHandle | None = None
         #: bumped when the connection is lost: an event published meanwhile may be missed
         self.epoch = 0
 
@@ -146,8 +150,32 @@ class EventHub:
         sub = Subscription(channel)
         sub.local = sub.active = True
         self._local.setdefault(channel, set()).add(sub)
-        sub._expiry = asyncio.get_running_loop().call_later(ttl, self._lapse, sub)
+        # no timer per submit (a heap entry and a callback each): one sweep lapses them in order
+        loop = asyncio.get_running_loop()
+        due = loop.time() + ttl
+        expecting = self._expecting
+        if expecting and due < expecting[-1][0]:  # a shorter ttl than the last one: keep the order
+            self._lapse_later(sub, due, loop)
+            return sub
+        expecting.append((due, sub))
+        if self._sweep is None:
+            self._sweep = loop.call_at(due, self._sweep_expected)
         return sub
+
+    def _lapse_later(self, sub: Subscription, due: float, loop: asyncio.AbstractEventLoop) -> None:
+        sub._expiry = loop.call_at(due, self._lapse, sub)
+
+    def _sweep_expected(self) -> None:
+        """Lapse the expected subscriptions that are due and nobody adopted; set the timer for the next."""
+        self._sweep = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        expecting = self._expecting
+        while expecting and expecting[0][0] <= now:
+            _, sub = expecting.popleft()
+            self._lapse(sub)  # adopted or released ones are skipped there
+        if expecting:
+            self._sweep = loop.call_at(expecting[0][0], self._sweep_expected)
 
     def _drop_local(self, sub: Subscription) -> None:
         subs = self._local.get(sub.channel)
@@ -399,6 +427,9 @@ class EventHub:
     async def close(self) -> None:
         """Stop the reader and close the subscriber connection (idempotent)."""
         self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         if self._reader is not None:
             await stop_tasks([self._reader], timeout=2.0)
         if self._pubsub is not None:
