@@ -91,14 +91,21 @@ def _merge(forwarded: str, own: str | None) -> str:
 
 
 class _Handoff:
-    """One blocking call's coroutine on its way to the portal's loop, and the lock its caller waits on."""
+    """One blocking call's coroutine on its way to the portal's loop, and the lock its caller waits on.
 
-    __slots__ = ("coro", "done", "loop", "task")
+    The task's own coroutine keeps the outcome and releases the lock as it ends (no done callback,
+    which would cost the loop one more pass before the caller wakes).
+    """
+
+    __slots__ = ("cancelled", "coro", "done", "error", "loop", "result", "task")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> None:
         self.loop = loop
         self.coro: Coroutine[Any, Any, Any] | None = coro
         self.task: asyncio.Task[Any] | None = None
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.cancelled = False
         self.done = threading.Lock()
         self.done.acquire()
 
@@ -106,11 +113,17 @@ class _Handoff:
         coro, self.coro = self.coro, None
         if coro is None:  # abandoned before it started
             return
-        self.task = self.loop.create_task(coro)
-        self.task.add_done_callback(self._finished)
+        self.task = self.loop.create_task(self._run(coro))
 
-    def _finished(self, task: asyncio.Task[Any]) -> None:
-        self.done.release()
+    async def _run(self, coro: Coroutine[Any, Any, Any]) -> None:
+        try:
+            self.result = await coro
+        except asyncio.CancelledError:
+            self.cancelled = True  # the caller raises; the task ends quietly
+        except BaseException as exc:  # handed to the caller, who raises it
+            self.error = exc
+        finally:
+            self.done.release()
 
     def abandon(self) -> None:
         """Cancel the call (Ctrl-C in the caller, or the portal stopped): its task, or its start."""
@@ -209,13 +222,14 @@ class Portal:
         except KeyboardInterrupt:
             handoff.abandon()
             raise
-        task = handoff.task
-        assert task is not None
-        if task.cancelled():
+        if handoff.cancelled:
             if not self.running:
                 raise ClientClosed("The client was closed while this call was waiting.") from None
             raise concurrent.futures.CancelledError()
-        result: T = task.result()
+        if handoff.error is not None:
+            error, handoff.error = handoff.error, None  # no reference cycle through the traceback
+            raise error
+        result: T = handoff.result
         return result
 
     def _block(self, handoff: _Handoff) -> None:
