@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -39,6 +40,12 @@ __all__ = ["AutoPipeline", "pack"]
 
 #: after a failed connect, seconds during which calls go straight to the regular pool (no double wait)
 COOL_DOWN = 1.0
+
+_c_pack: Callable[..., bytes] | None
+try:
+    from hiredis import pack_command as _c_pack
+except ImportError:  # redis-py without hiredis: the pure-Python packer
+    _c_pack = None
 
 _MORE = object()  # hiredis: the buffer holds no complete reply yet
 
@@ -79,6 +86,11 @@ def pack(args: tuple[Any, ...] | list[Any]) -> bytes:
 
         pack(("GET", "k"))   # b'*2\\r\\n$3\\r\\nGET\\r\\n$1\\r\\nk\\r\\n'
     """
+    if _c_pack is not None:  # hiredis packs in C, ~2.5x faster for a submit's 20-odd arguments
+        try:
+            return _c_pack(args if type(args) is tuple else tuple(args))
+        except TypeError:
+            pass  # what it refuses, the loop below refuses with the SDK's message
     parts = [b"*%d\r\n" % len(args)]
     for a in args:
         kind = type(a)
@@ -95,20 +107,13 @@ def pack(args: tuple[Any, ...] | list[Any]) -> bytes:
 
 
 def pack_evalsha(script: Any, args: list[Any]) -> bytes:
-    """``EVALSHA <sha> 0 *args`` in the wire format; the command's head is packed once per script.
+    """``EVALSHA <sha> 0 *args`` in the wire format.
 
     Example::
 
         pack_evalsha(redis.register_script("return 1"), [])
     """
-    head = _EVALSHA_HEADS.get(script.sha)
-    if head is None:
-        head = _EVALSHA_HEADS[script.sha] = pack(("EVALSHA", script.sha, 0))[4:]  # without "*3\r\n"
-    body = pack(args)
-    return b"*%d\r\n%b%b" % (len(args) + 3, head, body[body.index(b"\n") + 1 :])
-
-
-_EVALSHA_HEADS: dict[str, bytes] = {}
+    return pack(("EVALSHA", script.sha, 0, *args))
 
 
 class AutoPipeline:

@@ -144,6 +144,7 @@ class Store:
         #: submits waiting to share one script call, by (wake queue, reply_to); see :meth:`submit_one`
         self._joining: dict[tuple[str, str], list[tuple[SubmitRow, asyncio.Future[bool]]]] = {}
         self._submitting = 0
+        self._heads: dict[str | None, tuple[str, str, str, str]] = {}
         self._joined: set[asyncio.Task[None]] = set()
         #: script calls made by :meth:`submit_one`, and the rows they carried (for benchmarks and tests)
         self.submit_calls = 0
@@ -261,34 +262,22 @@ class Store:
         now = now_ms()
         created: list[bool] = []
         # jobs due now on wake_queue may be handed straight to an idle worker of that queue
-        header: list[Any] = [now, "", "", "", "", reply_to]
-        if wake_queue and self._keys:
-            # the cluster layout hands no job over: PUBLISH there counts only the shard's own
-            # subscribers, so a listening worker on another node would look absent
-            header = [now, self.layout.wake_channel(wake_queue), "", "", "", reply_to]
-        elif wake_queue:
-            header = [
-                now,
-                self.layout.wake_channel(wake_queue),
-                self.layout.ready_key(wake_queue),
-                self.layout.push_channel(wake_queue, ""),
-                self.layout.queue_key(wake_queue),
-                reply_to,
-            ]
+        header: list[Any] = [now, *self._submit_head(wake_queue), reply_to]
+        layout = self.layout
         for r in rows:
-            self.layout.check_queue(r.queue)
+            layout.check_queue(r.queue)
+        after_finish = self.meta_ttl_after_finish_ms
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
             argv: list[Any] = list(header)
             for r in part:
-                meta_ttl = r.job_ttl_ms + self.meta_ttl_after_finish_ms
                 argv += [
                     r.job_id,
                     r.job_bytes,
                     r.score_ms,
                     r.job_ttl_ms,
-                    meta_ttl,
-                    self.layout.queue_key(r.queue),
+                    r.job_ttl_ms + after_finish,
+                    layout.queue_key(r.queue),
                     r.workspace,
                     r.function,
                     "" if r.timeout is None else repr(float(r.timeout)),
@@ -313,6 +302,28 @@ class Store:
                 out = await self._run(self._submit, argv)
             created.extend(bool(x) for x in out)
         return created
+
+    def _submit_head(self, wake_queue: str | None) -> tuple[str, str, str, str]:
+        """SUBMIT's header keys for jobs woken on ``wake_queue``: wake channel, ready set, push prefix, queue."""
+        head = self._heads.get(wake_queue)
+        if head is None:
+            if wake_queue and self._keys:
+                # the cluster layout hands no job over: PUBLISH there counts only the shard's own
+                # subscribers, so a listening worker on another node would look absent
+                head = (self.layout.wake_channel(wake_queue), "", "", "")
+            elif wake_queue:
+                head = (
+                    self.layout.wake_channel(wake_queue),
+                    self.layout.ready_key(wake_queue),
+                    self.layout.push_channel(wake_queue, ""),
+                    self.layout.queue_key(wake_queue),
+                )
+            else:
+                head = ("", "", "", "")
+            if len(self._heads) >= 256:  # many queues: the cache stays small
+                self._heads.clear()
+            self._heads[wake_queue] = head
+        return head
 
     async def submit_one(self, row: SubmitRow, *, reply_to: str = "") -> bool:
         """Write one job (True: created); submits issued while another is in flight share one script call.
