@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,7 +68,7 @@ def latency(client: Client, n: int, arq_runs: list[float]) -> list[list[str]]:
 
 def fanout(client: Client, fn: str, n_rows: int, changed: int) -> tuple[list[list[str]], float]:
     df = pd.DataFrame({"x": np.arange(n_rows, dtype=np.int64)})
-    how = {"column": "x", "chunk_size": 2000, "client": client, "progress": False}
+    how: dict[str, Any] = {"column": "x", "chunk_size": 2000, "client": client, "progress": False}
     t0 = time.perf_counter()
     tpd.apply(df, fn, **how)
     plain_s = time.perf_counter() - t0

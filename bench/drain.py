@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from typing import Any
 
 import redis
 from arq.connections import RedisSettings, create_pool
@@ -42,12 +43,13 @@ async def enqueue_arq(url: str, n: int) -> None:
 
 
 def wait_drained(url: str, n: int, timeout: float) -> float:
-    r = redis.Redis.from_url(url)
+    r: Any = redis.Redis.from_url(url)
     deadline = time.monotonic() + timeout
     while r.zcard("arq:queue") and time.monotonic() < deadline:
         time.sleep(0.05)
     keys = [k for k in r.scan_iter(match="arq:result:*", count=5000)]
-    starts, ends = [], []
+    starts: list[float] = []
+    ends: list[float] = []
     for i in range(0, len(keys), 2000):
         for blob in r.mget(keys[i : i + 2000]):
             if blob:
@@ -57,7 +59,7 @@ def wait_drained(url: str, n: int, timeout: float) -> float:
     r.close()
     if len(ends) < n:
         raise RuntimeError(f"only {len(ends)} of {n} jobs finished")
-    return n / ((max(ends) - min(starts)) / 1000.0)
+    return float(n / ((max(ends) - min(starts)) / 1000.0))
 
 
 def run(url: str, n: int, kind: str, max_jobs: int) -> float:

@@ -75,7 +75,8 @@ def main() -> None:
         startup = time.perf_counter() - started
         client = cluster.client()
         fan_out(client, df.iloc[:5000], 500)  # warm: workers import pandas and the job module
-        local_runs, taskq_runs = [], {c: [] for c in chunk_sizes}
+        local_runs: list[float] = []
+        taskq_runs: dict[int, list[float]] = {c: [] for c in chunk_sizes}
         for _ in range(args.rounds):
             t = time.perf_counter()
             expected = df["x"].apply(inc)

@@ -11,6 +11,8 @@ import argparse
 import os
 import threading
 import time
+from functools import partial
+from typing import Any
 
 import redis
 
@@ -20,7 +22,7 @@ from ._harness import arq_worker, cpu_seconds, flush, server, table, taskq_worke
 
 
 def server_ops(url: str, seconds: float) -> float:
-    r = redis.Redis.from_url(url)
+    r: Any = redis.Redis.from_url(url)
     before = int(r.info("stats")["total_commands_processed"])
     time.sleep(seconds)
     after = int(r.info("stats")["total_commands_processed"])
@@ -61,9 +63,9 @@ def main() -> None:
     with server() as srv:
         url = srv.url
         for name, ctx in (
-            ("arq 0.28 worker, defaults", lambda: arq_worker(url, "bench.arq_baseline.Default")),
-            ("arq worker, polling at 5 ms", lambda: arq_worker(url, "bench.arq_baseline.Fast")),
-            ("taskq worker", lambda: taskq_worker(url, "bench.noop_jobs")),
+            ("arq 0.28 worker, defaults", partial(arq_worker, url, "bench.arq_baseline.Default")),
+            ("arq worker, polling at 5 ms", partial(arq_worker, url, "bench.arq_baseline.Fast")),
+            ("taskq worker", partial(taskq_worker, url, "bench.noop_jobs")),
         ):
             flush(url)
             with ctx() as proc:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from typing import Any
 
 import redis
 
@@ -38,7 +39,7 @@ def max_in_window(starts: list[float], window: float = 1.0) -> int:
 
 
 @contextmanager
-def workers_running(url: str, r: redis.Redis, workers: int, max_jobs: int) -> Iterator[None]:
+def workers_running(url: str, r: Any, workers: int, max_jobs: int) -> Iterator[None]:
     """``workers`` worker processes serving tests.limit_jobs, all heartbeating, for the block."""
     with ExitStack() as stack:
         for _ in range(workers):
@@ -51,7 +52,7 @@ def workers_running(url: str, r: redis.Redis, workers: int, max_jobs: int) -> It
 
 def run(url: str, n: int, workers: int, max_jobs: int) -> dict[str, float]:
     flush(url)
-    r = redis.Redis.from_url(url)
+    r: Any = redis.Redis.from_url(url)
     with workers_running(url, r, workers, max_jobs), Client(url) as client:
         t0 = time.time()
         batch = client.map("hundred_per_second", [f"b{i}" for i in range(n)], chunk_size=1)
@@ -98,12 +99,12 @@ def max_overlap(spans: list[tuple[float, float]]) -> int:
 def run_concurrency(url: str, n: int, workers: int, max_jobs: int, permits: int) -> dict[str, float]:
     """``n`` 10 ms jobs sharing one key of ``permits`` permits: the most running at once, the time."""
     flush(url)
-    r = redis.Redis.from_url(url)
+    r: Any = redis.Redis.from_url(url)
     samples: list[int] = []
     stop = threading.Event()
 
     def sample() -> None:  # the jobs inside their function, every 10 ms
-        sampler = redis.Redis.from_url(url)
+        sampler: Any = redis.Redis.from_url(url)
         while not stop.wait(0.01):
             samples.append(int(sampler.get(RUNNING) or 0))
         sampler.close()

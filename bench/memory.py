@@ -18,6 +18,8 @@ import argparse
 import asyncio
 import os
 import time
+from functools import partial
+from typing import Any
 
 import redis
 from arq.connections import RedisSettings, create_pool
@@ -30,7 +32,7 @@ from ._harness import arq_worker, server, table, taskq_worker
 
 def used(url: str, settle: float = 3.0) -> int:
     """``used_memory`` once it stopped moving (the server resizes its tables and frees lazily in the background)."""
-    r = redis.Redis.from_url(url)
+    r: Any = redis.Redis.from_url(url)
     try:
         last = int(r.info("memory")["used_memory"])
         deadline = time.monotonic() + settle
@@ -47,7 +49,7 @@ def used(url: str, settle: float = 3.0) -> int:
 
 def flush_sync(url: str) -> None:
     """FLUSHALL SYNC: an asynchronous flush frees after the baseline is read (negative bytes per job)."""
-    r = redis.Redis.from_url(url)
+    r: Any = redis.Redis.from_url(url)
     try:
         r.execute_command("FLUSHALL", "SYNC")
     finally:
@@ -55,7 +57,7 @@ def flush_sync(url: str) -> None:
 
 
 def queue_len(url: str) -> int:
-    r = redis.Redis.from_url(url)
+    r: Any = redis.Redis.from_url(url)
     try:
         return int(r.zcard("arq:queue"))
     finally:
@@ -92,7 +94,7 @@ def drained(url: str, timeout: float = 300.0) -> None:
 
 def families(url: str) -> list[list[str]]:
     """Key families (the key with its id parts cut) of the server, with one sample's MEMORY USAGE."""
-    r = redis.Redis.from_url(url)
+    r: Any = redis.Redis.from_url(url)
     try:
         seen: dict[str, tuple[int, bytes]] = {}
         for key in r.scan_iter(count=1000):
@@ -118,8 +120,8 @@ def main() -> None:
     with server() as srv:
         url = srv.url
         for name, submit, worker in (
-            ("arq", arq_submit, lambda: arq_worker(url, "bench.arq_baseline.Fast")),
-            ("taskq", taskq_submit, lambda: taskq_worker(url, "bench.noop_jobs")),
+            ("arq", arq_submit, partial(arq_worker, url, "bench.arq_baseline.Fast")),
+            ("taskq", taskq_submit, partial(taskq_worker, url, "bench.noop_jobs")),
         ):
             flush_sync(url)
             base = used(url)

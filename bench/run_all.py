@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = [
+SCRIPTS: list[tuple[str, list[str]]] = [
     ("latency", []),
     ("drain", []),
     ("bulk_submit", []),

@@ -36,7 +36,8 @@ async def _latency(app: Any, n: int, slow_n: int, warmup: int) -> dict[str, Any]
         if hasattr(app, "ready"):
             wait_ready(app.ready, proc)
         async with app.client() as one:
-            return await measure(one, n, slow_n, warmup, proc)
+            result: dict[str, Any] = await measure(one, n, slow_n, warmup, proc)
+            return result
 
 
 async def _submit(app: Any, n: int, concurrent: int) -> dict[str, Any]:

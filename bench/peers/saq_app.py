@@ -83,7 +83,7 @@ def ready(r: redis.Redis) -> bool:
     return bool(r.exists("saq:default:sweep"))
 
 
-def verify(r: redis.Redis, n: int) -> str:
+def verify(r: Any, n: int) -> str:
     """How many of the drained jobs did not complete (the start-up sweep can abort some of a backlog)."""
     statuses: dict[str, int] = {}
     keys = list(r.scan_iter(match="saq:job:default:*", count=10000))
@@ -95,6 +95,6 @@ def verify(r: redis.Redis, n: int) -> str:
     return ", ".join(f"{v} {k}" for k, v in sorted(bad.items()))
 
 
-def done(r: redis.Redis, n: int) -> int:
+def done(r: Any, n: int) -> int:
     # a job stays in the queue's "incomplete" sorted set until it finishes
     return n - int(r.zcard("saq:default:incomplete"))
