@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -173,9 +175,75 @@ class Stack:
         return found
 
 
+#: a test stack's project: its prefix, the pid of the test process that owns it, a random part
+_OWNED = re.compile(r"^(taskq[a-z]+?)(\d+)x[0-9a-f]+$")
+
+
+def project_name(prefix: str) -> str:
+    """A compose project name for a test stack, naming its owner's pid (``taskqtest4242x9f3a``).
+
+    A test run killed from outside (SIGKILL, a CI timeout) skips its teardown; the next run's
+    :func:`sweep_orphans` recognises the stack as orphaned by that pid and removes it.
+    """
+    return f"{prefix}{os.getpid()}x{secrets.token_hex(3)}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_orphans(env: dict[str, str]) -> list[str]:
+    """Remove the containers, pods, networks and volumes of test stacks whose owning process is gone.
+
+    Example::
+
+        sweep_orphans(engine_env(tmp))   # ['taskqtest4242x9f3a'] after a run killed mid-test
+    """
+
+    def run(*args: str) -> str:
+        out = subprocess.run(list(args), env=env, capture_output=True, text=True, timeout=300)
+        return out.stdout if out.returncode == 0 else ""
+
+    def orphaned(project: str) -> bool:
+        m = _OWNED.match(project)
+        return bool(m) and not _alive(int(m.group(2)))  # type: ignore[union-attr]
+
+    label = "io.podman.compose.project"
+    listed = json.loads(run("podman", "ps", "-a", "--format", "json") or "[]")
+    projects = {c.get("Labels", {}).get(label, "") for c in listed}
+    networks = run("podman", "network", "ls", "--format", "{{.Name}}").split()
+    volumes = run("podman", "volume", "ls", "--format", "{{.Name}}").split()
+    projects |= {n.split("_", 1)[0] for n in networks + volumes}
+    swept = sorted(p for p in projects if p and orphaned(p))
+    for project in swept:
+        ids = [c["Id"] for c in listed if c.get("Labels", {}).get(label) == project]
+        if ids:
+            run("podman", "rm", "--force", "--time", "0", *ids)
+        run("podman", "pod", "rm", "--force", f"pod_{project}")
+        for n in networks:
+            if n.split("_", 1)[0] == project:
+                run("podman", "network", "rm", "--force", n)
+        for v in volumes:
+            if v.split("_", 1)[0] == project:
+                run("podman", "volume", "rm", "--force", v)
+    return swept
+
+
 @contextmanager
 def running(stack: Stack, *, service: str, replicas: int) -> Iterator[Stack]:
-    """Bring a stack up with ``replicas`` of ``service``; on exit tear it down and check nothing is left."""
+    """Bring a stack up with ``replicas`` of ``service``; on exit tear it down and check nothing is left.
+
+    Stacks that killed test runs left behind are removed first (:func:`sweep_orphans`).
+    """
+    swept = sweep_orphans(stack.env)
+    if swept:
+        print(f"removed stacks of test runs that were killed before their teardown: {', '.join(swept)}")
     try:
         t0 = time.monotonic()
         stack.up(service=service, replicas=replicas)

@@ -28,7 +28,16 @@ import pytest
 from taskq_sdk import Client
 
 from .conftest import ROOT, wait_until
-from .deploy_engine import Stack, build_base_images, engine_env, free_port, missing, running
+from .deploy_engine import (
+    Stack,
+    build_base_images,
+    engine_env,
+    free_port,
+    missing,
+    project_name,
+    running,
+    sweep_orphans,
+)
 
 pytestmark = pytest.mark.deploy
 
@@ -85,7 +94,7 @@ def deployed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     env.update(REDIS_PASSWORD=password, TASKQ_REDIS_HOST_PORT=str(port))
     t0 = time.monotonic()
     print(build_base_images(env), f"({time.monotonic() - t0:.0f}s)")
-    stack = Stack(compose_file, f"taskqtest{secrets.token_hex(3)}", env)
+    stack = Stack(compose_file, project_name("taskqtest"), env)
     with running(stack, service=spec.worker_service, replicas=3):
         yield Deployed(stack, spec.url.format(password=password, port=port), spec.worker_service)
 
@@ -126,3 +135,34 @@ def test_a_worker_container_killed_mid_batch_loses_nothing(deployed: Deployed) -
     assert retaken, "the killed worker had running jobs; they ran again elsewhere"
     assert all(i.worker != victim.id for i in infos), "no job's final run is credited to the dead worker"
     deployed.wait_for_workers(2)
+
+
+def test_stacks_of_killed_runs_are_swept(tmp_path: Path) -> None:
+    """A network and volume left by a run whose process is gone are removed; a live run's are kept."""
+    env = engine_env(tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs (the owner of a run killed before its teardown)
+    orphan, mine = f"taskqtest{dead.pid}x0a0b0c", project_name("taskqtest")
+    label = "io.podman.compose.project"
+    made = []
+    try:
+        for project in (orphan, mine):
+            for kind in ("network", "volume"):
+                name = f"{project}_default"
+                subprocess.run(["podman", kind, "create", "--label", f"{label}={project}", name], env=env, check=True)
+                made.append((kind, name))
+        swept = sweep_orphans(env)
+        assert orphan in swept and mine not in swept
+
+        def names(kind: str) -> list[str]:
+            out = subprocess.run(
+                ["podman", kind, "ls", "--format", "{{.Name}}"], env=env, capture_output=True, text=True
+            )
+            return out.stdout.split()
+
+        for kind in ("network", "volume"):
+            assert f"{orphan}_default" not in names(kind), f"the orphaned {kind} is still there"
+            assert f"{mine}_default" in names(kind), f"a live run's {kind} was removed"
+    finally:
+        for kind, name in made:
+            subprocess.run(["podman", kind, "rm", "--force", name], env=env, capture_output=True)

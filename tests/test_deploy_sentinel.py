@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 from .conftest import ROOT, wait_until
-from .deploy_engine import Stack, build_base_images, engine_env, missing, running
+from .deploy_engine import Stack, build_base_images, engine_env, missing, project_name, running
 
 pytestmark = pytest.mark.deploy
 
@@ -129,7 +129,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelStack
     env.update(REDIS_PASSWORD=password, REDIS_SENTINEL_PASSWORD=sentinel_password, TASKQ_OUTAGE_BUDGET="180")
     t0 = time.monotonic()
     print(build_base_images(env), f"({time.monotonic() - t0:.0f}s)")
-    stack = Stack(COMPOSE, f"taskqsent{secrets.token_hex(3)}", env)
+    stack = Stack(COMPOSE, project_name("taskqsent"), env)
     with running(stack, service=WORKER, replicas=3):
         yield SentinelStack(stack, password, sentinel_password)
 
