@@ -62,6 +62,46 @@ def _hiredis_reader(parser: Any) -> Any:
     return hiredis.Reader(protocolError=InvalidResponse, replyError=parse_error, notEnoughData=_MORE)
 
 
+async def run_scripts_piped(pipe: AutoPipeline, calls: list[tuple[Any, list[Any]]]) -> list[Any]:
+    """Run registered scripts in one write on the auto-pipeline; their results in order (as ``run_scripts``).
+
+    A script the server lacks (``NOSCRIPT``, after a restart) is loaded and only the refused calls run
+    again (the others ran already); the first error reply is raised once every call has answered.
+
+    Example::
+
+        finish_out, claim_out = await run_scripts_piped(pipe, [(finish, fargv), (claim, cargv)])
+    """
+    futs = await pipe.send_many([pack_evalsha(script, args) for script, args in calls])
+    results = await _replies(futs)
+    refused = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+    if refused:
+        for script in {calls[i][0].sha: calls[i][0] for i in refused}.values():
+            await pipe.execute("SCRIPT", "LOAD", script.script)
+        again = await pipe.send_many([pack_evalsha(*calls[i]) for i in refused])
+        for i, r in zip(refused, await _replies(again), strict=True):
+            results[i] = r
+    for r in results:
+        if isinstance(r, Exception):
+            raise r
+    return results
+
+
+async def _replies(futs: list[asyncio.Future[Any]]) -> list[Any]:
+    out: list[Any] = []
+    try:
+        for fut in futs:
+            try:
+                out.append(await fut)
+            except Exception as exc:  # an error reply answers its call only; a lost connection fails them all
+                out.append(exc)
+    except BaseException:  # cancelled: the replies still to come are read and dropped
+        for fut in futs:
+            fut.cancel()
+        raise
+    return out
+
+
 class _Replies(asyncio.Protocol):
     """The connection's protocol once the pipeline owns it: bytes go straight to the pipeline's parser."""
 
@@ -177,25 +217,38 @@ class AutoPipeline:
 
     async def send(self, data: bytes) -> Any:
         """Send one command already in the wire format (:func:`pack`) and return its reply, as :meth:`execute`."""
+        (fut,) = await self.send_many([data])
+        return await fut
+
+    async def send_many(self, commands: list[bytes]) -> list[asyncio.Future[Any]]:
+        """Queue commands in the wire format to go out together; one future per reply, in order.
+
+        With nothing in flight they go out at once, in one write; else with the next one.
+
+        Example::
+
+            futs = await pipe.send_many([pack(("GET", "a")), pack(("GET", "b"))])
+            a, b = [await f for f in futs]
+        """
         if self._replies is None and (self._conn is None or self._conn._writer is None or self._reader is None):
             await self._connect()
         loop = self._loop
         assert loop is not None
-        fut: asyncio.Future[Any] = loop.create_future()
+        futs: list[asyncio.Future[Any]] = [loop.create_future() for _ in commands]
         if not self._waiting:
             # nothing in flight: out at once (calls of the same tick that follow share the next write)
-            self._waiting.append(fut)
+            self._waiting.extend(futs)
             self._progress = loop.time()
-            self._write(data, 1)
+            self._write(commands[0] if len(commands) == 1 else b"".join(commands), len(commands))
             if self._timer is None and self._timeout:
                 self._timer = loop.call_later(self._timeout, self._check_timeout)
         else:
-            self._waiting.append(fut)
-            self._buffer.append(data)
+            self._waiting.extend(futs)
+            self._buffer.extend(commands)
             if not self._flush_due:
                 self._flush_due = True
                 loop.call_soon(self._flush)
-        return await fut
+        return futs
 
     async def evalsha(self, script: Any, args: list[Any]) -> Any:
         """Run a registered script (``redis.register_script``) by digest; loads it once if the server lacks it."""

@@ -257,7 +257,9 @@ def broker_error(exc: Exception, settings: Settings, what: str = "reach") -> Exc
     return None
 
 
-async def run_scripts(redis: Redis, calls: list[tuple[Any, list[Any]]], keys: list[str] | None = None) -> list[Any]:
+async def run_scripts(
+    redis: Redis, calls: list[tuple[Any, list[Any]]], keys: list[str] | None = None, *, auto: Any = None
+) -> list[Any]:
     """Run several registered Lua scripts in one pipelined round trip; returns their results in order.
 
     redis-py checks a pipeline's scripts with an extra ``SCRIPT EXISTS`` round trip before every
@@ -266,14 +268,26 @@ async def run_scripts(redis: Redis, calls: list[tuple[Any, list[Any]]], keys: li
     others already ran, and running them twice would apply their writes twice.
 
     ``keys``: the KEYS of every call (the queue key in the cluster layout: see ``keys.layout_for``).
+    ``auto``: an :class:`~.autopipe.AutoPipeline` over ``redis`` (not for a cluster): the calls go out in
+    one write on its connection, with none of redis-py's per-pipeline work; a lost connection falls back
+    to ``redis``'s pool (its reconnect and retry policy), as redis-py's own retry would send them again.
 
     Example::
 
         finish_out, = await run_scripts(redis, [(finish_script, argv)])
     """
-    from redis.exceptions import NoScriptError
+    from redis.exceptions import AuthenticationError, NoScriptError
+    from redis.exceptions import ConnectionError as RedisConnectionError
 
     keys = keys or []
+    if auto is not None and not keys and auto.usable:
+        from .autopipe import run_scripts_piped
+
+        try:
+            return await run_scripts_piped(auto, calls)
+        except RedisConnectionError as exc:
+            if isinstance(exc, AuthenticationError):
+                raise
     if len(calls) == 1:
         script, args = calls[0]
         return [await script(keys=keys, args=args)]

@@ -56,6 +56,7 @@ from ..runtime import JobContext, Lease, install_output_capture, remote_error
 from ..serialization import Codec, RemoteError, codec_for
 from ..streaming import ItemWriter, item_writer
 from . import layout, limits
+from .autopipe import AutoPipeline
 from .connection import (
     close_redis,
     is_connection_error,
@@ -210,6 +211,7 @@ class Engine(Worker):
         #: key and channel names (the layout follows the server: see ``keys.layout_for``)
         self.layout: KeyLayout = layout_for(settings, queue)
         self._keys = self.layout.script_keys()
+        self._auto: AutoPipeline | None = None  # made in main()
         limited = sorted(spec.name for spec in self.specs.values() if spec.limit is not None)
         if self._keys and limited:  # the limits' script spans slots (see Store.refuse_on_cluster)
             raise ConfigurationError(
@@ -297,6 +299,9 @@ class Engine(Worker):
         self._finish_script = self._pool.register_script(self.layout.FINISH)
         self._progress_script = self._pool.register_script(self.layout.PROGRESS)
         self._check_script = self._pool.register_script(self.layout.CHECK)
+        #: the per-job scripts (claim, check, finish, progress) go out on a connection of their own, each
+        #: round trip one write with no redis-py pipeline work (see autopipe); None on a cluster
+        self._auto = AutoPipeline.for_redis(self._pool) if not self._keys else None
         await self._wait_for_server()
         for script in (self._claim_script, self._finish_script, self._progress_script, self._check_script):
             # loaded up front: pipelined calls are sent by digest (see run_scripts)
@@ -513,6 +518,8 @@ class Engine(Worker):
             await self.on_shutdown(self.ctx)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._auto is not None:
+            await self._auto.close()
         if self._pool is not None:
             with contextlib.suppress(Exception):
                 await close_redis(self._pool)
@@ -537,7 +544,7 @@ class Engine(Worker):
         plan = self._plan_claim(free, idle=not self.tasks and not self._claiming and not self._pushes_coming)
         self._claiming += free
         try:
-            reply = await self._claim_script(keys=self._keys, args=plan.args)
+            (reply,) = await run_scripts(self.pool, [(self._claim_script, plan.args)], keys=self._keys, auto=self._auto)
         finally:
             self._claiming -= free
         return self._claimed(plan, reply)
@@ -778,7 +785,8 @@ class Engine(Worker):
         sent = time.monotonic()
         ttl_ms = int(self.settings.claim_ttl * 1000)
         try:
-            ok = await self._check_script(keys=self._keys, args=["push", job_id, lease.token, ttl_ms, self.queue_name])
+            args = ["push", job_id, lease.token, ttl_ms, self.queue_name]
+            (ok,) = await run_scripts(self.pool, [(self._check_script, args)], keys=self._keys, auto=self._auto)
         except Exception as exc:  # unchecked: not run here; its claim lapses and any worker claims it
             logger.warning("job %s: could not check its hand-over (%s); leaving it to the queue", job_id, exc)
             return False
@@ -1301,7 +1309,7 @@ class Engine(Worker):
         if not calls:
             return []
         try:
-            results = await run_scripts(self.pool, calls, keys=self._keys)
+            results = await run_scripts(self.pool, calls, keys=self._keys, auto=self._auto)
         finally:
             if plan is not None:
                 self._claiming -= plan.free
