@@ -130,3 +130,37 @@ def test_a_burst_of_submits_sets_no_timer_each(settings: Settings) -> None:
             return len(loop._scheduled) - before  # type: ignore[attr-defined]
 
     assert asyncio.run(main()) <= 5
+
+
+def test_a_worker_whose_script_connection_is_killed_loses_and_repeats_nothing(
+    settings: Settings, sync_redis: redis.Redis, worker: Any
+) -> None:
+    """The worker's per-job scripts ride their own connection; killing it mid-drain loses no job, runs none twice."""
+    engine = worker.engine
+    assert engine._auto is not None, "a plain server URL gives the worker an auto-pipeline"
+
+    def auto_client_ids() -> list[int]:
+        transport = engine._auto._transport
+        if transport is None:
+            return []
+        host, port = transport.get_extra_info("sockname")[:2]
+        return [int(c["id"]) for c in sync_redis.client_list() if c.get("addr") == f"{host}:{port}"]
+
+    async def main() -> list[Any]:
+        async with AsyncClient(settings=settings) as client:
+            jobs = [await client.submit("mark", i, 0.01) for i in range(300)]
+            waits = {asyncio.ensure_future(j.wait(timeout=120)) for j in jobs}
+            killed = 0
+            while waits:  # kill the worker's script connection every ~20 ms until the queue is drained
+                for cid in auto_client_ids():
+                    sync_redis.client_kill_filter(_id=cid)
+                    killed += 1
+                _, waits = await asyncio.wait(waits, timeout=0.02)
+            assert killed >= 5, f"the worker's script connection was killed only {killed} times"
+            return [await j.result(timeout=60) for j in jobs]
+
+    results = asyncio.run(main())
+    assert results == [i * 2 for i in range(300)], "every job completed with its own result"
+    runs = {int(k): int(v) for k, v in sync_redis.hgetall("load:runs").items()}
+    assert sorted(runs) == list(range(300)) and set(runs.values()) == {1}, "each job ran exactly once"
+    assert engine._auto.writes > 0, "the scripts went through the auto-pipeline"
