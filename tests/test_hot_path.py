@@ -164,3 +164,29 @@ def test_a_worker_whose_script_connection_is_killed_loses_and_repeats_nothing(
     runs = {int(k): int(v) for k, v in sync_redis.hgetall("load:runs").items()}
     assert sorted(runs) == list(range(300)) and set(runs.values()) == {1}, "each job ran exactly once"
     assert engine._auto.writes > 0, "the scripts went through the auto-pipeline"
+
+
+def test_a_subscription_hands_each_event_to_one_getter() -> None:
+    """Events wake their getters directly: in order, one getter each, none lost to a timeout or a cancel."""
+    from taskq_sdk._backend.events import Subscription
+
+    async def main() -> None:
+        sub = Subscription("ch")
+        assert await sub.get(timeout=0.01) is None  # nothing came: None at the deadline
+        sub.put({"n": 0})
+        assert await sub.get(timeout=0) == {"n": 0}  # already there: no wait
+        getters = [asyncio.ensure_future(sub.get(timeout=5)) for _ in range(3)]
+        await asyncio.sleep(0)  # let the three start waiting
+        doomed = getters[0]
+        sub.put({"n": 1})
+        doomed.cancel()  # woken for event 1, cancelled before it took it: event 1 goes to the next getter
+        sub.put({"n": 2})
+        got = await asyncio.gather(*getters[1:])
+        assert doomed.cancelled() and got == [{"n": 1}, {"n": 2}]
+        late = asyncio.ensure_future(sub.get(timeout=0.05))
+        assert await late is None and not sub._getters, "a timed-out getter leaves no waiter behind"
+        sub.put({"n": 3})
+        sub.put({"n": 4})
+        assert sub.drain() == [{"n": 3}, {"n": 4}] and sub.drain() == []
+
+    asyncio.run(main())

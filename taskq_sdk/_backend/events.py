@@ -50,7 +50,10 @@ class Subscription:
 
     def __init__(self, channel: str) -> None:
         self.channel = channel
-        self._queue_made: asyncio.Queue[dict[str, Any]] | None = None  # made on first use: most are never read
+        #: events not yet taken, and the getters waiting for one (a future each: an event wakes its
+        #: getter directly, with no queue task or wait_for task in between)
+        self._items: collections.deque[dict[str, Any]] = collections.deque()
+        self._getters: collections.deque[asyncio.Future[None]] = collections.deque()
         #: prepared subscriptions (``EventHub.prepare`` / ``expect``): whether a waiter took it over / it lapsed
         self.local = False
         self.active = False
@@ -58,29 +61,41 @@ class Subscription:
         self.expired = False
         self._expiry: asyncio.TimerHandle | None = None
 
-    @property
-    def _queue(self) -> asyncio.Queue[dict[str, Any]]:
-        if self._queue_made is None:
-            self._queue_made = asyncio.Queue()
-        return self._queue_made
-
     def put(self, event: dict[str, Any]) -> None:
-        self._queue.put_nowait(event)
+        self._items.append(event)
+        self._wake_next()
+
+    def _wake_next(self) -> None:
+        while self._getters:
+            getter = self._getters.popleft()
+            if not getter.done():
+                getter.set_result(None)
+                return
 
     async def get(self, timeout: float | None) -> dict[str, Any] | None:
         """The next event, or ``None`` after ``timeout`` seconds."""
         try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
+            async with asyncio.timeout(timeout):
+                while not self._items:
+                    getter = asyncio.get_running_loop().create_future()
+                    self._getters.append(getter)
+                    try:
+                        await getter
+                    except BaseException:
+                        getter.cancel()
+                        if getter in self._getters:
+                            self._getters.remove(getter)
+                        elif self._items:  # woken, then cancelled or timed out: the event is the next getter's
+                            self._wake_next()
+                        raise
+                return self._items.popleft()
         except TimeoutError:
             return None
 
     def drain(self) -> list[dict[str, Any]]:
         """Everything queued right now, without waiting."""
-        out: list[dict[str, Any]] = []
-        if self._queue_made is None:
-            return out
-        while not self._queue.empty():
-            out.append(self._queue.get_nowait())
+        out = list(self._items)
+        self._items.clear()
         return out
 
 
