@@ -250,6 +250,7 @@ local TNS = '{TENANT_NS}'
 local PUSH_MAGIC = '\\193TP'
 local REPLY_MAGIC = '\\193TR'
 local function tenant_of(id)
+  if not string.find(id, ':', 1, true) then return 'default' end
   local t = string.match(id, '^([a-z0-9][a-z0-9_-]*):')
   if t and string.len(t) <= 63 then return t end
   return 'default'
@@ -307,23 +308,25 @@ local function batch_count(id, batch, field, now)
 end
 -- job metrics: all-time and per-minute hashes per tenant, fields '<ws>|<fn>|<counter>';
 -- durations also land in log2 buckets (8 per doubling) for percentiles
-local function count(tenant, ws, fn, now, field, dur)
+local function count(tenant, ws, fn, now, field, dur, n)
+  n = n or 1
   local prefix = TNS .. tenant .. ':m:'
-  local keys = {{prefix .. 'all', prefix .. math.floor(now / 60000)}}
+  local all, minute = prefix .. 'all', prefix .. math.floor(now / 60000)
   local f = ws .. '|' .. fn .. '|'
-  local first = false
-  for k = 1, 2 do
-    first = redis.call('HINCRBY', keys[k], f .. field, 1) == 1
-    if dur then
-      redis.call('HINCRBY', keys[k], f .. 'dur', dur)
-      redis.call('HINCRBY', keys[k], f .. 'h' .. math.floor(math.log(dur + 1) / math.log(2) * 8), 1)
-    end
+  redis.call('HINCRBY', all, f .. field, n)
+  local first = redis.call('HINCRBY', minute, f .. field, n) == n
+  if dur then
+    local h = f .. 'h' .. math.floor(math.log(dur + 1) / math.log(2) * 8)
+    redis.call('HINCRBY', all, f .. 'dur', dur)
+    redis.call('HINCRBY', all, h, 1)
+    redis.call('HINCRBY', minute, f .. 'dur', dur)
+    redis.call('HINCRBY', minute, h, 1)
   end
   -- lifetimes set when a counter first appears in a minute's hash (a new key always starts so):
   -- the all-time hash's 30 days then slide once a minute of activity, not on every count
   if first then
-    redis.call('PEXPIRE', keys[1], 2592000000)
-    redis.call('PEXPIRE', keys[2], 7200000)
+    redis.call('PEXPIRE', all, 2592000000)
+    redis.call('PEXPIRE', minute, 7200000)
   end
 end
 """
@@ -351,83 +354,185 @@ SUBMIT_HEADER = 6
 SUBMIT = (
     PRELUDE
     + """
-local now = tonumber(ARGV[1])
+local now, nows = tonumber(ARGV[1]), ARGV[1]
 local rk, ppfx, pqk, rc = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local call = redis.call
 local out = {}
 local queued = false
-local can_push = rk ~= ''
-if can_push then redis.call('ZREMRANGEBYSCORE', rk, '-inf', '(' .. now) end
-for i = 7, #ARGV, 14 do
-  local id = ARGV[i]
-  if redis.call('EXISTS', JOB .. id, RES .. id) > 0 then
+-- the ready set: its newest offer (no idle worker: nothing else to do); if there is one, the lapsed
+-- offers go (all of them when even the newest lapsed) and the newest live one takes the first job
+local can_push, top = false, nil
+if rk ~= '' then
+  local t = call('ZRANGE', rk, -1, -1, 'WITHSCORES')
+  if t[1] then
+    call('ZREMRANGEBYSCORE', rk, '-inf', '(' .. nows)
+    if tonumber(t[2]) >= now then can_push, top = true, t[1] end
+  end
+end
+-- Consecutive rows of one queue, one index, one (tenant, workspace, function) share one ZADD, one
+-- index upkeep check and one 'enq' count, written when the next row differs or after the last
+-- (the script is atomic: nobody sees the rows in between).
+local qk_w, qbuf, nq = nil, {}, 0
+local ik_w, ibuf, ni, ttls, wk_w, ws_w = nil, {}, 0, {}, nil, nil
+local g_t, g_ws, g_fn, gn = nil, nil, nil, 0
+local function zadd_all(key, flat, n)
+  for s = 1, n, 2000 do call('ZADD', key, unpack(flat, s, math.min(s + 1999, n))) end
+end
+local function write_queue()
+  if nq > 0 then zadd_all(qk_w, qbuf, nq) end
+  nq = 0
+end
+local function write_index()
+  if ni == 0 then return end
+  zadd_all(ik_w, ibuf, ni)
+  -- upkeep at most once a minute per index (a new index at once), checked for each row as if it
+  -- came alone: drop the entries past their metadata's life, name the workspace, extend both
+  -- lifetimes ('wss' always outlives the index)
+  local left = call('PTTL', ik_w)
+  for k = 1, ni / 2 do
+    local meta_ttl = ttls[k]
+    if left < meta_ttl - 60000 then
+      call('ZREMRANGEBYSCORE', ik_w, '-inf', now - meta_ttl)
+      call('SADD', wk_w, ws_w)
+      if call('PTTL', ik_w) < meta_ttl then call('PEXPIRE', ik_w, meta_ttl) end
+      if call('PTTL', wk_w) < meta_ttl then call('PEXPIRE', wk_w, meta_ttl) end
+      left = call('PTTL', ik_w)
+    end
+  end
+  ni = 0
+end
+local function write_count()
+  if gn > 0 then count(g_t, g_ws, g_fn, now, 'enq', nil, gn) end
+  gn = 0
+end
+-- The keys of every row (and of its queue's cancel requests), read with one EXISTS: when none of
+-- them exists - new ids, nothing an earlier job left to clear: the usual case - no row needs a read
+-- of its own. Else each row is checked alone (its id taken? what to clear?), as rows used to be.
+local kk, nk, tenants, aks = {}, 0, {}, {}
+local nrows = (#ARGV - 6) / 14
+for r = 1, nrows do
+  local i = 7 + (r - 1) * 14
+  local id, qk = ARGV[i], ARGV[i + 5]
+  local tenant = tenant_of(id)
+  local tp = TNS .. tenant
+  tenants[r] = tenant
+  kk[nk + 1], kk[nk + 2], kk[nk + 3], kk[nk + 4], kk[nk + 5] = JOB .. id, RES .. id, tp .. ':job:' .. id, RTY .. id,
+    tp .. ':logs:' .. id
+  nk = nk + 5
+end
+local probe = nk
+for i = 12, #ARGV, 14 do
+  local qk = ARGV[i]
+  if not aks[qk] then aks[qk] = abort_key(qk); kk[probe + 1] = aks[qk]; probe = probe + 1 end
+end
+local found = 0
+for s = 1, probe, 1000 do found = found + call('EXISTS', unpack(kk, s, math.min(s + 999, probe))) end
+-- per queue: 1 while its set of cancel requests is not empty (no script here adds to it), 0 if empty
+local aborts = {}
+local seen = (found == 0 and nrows > 1) and {} or nil
+local fields = {'fn', '', 'ws', '', 'queue', '', 'enq', nows, 'state', '', 'args', ''}
+for r = 1, nrows do
+  local i = 7 + (r - 1) * 14
+  local id, qk = ARGV[i], ARGV[i + 5]
+  local tenant = tenants[r]
+  local tp = TNS .. tenant
+  local b = (r - 1) * 5
+  local jk, resk, mk, rtk, lk = kk[b + 1], kk[b + 2], kk[b + 3], kk[b + 4], kk[b + 5]
+  local free = true
+  if found == 0 then
+    -- all new; an id given twice in this call is taken the second time
+    if seen then
+      if seen[id] then free = false else seen[id] = true end
+    end
+  else
+    local ab = aborts[qk]
+    if ab == nil then ab = call('EXISTS', aks[qk]); aborts[qk] = ab end
+    local n = call('EXISTS', jk, resk, mk, rtk, lk)
+    if n > 0 and call('EXISTS', jk, resk) > 0 then
+      free = false
+    else
+      -- what an earlier job of this id left goes (cancel request, meta, attempts, logs)
+      if ab == 1 then call('ZREM', aks[qk], id) end
+      if n > 0 then call('DEL', mk, rtk, lk) end
+    end
+  end
+  if not free then
     out[#out + 1] = 0
   else
-    local tenant = tenant_of(id)
-    local mk = TNS .. tenant .. ':job:' .. id
-    local meta_ttl = tonumber(ARGV[i + 4])
-    redis.call('SET', JOB .. id, ARGV[i + 1], 'PX', ARGV[i + 3])
-    redis.call('ZADD', ARGV[i + 5], ARGV[i + 2], id)
-    redis.call('ZREM', abort_key(ARGV[i + 5]), id)
-    redis.call('DEL', mk, RTY .. id, logs_key(id))
-    -- optional fields only when set (a missing field reads as empty): fewer bytes per queued job.
-    -- The tenant is the id's (tenant_of); 'sched' only for a deferred job (due now: the queue score,
-    -- then the enqueue time, say when it was due).
-    local fields = {'fn', ARGV[i + 7], 'ws', ARGV[i + 6], 'queue', ARGV[i + 5], 'enq', now,
-      'state', ARGV[i + 10], 'args', ARGV[i + 13]}
-    if tonumber(ARGV[i + 2]) > now then fields[#fields + 1] = 'sched'; fields[#fields + 1] = ARGV[i + 2] end
-    for _, f in ipairs({{'timeout', 8}, {'max_tries', 9}, {'retry_of', 11}, {'batch', 12}}) do
-      if ARGV[i + f[2]] ~= '' then fields[#fields + 1] = f[1]; fields[#fields + 1] = ARGV[i + f[2]] end
-    end
-    if rc ~= '' then fields[#fields + 1] = 'rc'; fields[#fields + 1] = rc end
-    redis.call('HSET', mk, unpack(fields))
-    redis.call('PEXPIRE', mk, meta_ttl)
-    -- the listing index is per workspace (a tenant-wide listing merges them: one index entry, ~90 B,
-    -- less per job than writing a tenant-wide index too); 'wss' names the workspaces that have one
-    local ik, wk = TNS .. tenant .. ':idx:' .. ARGV[i + 6], TNS .. tenant .. ':wss'
-    redis.call('ZADD', ik, now, id)
-    -- upkeep at most once a minute per index (a new index at once): drop the entries past their
-    -- metadata's life, name the workspace, extend both lifetimes ('wss' always outlives the index)
-    if redis.call('PTTL', ik) < meta_ttl - 60000 then
-      redis.call('ZREMRANGEBYSCORE', ik, '-inf', now - meta_ttl)
-      redis.call('SADD', wk, ARGV[i + 6])
-      for _, k in ipairs({ik, wk}) do
-        if redis.call('PTTL', k) < meta_ttl then redis.call('PEXPIRE', k, meta_ttl) end
-      end
-    end
-    count(tenant, ARGV[i + 6], ARGV[i + 7], now, 'enq', nil)
-    if ARGV[i + 11] ~= '' then
-      local ok = meta_key(ARGV[i + 11])
-      if redis.call('EXISTS', ok) == 1 then redis.call('HSET', ok, 'retried_by', id) end
-    end
-    out[#out + 1] = 1
-    local pushed = false
-    while can_push and ARGV[i + 5] == pqk and tonumber(ARGV[i + 2]) <= now do
-      -- the most recently refreshed offer: a worker that stopped refreshing (frozen, dying) comes last
-      local entry = redis.call('ZRANGE', rk, -1, -1)[1]
+    local score, meta_ttl = ARGV[i + 2], tonumber(ARGV[i + 4])
+    local due = tonumber(score) <= now
+    call('SET', jk, ARGV[i + 1], 'PX', ARGV[i + 3])
+    if qk ~= qk_w then write_queue(); qk_w = qk end
+    qbuf[nq + 1], qbuf[nq + 2] = score, id
+    nq = nq + 2
+    -- due now on the push queue: handed to the newest idle worker listening (claimed here for it,
+    -- as CLAIM would), else the next one; a worker that stopped refreshing its offer comes last
+    local wid = nil
+    while can_push and due and qk == pqk do
+      local entry = top or call('ZRANGE', rk, -1, -1)[1]
+      top = nil
       if not entry then can_push = false break end
-      redis.call('ZREM', rk, entry)
+      call('ZREM', rk, entry)
       local a = string.find(entry, '|', 1, true)
       local b = a and string.find(entry, '|', a + 1, true)
       if b then
-        local wid = string.sub(entry, b + 1)
+        local w = string.sub(entry, b + 1)
         local meta = {ARGV[i + 8], ARGV[i + 9], ARGV[i + 6], ARGV[i + 12], tostring(now)}
-        local row = {id, ARGV[i + 2], ARGV[i + 1], 1, 0, meta, entry}
-        -- handed over only if the worker is listening now; else the next idle worker, or the queue
-        if redis.call('PUBLISH', ppfx .. wid, PUSH_MAGIC .. cmsgpack.pack(row)) > 0 then
-          redis.call('SET', INP .. id, wid .. '#1', 'PX', string.sub(entry, 1, a - 1))
-          redis.call('SET', RTY .. id, 1, 'EX', 88400)
+        local row = {id, score, ARGV[i + 1], 1, 0, meta, entry}
+        if call('PUBLISH', ppfx .. w, PUSH_MAGIC .. cmsgpack.pack(row)) > 0 then
+          call('SET', INP .. id, w .. '#1', 'PX', string.sub(entry, 1, a - 1))
+          call('SET', rtk, 1, 'EX', 88400)
           batch_count(id, ARGV[i + 12], 'started', now)
-          redis.call('HSET', mk, 'state', 'in_progress', 'attempt', 1, 'worker', wid, 'started', now)
-          redis.call('PUBLISH', chan(id), cjson.encode({e = 'started', a = 1, w = wid}))
-          pushed = true
+          wid = w
           break
         end
       end
     end
-    if not pushed then queued = true end
+    -- optional fields only when set (a missing field reads as empty): fewer bytes per queued job.
+    -- The tenant is the id's (tenant_of); 'sched' only for a deferred job (due now: the queue score,
+    -- then the enqueue time, say when it was due). A job handed over is written as started.
+    local ws, fn = ARGV[i + 6], ARGV[i + 7]
+    fields[2], fields[4], fields[6], fields[10], fields[12] = fn, ws, qk, wid and 'in_progress' or ARGV[i + 10],
+      ARGV[i + 13]
+    local nf = 12
+    if not due then fields[13] = 'sched'; fields[14] = score; nf = 14 end
+    local v = ARGV[i + 8]
+    if v ~= '' then fields[nf + 1] = 'timeout'; fields[nf + 2] = v; nf = nf + 2 end
+    v = ARGV[i + 9]
+    if v ~= '' then fields[nf + 1] = 'max_tries'; fields[nf + 2] = v; nf = nf + 2 end
+    v = ARGV[i + 11]
+    if v ~= '' then fields[nf + 1] = 'retry_of'; fields[nf + 2] = v; nf = nf + 2 end
+    v = ARGV[i + 12]
+    if v ~= '' then fields[nf + 1] = 'batch'; fields[nf + 2] = v; nf = nf + 2 end
+    if rc ~= '' then fields[nf + 1] = 'rc'; fields[nf + 2] = rc; nf = nf + 2 end
+    if wid then
+      fields[nf + 1], fields[nf + 2], fields[nf + 3], fields[nf + 4] = 'attempt', 1, 'worker', wid
+      fields[nf + 5], fields[nf + 6] = 'started', now
+      nf = nf + 6
+    end
+    call('HSET', mk, unpack(fields, 1, nf))
+    call('PEXPIRE', mk, meta_ttl)
+    if wid then call('PUBLISH', chan(id), cjson.encode({e = 'started', a = 1, w = wid})) else queued = true end
+    -- the listing index is per workspace (a tenant-wide listing merges them: one index entry, ~90 B,
+    -- less per job than writing a tenant-wide index too); 'wss' names the workspaces that have one
+    local ik = tp .. ':idx:' .. ws
+    if ik ~= ik_w then write_index(); ik_w, wk_w, ws_w = ik, tp .. ':wss', ws end
+    ibuf[ni + 1], ibuf[ni + 2] = nows, id
+    ni = ni + 2
+    ttls[ni / 2] = meta_ttl
+    if tenant ~= g_t or ws ~= g_ws or fn ~= g_fn then write_count(); g_t, g_ws, g_fn = tenant, ws, fn end
+    gn = gn + 1
+    if ARGV[i + 11] ~= '' then
+      local ok = meta_key(ARGV[i + 11])
+      if call('EXISTS', ok) == 1 then call('HSET', ok, 'retried_by', id) end
+    end
+    out[#out + 1] = 1
   end
 end
-if queued and ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], '{"e":"wake"}') end
+write_queue()
+write_index()
+write_count()
+if queued and ARGV[2] ~= '' then call('PUBLISH', ARGV[2], '{"e":"wake"}') end
 return out
 """
 )
