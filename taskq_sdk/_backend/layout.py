@@ -405,39 +405,42 @@ local function write_count()
   if gn > 0 then count(g_t, g_ws, g_fn, now, 'enq', nil, gn) end
   gn = 0
 end
--- The keys of every row (and of its queue's cancel requests), read with one EXISTS: when none of
--- them exists - new ids, nothing an earlier job left to clear: the usual case - no row needs a read
--- of its own. Else each row is checked alone (its id taken? what to clear?), as rows used to be.
-local kk, nk, tenants, aks = {}, 0, {}, {}
+-- The keys of a group of rows (and of their queues' cancel requests), read with one EXISTS: when
+-- none exists - new ids, nothing an earlier job left to clear: the usual case - no row of the group
+-- needs a read of its own. Else each row of the group is checked alone (its id taken? what to clear?).
 local nrows = (#ARGV - 6) / 14
-for r = 1, nrows do
-  local i = 7 + (r - 1) * 14
-  local id, qk = ARGV[i], ARGV[i + 5]
-  local tenant = tenant_of(id)
-  local tp = TNS .. tenant
-  tenants[r] = tenant
-  kk[nk + 1], kk[nk + 2], kk[nk + 3], kk[nk + 4], kk[nk + 5] = JOB .. id, RES .. id, tp .. ':job:' .. id, RTY .. id,
-    tp .. ':logs:' .. id
-  nk = nk + 5
+local keys, tenants, found = {}, {}, 0
+local function probe(r1, r2)
+  local nk, seen_q = 0, {}
+  for r = r1, r2 do
+    local i = 7 + (r - 1) * 14
+    local id, qk = ARGV[i], ARGV[i + 5]
+    local tenant = tenant_of(id)
+    local tp = TNS .. tenant
+    local b = (r - r1) * 5
+    tenants[r - r1 + 1] = tenant
+    keys[b + 1], keys[b + 2], keys[b + 3], keys[b + 4], keys[b + 5] = JOB .. id, RES .. id, tp .. ':job:' .. id,
+      RTY .. id, tp .. ':logs:' .. id
+    if not seen_q[qk] then seen_q[qk] = true; nk = nk + 1; keys[(r2 - r1 + 1) * 5 + nk] = abort_key(qk) end
+  end
+  return call('EXISTS', unpack(keys, 1, (r2 - r1 + 1) * 5 + nk))
 end
-local probe = nk
-for i = 12, #ARGV, 14 do
-  local qk = ARGV[i]
-  if not aks[qk] then aks[qk] = abort_key(qk); kk[probe + 1] = aks[qk]; probe = probe + 1 end
-end
-local found = 0
-for s = 1, probe, 1000 do found = found + call('EXISTS', unpack(kk, s, math.min(s + 999, probe))) end
 -- per queue: 1 while its set of cancel requests is not empty (no script here adds to it), 0 if empty
 local aborts = {}
-local seen = (found == 0 and nrows > 1) and {} or nil
+local seen = nrows > 1 and {} or nil
 local fields = {'fn', '', 'ws', '', 'queue', '', 'enq', nows, 'state', '', 'args', ''}
+local r1 = 1
 for r = 1, nrows do
+  if r == r1 + 100 or r == 1 then
+    r1 = r
+    found = probe(r1, math.min(r1 + 99, nrows))
+  end
   local i = 7 + (r - 1) * 14
   local id, qk = ARGV[i], ARGV[i + 5]
-  local tenant = tenants[r]
+  local tenant = tenants[r - r1 + 1]
   local tp = TNS .. tenant
-  local b = (r - 1) * 5
-  local jk, resk, mk, rtk, lk = kk[b + 1], kk[b + 2], kk[b + 3], kk[b + 4], kk[b + 5]
+  local b = (r - r1) * 5
+  local jk, resk, mk, rtk, lk = keys[b + 1], keys[b + 2], keys[b + 3], keys[b + 4], keys[b + 5]
   local free = true
   if found == 0 then
     -- all new; an id given twice in this call is taken the second time
@@ -446,13 +449,13 @@ for r = 1, nrows do
     end
   else
     local ab = aborts[qk]
-    if ab == nil then ab = call('EXISTS', aks[qk]); aborts[qk] = ab end
+    if ab == nil then ab = call('EXISTS', abort_key(qk)); aborts[qk] = ab end
     local n = call('EXISTS', jk, resk, mk, rtk, lk)
     if n > 0 and call('EXISTS', jk, resk) > 0 then
       free = false
     else
       -- what an earlier job of this id left goes (cancel request, meta, attempts, logs)
-      if ab == 1 then call('ZREM', aks[qk], id) end
+      if ab == 1 then call('ZREM', abort_key(qk), id) end
       if n > 0 then call('DEL', mk, rtk, lk) end
     end
   end
