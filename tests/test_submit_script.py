@@ -13,6 +13,7 @@ import time
 import redis
 from redis.asyncio import Redis
 
+from taskq_sdk._backend.batches import BatchStore, BulkHeader, pack_rows
 from taskq_sdk._backend.store import Store, SubmitRow
 from taskq_sdk.config import Settings
 from taskq_sdk.serialization import Codec
@@ -129,3 +130,36 @@ def test_one_call_of_mixed_rows_ends_as_separate_calls_would(settings: Settings,
     assert sync_redis.hget("taskq:t:default:job:plain-1", "timeout") == b"5.0"
     assert sync_redis.hget("taskq:t:acme:job:acme:m4", "batch") == b"b1"
     assert sync_redis.hget("taskq:t:acme:job:acme:old-1", "retried_by") == b"acme:m4"
+
+
+def _bulk(settings: Settings, rows: list[object], *, fresh: bool) -> bytes:
+    async def main() -> bytes:
+        r = Redis.from_url(settings.url())
+        try:
+            now = int(time.time() * 1000)
+            header = BulkHeader("default", "default", "noop", None, None, "queued", now, 86_400_000, 90_000_000, "b1")
+            return await BatchStore(r, Codec()).submit(header, [pack_rows(rows)], now=now, fresh=fresh)
+        finally:
+            await r.aclose()
+
+    return asyncio.run(main())
+
+
+def test_a_keyed_bulk_submit_checks_ids_as_submit_does(settings: Settings, sync_redis: redis.Redis) -> None:
+    sync_redis.hset("taskq:t:default:job:k-old", mapping={"state": "failed", "err": "Boom"})
+    sync_redis.set("arq:retry:k-old", 2)
+    sync_redis.zadd("arq:abort", {"k-old": 1})
+    sync_redis.set("arq:job:k-taken", b"kept", px=60_000)
+    ids = [f"k-{n}" for n in range(150)]  # the id used before and the taken one sit in the second group of 100
+    ids[120], ids[130], ids[5] = "k-old", "k-taken", "k-4"  # and k-4 is given twice
+    rows: list[object] = []
+    for job_id in ids:
+        rows += [job_id, b"job-" + job_id.encode(), "noop()"]
+    flags = _bulk(settings, rows, fresh=False)
+    assert flags[5:6] == b"0" and flags[120:121] == b"1" and flags[130:131] == b"0"
+    assert flags.count(b"1") == 148
+    assert sync_redis.get("arq:job:k-taken") == b"kept"
+    assert sync_redis.hget("taskq:t:default:job:k-old", "state") == b"queued"
+    assert not sync_redis.hexists("taskq:t:default:job:k-old", "err") and not sync_redis.exists("arq:retry:k-old")
+    assert sync_redis.zcard("arq:abort") == 0
+    assert sync_redis.zcard("arq:queue") == 148 and _enq(sync_redis, "default", "default", "noop") == 148
