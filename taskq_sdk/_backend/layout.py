@@ -369,172 +369,168 @@ if rk ~= '' then
     if tonumber(t[2]) >= now then can_push, top = true, t[1] end
   end
 end
--- Consecutive rows of one queue, one index, one (tenant, workspace, function) share one ZADD, one
--- index upkeep check and one 'enq' count, written when the next row differs or after the last
--- (the script is atomic: nobody sees the rows in between).
-local qk_w, qbuf, nq = nil, {}, 0
-local ik_w, ibuf, ni, ttls, wk_w, ws_w = nil, {}, 0, {}, nil, nil
-local g_t, g_ws, g_fn, gn = nil, nil, nil, 0
-local function zadd_all(key, flat, n)
-  for s = 1, n, 2000 do call('ZADD', key, unpack(flat, s, math.min(s + 1999, n))) end
-end
-local function write_queue()
-  if nq > 0 then zadd_all(qk_w, qbuf, nq) end
-  nq = 0
-end
-local function write_index()
-  if ni == 0 then return end
-  zadd_all(ik_w, ibuf, ni)
-  -- upkeep at most once a minute per index (a new index at once), checked for each row as if it
-  -- came alone: drop the entries past their metadata's life, name the workspace, extend both
-  -- lifetimes ('wss' always outlives the index)
-  local left = call('PTTL', ik_w)
-  for k = 1, ni / 2 do
-    local meta_ttl = ttls[k]
-    if left < meta_ttl - 60000 then
-      call('ZREMRANGEBYSCORE', ik_w, '-inf', now - meta_ttl)
-      call('SADD', wk_w, ws_w)
-      if call('PTTL', ik_w) < meta_ttl then call('PEXPIRE', ik_w, meta_ttl) end
-      if call('PTTL', wk_w) < meta_ttl then call('PEXPIRE', wk_w, meta_ttl) end
-      left = call('PTTL', ik_w)
-    end
-  end
-  ni = 0
-end
-local function write_count()
-  if gn > 0 then count(g_t, g_ws, g_fn, now, 'enq', nil, gn) end
-  gn = 0
-end
--- The keys of a group of rows (and of their queues' cancel requests), read with one EXISTS: when
--- none exists - new ids, nothing an earlier job left to clear: the usual case - no row of the group
--- needs a read of its own. Else each row of the group is checked alone (its id taken? what to clear?).
 local nrows = (#ARGV - 6) / 14
-local keys, tenants, found = {}, {}, 0
-local function probe(r1, r2)
-  local nk, seen_q = 0, {}
-  for r = r1, r2 do
-    local i = 7 + (r - 1) * 14
-    local id, qk = ARGV[i], ARGV[i + 5]
-    local tenant = tenant_of(id)
-    local tp = TNS .. tenant
-    local b = (r - r1) * 5
-    tenants[r - r1 + 1] = tenant
-    keys[b + 1], keys[b + 2], keys[b + 3], keys[b + 4], keys[b + 5] = JOB .. id, RES .. id, tp .. ':job:' .. id,
-      RTY .. id, tp .. ':logs:' .. id
-    if not seen_q[qk] then seen_q[qk] = true; nk = nk + 1; keys[(r2 - r1 + 1) * 5 + nk] = abort_key(qk) end
-  end
-  return call('EXISTS', unpack(keys, 1, (r2 - r1 + 1) * 5 + nk))
-end
--- per queue: 1 while its set of cancel requests is not empty (no script here adds to it), 0 if empty
-local aborts = {}
-local seen = nrows > 1 and {} or nil
+-- A group of up to 100 rows starts with one EXISTS of their keys (and of their queues' cancel
+-- requests): when none exists - new ids, nothing an earlier job left to clear: the usual case - no
+-- row of the group needs a read of its own; else each row of the group is checked alone.
+local keys, found, g1 = {}, 0, 1
+-- Consecutive rows of one queue, one index, one (tenant, workspace, function) share one ZADD, one
+-- index upkeep check and one 'enq' count, written when a row differs and after the last row (the
+-- script is atomic: nobody sees the rows in between). No functions here: each would be a new
+-- closure on every run, and a lone submit is most of the runs.
+local qk_w, qbuf, nq = nil, {}, 0
+local ik_w, wk_w, ws_w, ibuf, ttls, ni = nil, nil, nil, {}, {}, 0
+local t_w, gws_w, fn_w, gn = nil, nil, nil, 0
+local aborts, seen = nil, nil
 local fields = {'fn', '', 'ws', '', 'queue', '', 'enq', nows, 'state', '', 'args', ''}
-local r1 = 1
-for r = 1, nrows do
-  if r == r1 + 100 or r == 1 then
-    r1 = r
-    found = probe(r1, math.min(r1 + 99, nrows))
-  end
+for r = 1, nrows + 1 do
   local i = 7 + (r - 1) * 14
-  local id, qk = ARGV[i], ARGV[i + 5]
-  local tenant = tenants[r - r1 + 1]
-  local tp = TNS .. tenant
-  local b = (r - r1) * 5
-  local jk, resk, mk, rtk, lk = keys[b + 1], keys[b + 2], keys[b + 3], keys[b + 4], keys[b + 5]
-  local free = true
-  if found == 0 then
-    -- all new; an id given twice in this call is taken the second time
-    if seen then
-      if seen[id] then free = false else seen[id] = true end
+  local id, qk, ws, fn = ARGV[i], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+  local tenant, tp, ik, score, meta_ttl
+  local made = false
+  if r <= nrows then
+    tenant = tenant_of(id)
+    tp = TNS .. tenant
+    if r == g1 then
+      local g2 = math.min(r + 99, nrows)
+      local nk = (g2 - r + 1) * 5
+      local na = nk
+      for j = r, g2 do
+        local jid, jq = ARGV[7 + (j - 1) * 14], ARGV[12 + (j - 1) * 14]
+        local jtp = j == r and tp or TNS .. tenant_of(jid)
+        local b = (j - r) * 5
+        keys[b + 1], keys[b + 2], keys[b + 3], keys[b + 4], keys[b + 5] = JOB .. jid, RES .. jid,
+          jtp .. ':job:' .. jid, RTY .. jid, jtp .. ':logs:' .. jid
+        local ak = abort_key(jq)
+        local listed = false
+        for a = nk + 1, na do if keys[a] == ak then listed = true break end end
+        if not listed then na = na + 1; keys[na] = ak end
+      end
+      found = call('EXISTS', unpack(keys, 1, na))
+      g1 = g2 + 1
     end
-  else
-    local ab = aborts[qk]
-    if ab == nil then ab = call('EXISTS', abort_key(qk)); aborts[qk] = ab end
-    local n = call('EXISTS', jk, resk, mk, rtk, lk)
-    if n > 0 and call('EXISTS', jk, resk) > 0 then
-      free = false
+    local b = ((r - 1) % 100) * 5
+    local jk, resk, mk, rtk, lk = keys[b + 1], keys[b + 2], keys[b + 3], keys[b + 4], keys[b + 5]
+    local free = true
+    if found == 0 then
+      -- all new; an id given twice in this call is taken the second time
+      if nrows > 1 then
+        seen = seen or {}
+        if seen[id] then free = false else seen[id] = true end
+      end
     else
-      -- what an earlier job of this id left goes (cancel request, meta, attempts, logs)
-      if ab == 1 then call('ZREM', abort_key(qk), id) end
-      if n > 0 then call('DEL', mk, rtk, lk) end
-    end
-  end
-  if not free then
-    out[#out + 1] = 0
-  else
-    local score, meta_ttl = ARGV[i + 2], tonumber(ARGV[i + 4])
-    local due = tonumber(score) <= now
-    call('SET', jk, ARGV[i + 1], 'PX', ARGV[i + 3])
-    if qk ~= qk_w then write_queue(); qk_w = qk end
-    qbuf[nq + 1], qbuf[nq + 2] = score, id
-    nq = nq + 2
-    -- due now on the push queue: handed to the newest idle worker listening (claimed here for it,
-    -- as CLAIM would), else the next one; a worker that stopped refreshing its offer comes last
-    local wid = nil
-    while can_push and due and qk == pqk do
-      local entry = top or call('ZRANGE', rk, -1, -1)[1]
-      top = nil
-      if not entry then can_push = false break end
-      call('ZREM', rk, entry)
-      local a = string.find(entry, '|', 1, true)
-      local b = a and string.find(entry, '|', a + 1, true)
-      if b then
-        local w = string.sub(entry, b + 1)
-        local meta = {ARGV[i + 8], ARGV[i + 9], ARGV[i + 6], ARGV[i + 12], tostring(now)}
-        local row = {id, score, ARGV[i + 1], 1, 0, meta, entry}
-        if call('PUBLISH', ppfx .. w, PUSH_MAGIC .. cmsgpack.pack(row)) > 0 then
-          call('SET', INP .. id, w .. '#1', 'PX', string.sub(entry, 1, a - 1))
-          call('SET', rtk, 1, 'EX', 88400)
-          batch_count(id, ARGV[i + 12], 'started', now)
-          wid = w
-          break
-        end
+      aborts = aborts or {}
+      local ab = aborts[qk]
+      if ab == nil then ab = call('EXISTS', abort_key(qk)); aborts[qk] = ab end
+      local n = call('EXISTS', jk, resk, mk, rtk, lk)
+      if n > 0 and call('EXISTS', jk, resk) > 0 then
+        free = false
+      else
+        -- what an earlier job of this id left goes (cancel request, meta, attempts, logs)
+        if ab == 1 then call('ZREM', abort_key(qk), id) end
+        if n > 0 then call('DEL', mk, rtk, lk) end
       end
     end
-    -- optional fields only when set (a missing field reads as empty): fewer bytes per queued job.
-    -- The tenant is the id's (tenant_of); 'sched' only for a deferred job (due now: the queue score,
-    -- then the enqueue time, say when it was due). A job handed over is written as started.
-    local ws, fn = ARGV[i + 6], ARGV[i + 7]
-    fields[2], fields[4], fields[6], fields[10], fields[12] = fn, ws, qk, wid and 'in_progress' or ARGV[i + 10],
-      ARGV[i + 13]
-    local nf = 12
-    if not due then fields[13] = 'sched'; fields[14] = score; nf = 14 end
-    local v = ARGV[i + 8]
-    if v ~= '' then fields[nf + 1] = 'timeout'; fields[nf + 2] = v; nf = nf + 2 end
-    v = ARGV[i + 9]
-    if v ~= '' then fields[nf + 1] = 'max_tries'; fields[nf + 2] = v; nf = nf + 2 end
-    v = ARGV[i + 11]
-    if v ~= '' then fields[nf + 1] = 'retry_of'; fields[nf + 2] = v; nf = nf + 2 end
-    v = ARGV[i + 12]
-    if v ~= '' then fields[nf + 1] = 'batch'; fields[nf + 2] = v; nf = nf + 2 end
-    if rc ~= '' then fields[nf + 1] = 'rc'; fields[nf + 2] = rc; nf = nf + 2 end
-    if wid then
-      fields[nf + 1], fields[nf + 2], fields[nf + 3], fields[nf + 4] = 'attempt', 1, 'worker', wid
-      fields[nf + 5], fields[nf + 6] = 'started', now
-      nf = nf + 6
+    if not free then
+      out[r] = 0
+    else
+      made = true
+      score, meta_ttl = ARGV[i + 2], tonumber(ARGV[i + 4])
+      local due = tonumber(score) <= now
+      call('SET', jk, ARGV[i + 1], 'PX', ARGV[i + 3])
+      -- due now on the push queue: handed to the newest idle worker listening (claimed here for it,
+      -- as CLAIM would), else the next one; a worker that stopped refreshing its offer comes last
+      local wid = nil
+      while can_push and due and qk == pqk do
+        local entry = top or call('ZRANGE', rk, -1, -1)[1]
+        top = nil
+        if not entry then can_push = false break end
+        call('ZREM', rk, entry)
+        local a = string.find(entry, '|', 1, true)
+        local c = a and string.find(entry, '|', a + 1, true)
+        if c then
+          local w = string.sub(entry, c + 1)
+          local meta = {ARGV[i + 8], ARGV[i + 9], ws, ARGV[i + 12], tostring(now)}
+          local row = {id, score, ARGV[i + 1], 1, 0, meta, entry}
+          if call('PUBLISH', ppfx .. w, PUSH_MAGIC .. cmsgpack.pack(row)) > 0 then
+            call('SET', INP .. id, w .. '#1', 'PX', string.sub(entry, 1, a - 1))
+            call('SET', rtk, 1, 'EX', 88400)
+            batch_count(id, ARGV[i + 12], 'started', now)
+            wid = w
+            break
+          end
+        end
+      end
+      -- optional fields only when set (a missing field reads as empty): fewer bytes per queued job.
+      -- The tenant is the id's (tenant_of); 'sched' only for a deferred job (due now: the queue score,
+      -- then the enqueue time, say when it was due). A job handed over is written as started.
+      fields[2], fields[4], fields[6], fields[10], fields[12] = fn, ws, qk, wid and 'in_progress' or ARGV[i + 10],
+        ARGV[i + 13]
+      local nf = 12
+      if not due then fields[13] = 'sched'; fields[14] = score; nf = 14 end
+      local v = ARGV[i + 8]
+      if v ~= '' then fields[nf + 1] = 'timeout'; fields[nf + 2] = v; nf = nf + 2 end
+      v = ARGV[i + 9]
+      if v ~= '' then fields[nf + 1] = 'max_tries'; fields[nf + 2] = v; nf = nf + 2 end
+      v = ARGV[i + 11]
+      if v ~= '' then fields[nf + 1] = 'retry_of'; fields[nf + 2] = v; nf = nf + 2 end
+      v = ARGV[i + 12]
+      if v ~= '' then fields[nf + 1] = 'batch'; fields[nf + 2] = v; nf = nf + 2 end
+      if rc ~= '' then fields[nf + 1] = 'rc'; fields[nf + 2] = rc; nf = nf + 2 end
+      if wid then
+        fields[nf + 1], fields[nf + 2], fields[nf + 3], fields[nf + 4] = 'attempt', 1, 'worker', wid
+        fields[nf + 5], fields[nf + 6] = 'started', now
+        nf = nf + 6
+      end
+      call('HSET', mk, unpack(fields, 1, nf))
+      call('PEXPIRE', mk, meta_ttl)
+      if wid then call('PUBLISH', chan(id), cjson.encode({e = 'started', a = 1, w = wid})) else queued = true end
+      if ARGV[i + 11] ~= '' then
+        local ok = meta_key(ARGV[i + 11])
+        if call('EXISTS', ok) == 1 then call('HSET', ok, 'retried_by', id) end
+      end
+      out[r] = 1
+      -- the listing index is per workspace (a tenant-wide listing merges them: one index entry, ~90 B,
+      -- less per job than writing a tenant-wide index too); 'wss' names the workspaces that have one
+      ik = tp .. ':idx:' .. ws
     end
-    call('HSET', mk, unpack(fields, 1, nf))
-    call('PEXPIRE', mk, meta_ttl)
-    if wid then call('PUBLISH', chan(id), cjson.encode({e = 'started', a = 1, w = wid})) else queued = true end
-    -- the listing index is per workspace (a tenant-wide listing merges them: one index entry, ~90 B,
-    -- less per job than writing a tenant-wide index too); 'wss' names the workspaces that have one
-    local ik = tp .. ':idx:' .. ws
-    if ik ~= ik_w then write_index(); ik_w, wk_w, ws_w = ik, tp .. ':wss', ws end
-    ibuf[ni + 1], ibuf[ni + 2] = nows, id
-    ni = ni + 2
-    ttls[ni / 2] = meta_ttl
-    if tenant ~= g_t or ws ~= g_ws or fn ~= g_fn then write_count(); g_t, g_ws, g_fn = tenant, ws, fn end
-    gn = gn + 1
-    if ARGV[i + 11] ~= '' then
-      local ok = meta_key(ARGV[i + 11])
-      if call('EXISTS', ok) == 1 then call('HSET', ok, 'retried_by', id) end
+  end
+  -- the rows so far of a queue / index / (tenant, workspace, function) this row does not share
+  if made or r > nrows then
+    if qk ~= qk_w then
+      for s = 1, nq, 2000 do call('ZADD', qk_w, unpack(qbuf, s, math.min(s + 1999, nq))) end
+      qk_w, nq = qk, 0
     end
-    out[#out + 1] = 1
+    if ik ~= ik_w then
+      for s = 1, ni, 2000 do call('ZADD', ik_w, unpack(ibuf, s, math.min(s + 1999, ni))) end
+      -- upkeep at most once a minute per index (a new index at once), checked for each row as if it
+      -- came alone: drop the entries past their metadata's life, name the workspace, extend both
+      -- lifetimes ('wss' always outlives the index)
+      local left = ni > 0 and call('PTTL', ik_w)
+      for k = 1, ni / 2 do
+        local ttl = ttls[k]
+        if left < ttl - 60000 then
+          call('ZREMRANGEBYSCORE', ik_w, '-inf', now - ttl)
+          call('SADD', wk_w, ws_w)
+          if call('PTTL', ik_w) < ttl then call('PEXPIRE', ik_w, ttl) end
+          if call('PTTL', wk_w) < ttl then call('PEXPIRE', wk_w, ttl) end
+          left = call('PTTL', ik_w)
+        end
+      end
+      ik_w, wk_w, ws_w, ni = ik, made and tp .. ':wss', ws, 0
+    end
+    if tenant ~= t_w or ws ~= gws_w or fn ~= fn_w then
+      if gn > 0 then count(t_w, gws_w, fn_w, now, 'enq', nil, gn) end
+      t_w, gws_w, fn_w, gn = tenant, ws, fn, 0
+    end
+    if made then
+      qbuf[nq + 1], qbuf[nq + 2] = score, id
+      ibuf[ni + 1], ibuf[ni + 2] = nows, id
+      nq, ni, gn = nq + 2, ni + 2, gn + 1
+      ttls[ni / 2] = meta_ttl
+    end
   end
 end
-write_queue()
-write_index()
-write_count()
 if queued and ARGV[2] ~= '' then call('PUBLISH', ARGV[2], '{"e":"wake"}') end
 return out
 """
