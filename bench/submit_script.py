@@ -3,14 +3,17 @@
     python -m bench.submit_script                    # --n 2000 --gather 100 --map-n 5000 --rounds 3
     python -m bench.submit_script --base main        # also main's scripts, interleaved in one run
 
-What the server spends inside the Lua scripts a submit runs, read from ``INFO commandstats``
-(``CONFIG RESETSTAT`` before each run): ``evalsha`` microseconds per call, and the server commands
-the script issued per call (every other ``cmdstat_*`` counted in the same window). Workloads, all
-through ``AsyncClient`` on an embedded server with no worker attached (submission only):
+What the server spends inside the Lua scripts a submit runs: the scripts' own EVALSHA calls in the
+slow log (threshold 0, reset before each run), per call and per row, and the server commands per row
+(every ``cmdstat_*`` but the script's in ``INFO commandstats``; ``CONFIG RESETSTAT`` before each run).
+Workloads, all through ``AsyncClient`` on an embedded server:
 
-- ``lone``: ``--n`` submits one by one (``await client.submit("noop")``): one SUBMIT call, one row each;
-- ``gather``: ``--gather`` submits at a time with ``asyncio.gather``: they join one SUBMIT call of
-  many rows; the figure per row is the call's time divided by its rows;
+- ``lone``: ``--n`` submits one by one (``await client.submit("noop")``), no worker: one SUBMIT call,
+  one row each;
+- ``handed over``: ``--handed-n`` submits one by one to a warm idle worker process, each waiting for
+  its result, so each job is handed straight to the worker by the script (the push path);
+- ``gather``: ``--gather`` submits at a time with ``asyncio.gather``, no worker: they join one SUBMIT
+  call of many rows (the first of each round goes out alone and is not counted);
 - ``map``: ``client.map("noop", range(--map-n), chunk_size=1)``: BULK_SUBMIT calls (fresh ids), per row;
 - ``map keyed``: the same with ``key=`` (content-hashed ids, so every row checks its id is free).
 
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import hashlib
 import importlib.util
 import re
 import subprocess
@@ -35,7 +40,7 @@ import redis
 from taskq_sdk import AsyncClient
 from taskq_sdk._backend import batches, layout
 
-from ._harness import ROOT, flush, median, server, table
+from ._harness import ROOT, flush, median, server, table, taskq_worker
 
 #: the scripts of this tree, as imported
 HEAD = {"SUBMIT": layout.SUBMIT, "BULK_SUBMIT": batches.BULK_SUBMIT}
@@ -86,8 +91,8 @@ def script_stats(url: str) -> tuple[int, float, int]:
     return int(ev["calls"]), float(ev["usec"]), inner
 
 
-def script_calls(url: str) -> list[tuple[int, int]]:
-    """(microseconds, arguments) of each EVALSHA since :func:`reset`, from the slow log (threshold 0)."""
+def script_calls(url: str, sha: str) -> list[tuple[int, int]]:
+    """(microseconds, arguments) of each EVALSHA of script ``sha`` since :func:`reset` (slow log, threshold 0)."""
     r: Any = redis.Redis.from_url(url)
     try:
         entries = r.execute_command("SLOWLOG", "GET", "-1")
@@ -96,7 +101,7 @@ def script_calls(url: str) -> list[tuple[int, int]]:
     out = []
     for entry in entries:
         argv = entry[3]
-        if argv[0].upper() != b"EVALSHA":
+        if argv[0].upper() != b"EVALSHA" or argv[1].decode() != sha:
             continue
         more = re.match(rb"\.\.\. \((\d+) more arguments\)", argv[-1])
         out.append((int(entry[2]), len(argv) - 1 + int(more.group(1)) if more else len(argv)))
@@ -120,19 +125,29 @@ def submit_rows(argc: int) -> int:
     return (argc - 3 - layout.SUBMIT_HEADER) // layout.SUBMIT_STRIDE
 
 
-async def run_workload(url: str, kind: str, n: int, gather: int) -> tuple[float, float, float]:
-    """One workload; returns (usec per script call, rows per call, server commands per row).
+def sha(text: str) -> str:
+    """The id the server gives a script (SHA-1 of its text), as in EVALSHA."""
+    return hashlib.sha1(text.encode()).hexdigest()
 
-    ``gather`` counts only its joined calls (the first submit of each round goes out alone).
+
+async def run_workload(url: str, kind: str, n: int, gather: int) -> tuple[float, float, float | None]:
+    """One workload; returns (usec per script call, rows per call, server commands per row or None).
+
+    ``gather`` counts only its joined calls (the first submit of each round goes out alone);
+    ``handed over`` counts no server commands (the worker's own scripts run in the same window).
     """
     async with AsyncClient(url) as client:
         await client.submit("noop")  # warm: connection, scripts loaded, reply channel
         if kind.startswith("map"):
             await client.map("noop", [-1], chunk_size=1)
         reset(url)
+        rows = n
         if kind == "lone":
             for _ in range(n):
                 await client.submit("noop")
+        elif kind == "handed over":
+            for _ in range(n):
+                await (await client.submit("noop")).result(timeout=30)
         elif kind == "gather":
             for _ in range(0, n, gather):
                 await asyncio.gather(*(client.submit("noop") for _ in range(gather)))
@@ -140,19 +155,20 @@ async def run_workload(url: str, kind: str, n: int, gather: int) -> tuple[float,
             key = "bench-keyed" if kind == "map keyed" else None
             batch = await client.map("noop", range(n), chunk_size=1, key=key)
             rows = batch.size
-        calls, usec, inner = script_stats(url)
-        timed = script_calls(url)
-    if kind.startswith("map"):
-        return usec / max(calls, 1), rows / max(calls, 1), inner / max(rows, 1)
-    all_rows = sum(submit_rows(argc) for _, argc in timed)
-    if kind == "gather":
-        timed = [(us, argc) for us, argc in timed if submit_rows(argc) > 1]
+        _, _, inner = script_stats(url)
+        timed = script_calls(url, sha(batches.BULK_SUBMIT if kind.startswith("map") else layout.SUBMIT))
+    cmds = None if kind == "handed over" else inner / max(rows, 1)
     us = sum(t for t, _ in timed)
+    if kind.startswith("map"):
+        return us / max(len(timed), 1), rows / max(len(timed), 1), cmds
+    if kind == "gather":
+        timed = [(t, argc) for t, argc in timed if submit_rows(argc) > 1]
+        us = sum(t for t, _ in timed)
     rows_n = sum(submit_rows(argc) for _, argc in timed)
-    return us / max(len(timed), 1), rows_n / max(len(timed), 1), inner / max(all_rows, 1)
+    return us / max(len(timed), 1), rows_n / max(len(timed), 1), cmds
 
 
-KINDS = ("lone", "gather", "map", "map keyed")
+KINDS = ("lone", "handed over", "gather", "map", "map keyed")
 
 
 def main() -> None:
@@ -160,6 +176,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="submits per lone / gather run")
     ap.add_argument("--gather", type=int, default=100)
     ap.add_argument("--map-n", type=int, default=5000)
+    ap.add_argument("--handed-n", type=int, default=500, help="submits handed over to an idle worker, one by one")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--base", default=None, help="a git revision whose scripts run interleaved with this tree's")
     args = ap.parse_args()
@@ -167,7 +184,7 @@ def main() -> None:
     if args.base:
         variants = {f"base {args.base}": scripts_at(args.base), "this tree": HEAD}
     order = list(variants) + list(reversed(variants))
-    runs: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    runs: dict[tuple[str, str], list[tuple[float, float, float | None]]] = {}
     with server() as srv:
         url = srv.url
         for _ in range(args.rounds):
@@ -175,26 +192,29 @@ def main() -> None:
                 use(variants[label])
                 for kind in KINDS:
                     flush(url)
-                    n = args.map_n if kind.startswith("map") else args.n
-                    runs.setdefault((label, kind), []).append(asyncio.run(run_workload(url, kind, n, args.gather)))
+                    n = args.map_n if kind.startswith("map") else args.handed_n if kind == "handed over" else args.n
+                    with taskq_worker(url, "bench.noop_jobs") if kind == "handed over" else contextlib.nullcontext():
+                        got = asyncio.run(run_workload(url, kind, n, args.gather))
+                    runs.setdefault((label, kind), []).append(got)
         version = srv.version
     use(HEAD)
     out = []
     figures: dict[str, float] = {}
     for kind in KINDS:
         for label in variants:
-            got = runs[(label, kind)]
-            us_call = median([g[0] for g in got])
-            per_call = median([g[1] for g in got])
-            cmds = median([g[2] for g in got])
+            done = runs[(label, kind)]
+            us_call = median([g[0] for g in done])
+            per_call = median([g[1] for g in done])
+            counted = [g[2] for g in done if g[2] is not None]
+            cmds = f"{median(counted):.2f}" if counted else "-"
             us_row = us_call / per_call
-            out.append([kind, label, f"{us_call:,.1f}", f"{per_call:,.0f}", f"{us_row:.2f}", f"{cmds:.2f}"])
+            out.append([kind, label, f"{us_call:,.1f}", f"{per_call:,.0f}", f"{us_row:.2f}", cmds])
             if label == "this tree":
                 slug = kind.replace(" ", "_")
                 figures[f"submit_script_{slug}_us_per_row"] = us_row
     print(
         table(
-            f"Server time in the submit scripts (INFO commandstats, SLOWLOG; median of {args.rounds}; {version}, no worker)",
+            f"Server time in the submit scripts (SLOWLOG, INFO commandstats; median of {args.rounds}; {version})",
             ["workload", "scripts", "us / script call", "rows / call", "us / row", "server cmds / row"],
             out,
         )

@@ -359,14 +359,15 @@ local rk, ppfx, pqk, rc = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local call = redis.call
 local out = {}
 local queued = false
--- the ready set: its newest offer (no idle worker: nothing else to do); if there is one, the lapsed
--- offers go (all of them when even the newest lapsed) and the newest live one takes the first job
+-- the ready set: its two newest offers (no idle worker: nothing else to do); the lapsed offers go
+-- (a lone offer only if it lapsed), and the newest, if live, takes the first job handed over
 local can_push, top = false, nil
 if rk ~= '' then
-  local t = call('ZRANGE', rk, -1, -1, 'WITHSCORES')
-  if t[1] then
-    call('ZREMRANGEBYSCORE', rk, '-inf', '(' .. nows)
-    if tonumber(t[2]) >= now then can_push, top = true, t[1] end
+  local t = call('ZRANGE', rk, -2, -1, 'WITHSCORES')
+  if #t > 0 then
+    local newest = tonumber(t[#t])
+    if #t > 2 or newest < now then call('ZREMRANGEBYSCORE', rk, '-inf', '(' .. nows) end
+    if newest >= now then can_push, top = true, t[#t - 1] end
   end
 end
 local nrows = (#ARGV - 6) / 14
