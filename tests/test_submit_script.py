@@ -1,8 +1,9 @@
-"""The SUBMIT script's cases beyond a new id: ids used before, taken ids, repeats, mixed rows in one call.
+"""The submit scripts' cases beyond a new id: ids used before, taken ids, repeats, mixed rows in one call.
 
-The script reads every row's keys with one EXISTS and skips the per-row clean-up when none exists;
-these tests pin down what the clean-up still does when something does exist, and that rows sharing a
-call (queue entries, index entries, 'enq' counts written once per call) end as separate calls would.
+SUBMIT (and a keyed BULK_SUBMIT) read the keys of up to 100 rows with one EXISTS and skip the per-row
+checks and clean-up when none exists; these tests pin down what the checks and the clean-up still do
+when something does exist, and that rows sharing a call (queue entries, index entries, 'enq' counts
+written once per run of rows) end as separate calls would. They pass on the scripts before that change too.
 """
 
 from __future__ import annotations
