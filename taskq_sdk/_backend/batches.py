@@ -101,18 +101,50 @@ for _, f in ipairs({{'timeout', 6}, {'max_tries', 7}, {'batch', 12}}) do
   if ARGV[f[2]] ~= '' then shared[#shared + 1] = f[1]; shared[#shared + 1] = ARGV[f[2]] end
 end
 local nshared = #shared
-for i = 1, #rows, 3 do
+local call = redis.call
+-- Not fresh (a keyed batch: ids may exist): the keys of a group of rows (and the queue's cancel
+-- requests) are read with one EXISTS; when none exists, no row of the group needs its own read,
+-- clean-up or cancel-request removal (as in SUBMIT). Else each row of the group is checked alone.
+local nrows = #rows / 3
+local keys, clear_aborts, found = {}, false, 0
+local function probe(r1, r2)
+  local n = (r2 - r1 + 1) * 5
+  for r = r1, r2 do
+    local id = rows[r * 3 - 2]
+    local tp = TNS .. tenant_of(id)
+    local b = (r - r1) * 5
+    keys[b + 1], keys[b + 2], keys[b + 3], keys[b + 4], keys[b + 5] = JOB .. id, RES .. id, tp .. ':job:' .. id,
+      RTY .. id, tp .. ':logs:' .. id
+  end
+  keys[n + 1] = abort_key(qk)
+  return call('EXISTS', unpack(keys, 1, n + 1))
+end
+local seen = {}
+for r = 1, nrows do
+  local i = r * 3 - 2
   local id = rows[i]
-  if (not fresh) and redis.call('EXISTS', JOB .. id, RES .. id) > 0 then
+  local new = true
+  if not fresh then
+    if r % 100 == 1 then found = probe(r, math.min(r + 99, nrows)) end
+    if found == 0 then
+      new = not seen[id]  -- an id given twice is taken the second time
+      seen[id] = true
+    elseif call('EXISTS', JOB .. id, RES .. id) > 0 then
+      new = false
+    else
+      clear_aborts = true
+    end
+  end
+  if not new then
     flags[#flags + 1] = '0'
   else
     tenant = tenant_of(id)
     local mk = TNS .. tenant .. ':job:' .. id
-    redis.call('SET', JOB .. id, rows[i + 1], 'PX', job_ttl)
-    if not fresh then redis.call('DEL', mk, RTY .. id, logs_key(id)) end
+    call('SET', JOB .. id, rows[i + 1], 'PX', job_ttl)
+    if found > 0 then call('DEL', mk, RTY .. id, logs_key(id)) end
     shared[nshared + 1], shared[nshared + 2] = 'args', rows[i + 2]
-    redis.call('HSET', mk, unpack(shared))
-    redis.call('PEXPIRE', mk, meta_ttl)
+    call('HSET', mk, unpack(shared))
+    call('PEXPIRE', mk, meta_ttl)
     made[#made + 1] = id
     flags[#flags + 1] = '1'
   end
@@ -129,7 +161,7 @@ for s = 1, n, 1000 do
     zi[#zi + 1] = made[j]
   end
   redis.call('ZADD', qk, unpack(zq))
-  if not fresh then redis.call('ZREM', abort_key(qk), unpack(made, s, e)) end
+  if clear_aborts then redis.call('ZREM', abort_key(qk), unpack(made, s, e)) end
   redis.call('ZADD', idx[1], unpack(zi))
 end
 if n > 0 then

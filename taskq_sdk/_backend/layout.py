@@ -28,6 +28,7 @@ import sys
 from types import ModuleType
 
 from .._names import DEFAULT_QUEUE, tenant_of
+from .submit_lua import SUBMIT_BODY
 
 # arq's own key names (``arq.constants``), spelled here so that clients never import arq: importing
 # any arq module loads ``arq.worker``. ``tests/test_arq_compat.py`` checks they still match arq's.
@@ -250,6 +251,7 @@ local TNS = '{TENANT_NS}'
 local PUSH_MAGIC = '\\193TP'
 local REPLY_MAGIC = '\\193TR'
 local function tenant_of(id)
+  if not string.find(id, ':', 1, true) then return 'default' end
   local t = string.match(id, '^([a-z0-9][a-z0-9_-]*):')
   if t and string.len(t) <= 63 then return t end
   return 'default'
@@ -307,23 +309,25 @@ local function batch_count(id, batch, field, now)
 end
 -- job metrics: all-time and per-minute hashes per tenant, fields '<ws>|<fn>|<counter>';
 -- durations also land in log2 buckets (8 per doubling) for percentiles
-local function count(tenant, ws, fn, now, field, dur)
+local function count(tenant, ws, fn, now, field, dur, n)
+  n = n or 1
   local prefix = TNS .. tenant .. ':m:'
-  local keys = {{prefix .. 'all', prefix .. math.floor(now / 60000)}}
+  local all, minute = prefix .. 'all', prefix .. math.floor(now / 60000)
   local f = ws .. '|' .. fn .. '|'
-  local first = false
-  for k = 1, 2 do
-    first = redis.call('HINCRBY', keys[k], f .. field, 1) == 1
-    if dur then
-      redis.call('HINCRBY', keys[k], f .. 'dur', dur)
-      redis.call('HINCRBY', keys[k], f .. 'h' .. math.floor(math.log(dur + 1) / math.log(2) * 8), 1)
-    end
+  redis.call('HINCRBY', all, f .. field, n)
+  local first = redis.call('HINCRBY', minute, f .. field, n) == n
+  if dur then
+    local h = f .. 'h' .. math.floor(math.log(dur + 1) / math.log(2) * 8)
+    redis.call('HINCRBY', all, f .. 'dur', dur)
+    redis.call('HINCRBY', all, h, 1)
+    redis.call('HINCRBY', minute, f .. 'dur', dur)
+    redis.call('HINCRBY', minute, h, 1)
   end
   -- lifetimes set when a counter first appears in a minute's hash (a new key always starts so):
   -- the all-time hash's 30 days then slide once a minute of activity, not on every count
   if first then
-    redis.call('PEXPIRE', keys[1], 2592000000)
-    redis.call('PEXPIRE', keys[2], 7200000)
+    redis.call('PEXPIRE', all, 2592000000)
+    redis.call('PEXPIRE', minute, 7200000)
   end
 end
 """
@@ -348,89 +352,7 @@ SUBMIT_HEADER = 6
 #: A created job that is due now, on the push queue, is handed straight to an idle worker from the
 #: ready set when there is one: claimed here for it (as CLAIM would) and published on its push
 #: channel, in the order of the rows; the wake-up is published only for jobs left in the queue.
-SUBMIT = (
-    PRELUDE
-    + """
-local now = tonumber(ARGV[1])
-local rk, ppfx, pqk, rc = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local out = {}
-local queued = false
-local can_push = rk ~= ''
-if can_push then redis.call('ZREMRANGEBYSCORE', rk, '-inf', '(' .. now) end
-for i = 7, #ARGV, 14 do
-  local id = ARGV[i]
-  if redis.call('EXISTS', JOB .. id, RES .. id) > 0 then
-    out[#out + 1] = 0
-  else
-    local tenant = tenant_of(id)
-    local mk = TNS .. tenant .. ':job:' .. id
-    local meta_ttl = tonumber(ARGV[i + 4])
-    redis.call('SET', JOB .. id, ARGV[i + 1], 'PX', ARGV[i + 3])
-    redis.call('ZADD', ARGV[i + 5], ARGV[i + 2], id)
-    redis.call('ZREM', abort_key(ARGV[i + 5]), id)
-    redis.call('DEL', mk, RTY .. id, logs_key(id))
-    -- optional fields only when set (a missing field reads as empty): fewer bytes per queued job.
-    -- The tenant is the id's (tenant_of); 'sched' only for a deferred job (due now: the queue score,
-    -- then the enqueue time, say when it was due).
-    local fields = {'fn', ARGV[i + 7], 'ws', ARGV[i + 6], 'queue', ARGV[i + 5], 'enq', now,
-      'state', ARGV[i + 10], 'args', ARGV[i + 13]}
-    if tonumber(ARGV[i + 2]) > now then fields[#fields + 1] = 'sched'; fields[#fields + 1] = ARGV[i + 2] end
-    for _, f in ipairs({{'timeout', 8}, {'max_tries', 9}, {'retry_of', 11}, {'batch', 12}}) do
-      if ARGV[i + f[2]] ~= '' then fields[#fields + 1] = f[1]; fields[#fields + 1] = ARGV[i + f[2]] end
-    end
-    if rc ~= '' then fields[#fields + 1] = 'rc'; fields[#fields + 1] = rc end
-    redis.call('HSET', mk, unpack(fields))
-    redis.call('PEXPIRE', mk, meta_ttl)
-    -- the listing index is per workspace (a tenant-wide listing merges them: one index entry, ~90 B,
-    -- less per job than writing a tenant-wide index too); 'wss' names the workspaces that have one
-    local ik, wk = TNS .. tenant .. ':idx:' .. ARGV[i + 6], TNS .. tenant .. ':wss'
-    redis.call('ZADD', ik, now, id)
-    -- upkeep at most once a minute per index (a new index at once): drop the entries past their
-    -- metadata's life, name the workspace, extend both lifetimes ('wss' always outlives the index)
-    if redis.call('PTTL', ik) < meta_ttl - 60000 then
-      redis.call('ZREMRANGEBYSCORE', ik, '-inf', now - meta_ttl)
-      redis.call('SADD', wk, ARGV[i + 6])
-      for _, k in ipairs({ik, wk}) do
-        if redis.call('PTTL', k) < meta_ttl then redis.call('PEXPIRE', k, meta_ttl) end
-      end
-    end
-    count(tenant, ARGV[i + 6], ARGV[i + 7], now, 'enq', nil)
-    if ARGV[i + 11] ~= '' then
-      local ok = meta_key(ARGV[i + 11])
-      if redis.call('EXISTS', ok) == 1 then redis.call('HSET', ok, 'retried_by', id) end
-    end
-    out[#out + 1] = 1
-    local pushed = false
-    while can_push and ARGV[i + 5] == pqk and tonumber(ARGV[i + 2]) <= now do
-      -- the most recently refreshed offer: a worker that stopped refreshing (frozen, dying) comes last
-      local entry = redis.call('ZRANGE', rk, -1, -1)[1]
-      if not entry then can_push = false break end
-      redis.call('ZREM', rk, entry)
-      local a = string.find(entry, '|', 1, true)
-      local b = a and string.find(entry, '|', a + 1, true)
-      if b then
-        local wid = string.sub(entry, b + 1)
-        local meta = {ARGV[i + 8], ARGV[i + 9], ARGV[i + 6], ARGV[i + 12], tostring(now)}
-        local row = {id, ARGV[i + 2], ARGV[i + 1], 1, 0, meta, entry}
-        -- handed over only if the worker is listening now; else the next idle worker, or the queue
-        if redis.call('PUBLISH', ppfx .. wid, PUSH_MAGIC .. cmsgpack.pack(row)) > 0 then
-          redis.call('SET', INP .. id, wid .. '#1', 'PX', string.sub(entry, 1, a - 1))
-          redis.call('SET', RTY .. id, 1, 'EX', 88400)
-          batch_count(id, ARGV[i + 12], 'started', now)
-          redis.call('HSET', mk, 'state', 'in_progress', 'attempt', 1, 'worker', wid, 'started', now)
-          redis.call('PUBLISH', chan(id), cjson.encode({e = 'started', a = 1, w = wid}))
-          pushed = true
-          break
-        end
-      end
-    end
-    if not pushed then queued = true end
-  end
-end
-if queued and ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], '{"e":"wake"}') end
-return out
-"""
-)
+SUBMIT = PRELUDE + SUBMIT_BODY
 
 #: ARGV: queue_key, now, limit, claim_ttl_ms, worker_id, scan_max, ready_key, held_entry, new_entry,
 #: entry_lapses_at.  Returns {claimed, next_score, ready}; each claimed row is
