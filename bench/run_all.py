@@ -25,6 +25,7 @@ SCRIPTS: list[tuple[str, list[str]]] = [
     ("drain", []),
     ("bulk_submit", []),
     ("submit_rate", []),
+    ("submit_script", []),
     ("startup", []),
     ("memory", []),
     ("fanout", []),
