@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from taskq_sdk import Client, JobFailed
+from taskq_sdk import BrokerUnavailable, Client, JobFailed
 from taskq_sdk._backend import layout
 from taskq_sdk.config import Settings
 from taskq_sdk.local import WorkerProcess
@@ -179,3 +179,27 @@ def test_corrupt_keys_fail_their_job_and_nothing_else(
     assert not stuck, f"corrupt jobs not failed: {[(n, outcomes[n]) for n in stuck]}"
     for name, (_, remote_type) in outcomes.items():
         assert remote_type in ("CorruptJob", "DeserializationError"), (name, remote_type)
+
+
+def test_a_client_call_on_a_busy_server_gets_a_typed_error_that_says_what_to_do(own_server: Any) -> None:
+    """BUSY reaches a client call as BrokerUnavailable naming the cause, not as redis-py's raw ResponseError."""
+    admin = redis.Redis.from_url(own_server.url)
+    admin.config_set("busy-reply-threshold", 50)
+    settings = Settings(redis_url=own_server.url, **FAST)  # type: ignore[arg-type]
+    with Client(settings=settings) as client:
+        job = client.submit("add", 1, 2, _defer_by=3600)
+        busy = _busy_script(own_server.url, 2.0)
+
+        def refused() -> BaseException | None:
+            try:
+                client.job(job.id).status()
+            except Exception as exc:
+                return exc
+            return None
+
+        error = wait_until(refused, timeout=10, interval=0.02, what="a call refused while the script runs")
+        assert isinstance(error, BrokerUnavailable), repr(error)
+        assert "busy running another client's script" in str(error) and "SCRIPT KILL" in str(error)
+        busy.join(timeout=30)
+        assert client.job(job.id).status().value == "deferred", "once the script ends, calls work again"
+    admin.close()

@@ -49,6 +49,22 @@ def is_connection_error(exc: BaseException) -> bool:
 TRANSIENT_REPLIES = ("BUSY", "READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "OOM")
 
 
+#: why a server refuses a call for now, and what to do, by error reply (see :func:`broker_error`)
+_REFUSED_FOR_NOW = {
+    "BUSY": "is busy running another client's script and answers nothing else until it ends",
+    "LOADING": "is still loading its data after a restart",
+    "READONLY": "is a read-only replica now (demoted in a failover?)",
+    "OOM": "is out of memory (maxmemory reached) and refuses writes",
+    "MASTERDOWN": "lost its primary",
+    "NOREPLICAS": "has too few replicas in reach for a write (min-replicas-to-write)",
+}
+_WHAT_TO_DO = {
+    "BUSY": "Try again in a moment; an operator can stop a runaway script with SCRIPT KILL.",
+    "READONLY": "Connect to the new primary, or through Sentinel (redis+sentinel://...), which follows failovers.",
+    "OOM": "Free memory: keep results for less time (TASKQ_KEEP_RESULT), remove old jobs, or raise maxmemory.",
+}
+
+
 def is_transient_reply(exc: BaseException) -> bool:
     """Whether ``exc`` is an error reply worth retrying later (see ``TRANSIENT_REPLIES``).
 
@@ -246,6 +262,13 @@ def broker_error(exc: Exception, settings: Settings, what: str = "reach") -> Exc
             return BrokerUnavailable(
                 f"The server at {settings.safe_url()} needs a password ({describe(exc)}). "
                 "Set REDIS_PASSWORD or put it in REDIS_URL."
+            )
+        kind = reply_kind(exc)
+        if kind in TRANSIENT_REPLIES:  # refused for now, nothing done: typed, with what to do
+            why = _REFUSED_FOR_NOW.get(kind or "", "refused the call for now")
+            return BrokerUnavailable(
+                f"The server at {settings.safe_url()} {why} ({describe(exc)}); the call was refused. "
+                f"{_WHAT_TO_DO.get(kind or '', 'Try again in a moment.')}"
             )
         return None
     if isinstance(exc, CONNECTION_ERRORS):
