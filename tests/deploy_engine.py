@@ -157,10 +157,11 @@ class Stack:
         if extra:
             self._run(["podman", "stop", "--time", str(int(grace)), *extra], timeout=grace + 60, check=False)
             self._run(["podman", "rm", "--force", *extra], check=False)
-        self.compose("down", "--volumes", "--timeout", str(int(grace)), timeout=300)
+        # --rmi local: the image built for this project (559 MB) goes too; every run builds its own
+        self.compose("down", "--volumes", "--rmi", "local", "--timeout", str(int(grace)), timeout=300)
 
     def leftovers(self) -> list[str]:
-        """Containers, pods, networks and volumes of this project that still exist (empty after ``down``)."""
+        """Containers, pods, networks, volumes and built images of this project still there (none after ``down``)."""
         label = f"label=io.podman.compose.project={self.project}"
         found = self._run(["podman", "ps", "-a", "--format", "{{.Names}}", "--filter", label]).split()
         found += self._run(
@@ -171,6 +172,11 @@ class Stack:
         ]
         found += [
             n for n in self._run(["podman", "volume", "ls", "--format", "{{.Name}}"]).split() if self.project in n
+        ]
+        found += [
+            n
+            for n in self._run(["podman", "images", "--format", "{{.Repository}}"]).split()
+            if n.rsplit("/", 1)[-1].startswith(f"{self.project}_")
         ]
         return found
 
@@ -199,7 +205,7 @@ def _alive(pid: int) -> bool:
 
 
 def sweep_orphans(env: dict[str, str]) -> list[str]:
-    """Remove the containers, pods, networks and volumes of test stacks whose owning process is gone.
+    """Remove the containers, pods, networks, volumes and images of test stacks whose owning process is gone.
 
     Example::
 
@@ -219,7 +225,8 @@ def sweep_orphans(env: dict[str, str]) -> list[str]:
     projects = {c.get("Labels", {}).get(label, "") for c in listed}
     networks = run("podman", "network", "ls", "--format", "{{.Name}}").split()
     volumes = run("podman", "volume", "ls", "--format", "{{.Name}}").split()
-    projects |= {n.split("_", 1)[0] for n in networks + volumes}
+    images = [n.rsplit("/", 1)[-1] for n in run("podman", "images", "--format", "{{.Repository}}").split()]
+    projects |= {n.split("_", 1)[0] for n in networks + volumes + images}
     swept = sorted(p for p in projects if p and orphaned(p))
     for project in swept:
         ids = [c["Id"] for c in listed if c.get("Labels", {}).get(label) == project]
@@ -232,6 +239,9 @@ def sweep_orphans(env: dict[str, str]) -> list[str]:
         for v in volumes:
             if v.split("_", 1)[0] == project:
                 run("podman", "volume", "rm", "--force", v)
+        for i in images:
+            if i.split("_", 1)[0] == project:
+                run("podman", "rmi", "--force", f"localhost/{i}")
     return swept
 
 

@@ -151,6 +151,11 @@ def test_stacks_of_killed_runs_are_swept(tmp_path: Path) -> None:
                 name = f"{project}_default"
                 subprocess.run(["podman", kind, "create", "--label", f"{label}={project}", name], env=env, check=True)
                 made.append((kind, name))
+        base = subprocess.run(["podman", "images", "-q"], env=env, capture_output=True, text=True).stdout.split()
+        if base:  # an image built for a stack is named <project>_<service>
+            for project in (orphan, mine):
+                subprocess.run(["podman", "tag", base[0], f"localhost/{project}_arq-worker"], env=env, check=True)
+                made.append(("image", f"localhost/{project}_arq-worker"))
         swept = sweep_orphans(env)
         assert orphan in swept and mine not in swept
 
@@ -163,6 +168,13 @@ def test_stacks_of_killed_runs_are_swept(tmp_path: Path) -> None:
         for kind in ("network", "volume"):
             assert f"{orphan}_default" not in names(kind), f"the orphaned {kind} is still there"
             assert f"{mine}_default" in names(kind), f"a live run's {kind} was removed"
+        if base:
+            images = subprocess.run(
+                ["podman", "images", "--format", "{{.Repository}}"], env=env, capture_output=True, text=True
+            ).stdout.split()
+            assert f"localhost/{orphan}_arq-worker" not in images, "the orphaned stack's image is still there"
+            assert f"localhost/{mine}_arq-worker" in images, "a live run's image was removed"
     finally:
         for kind, name in made:
-            subprocess.run(["podman", kind, "rm", "--force", name], env=env, capture_output=True)
+            rm = ["podman", "rmi", "--force", name] if kind == "image" else ["podman", kind, "rm", "--force", name]
+            subprocess.run(rm, env=env, capture_output=True)
