@@ -38,7 +38,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._backend.stream_io import StreamAppender, read_entries
+from ._backend.connection import is_connection_error, is_transient_reply
+from ._backend.stream_io import StreamAppender, StreamCorrupted, read_entries
 from .config import Settings
 from .errors import ConfigurationError, TaskqError, short_id
 from .runtime import StopJob
@@ -51,6 +52,7 @@ __all__ = [
     "ItemWriter",
     "NotAStream",
     "NotStreaming",
+    "StreamCorrupted",
     "StreamRestart",
     "StreamSlot",
     "StreamTooLong",
@@ -135,7 +137,7 @@ def is_item_stream(value: Any) -> bool:
 class ItemWriter:
     """Collects one attempt's items, sends them in bursts as they come, enforces the bounds.
 
-    ``append(blobs, begin)`` writes to the server under the claim ('ok' | 'claim-lost'); ``on_lost``
+    ``append(blobs, attempt=, seq=)`` writes to the server under the claim ('ok' | 'claim-lost'); ``on_lost``
     is called when the claim is gone (this copy must stop). Example::
 
         # not run: worker side, called by the engine with its own state
@@ -166,6 +168,7 @@ class ItemWriter:
         self.items: list[Any] = []
         self.bytes = 0
         self._pending: list[bytes] = []
+        self._sent = 0  # items the server confirmed: the next burst's first index
         self._begin: int | None = attempt
         self._sender: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
@@ -258,6 +261,8 @@ class ItemWriter:
                 self._error = exc
                 return
             self._begin = None
+            if out == "ok":
+                self._sent += len(burst)
             if out == "claim-lost":
                 self._error = StopJob(f"job {self.job_id}: claim lost to another worker; its items are discarded")
                 self.stopped.set()
@@ -267,15 +272,17 @@ class ItemWriter:
                 self._error = RuntimeError(f"the server refused the job's items: {out}")
 
     async def _write(self, burst: Sequence[bytes]) -> str:
-        # an outage: try again for up to `patience` seconds (the worker's outage budget), then fail
-        # the attempt with the error (a connection error is transient: the job is retried)
+        # an outage, a reset, BUSY or READONLY: try again for up to `patience` seconds (the worker's outage
+        # budget), then fail the attempt with the error (a connection error is transient: the job is
+        # retried). The same burst may be sent twice (its reply lost): the server skips what it has.
+        # Any other error (a corrupt key) fails the attempt at once.
         deadline = time.monotonic() + self.patience
         delay = 0.05
         while True:
             try:
-                return await self._append(burst, begin=self._begin)
-            except Exception:
-                if time.monotonic() + delay > deadline:
+                return await self._append(burst, attempt=self.attempt, seq=self._sent)
+            except Exception as exc:
+                if not (is_connection_error(exc) or is_transient_reply(exc)) or time.monotonic() + delay > deadline:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
