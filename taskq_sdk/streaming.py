@@ -23,6 +23,10 @@ Re-runs: when an attempt ends without finishing (its worker died, or a transient
 the next attempt's items *replace* the earlier attempt's. A reader that already received items of the
 earlier attempt gets a :class:`StreamRestart` marker, then the new attempt's items from the first; a
 reader that starts later sees only the last attempt's items. Nothing is duplicated or lost beyond that.
+
+Faults: a burst re-sent after a lost reply is written once; BUSY / READONLY / resets are waited out
+for ``TASKQ_OUTAGE_BUDGET``, then the attempt is retried; a stream key overwritten or deleted by
+something else fails the job (and a reader) with :class:`StreamCorrupted`, naming the key.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from ._backend.connection import is_connection_error, is_transient_reply
 from ._backend.stream_io import StreamAppender, StreamCorrupted, read_entries
 from .config import Settings
-from .errors import ConfigurationError, TaskqError, short_id
+from .errors import BrokerUnavailable, ConfigurationError, TaskqError, short_id
 from .runtime import StopJob
 from .serialization import Codec
 
@@ -282,7 +286,15 @@ class ItemWriter:
             try:
                 return await self._append(burst, attempt=self.attempt, seq=self._sent)
             except Exception as exc:
-                if not (is_connection_error(exc) or is_transient_reply(exc)) or time.monotonic() + delay > deadline:
+                transient = is_transient_reply(exc)
+                if not (transient or is_connection_error(exc)):
+                    raise
+                if time.monotonic() + delay > deadline:
+                    if transient:  # BUSY / READONLY past the budget: retried like an outage, not failed for good
+                        raise BrokerUnavailable(
+                            f"job {self.job_id}: the server kept answering {str(exc)[:80]!r} for {self.patience:g} s "
+                            "(TASKQ_OUTAGE_BUDGET) while the job streamed; this attempt stops and the job is retried"
+                        ) from exc
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)

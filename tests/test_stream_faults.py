@@ -243,3 +243,37 @@ def _promote_after_readonly(admin: redis.Redis, worker: Any) -> None:
         pass  # the stream writer retries quietly; promote anyway
     finally:
         admin.execute_command("REPLICAOF", "NO", "ONE")
+
+
+def test_a_server_busy_past_the_outage_budget_retries_the_attempt(own_server: Any, start_worker_process: Any) -> None:
+    """BUSY for longer than the worker's outage budget (1 s here): the streaming attempt gives up as for a
+    connection outage - it is retried, not failed for good (the job's code did nothing wrong); the
+    reader sees attempt 1's items, one StreamRestart, then every item of attempt 2."""
+    url = own_server.url
+    admin = redis.Redis.from_url(url)
+    settings = Settings(redis_url=url, **FAST)  # type: ignore[arg-type]
+    env = {"REDIS_URL": url, "TASKQ_OUTAGE_BUDGET": "1"}
+    worker = start_worker_process(modules=MODULES, env=env, wait=False)
+    n = 40
+    try:
+        with Client(settings=settings) as client:
+            wait_until(lambda: len(client.workers()) == 1, timeout=30, what=f"worker up\n{worker.log_tail()}")
+            job = client.submit("streams_tagged", "sf:busy", n, 0.03, _timeout=120, _retries=3)
+            seen: list[Any] = []
+            busy: threading.Thread | None = None
+            for item in job.stream():
+                seen.append(item)
+                if len(seen) == 5:
+                    admin.config_set("busy-reply-threshold", 50)
+                    busy = _busy_script(url, 3.0)
+            assert busy is not None
+            busy.join(timeout=30)
+            result = job.result(timeout=60)
+            lost, dup = _story(seen, n)
+            figure("stream_long_busy_items_lost", lost)
+            assert (lost, dup) == (0, 0), seen
+            assert [x["i"] for x in result] == list(range(n))
+            assert job.info().attempts >= 2
+            assert any(isinstance(x, StreamRestart) for x in seen)
+    finally:
+        admin.close()
