@@ -10,6 +10,8 @@ runs an in-process worker whose append call loses its first replies after the se
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,7 @@ from taskq_sdk.config import Settings
 from taskq_sdk.streaming import StreamCorrupted, StreamRestart
 
 from .conftest import FAST, JOBS, figure, wait_until
+from .test_limits_faults import ResettingProxy
 from .test_server_replies import _busy_script
 
 STREAMFNS = "tests.streamfns"
@@ -169,6 +172,67 @@ def test_a_burst_sent_again_after_its_reply_was_lost_is_written_once(
         assert job.info().attempts == 1
 
 
+class ReplyLosingProxy(ResettingProxy):
+    """Forwards TCP to the server; a request carrying ``marker`` is forwarded, then the connection is
+    reset (both ends) when its reply comes: the server ran the command, the caller never hears of it.
+
+    Example::
+
+        with ReplyLosingProxy("127.0.0.1", 6379, b"lbl-0010", cuts=1) as proxy: ...  # proxy.port
+    """
+
+    #: the caller-side sockets whose next reply is to be lost
+    armed: set[socket.socket]
+
+    def _pump(self, src: socket.socket, dst: socket.socket, requests: bool) -> None:
+        caller = src if requests else dst
+        armed = self.__dict__.setdefault("armed", set())
+        try:
+            while data := src.recv(65536):
+                if not requests and caller in armed:
+                    for sock in (src, dst):  # RST at close: the reply is gone with the connection
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    dst.shutdown(socket.SHUT_RD)  # wakes the request pump, which closes the caller's end
+                    src.close()
+                    return
+                dst.sendall(data)
+                if requests and self._cut_here(data):
+                    armed.add(caller)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):  # shutdown first: it wakes the other pump, blocked in recv on it
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+
+def test_a_reply_lost_on_the_network_after_the_append_ran_writes_nothing_twice(
+    settings: Settings, server: Any, start_worker_process: Any
+) -> None:
+    """A worker process reaches the server through a proxy that lets the append of item 10 (and later of
+    item 20) run, then resets the connection before its reply: the worker sends the burst again. The
+    reader gets every item once, in order, with no restart; one attempt."""
+    with (
+        ReplyLosingProxy(server.host, server.port, b"lbl-0010", cuts=1) as first,
+        ReplyLosingProxy("127.0.0.1", first.port, b"lbl-0020", cuts=1) as proxy,
+    ):
+        via_proxy = f"redis://:{server.password}@127.0.0.1:{proxy.port}/0"
+        start_worker_process(env={"REDIS_URL": via_proxy}, modules=MODULES)
+        n = 30
+        with Client(settings=settings) as client:
+            job = client.submit("labelled", n, 0.02)
+            seen = list(job.stream())
+            assert (first.done, proxy.done) == (1, 1), "both replies were lost"
+            want = [f"lbl-{i:04d}" for i in range(n)]
+            dup = len(seen) - len(set(map(str, seen)))
+            figure("stream_reply_lost_duplicates", dup)
+            assert seen == want, seen
+            assert job.result(timeout=30) == want
+            assert job.info().attempts == 1
+
+
 # ----------------------------------------------------------------------------- 3. server faults mid-stream
 @pytest.fixture
 def own_server(tmp_path: Path) -> Any:
@@ -246,13 +310,14 @@ def _promote_after_readonly(admin: redis.Redis, worker: Any) -> None:
 
 
 def test_a_server_busy_past_the_outage_budget_retries_the_attempt(own_server: Any, start_worker_process: Any) -> None:
-    """BUSY for longer than the worker's outage budget (1 s here): the streaming attempt gives up as for a
+    """BUSY (2.5 s) for longer than the worker's outage budget (1 s here): the streaming attempt gives up as for a
     connection outage - it is retried, not failed for good (the job's code did nothing wrong); the
     reader sees attempt 1's items, one StreamRestart, then every item of attempt 2."""
     url = own_server.url
     admin = redis.Redis.from_url(url)
     settings = Settings(redis_url=url, **FAST)  # type: ignore[arg-type]
-    env = {"REDIS_URL": url, "TASKQ_OUTAGE_BUDGET": "1"}
+    # the claim outlives the busy spell (a BUSY longer than TASKQ_CLAIM_TTL also lapses the claim: more attempts)
+    env = {"REDIS_URL": url, "TASKQ_OUTAGE_BUDGET": "1", "TASKQ_CLAIM_TTL": "6"}
     worker = start_worker_process(modules=MODULES, env=env, wait=False)
     n = 40
     try:
@@ -265,7 +330,7 @@ def test_a_server_busy_past_the_outage_budget_retries_the_attempt(own_server: An
                 seen.append(item)
                 if len(seen) == 5:
                     admin.config_set("busy-reply-threshold", 50)
-                    busy = _busy_script(url, 3.0)
+                    busy = _busy_script(url, 2.5)
             assert busy is not None
             busy.join(timeout=30)
             result = job.result(timeout=60)
