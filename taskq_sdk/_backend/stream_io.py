@@ -84,9 +84,8 @@ class StreamCorrupted(TaskqError):
         self.job_id = job_id
         self.key = key
         super().__init__(
-            f"job {job_id}'s stream key {key!r} {what}: another program (or a person) wrote to it, so its items "
-            f"cannot be streamed. Delete the key (DEL {key}) and run the job again with job.retry(); keep "
-            "other data out of taskq's key prefix."
+            f"job {job_id}'s stream key {key!r} {what}, so its items cannot be streamed. Delete the key "
+            f"(DEL {key}) and run the job again with job.retry(); keep other data out of taskq's key prefix."
         )
 
 
@@ -125,10 +124,15 @@ class StreamAppender:
         reply = out.decode() if isinstance(out, bytes) else str(out)
         kind, _, detail = reply.partition(":")
         if kind == "wrong-type":
-            raise StreamCorrupted(self.job_id, self.key, f"holds a {detail}, not a stream")
+            raise StreamCorrupted(
+                self.job_id, self.key, f"holds a {detail}, not a stream: another program (or a person) wrote it"
+            )
         if kind == "gap":
             raise StreamCorrupted(
-                self.job_id, self.key, f"lost items while the job ran (it holds {detail} of attempt {attempt}'s {seq})"
+                self.job_id,
+                self.key,
+                f"lost items while the job ran (it holds {detail} of attempt {attempt}'s first {seq}): another "
+                "program deleted or trimmed it, or it expired (no item for TASKQ_KEEP_RESULT + TASKQ_TOMBSTONE_TTL)",
             )
         return reply
 
@@ -172,9 +176,8 @@ async def read_entries(
         if not str(exc).startswith("WRONGTYPE"):
             raise
         kind = await redis.type(key)
-        raise StreamCorrupted(
-            job_id, key, f"holds a {kind.decode() if isinstance(kind, bytes) else kind}, not a stream"
-        ) from None
+        shown = kind.decode() if isinstance(kind, bytes) else kind
+        raise StreamCorrupted(job_id, key, f"holds a {shown}, not a stream: another program wrote it") from None
     if not reply:
         return []
     # RESP2: [[key, [(id, {field: value}), ...]]]; RESP3: {key: [[(id, fields)...]]}
