@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis
 
-from taskq_sdk import Client, ConfigurationError, PermissionDenied
+from taskq_sdk import Client, ConfigurationError, JobNotFound, PermissionDenied
 from taskq_sdk._backend import layout
 from taskq_sdk._backend.stream_io import stream_key
 from taskq_sdk.config import Settings
@@ -132,6 +132,30 @@ def test_another_tenants_key_named_as_shared_is_refused(
         assert acme.remove_limit("openai") is True
         assert acme.remove_limit("openai") is False  # gone: acme's only
         assert sync_redis.exists("taskq:t:globex:lim:key:openai:def")  # globex's own is untouched
+
+
+def test_a_bound_client_cannot_name_another_tenant_to_reach_its_keys(
+    acme: Client, settings: Settings, start_worker: Any, sync_redis: redis.Redis
+) -> None:
+    """``tenant="globex"`` on acme's client (set_limit, remove_limit, cache_clear) is refused, and globex's
+    job id (its stream) resolves to nothing: globex's keys are byte-for-byte unchanged."""
+    start_worker(modules=MODULES)
+    with Client(settings=settings, tenant="globex") as globex:
+        globex.set_limit("openai", rate="5/s")
+        streamed = globex.submit("count_up", 2)
+        assert list(streamed.stream()) == [0, 1]
+        globex.submit("cached_double", "taskq:t:globex:count", 1, _cache=True).result(timeout=30)
+    theirs = sorted(k for k in _keys(sync_redis) if k.startswith("taskq:t:globex:"))
+    before = {k: sync_redis.dump(k) for k in theirs}
+    with pytest.raises(ConfigurationError, match="bound to tenant 'acme'"):
+        acme.set_limit("openai", rate="500/s", tenant="globex")
+    with pytest.raises(ConfigurationError, match="bound to tenant 'acme'"):
+        acme.remove_limit("openai", tenant="globex")
+    with pytest.raises(ConfigurationError, match="bound to tenant 'acme'"):
+        acme.cache_clear(tenant="globex")
+    with pytest.raises(JobNotFound):
+        list(acme.job(streamed.id).stream())
+    assert {k: sync_redis.dump(k) for k in theirs} == before
 
 
 def test_odd_but_valid_names_stay_inside_the_tenants_prefix(
