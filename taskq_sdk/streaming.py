@@ -40,7 +40,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._backend.connection import is_connection_error, is_transient_reply
 from ._backend.stream_io import StreamAppender, StreamCorrupted, read_entries
@@ -65,6 +65,7 @@ __all__ = [
     "is_item_stream",
     "item_sink",
     "item_writer",
+    "patiently",
     "read_batches",
     "read_items",
     "refuse_isolated_stream",
@@ -72,6 +73,8 @@ __all__ = [
     "stream_item",
     "unbind_stream",
 ]
+
+T = TypeVar("T")
 
 #: items a worker holds before a producer waits for the server (per job): the server-side buffer is the stream
 MAX_BUFFERED = 1000
@@ -280,24 +283,19 @@ class ItemWriter:
         # budget), then fail the attempt with the error (a connection error is transient: the job is
         # retried). The same burst may be sent twice (its reply lost): the server skips what it has.
         # Any other error (a corrupt key) fails the attempt at once.
-        deadline = time.monotonic() + self.patience
-        delay = 0.05
-        while True:
-            try:
-                return await self._append(burst, attempt=self.attempt, seq=self._sent)
-            except Exception as exc:
-                transient = is_transient_reply(exc)
-                if not (transient or is_connection_error(exc)):
-                    raise
-                if time.monotonic() + delay > deadline:
-                    if transient:  # BUSY / READONLY past the budget: retried like an outage, not failed for good
-                        raise BrokerUnavailable(
-                            f"job {self.job_id}: the server kept answering {str(exc)[:80]!r} for {self.patience:g} s "
-                            "(TASKQ_OUTAGE_BUDGET) while the job streamed; this attempt stops and the job is retried"
-                        ) from exc
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        try:
+            return await patiently(
+                lambda: self._append(burst, attempt=self.attempt, seq=self._sent),
+                self.patience,
+                lambda exc: is_transient_reply(exc) or is_connection_error(exc),
+            )
+        except Exception as exc:
+            if is_transient_reply(exc):  # BUSY / READONLY past the budget: retried like an outage, not failed for good
+                raise BrokerUnavailable(
+                    f"job {self.job_id}: the server kept answering {str(exc)[:80]!r} for {self.patience:g} s "
+                    "(TASKQ_OUTAGE_BUDGET) while the job streamed; this attempt stops and the job is retried"
+                ) from exc
+            raise
 
     async def close(self) -> list[Any]:
         """Send what is left; the attempt's items (its result), or the error that stopped the stream."""
@@ -306,6 +304,27 @@ class ItemWriter:
         if self._refused is not None:
             raise self._refused
         return self.items
+
+
+async def patiently(call: Callable[[], Awaitable[T]], patience: float, again: Callable[[Exception], bool]) -> T:
+    """``await call()``; while it raises an error ``again`` accepts (BUSY, a reset...), try again with a
+    growing pause for up to ``patience`` seconds, then raise the last error.
+
+    Example::
+
+        entries = await patiently(lambda: read_entries(redis, lay, job_id, "0-0", block_ms=None), 30.0,
+                                  is_transient_reply)
+    """
+    deadline = time.monotonic() + patience
+    delay = 0.05
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            if not again(exc) or time.monotonic() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
 
 def refuse_isolated_stream(fn: Any) -> None:
@@ -551,7 +570,12 @@ async def read_batches(job: AsyncJob) -> AsyncIterator[list[Any]]:
         store = core.open()
 
         async def read(block_ms: int | None, after: str = after) -> list[Any]:
-            return await core.call(lambda s: read_entries(s.redis, s.layout, job.id, after, block_ms=block_ms), "read")
+            # a server busy with a script (BUSY) or loading answers later: wait for it (the outage budget)
+            return await patiently(
+                lambda: core.call(lambda s: read_entries(s.redis, s.layout, job.id, after, block_ms=block_ms), "read"),
+                core.settings.outage_budget,
+                is_transient_reply,
+            )
 
         entries = await read(block)
         if not entries:

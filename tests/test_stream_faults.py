@@ -24,6 +24,7 @@ from taskq_sdk import Client, JobFailed
 from taskq_sdk._backend import layout
 from taskq_sdk._backend.stream_io import StreamAppender, stream_key
 from taskq_sdk.config import Settings
+from taskq_sdk.local import WorkerThread
 from taskq_sdk.streaming import StreamCorrupted, StreamRestart
 
 from .conftest import FAST, JOBS, figure, wait_until
@@ -341,4 +342,35 @@ def test_a_server_busy_past_the_outage_budget_retries_the_attempt(own_server: An
             assert job.info().attempts >= 2
             assert any(isinstance(x, StreamRestart) for x in seen)
     finally:
+        admin.close()
+
+
+def test_a_reader_rides_out_a_busy_server(own_server: Any) -> None:
+    """The server is busy with another client's script (BUSY to every call) when a reader starts: the
+    reader waits it out (TASKQ_OUTAGE_BUDGET) and then reads every item, instead of raising BUSY."""
+    url = own_server.url
+    admin = redis.Redis.from_url(url)
+    settings = Settings(redis_url=url, **FAST)  # type: ignore[arg-type]
+    worker = WorkerThread(settings, list(MODULES)).start()
+    try:
+        with Client(settings=settings) as client:
+            job = client.submit("count_up", 5)
+            assert job.result(timeout=30) == list(range(5))
+            admin.config_set("busy-reply-threshold", 50)
+            probe = redis.Redis.from_url(url)
+            busy = _busy_script(url, 1.5)
+
+            def refused() -> bool:
+                try:
+                    probe.ping()
+                except redis.exceptions.ResponseError as exc:
+                    return str(exc).startswith("BUSY")
+                return False
+
+            wait_until(refused, timeout=10, what="the server answers BUSY")
+            probe.close()
+            assert list(job.stream()) == list(range(5))
+            busy.join(timeout=30)
+    finally:
+        worker.stop(now=True, timeout=20)
         admin.close()
