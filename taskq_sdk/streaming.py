@@ -312,8 +312,16 @@ async def patiently(call: Callable[[], Awaitable[T]], patience: float, again: Ca
 
     Example::
 
-        entries = await patiently(lambda: read_entries(redis, lay, job_id, "0-0", block_ms=None), 30.0,
-                                  is_transient_reply)
+        import asyncio
+        tries = []
+
+        async def flaky() -> str:
+            tries.append(1)
+            if len(tries) < 3:
+                raise ConnectionResetError("reset by peer")
+            return "ok"
+
+        asyncio.run(patiently(flaky, 5.0, lambda exc: isinstance(exc, ConnectionResetError)))   # 'ok', 3rd try
     """
     deadline = time.monotonic() + patience
     delay = 0.05
