@@ -23,6 +23,10 @@ Re-runs: when an attempt ends without finishing (its worker died, or a transient
 the next attempt's items *replace* the earlier attempt's. A reader that already received items of the
 earlier attempt gets a :class:`StreamRestart` marker, then the new attempt's items from the first; a
 reader that starts later sees only the last attempt's items. Nothing is duplicated or lost beyond that.
+
+Faults: a burst re-sent after a lost reply is written once; BUSY / READONLY / resets are waited out
+for ``TASKQ_OUTAGE_BUDGET``, then the attempt is retried; a stream key overwritten or deleted by
+something else fails the job (and a reader) with :class:`StreamCorrupted`, naming the key.
 """
 
 from __future__ import annotations
@@ -36,11 +40,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._backend.stream_io import StreamAppender, read_entries
+from ._backend.connection import is_connection_error, is_transient_reply
+from ._backend.stream_io import StreamAppender, StreamCorrupted, read_entries
 from .config import Settings
-from .errors import ConfigurationError, TaskqError, short_id
+from .errors import BrokerUnavailable, ConfigurationError, TaskqError, short_id
 from .runtime import StopJob
 from .serialization import Codec
 
@@ -51,6 +56,7 @@ __all__ = [
     "ItemWriter",
     "NotAStream",
     "NotStreaming",
+    "StreamCorrupted",
     "StreamRestart",
     "StreamSlot",
     "StreamTooLong",
@@ -59,6 +65,7 @@ __all__ = [
     "is_item_stream",
     "item_sink",
     "item_writer",
+    "patiently",
     "read_batches",
     "read_items",
     "refuse_isolated_stream",
@@ -66,6 +73,8 @@ __all__ = [
     "stream_item",
     "unbind_stream",
 ]
+
+T = TypeVar("T")
 
 #: items a worker holds before a producer waits for the server (per job): the server-side buffer is the stream
 MAX_BUFFERED = 1000
@@ -135,7 +144,7 @@ def is_item_stream(value: Any) -> bool:
 class ItemWriter:
     """Collects one attempt's items, sends them in bursts as they come, enforces the bounds.
 
-    ``append(blobs, begin)`` writes to the server under the claim ('ok' | 'claim-lost'); ``on_lost``
+    ``append(blobs, attempt=, seq=)`` writes to the server under the claim ('ok' | 'claim-lost'); ``on_lost``
     is called when the claim is gone (this copy must stop). Example::
 
         # not run: worker side, called by the engine with its own state
@@ -166,6 +175,7 @@ class ItemWriter:
         self.items: list[Any] = []
         self.bytes = 0
         self._pending: list[bytes] = []
+        self._sent = 0  # items the server confirmed: the next burst's first index
         self._begin: int | None = attempt
         self._sender: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
@@ -258,6 +268,8 @@ class ItemWriter:
                 self._error = exc
                 return
             self._begin = None
+            if out == "ok":
+                self._sent += len(burst)
             if out == "claim-lost":
                 self._error = StopJob(f"job {self.job_id}: claim lost to another worker; its items are discarded")
                 self.stopped.set()
@@ -267,18 +279,23 @@ class ItemWriter:
                 self._error = RuntimeError(f"the server refused the job's items: {out}")
 
     async def _write(self, burst: Sequence[bytes]) -> str:
-        # an outage: try again for up to `patience` seconds (the worker's outage budget), then fail
-        # the attempt with the error (a connection error is transient: the job is retried)
-        deadline = time.monotonic() + self.patience
-        delay = 0.05
-        while True:
-            try:
-                return await self._append(burst, begin=self._begin)
-            except Exception:
-                if time.monotonic() + delay > deadline:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        # an outage, a reset, BUSY or READONLY: try again for up to `patience` seconds (the worker's outage
+        # budget), then fail the attempt with the error (a connection error is transient: the job is
+        # retried). The same burst may be sent twice (its reply lost): the server skips what it has.
+        # Any other error (a corrupt key) fails the attempt at once.
+        try:
+            return await patiently(
+                lambda: self._append(burst, attempt=self.attempt, seq=self._sent),
+                self.patience,
+                lambda exc: is_transient_reply(exc) or is_connection_error(exc),
+            )
+        except Exception as exc:
+            if is_transient_reply(exc):  # BUSY / READONLY past the budget: retried like an outage, not failed for good
+                raise BrokerUnavailable(
+                    f"job {self.job_id}: the server kept answering {str(exc)[:80]!r} for {self.patience:g} s "
+                    "(TASKQ_OUTAGE_BUDGET) while the job streamed; this attempt stops and the job is retried"
+                ) from exc
+            raise
 
     async def close(self) -> list[Any]:
         """Send what is left; the attempt's items (its result), or the error that stopped the stream."""
@@ -287,6 +304,35 @@ class ItemWriter:
         if self._refused is not None:
             raise self._refused
         return self.items
+
+
+async def patiently(call: Callable[[], Awaitable[T]], patience: float, again: Callable[[Exception], bool]) -> T:
+    """``await call()``; while it raises an error ``again`` accepts (BUSY, a reset...), try again with a
+    growing pause for up to ``patience`` seconds, then raise the last error.
+
+    Example::
+
+        import asyncio
+        tries = []
+
+        async def flaky() -> str:
+            tries.append(1)
+            if len(tries) < 3:
+                raise ConnectionResetError("reset by peer")
+            return "ok"
+
+        asyncio.run(patiently(flaky, 5.0, lambda exc: isinstance(exc, ConnectionResetError)))   # 'ok', 3rd try
+    """
+    deadline = time.monotonic() + patience
+    delay = 0.05
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            if not again(exc) or time.monotonic() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
 
 def refuse_isolated_stream(fn: Any) -> None:
@@ -532,7 +578,12 @@ async def read_batches(job: AsyncJob) -> AsyncIterator[list[Any]]:
         store = core.open()
 
         async def read(block_ms: int | None, after: str = after) -> list[Any]:
-            return await core.call(lambda s: read_entries(s.redis, s.layout, job.id, after, block_ms=block_ms), "read")
+            # a server busy with a script (BUSY) or loading answers later: wait for it (the outage budget)
+            return await patiently(
+                lambda: core.call(lambda s: read_entries(s.redis, s.layout, job.id, after, block_ms=block_ms), "read"),
+                core.settings.outage_budget,
+                is_transient_reply,
+            )
 
         entries = await read(block)
         if not entries:

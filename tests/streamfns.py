@@ -109,3 +109,11 @@ async def streams_tagged(ctx: dict[str, Any], key: str, n: int, step: float) -> 
     for i in range(n):
         yield {"pid": os.getpid(), "attempt": ctx["job_try"], "i": i}
         await asyncio.sleep(step)
+
+
+@taskq_sdk.job
+async def labelled(n: int, step: float) -> AsyncIterator[str]:
+    """Yields 'lbl-0000'.. 'lbl-<n-1>', ``step`` seconds apart (a proxy can spot one item's write)."""
+    for i in range(n):
+        yield f"lbl-{i:04d}"
+        await asyncio.sleep(step)

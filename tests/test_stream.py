@@ -177,7 +177,7 @@ def test_a_stale_token_cannot_append(stream_worker: Any, settings: Settings, syn
             redis = make_redis(settings)
             try:
                 appender = StreamAppender(redis, layout, job.id, lambda: "zombie:1:ab#1", ttl_ms=60_000)
-                return await appender.append([b"\x01"], begin=None)
+                return await appender.append([b"\x01"], attempt=1, seq=0)
             finally:
                 await redis.aclose()
 
