@@ -126,12 +126,17 @@ class ClientClosed(TaskqError, RuntimeError):
 
 
 class BrokerUnavailable(TaskqError, ConnectionError):
-    """The Redis-compatible server could not be reached within the stated budget.
+    """The Redis-compatible server could not be reached within the stated budget, or refused the call for now.
+
+    ``refused_reply`` names the server's error code when it answered but refused the call for now
+    (``BUSY``, ``LOADING``, ``READONLY``, ``OOM``...), else None.
 
     Example::
 
         Client(redis_url="redis://127.0.0.1:1").submit("add", 1, 2)   # BrokerUnavailable
     """
+
+    refused_reply: str | None = None
 
 
 class DurabilityUnconfirmed(TaskqError):

@@ -198,7 +198,7 @@ def test_a_client_call_on_a_busy_server_gets_a_typed_error_that_says_what_to_do(
             return None
 
         error = wait_until(refused, timeout=10, interval=0.02, what="a call refused while the script runs")
-        assert isinstance(error, BrokerUnavailable), repr(error)
+        assert isinstance(error, BrokerUnavailable) and error.refused_reply == "BUSY", repr(error)
         assert "busy running another client's script" in str(error) and "SCRIPT KILL" in str(error)
         busy.join(timeout=30)
         assert client.job(job.id).status().value == "deferred", "once the script ends, calls work again"

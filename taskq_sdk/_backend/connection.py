@@ -98,6 +98,10 @@ def reply_kind(exc: BaseException) -> str | None:
     """
     from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 
+    refused = getattr(exc, "refused_reply", None)  # a BrokerUnavailable that stands for an error reply
+    if isinstance(refused, str):
+        return refused
+
     if isinstance(exc, ReadOnlyError):
         return "READONLY"
     if isinstance(exc, OutOfMemoryError):
@@ -264,12 +268,14 @@ def broker_error(exc: Exception, settings: Settings, what: str = "reach") -> Exc
                 "Set REDIS_PASSWORD or put it in REDIS_URL."
             )
         kind = reply_kind(exc)
-        if kind in TRANSIENT_REPLIES:  # refused for now, nothing done: typed, with what to do
+        if kind in TRANSIENT_REPLIES:  # refused for now: typed, with what to do (and still seen as transient)
             why = _REFUSED_FOR_NOW.get(kind or "", "refused the call for now")
-            return BrokerUnavailable(
+            refused = BrokerUnavailable(
                 f"The server at {settings.safe_url()} {why} ({describe(exc)}); the call was refused. "
                 f"{_WHAT_TO_DO.get(kind or '', 'Try again in a moment.')}"
             )
+            refused.refused_reply = kind
+            return refused
         return None
     if isinstance(exc, CONNECTION_ERRORS):
         return BrokerUnavailable(
