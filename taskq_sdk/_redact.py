@@ -1,7 +1,8 @@
 """Short, secret-free reprs of job calls and server URLs for info, listings, logs, errors and the dashboard.
 
 Arguments named like secrets (``password``, ``token``, ``secret``, ``key``, ...) show as ``'***'``,
-also inside nested dicts; a URL's password shows as ``***`` wherever it is written::
+also inside nested dicts; a URL's password shows as ``***`` wherever it is written, a URL passed as an
+argument's value included::
 
     >>> call_repr("login", ("bob",), {"password": "hunter2", "opts": {"api_key": "x"}})
     "login('bob', password='***', opts={'api_key': '***'})"
@@ -34,7 +35,15 @@ def is_secret_name(name: object) -> bool:
 
 
 def redact(value: Any, depth: int = 0) -> Any:
-    """A copy of ``value`` with secret-named dict entries replaced by ``'***'`` (3 levels deep)."""
+    """A copy of ``value`` with secret-named dict entries replaced by ``'***'`` (3 levels deep).
+
+    A string that holds a URL (``scheme://...``) has its password replaced too (:func:`redact_url`).
+
+    >>> redact(["redis://:hunter2@db:6379/0", {"token": "t"}])
+    ['redis://:***@db:6379/0', {'token': '***'}]
+    """
+    if isinstance(value, str):
+        return redact_url(value) if "://" in value and _URL_ONLY.match(value) else value
     if depth > 3:
         return value
     if isinstance(value, dict):
@@ -60,6 +69,7 @@ def call_repr(function: str, args: tuple[Any, ...] | list[Any], kwargs: dict[str
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_URL_ONLY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")  # a string that is one URL (no spaces)
 _URL_HEAD = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:)?(?P<slashes>//)?")
 
 

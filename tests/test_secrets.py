@@ -28,6 +28,12 @@ def test_no_password_anywhere(settings: Settings, server: Any, worker: Any, capl
         texts += [str(job.logs()), str(client.workers()), client.metrics().model_dump_json()]
         assert "password='***'" in (info.args_repr or "") and "hunter2-arg" not in (info.args_repr or "")
         assert "k-123" not in (info.args_repr or "") and "t-456" not in (info.args_repr or "")
+        # a URL passed as a value (not a secret-named argument) keeps its password out of every repr too
+        urls = client.submit("echo", "redis://:url-pw-789@db:6379/0", dsn="postgresql://u:pg-pw-555@h/db")
+        urls.result(timeout=10)
+        shown = urls.info().args_repr or ""
+        assert "redis://:***@db:6379/0" in shown and "postgresql://u:***@h/db" in shown, shown
+        texts += [shown, repr(urls), urls._repr_html_(), str(client.jobs())]
     from taskq_sdk.arq_config import arq_settings
     from taskq_sdk.worker import make_worker_settings
 
@@ -38,6 +44,6 @@ def test_no_password_anywhere(settings: Settings, server: Any, worker: Any, capl
             broken.submit("add", 1, 2)
         texts.append(str(exc.value))
     texts += [r.getMessage() for r in caplog.records]
-    leaks = [t for t in texts if password in t or "hunter2-arg" in t]
+    leaks = [t for t in texts if any(p in t for p in (password, "hunter2-arg", "url-pw-789", "pg-pw-555"))]
     figure("passwords_printed", len(leaks))
     assert leaks == []
