@@ -132,6 +132,7 @@ def test_a_burst_of_submits_sets_no_timer_each(settings: Settings) -> None:
     assert asyncio.run(main()) <= 5
 
 
+@pytest.mark.chaos
 def test_a_worker_whose_script_connection_is_killed_loses_and_repeats_nothing(
     settings: Settings, sync_redis: redis.Redis, worker: Any
 ) -> None:
