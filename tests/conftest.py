@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,21 @@ def pid_alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
     except FileNotFoundError:
         return False
+
+
+@contextlib.contextmanager
+def tenant_users(redis_url: str, tenants: Sequence[str]) -> Iterator[dict[str, str]]:
+    """ACL users for ``tenants`` (password ``<tenant>-pw-123``), each tenant's URL; removed after the block."""
+    from taskq_sdk.security import create_tenant_user
+
+    admin = redis.Redis.from_url(redis_url)
+    urls = {t: create_tenant_user(admin, t, password=f"{t}-pw-123", base_url=redis_url) for t in tenants}
+    try:
+        yield urls
+    finally:
+        for t in urls:
+            admin.execute_command("ACL", "DELUSER", t)
+        admin.close()
 
 
 def figure(name: str, value: Any) -> None:

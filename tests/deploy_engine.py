@@ -32,6 +32,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .conftest import pid_alive
+
 ROOT = Path(__file__).resolve().parent.parent
 BASE_IMAGE_SCRIPT = ROOT / "examples" / "deploy" / "build_base_image.sh"
 ULIMITS = ("nofile=10000:10000", "nproc=4096:4096")
@@ -194,16 +196,6 @@ def project_name(prefix: str) -> str:
     return f"{prefix}{os.getpid()}x{secrets.token_hex(3)}"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_orphans(env: dict[str, str]) -> list[str]:
     """Remove the containers, pods, networks, volumes and images of test stacks whose owning process is gone.
 
@@ -218,7 +210,7 @@ def sweep_orphans(env: dict[str, str]) -> list[str]:
 
     def orphaned(project: str) -> bool:
         m = _OWNED.match(project)
-        return bool(m) and not _alive(int(m.group(2)))  # type: ignore[union-attr]
+        return bool(m) and not pid_alive(int(m.group(2)))  # type: ignore[union-attr]
 
     label = "io.podman.compose.project"
     listed = json.loads(run("podman", "ps", "-a", "--format", "json") or "[]")

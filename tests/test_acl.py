@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,21 +15,16 @@ import redis
 from taskq_sdk import Client, JobCancelled, JobFailed, JobNotFound
 from taskq_sdk._backend import layout
 from taskq_sdk.models import HealthSnapshot
-from taskq_sdk.security import create_tenant_user
 
-from .conftest import FAST, ROOT, figure, wait_until
+from .conftest import FAST, ROOT, figure, tenant_users, wait_until
 
 pytestmark = pytest.mark.security
 
 
 @pytest.fixture
-def tenant_urls(redis_url: str) -> dict[str, str]:
-    admin = redis.Redis.from_url(redis_url)
-    urls = {t: create_tenant_user(admin, t, password=f"{t}-pw-123", base_url=redis_url) for t in ("acme", "globex")}
-    yield urls
-    for t in urls:
-        admin.execute_command("ACL", "DELUSER", t)
-    admin.close()
+def tenant_urls(redis_url: str) -> Iterator[dict[str, str]]:
+    with tenant_users(redis_url, ("acme", "globex")) as urls:
+        yield urls
 
 
 def test_tenant_users_are_confined_to_their_keys(tenant_urls: dict[str, str], start_worker_process: Any) -> None:

@@ -20,9 +20,8 @@ from taskq_sdk import Client, ConfigurationError, JobNotFound, PermissionDenied
 from taskq_sdk._backend import layout
 from taskq_sdk._backend.stream_io import stream_key
 from taskq_sdk.config import Settings
-from taskq_sdk.security import create_tenant_user
 
-from .conftest import FAST, JOBS, figure
+from .conftest import FAST, JOBS, figure, tenant_users
 
 pytestmark = pytest.mark.security
 
@@ -189,12 +188,8 @@ def test_odd_but_valid_names_stay_inside_the_tenants_prefix(
 @pytest.fixture
 def tenant_urls(redis_url: str) -> Iterator[dict[str, str]]:
     """ACL users for ``acme`` and ``acme-2`` (a name that extends the other's)."""
-    admin = redis.Redis.from_url(redis_url)
-    urls = {t: create_tenant_user(admin, t, password=f"{t}-pw-123", base_url=redis_url) for t in ("acme", "acme-2")}
-    yield urls
-    for t in urls:
-        admin.execute_command("ACL", "DELUSER", t)
-    admin.close()
+    with tenant_users(redis_url, ("acme", "acme-2")) as urls:
+        yield urls
 
 
 @pytest.mark.parametrize(("victim", "attacker"), [("acme", "acme-2"), ("acme-2", "acme")])
