@@ -364,64 +364,54 @@ class AutoPipeline:
         reader = replies.reader
         reader.feed(data)
         self._progress = self._loop.time() if self._loop is not None else 0.0
-        waiting = self._waiting
         while True:
             try:
                 reply = reader.gets()
             except Exception as exc:  # a protocol error: the stream cannot be trusted any more
                 self._fail(RedisConnectionError(f"unreadable reply from the server: {exc}"))
                 return
-            if reply is _MORE:
+            if reply is _MORE or not self._answer(reply):
                 return
-            if not waiting:
-                self._fail(RedisConnectionError("a reply nobody asked for: the connection is out of step"))
-                return
-            fut = waiting.popleft()
-            if isinstance(reply, BaseException):
-                if isinstance(reply, ReadOnlyError | RedisConnectionError):
-                    # a replica now (a failover), or the server is going away: this connection is done;
-                    # the callers fall back to the pool, whose connections find the new primary or retry
-                    lost = (
-                        RedisConnectionError(f"the server became read-only ({reply}); reconnecting")
-                        if isinstance(reply, ReadOnlyError)
-                        else reply
-                    )
-                    if not fut.done():
-                        fut.set_exception(lost)
-                    self._fail(lost)
-                    return
-                if not fut.done():  # an error reply answers one call only
-                    fut.set_exception(reply)
-            elif not fut.done():  # else its caller was cancelled: the reply is read and dropped
-                fut.set_result(reply)
+
+    def _answer(self, reply: Any) -> bool:
+        """Resolve the oldest call in flight with ``reply``; False when the connection had to be dropped."""
+        if not self._waiting:
+            self._fail(RedisConnectionError("a reply nobody asked for: the connection is out of step"))
+            return False
+        fut = self._waiting.popleft()
+        if isinstance(reply, ReadOnlyError | RedisConnectionError):
+            # a replica now (a failover), or the server is going away: this connection is done; the
+            # callers fall back to the pool, whose connections find the new primary (Sentinel) or retry
+            lost = (
+                RedisConnectionError(f"the server became read-only ({reply}); reconnecting")
+                if isinstance(reply, ReadOnlyError)
+                else reply
+            )
+            if not fut.done():
+                fut.set_exception(lost)
+            self._fail(lost)
+            return False
+        if fut.done():  # its caller was cancelled: the reply is read and dropped
+            return True
+        if isinstance(reply, BaseException):  # an error reply answers one call only
+            fut.set_exception(reply)
+        else:
+            fut.set_result(reply)
+        return True
 
     def _on_lost(self, replies: _Replies, exc: Exception | None) -> None:
         if replies is self._replies:
             self._fail(RedisConnectionError(f"the connection to the server was lost ({exc or 'closed by the server'})"))
 
     async def _read(self, conn: Any, parser: Any) -> None:
+        """The reader task without hiredis: redis-py's parser reads each reply; :meth:`_answer` resolves it."""
         loop = asyncio.get_running_loop()
         try:
             while True:
                 reply: Any = await parser.read_response()
                 self._progress = loop.time()
-                if not self._waiting:
-                    raise RedisConnectionError("a reply nobody asked for: the connection is out of step")
-                fut = self._waiting.popleft()
-                if isinstance(reply, ReadOnlyError):
-                    # a replica now (a failover): this connection is done; the callers fall back to the
-                    # pool, whose connections find the new primary (Sentinel) or retry
-                    lost = RedisConnectionError(f"the server became read-only ({reply}); reconnecting")
-                    if not fut.done():
-                        fut.set_exception(lost)
-                    self._fail(lost)
+                if not self._answer(reply):
                     return
-                if fut.done():  # its caller was cancelled: the reply is read and dropped
-                    continue
-                if isinstance(reply, BaseException):  # an error reply answers one call only
-                    fut.set_exception(reply)
-                else:
-                    fut.set_result(reply)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the connection failed or closed

@@ -17,13 +17,14 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
+from redis.exceptions import AuthenticationError, NoPermissionError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import Settings
 from ..errors import BrokerUnavailable, ConfigurationError, PermissionDenied
 from ..serialization import Codec
+from .autopipe import run_scripts_piped
 from .cluster import is_cluster_url, make_cluster_redis, make_node_redis, make_sync_cluster_redis
 
 R = TypeVar("R", bound=Redis)
@@ -305,14 +306,11 @@ async def run_scripts(
 
         finish_out, = await run_scripts(redis, [(finish_script, argv)])
     """
-    from redis.exceptions import AuthenticationError, NoScriptError
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
     keys = keys or []
     if auto is not None and not keys and auto.usable:
-        from .autopipe import run_scripts_piped
-
         try:
+            if len(calls) == 1:
+                return [await auto.evalsha(*calls[0])]
             return await run_scripts_piped(auto, calls)
         except RedisConnectionError as exc:
             if isinstance(exc, AuthenticationError):

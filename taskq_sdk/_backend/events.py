@@ -169,16 +169,13 @@ class EventHub:
         loop = asyncio.get_running_loop()
         due = loop.time() + ttl
         expecting = self._expecting
-        if expecting and due < expecting[-1][0]:  # a shorter ttl than the last one: keep the order
-            self._lapse_later(sub, due, loop)
+        if expecting and due < expecting[-1][0]:  # a shorter ttl than the last one: a timer of its own
+            sub._expiry = loop.call_at(due, self._lapse, sub)
             return sub
         expecting.append((due, sub))
         if self._sweep is None:
             self._sweep = loop.call_at(due, self._sweep_expected)
         return sub
-
-    def _lapse_later(self, sub: Subscription, due: float, loop: asyncio.AbstractEventLoop) -> None:
-        sub._expiry = loop.call_at(due, self._lapse, sub)
 
     def _sweep_expected(self) -> None:
         """Lapse the expected subscriptions that are due and nobody adopted; set the timer for the next."""

@@ -217,16 +217,10 @@ class Store:
         """Run a registered script through the auto-pipeline; on a lost connection, through the pool.
 
         The pool's path reconnects and retries as configured; a timeout (a hung server) is not
-        retried here, so a call still fails within the socket timeout.
+        retried here, so a call still fails within the socket timeout (see ``run_scripts``).
         """
-        auto = self.auto
-        if auto is not None and auto.usable:
-            try:
-                return await auto.evalsha(script, args)
-            except RedisConnectionError as exc:
-                if isinstance(exc, AuthenticationError):
-                    raise
-        return await script(keys=self._keys, args=args)
+        (out,) = await run_scripts(self.redis, [(script, args)], keys=self._keys, auto=self.auto)
+        return out
 
     async def _get(self, key: str) -> Any:
         """GET through the auto-pipeline (see :meth:`_run`)."""
