@@ -256,14 +256,33 @@ class SentinelGroup:
             start_new_session=True,
         )
 
+    def _respawn_elsewhere(self, node: Node, primary_port: int) -> None:
+        """Start a replica or sentinel again on a fresh port: its port was taken between choosing and binding it
+        (another process's outgoing connection got it); nothing else names a replica's or a sentinel's port."""
+        port = _free_port()
+        if node in self.sentinels:
+            fresh = self._sentinel_node(node.role, port, primary_port)
+            self.sentinels[self.sentinels.index(node)] = fresh
+            self._spawn(fresh, "--sentinel")
+        else:
+            fresh = self._data_node(node.role, port, primary_port)
+            self.data[self.data.index(node)] = fresh
+            self._spawn(fresh)
+
     def _wait_ready(self, primary_port: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         last: Any = None
+        respawned = 0
         while time.monotonic() < deadline:
             for node in [*self.data, *self.sentinels]:
                 if not node.alive():
                     log = self.root / f"{node.role}.log"
                     tail = log.read_text()[-2000:] if log.exists() else "(no log)"
+                    if "Address already in use" in tail and node.role != "primary" and respawned < 3:
+                        respawned += 1
+                        log.unlink()
+                        self._respawn_elsewhere(node, primary_port)
+                        continue
                     raise RuntimeError(f"{node.role} exited at start:\n{tail}")
             try:
                 ready = True
