@@ -20,7 +20,6 @@ import contextlib
 import enum
 import logging
 import math
-import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -33,7 +32,7 @@ from ._backend.envelope import ResultRecord, decode_result, encode_job
 from ._backend.events import EventHub, Subscription
 from ._backend.keys import KeyLayout, layout_for
 from ._backend.store import LIMITS_FEATURE, JobState, Store, SubmitRow, now_ms
-from ._names import DEFAULT_TENANT, DEFAULT_WORKSPACE, check_job_id, check_name, qualify, tenant_of
+from ._names import DEFAULT_TENANT, DEFAULT_WORKSPACE, check_job_id, check_name, new_job_id, qualify, tenant_of
 from ._redact import call_repr
 from .config import Settings
 from .errors import (
@@ -589,7 +588,7 @@ class ClientCore:
         name = job_name(fn)
         tenant, workspace = self.identity(kwargs.pop("tenant", None), kwargs.pop("workspace", None))
         queue = check_name(options.get("_queue") or self.queue, "queue")
-        local_id = check_job_id(options["_job_id"]) if options.get("_job_id") is not None else os.urandom(16).hex()
+        local_id = check_job_id(options["_job_id"]) if options.get("_job_id") is not None else new_job_id()
         job_id = qualify(tenant, local_id)
 
         now = now_ms()

@@ -11,6 +11,8 @@ tenant (so jobs enqueued by plain arq belong to ``default``), ``acme:report-1`` 
 
 from __future__ import annotations
 
+import base64
+import os
 import re
 
 from .errors import InvalidName
@@ -22,6 +24,19 @@ DEFAULT_QUEUE = "default"
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 # user-chosen job ids: no ':' (that separates the tenant), no whitespace or control characters
 JOB_ID_RE = re.compile(r"[A-Za-z0-9_.\-=+@/]{1,200}")
+
+
+def new_job_id() -> str:
+    """A fresh job id: 20 letters and digits from 15 random bytes (~119 bits; a uuid4 has 122).
+
+    Shorter than a uuid's 32 hex digits, which the server holds three times per queued job (its key,
+    its queue entry, its listing entry): ~45 B less per job. Letters and digits only, so an id never
+    starts with ``-`` (a command-line option) and a double-click selects all of it::
+
+        >>> len(new_job_id()), new_job_id().isalnum()
+        (20, True)
+    """
+    return base64.b64encode(os.urandom(15), b"xz").decode()
 
 
 def check_name(value: object, what: str) -> str:
