@@ -79,6 +79,8 @@ def test_sdk_jobs_run_on_the_stock_arq_command(settings: Settings, redis_url: st
         assert "jobfns.py" in info.value.remote_traceback
         assert flaky.result(timeout=10) == 2
         assert "about to fail on 4" in bad.logs()
+        # the queued jobs' records became their hashes when the stock worker started them
+        assert (flaky.info().attempts, (ok.info().worker or "").startswith("arq:")) == (2, True)
     assert "password" not in proc.stderr.lower() or "***" in proc.stderr
 
 

@@ -44,6 +44,7 @@ local ws, fn = ARGV[6], ARGV[7]
 local t = tenant_of(new)
 local cur = redis.pcall('GET', pk)
 if type(cur) == 'string' then
+  pcall(materialize, cur, 'arq:queue')  -- the serving job may still be queued: its record holds its state
   local state = redis.pcall('HGET', meta_key(cur), 'state')
   local status = false
   if type(state) == 'string' then

@@ -8,6 +8,8 @@ start time), ``arq:in-progress:<id>`` (the claim), ``arq:retry:<id>`` (the attem
 ``registry`` - can make a tenant's keys or ACL patterns cover the keys every tenant shares::
 
     taskq:t:<tenant>:job:<id>      hash: function, workspace, state, attempt, worker, progress, ...
+                                   (a queued job's record rides in its arq:job key instead, until a
+                                   claim, a cancel or a dependent needs the hash: see job_record)
     taskq:t:<tenant>:ev:<id>       pub/sub channel: started / progress / retrying / done events
     taskq:t:<tenant>:logs:<id>     list: captured log lines and prints (capped)
     taskq:t:<tenant>:idx:<ws>      sorted set of job ids by enqueue time (listings)
@@ -244,6 +246,10 @@ def tenant_acl_patterns(tenant: str, queue: str) -> tuple[list[str], list[str]]:
 
 
 # ----------------------------------------------------------------------------- Lua
+#: a job record's life after its job's when it names none: the defaults of ``keep_result`` plus
+#: ``tombstone_ttl`` (``config.Settings``), as the hash's would be
+RECORD_AFTER_MS = 90_000_000
+
 PRELUDE = f"""
 local JOB, RES, INP, RTY, ABORT = '{job_key_prefix}', '{result_key_prefix}', '{in_progress_key_prefix}', \
 '{retry_key_prefix}', '{abort_jobs_ss}'
@@ -271,6 +277,71 @@ local function notify(id, mk, payload)
   end
 end
 local function logs_key(id) return TNS .. tenant_of(id) .. ':logs:' .. id end
+-- A queued job's record rides in its job key (SUBMIT puts it there: no hash per queued job, ~250 B
+-- less each): the envelope's first entry 'q' holds, joined by NULs, reply channel, workspace ('' =
+-- default), queue key ('' = the default queue), timeout, max_tries, retry_of, the record's life after
+-- the job's ('' = RECORD_AFTER) and the call's text ('' = fn()); function and enqueue time are the
+-- envelope's own 'f' and 'et'. It becomes the job's hash when first needed (materialize: a claim, a
+-- cancel, a dependent) and is read in place by a status read (job_record).
+local RECORD_AFTER = {RECORD_AFTER_MS}
+-- the msgpack str at byte p of v: its text and the byte after it
+local function str_at(v, p)
+  local b = string.byte(v, p)
+  local n, s
+  if not b then return nil
+  elseif b >= 160 and b <= 191 then n, s = b - 160, p + 1
+  elseif b == 217 then n, s = string.byte(v, p + 1), p + 2
+  elseif b == 218 then n, s = (string.byte(v, p + 1) or 0) * 256 + (string.byte(v, p + 2) or 0), p + 3
+  else return nil end
+  if not n or s + n - 1 > #v then return nil end
+  return string.sub(v, s, s + n - 1), s + n
+end
+-- the hash fields (flat) a job's record stands for, and the record's life after the job's; nil when
+-- the job key holds none (a plain arq job, a job with a hash, a corrupt key). dq: the default queue
+-- key; v: the job key's value when the caller read it
+local function job_record(id, dq, v)
+  v = v or redis.pcall('GET', JOB .. id)
+  if type(v) ~= 'string' or string.sub(v, 1, 5) ~= '\\193TQ\\1m' or string.sub(v, 7, 8) ~= '\\161q' then return nil end
+  local rec, p = str_at(v, 9)
+  if not rec or string.sub(v, p, p + 4) ~= '\\161t\\192\\161f' or string.sub(v, -12, -9) ~= '\\162et\\207' then
+    return nil
+  end
+  local fn = str_at(v, p + 5)
+  if not fn then return nil end
+  local enq = 0
+  for k = #v - 7, #v do enq = enq * 256 + string.byte(v, k) end
+  -- 8 fields; those left out at the end are empty (the call's text, last, may hold NULs itself)
+  local f, s = {{}}, 1
+  for k = 1, 7 do
+    local e = s and string.find(rec, '\\0', s, true)
+    f[k] = string.sub(rec, s or #rec + 1, (e or #rec + 1) - 1)
+    s = e and e + 1
+  end
+  local args = s and string.sub(rec, s) or ''
+  local m = {{'fn', fn, 'ws', f[2] ~= '' and f[2] or 'default', 'queue', f[3] ~= '' and f[3] or dq,
+    'enq', string.format('%.0f', enq), 'state', 'queued', 'args', args ~= '' and args or fn .. '()'}}
+  local names = {{'rc', false, false, 'timeout', 'max_tries', 'retry_of'}}
+  for k = 1, 6 do
+    if names[k] and f[k] ~= '' then m[#m + 1] = names[k]; m[#m + 1] = f[k] end
+  end
+  return m, tonumber(f[7]) or RECORD_AFTER
+end
+-- write a job's record out as its hash (a no-op when the hash exists or there is no record); a job
+-- due later reads as deferred, with its time
+local function materialize(id, dq, v)
+  local mk = meta_key(id)
+  if redis.call('EXISTS', mk) == 1 then return end
+  local m, after = job_record(id, dq, v)
+  if not m then return end
+  local score = redis.pcall('ZSCORE', m[6], id)
+  if type(score) == 'string' and tonumber(score) > tonumber(m[8]) then
+    m[10] = 'deferred'
+    m[#m + 1] = 'sched'; m[#m + 1] = score
+  end
+  redis.call('HSET', mk, unpack(m))
+  local left = redis.call('PTTL', JOB .. id)
+  redis.call('PEXPIRE', mk, math.max(left, 0) + after)
+end
 -- whether claim token '<worker>#<attempt>' holds job id: 1 if the claim is this token, or another
 -- claim of the same worker (it claimed the job again while its copy ran on: that copy is the only
 -- one); 2 if this worker's claim lapsed and nobody claimed the job since (its attempt counter is
@@ -385,6 +456,7 @@ local function claim_one(id, score)
   redis.call('EXPIRE', RTY .. id, 88400)
   local aborted = redis.call('ZREM', abort_key(qk), id)
   local mk = meta_key(id)
+  materialize(id, 'arq:queue', job)
   local meta = false
   if redis.call('EXISTS', mk) == 1 then
     meta = redis.call('HMGET', mk, 'timeout', 'max_tries', 'ws', 'batch', 'enq')
@@ -751,6 +823,7 @@ CANCEL = (
     + """
 local id, now = ARGV[1], ARGV[2]
 local mk = meta_key(id)
+materialize(id, 'arq:queue')
 local has_meta = redis.call('TYPE', mk)['ok'] == 'hash'
 local qk = has_meta and redis.call('HGET', mk, 'queue') or 'arq:queue'
 if redis.call('EXISTS', RES .. id) == 1 then return 'finished' end
@@ -788,6 +861,10 @@ return 'unknown'
 """
 )
 
+#: ARGV: id.  Writes a queued job's record (see ``job_record`` in the prelude) out as its hash, for a
+#: worker that claimed the job without CLAIM (the stock arq worker).
+MATERIALIZE = PRELUDE + "\nmaterialize(ARGV[1], 'arq:queue')\nreturn 1\n"
+
 #: ARGV: id, want_result ('1' to also return the result envelope).
 #: Returns {meta_flat, result_exists, in_progress_holder|nil, queue_score|nil, job_exists, result|nil}.
 STATE = (
@@ -803,6 +880,11 @@ local function get(...)
 end
 local meta = get('HGETALL', mk) or {}
 local qk = get('HGET', mk, 'queue') or 'arq:queue'
+if #meta == 0 then
+  -- a queued job's record, read in place (a status read writes nothing)
+  local m = job_record(id, 'arq:queue')
+  if m then meta, qk = m, m[6] end
+end
 local res = false
 local has_res = redis.call('EXISTS', RES .. id)
 if has_res == 1 and ARGV[2] == '1' then res = get('GET', RES .. id) end

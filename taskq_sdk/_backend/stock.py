@@ -113,6 +113,8 @@ def _entry(spec: JobSpec, settings: Settings) -> Any:
         job_id: str = ctx["job_id"]
         attempt = int(ctx.get("job_try") or 1)
         mk = layout.meta_key(job_id)
+        # a queued job's record rides in its job key until it starts: written out as its hash here
+        await redis.register_script(layout.MATERIALIZE)(keys=[], args=[job_id])
         timeout_s, max_tries_s, ws = (
             (v.decode() if isinstance(v, bytes) else v) for v in await redis.hmget(mk, "timeout", "max_tries", "ws")
         )

@@ -101,7 +101,6 @@ for r = 1, nrows + 1 do
       made = true
       score, meta_ttl = ARGV[i + 2], tonumber(ARGV[i + 4])
       local due = tonumber(score) <= now
-      call('SET', jk, ARGV[i + 1], 'PX', ARGV[i + 3])
       -- due now on the push queue: handed to the newest idle worker listening (claimed here for it,
       -- as CLAIM would), else the next one; a worker that stopped refreshing its offer comes last
       local wid = nil
@@ -125,29 +124,52 @@ for r = 1, nrows + 1 do
           end
         end
       end
-      -- optional fields only when set (a missing field reads as empty): fewer bytes per queued job.
-      -- The tenant is the id's (tenant_of); 'sched' only for a deferred job (due now: the queue score,
-      -- then the enqueue time, say when it was due). A job handed over is written as started.
-      fields[2], fields[4], fields[6], fields[10], fields[12] = fn, ws, qk, wid and 'in_progress' or ARGV[i + 10],
-        ARGV[i + 13]
-      local nf = 12
-      if not due then fields[13] = 'sched'; fields[14] = score; nf = 14 end
-      local v = ARGV[i + 8]
-      if v ~= '' then fields[nf + 1] = 'timeout'; fields[nf + 2] = v; nf = nf + 2 end
-      v = ARGV[i + 9]
-      if v ~= '' then fields[nf + 1] = 'max_tries'; fields[nf + 2] = v; nf = nf + 2 end
-      v = ARGV[i + 11]
-      if v ~= '' then fields[nf + 1] = 'retry_of'; fields[nf + 2] = v; nf = nf + 2 end
-      v = ARGV[i + 12]
-      if v ~= '' then fields[nf + 1] = 'batch'; fields[nf + 2] = v; nf = nf + 2 end
-      if rc ~= '' then fields[nf + 1] = 'rc'; fields[nf + 2] = rc; nf = nf + 2 end
-      if wid then
-        fields[nf + 1], fields[nf + 2], fields[nf + 3], fields[nf + 4] = 'attempt', 1, 'worker', wid
-        fields[nf + 5], fields[nf + 6] = 'started', now
-        nf = nf + 6
+      -- a job left queued keeps its record in its job key (see job_record in the prelude): no hash,
+      -- when the envelope has the shape taskq writes (msgpack, 't' then 'f' first, 'et' last)
+      local jb, rec = ARGV[i + 1], nil
+      if not wid and ARGV[i + 12] == '' and ARGV[i + 10] ~= 'waiting' and string.sub(jb, 1, 5) == '\\193TQ\\1m'
+        and string.sub(jb, 7, 11) == '\\161t\\192\\161f' and string.sub(jb, -12, -9) == '\\162et\\207' then
+        local hb = string.byte(jb, 6)
+        if hb >= 128 and hb < 143 and str_at(jb, 12) == fn then
+          local after = meta_ttl - tonumber(ARGV[i + 3])
+          local args = ARGV[i + 13]
+          local f = {rc, ws == 'default' and '' or ws, qk == 'arq:queue' and '' or qk, ARGV[i + 8], ARGV[i + 9],
+            ARGV[i + 11], after == RECORD_AFTER and '' or tostring(after), args == fn .. '()' and '' or args}
+          local nf = 8
+          while nf > 1 and f[nf] == '' do nf = nf - 1 end  -- empty fields at the end are left out
+          rec = table.concat(f, '\\0', 1, nf)
+          local n = #rec
+          local head = n < 32 and string.char(160 + n) or n < 256 and '\\217' .. string.char(n)
+            or n < 65536 and '\\218' .. string.char(math.floor(n / 256), n % 256) or nil
+          rec = head and string.sub(jb, 1, 5) .. string.char(hb + 1) .. '\\161q' .. head .. rec .. string.sub(jb, 7)
+        end
       end
-      call('HSET', mk, unpack(fields, 1, nf))
-      call('PEXPIRE', mk, meta_ttl)
+      call('SET', jk, rec or jb, 'PX', ARGV[i + 3])
+      if not rec then
+        -- optional fields only when set (a missing field reads as empty): fewer bytes per queued job.
+        -- The tenant is the id's (tenant_of); 'sched' only for a deferred job (due now: the queue score,
+        -- then the enqueue time, say when it was due). A job handed over is written as started.
+        fields[2], fields[4], fields[6], fields[10], fields[12] = fn, ws, qk, wid and 'in_progress' or ARGV[i + 10],
+          ARGV[i + 13]
+        local nf = 12
+        if not due then fields[13] = 'sched'; fields[14] = score; nf = 14 end
+        local v = ARGV[i + 8]
+        if v ~= '' then fields[nf + 1] = 'timeout'; fields[nf + 2] = v; nf = nf + 2 end
+        v = ARGV[i + 9]
+        if v ~= '' then fields[nf + 1] = 'max_tries'; fields[nf + 2] = v; nf = nf + 2 end
+        v = ARGV[i + 11]
+        if v ~= '' then fields[nf + 1] = 'retry_of'; fields[nf + 2] = v; nf = nf + 2 end
+        v = ARGV[i + 12]
+        if v ~= '' then fields[nf + 1] = 'batch'; fields[nf + 2] = v; nf = nf + 2 end
+        if rc ~= '' then fields[nf + 1] = 'rc'; fields[nf + 2] = rc; nf = nf + 2 end
+        if wid then
+          fields[nf + 1], fields[nf + 2], fields[nf + 3], fields[nf + 4] = 'attempt', 1, 'worker', wid
+          fields[nf + 5], fields[nf + 6] = 'started', now
+          nf = nf + 6
+        end
+        call('HSET', mk, unpack(fields, 1, nf))
+        call('PEXPIRE', mk, meta_ttl)
+      end
       if wid then call('PUBLISH', chan(id), cjson.encode({e = 'started', a = 1, w = wid})) else queued = true end
       if ARGV[i + 11] ~= '' then
         local ok = meta_key(ARGV[i + 11])

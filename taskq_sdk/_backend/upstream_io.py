@@ -50,6 +50,7 @@ for i = 3, #ARGV do parents[#parents + 1] = ARGV[i] end
 redis.call('HSET', cmk, 'parents', table.concat(parents, ','), 'deps_n', #parents)
 for _, p in ipairs(parents) do
   local pmk = meta_key(p)
+  materialize(p, 'arq:queue')  -- a queued upstream's record becomes its hash: its dependents are named there
   local st = redis.pcall('HGET', pmk, 'state')
   if type(st) == 'table' then
     blame(cmk, p, 'its record ' .. pmk .. ' is not a hash (corrupt)')
