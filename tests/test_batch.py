@@ -266,9 +266,10 @@ def test_bulk_submit_writes_what_submit_writes(settings: Settings, sync_redis: r
         single = client.submit("double", 5, _job_id="single-5")
         batch = client.map("double", [5], key="bulk-5", chunk_size=1)
         (bulk_id,) = batch.job_ids()
-        # the single job's record rides in its job key until a claim or a cancel writes it out as this hash
-        assert not sync_redis.exists(f"taskq:t:default:job:{single.id}")
-        sync_redis.eval(layout.MATERIALIZE, 0, single.id)
+        # a queued job's record rides in its job key until a claim or a cancel writes it out as this hash
+        for job_id in (single.id, bulk_id):
+            assert not sync_redis.exists(f"taskq:t:default:job:{job_id}")
+            sync_redis.eval(layout.MATERIALIZE, 0, job_id)
         meta = {k.decode(): v for k, v in sync_redis.hgetall(f"taskq:t:default:job:{single.id}").items()}
         bmeta = {k.decode(): v for k, v in sync_redis.hgetall(f"taskq:t:default:job:{bulk_id}").items()}
         # optional fields are written only when set: the single submit names its reply channel, the bulk its batch

@@ -79,7 +79,7 @@ def frame_index_key(tenant: str, batch_id: str, tns: str = layout.TENANT_NS) -> 
 #: ARGV: now, wake_channel ('' none), queue_key, workspace, function, timeout, max_tries, state,
 #: score, job_ttl_ms, meta_ttl_ms, batch, fresh ('1': ids are new, skip existence checks), rows.
 #: ``rows`` is a msgpack array ``[id, job_bytes, args_repr, ...]``. Writes exactly what SUBMIT
-#: writes per job (job, queue entry, meta hash, listings, 'enq' metrics, wake-up), with the
+#: writes per job (job with its record, queue entry, listings, 'enq' metrics, wake-up), with the
 #: per-call parts (listings, metrics, queue) done once per call instead of once per job.
 #: Returns a string of '1' (created) / '0' (id already taken), one per row.
 BULK_SUBMIT = (
@@ -101,6 +101,7 @@ for _, f in ipairs({{'timeout', 6}, {'max_tries', 7}, {'batch', 12}}) do
   if ARGV[f[2]] ~= '' then shared[#shared + 1] = f[1]; shared[#shared + 1] = ARGV[f[2]] end
 end
 local nshared = #shared
+local records, after = ARGV[8] ~= 'waiting', meta_ttl - tonumber(job_ttl)
 local call = redis.call
 -- Not fresh (a keyed batch: ids may exist): the keys of a group of rows (and the queue's cancel
 -- requests) are read with one EXISTS; when none exists, no row of the group needs its own read,
@@ -140,11 +141,16 @@ for r = 1, nrows do
   else
     tenant = tenant_of(id)
     local mk = TNS .. tenant .. ':job:' .. id
-    call('SET', JOB .. id, rows[i + 1], 'PX', job_ttl)
+    -- a queued job's record rides in its job key, as in SUBMIT (see with_record): no hash
+    local rec = records and with_record(id, rows[i + 1], fn, 'arq:queue', {'', ws, qk, ARGV[6], ARGV[7], '', after,
+      ARGV[12], rows[i + 2]})
+    call('SET', JOB .. id, rec or rows[i + 1], 'PX', job_ttl)
     if found > 0 then call('DEL', mk, RTY .. id, logs_key(id)) end
-    shared[nshared + 1], shared[nshared + 2] = 'args', rows[i + 2]
-    call('HSET', mk, unpack(shared))
-    call('PEXPIRE', mk, meta_ttl)
+    if not rec then
+      shared[nshared + 1], shared[nshared + 2] = 'args', rows[i + 2]
+      call('HSET', mk, unpack(shared))
+      call('PEXPIRE', mk, meta_ttl)
+    end
     made[#made + 1] = id
     flags[#flags + 1] = '1'
   end

@@ -124,25 +124,11 @@ for r = 1, nrows + 1 do
           end
         end
       end
-      -- a job left queued keeps its record in its job key (see job_record in the prelude): no hash,
-      -- when the envelope has the shape taskq writes (msgpack, 't' then 'f' first, 'et' last)
+      -- a job left queued keeps its record in its job key (see with_record in the prelude), no hash
       local jb, rec = ARGV[i + 1], nil
-      if not wid and ARGV[i + 12] == '' and ARGV[i + 10] ~= 'waiting' and string.sub(jb, 1, 5) == '\\193TQ\\1m'
-        and string.sub(jb, 7, 11) == '\\161t\\192\\161f' and string.sub(jb, -12, -9) == '\\162et\\207' then
-        local hb = string.byte(jb, 6)
-        if hb >= 128 and hb < 143 and str_at(jb, 12) == fn then
-          local after = meta_ttl - tonumber(ARGV[i + 3])
-          local args = ARGV[i + 13]
-          local f = {rc, ws == 'default' and '' or ws, qk == 'arq:queue' and '' or qk, ARGV[i + 8], ARGV[i + 9],
-            ARGV[i + 11], after == RECORD_AFTER and '' or tostring(after), args == fn .. '()' and '' or args}
-          local nf = 8
-          while nf > 1 and f[nf] == '' do nf = nf - 1 end  -- empty fields at the end are left out
-          rec = table.concat(f, '\\0', 1, nf)
-          local n = #rec
-          local head = n < 32 and string.char(160 + n) or n < 256 and '\\217' .. string.char(n)
-            or n < 65536 and '\\218' .. string.char(math.floor(n / 256), n % 256) or nil
-          rec = head and string.sub(jb, 1, 5) .. string.char(hb + 1) .. '\\161q' .. head .. rec .. string.sub(jb, 7)
-        end
+      if not wid and ARGV[i + 10] ~= 'waiting' then
+        rec = with_record(id, jb, fn, 'arq:queue', {rc, ws, qk, ARGV[i + 8], ARGV[i + 9], ARGV[i + 11],
+          meta_ttl - tonumber(ARGV[i + 3]), ARGV[i + 12], ARGV[i + 13]})
       end
       call('SET', jk, rec or jb, 'PX', ARGV[i + 3])
       if not rec then

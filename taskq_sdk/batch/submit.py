@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,7 @@ from .._backend.durable import durable_timeout_ms
 from .._backend.store import now_ms
 from .._chunks import MODES, RUNNER_NAME
 from .._core import SUBMIT_OPTIONS, job_name
-from .._names import JOB_ID_RE, local_part, tenant_of
+from .._names import JOB_ID_RE, local_part, new_job_id, tenant_of
 from ..errors import BadArguments, ConfigurationError, JobNotFound, SerializationError, TaskqError
 from .autochunk import choose_sizes, plan_rest, unknown_sizes
 from .handles import AsyncBatch
@@ -179,7 +178,7 @@ async def submit_batch(
     if not isinstance(timing, bool):
         raise ConfigurationError(f"timing= takes True or False, not {timing!r}")
     shared = dict(kwargs or {})
-    local = _check_key(key) if key is not None else uuid.uuid4().hex
+    local = _check_key(key) if key is not None else new_job_id()
     job_fn = RUNNER_NAME if runner else name
     auto = chunk_size == "auto"
     # one validation of options, identity and names: exactly what submit() checks
