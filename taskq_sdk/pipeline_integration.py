@@ -36,14 +36,13 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
-import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ._names import check_job_id, qualify
+from ._names import check_job_id, new_job_id, qualify
 from ._portal import forward_docs
 from .client import AsyncClient, Client
 from .errors import ConfigurationError, TaskqError
@@ -226,7 +225,7 @@ class AsyncContentPipeline:
         registered = False
         if hook is not None:
             local = kwargs.get("_job_id")
-            local = check_job_id(local) if local is not None else uuid.uuid4().hex
+            local = check_job_id(local) if local is not None else new_job_id()
             kwargs["_job_id"] = local
             tenant, _ = self._core.identity(kwargs.get("tenant"), kwargs.get("workspace"))
             full_id = qualify(tenant, local)

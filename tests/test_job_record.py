@@ -17,6 +17,7 @@ import redis
 
 from taskq_sdk import Client, JobCancelled, JobStatus
 from taskq_sdk._backend import cache_io, layout
+from taskq_sdk._backend.record_lua import RECORD_AFTER_MS
 from taskq_sdk._names import local_part
 from taskq_sdk.config import Settings
 
@@ -80,13 +81,13 @@ def test_a_long_record_and_its_own_lifetime(settings: Settings, sync_redis: redi
         assert record is not None and record[8] == 0xA0 + 16  # the reply channel (16 characters) alone
         sync_redis.eval(layout.MATERIALIZE, 0, job.id)
         extra = sync_redis.pttl(layout.meta_key(job.id)) - sync_redis.pttl(layout.job_key(job.id))
-        assert abs(extra - layout.RECORD_AFTER_MS) < 1_000
+        assert abs(extra - RECORD_AFTER_MS) < 1_000
 
 
 def test_the_default_record_lifetime_is_the_settings_default() -> None:
     fields = Settings.model_fields
     default = fields["keep_result"].default + fields["tombstone_ttl"].default
-    assert int(default * 1000) == layout.RECORD_AFTER_MS
+    assert int(default * 1000) == RECORD_AFTER_MS
 
 
 def test_a_queued_job_cancelled_by_another_client_ends_its_waiter(settings: Settings, sync_redis: redis.Redis) -> None:
