@@ -388,9 +388,16 @@ local function claim_one(id, score)
   redis.call('EXPIRE', RTY .. id, 88400)
   local aborted = redis.call('ZREM', abort_key(qk), id)
   local mk = meta_key(id)
-  materialize(id, 'arq:queue', job)
   local meta = false
-  if redis.call('EXISTS', mk) == 1 then
+  -- a queued job's record becomes its hash here, written as started in the same HSET
+  local m = materialize(id, 'arq:queue', job, {'attempt', try, 'worker', wid, 'started', now})
+  if type(m) == 'table' then
+    local f = {}
+    for k = 1, #m, 2 do f[m[k]] = m[k + 1] end
+    meta = {f.timeout or '', f.max_tries or '', f.ws, f.batch or '', f.enq}
+    if try == 1 then pcall(batch_count, id, meta[4], 'started', now) end
+    redis.call('PUBLISH', chan(id), cjson.encode({e = 'started', a = try, w = wid}))
+  elseif m then
     meta = redis.call('HMGET', mk, 'timeout', 'max_tries', 'ws', 'batch', 'enq')
     for k = 1, 5 do if not meta[k] then meta[k] = '' end end
     if try == 1 then pcall(batch_count, id, meta[4], 'started', now) end

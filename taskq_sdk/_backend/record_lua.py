@@ -102,20 +102,27 @@ local function job_record(id, dq, v)
   end
   return m, tonumber(f[7]) or RECORD_AFTER
 end
--- write a job's record out as its hash (a no-op when the hash exists or there is no record); a job
--- due later reads as deferred, with its time
-local function materialize(id, dq, v)
+-- write a job's record out as its hash: a job due later reads as deferred, with its time, and a job
+-- being claimed ('started': its attempt, worker and start, flat) as started, in the same write.
+-- Returns the fields written; true when the job has its hash already; nil when it has neither
+local function materialize(id, dq, v, started)
   local mk = meta_key(id)
-  if redis.call('EXISTS', mk) == 1 then return end
+  if redis.call('EXISTS', mk) == 1 then return true end
   local m, after = job_record(id, dq, v)
-  if not m then return end
-  local score = redis.pcall('ZSCORE', m[6], id)
-  if type(score) == 'string' and tonumber(score) > tonumber(m[8]) then
-    m[10] = 'deferred'
-    m[#m + 1] = 'sched'; m[#m + 1] = score
+  if not m then return nil end
+  if started then
+    m[10] = 'in_progress'
+    for k = 1, #started do m[#m + 1] = started[k] end
+  else
+    local score = redis.pcall('ZSCORE', m[6], id)
+    if type(score) == 'string' and tonumber(score) > tonumber(m[8]) then
+      m[10] = 'deferred'
+      m[#m + 1] = 'sched'; m[#m + 1] = score
+    end
   end
   redis.call('HSET', mk, unpack(m))
   local left = redis.call('PTTL', JOB .. id)
   redis.call('PEXPIRE', mk, math.max(left, 0) + after)
+  return m
 end
 """
