@@ -225,8 +225,10 @@ def cmd_local(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda *_: stop.set())  # a closed terminal stops it cleanly too
+    # Ctrl-C, a closed terminal and a plain kill all stop it cleanly; SIGINT too when this process was
+    # started with it ignored (by a shell's '&', nohup, a supervisor), where Python raises no KeyboardInterrupt
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
     cluster = LocalCluster(n_workers=args.workers, jobs=args.modules, persist_dir=args.persist_dir)
     state = None
     try:

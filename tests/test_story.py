@@ -258,15 +258,22 @@ def test_sync_client_from_many_threads(settings: Settings, worker: Any) -> None:
 
 def test_ctrl_c_cancels_the_wait_not_the_job(settings: Settings, worker: Any) -> None:
     import _thread
+    import signal
 
-    with Client(settings=settings) as client:
-        job = client.submit("slow", 20, step=0.05)
-        timer = threading.Timer(0.3, _thread.interrupt_main)
-        timer.start()
-        with pytest.raises(KeyboardInterrupt):
-            job.result()
-        assert job.status() in (JobStatus.in_progress, JobStatus.queued, JobStatus.complete)
-        assert job.result(timeout=10) == 20, "the client stays usable and the job ran on"
+    # as in a terminal, whatever this process inherited: started from a shell's background job
+    # (`... &`), SIGINT begins ignored and Python turns it into no KeyboardInterrupt at all
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with Client(settings=settings) as client:
+            job = client.submit("slow", 20, step=0.05)
+            timer = threading.Timer(0.3, _thread.interrupt_main)
+            timer.start()
+            with pytest.raises(KeyboardInterrupt):
+                job.result()
+            assert job.status() in (JobStatus.in_progress, JobStatus.queued, JobStatus.complete)
+            assert job.result(timeout=10) == 20, "the client stays usable and the job ran on"
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_latency_of_a_trivial_job(settings: Settings, worker: Any) -> None:
