@@ -60,8 +60,9 @@ def test_a_long_record_and_its_own_lifetime(settings: Settings, sync_redis: redi
     with Client(settings=short, workspace=ws) as client:
         first = client.submit("echo", "a" * 20, _queue=queue)
         second = client.submit("echo", "b" * 400, _queue=queue, _timeout=5)
-        for job, arg in ((first, "a" * 20), (second, "b" * 400)):
+        for job, arg, head in ((first, "a" * 20, 0xD9), (second, "b" * 400, 0xDA)):
             assert not _has_hash(sync_redis, job.id)
+            assert (sync_redis.get(layout.job_key(job.id)) or b"")[8] == head  # str8 / str16
             info = job.info()
             assert (info.function, info.workspace, info.queue) == ("echo", ws, queue)
             assert info.args_repr is not None and info.args_repr.startswith(f"echo('{arg[:10]}")
