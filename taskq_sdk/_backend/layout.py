@@ -9,7 +9,7 @@ start time), ``arq:in-progress:<id>`` (the claim), ``arq:retry:<id>`` (the attem
 
     taskq:t:<tenant>:job:<id>      hash: function, workspace, state, attempt, worker, progress, ...
                                    (a queued job's record rides in its arq:job key instead, until a
-                                   claim, a cancel or a dependent needs the hash: see job_record)
+                                   claim, a cancel or a dependent needs the hash: see record_lua)
     taskq:t:<tenant>:ev:<id>       pub/sub channel: started / progress / retrying / done events
     taskq:t:<tenant>:logs:<id>     list: captured log lines and prints (capped)
     taskq:t:<tenant>:idx:<ws>      sorted set of job ids by enqueue time (listings)
@@ -818,12 +818,10 @@ local function get(...)
   return v
 end
 local meta = get('HGETALL', mk) or {}
-local qk = get('HGET', mk, 'queue') or 'arq:queue'
-if #meta == 0 then
-  -- a queued job's record, read in place (a status read writes nothing)
-  local m = job_record(id, 'arq:queue')
-  if m then meta, qk = m, m[6] end
-end
+-- a queued job's record, read in place (a status read writes nothing)
+if #meta == 0 then meta = job_record(id, 'arq:queue') or meta end
+local qk = 'arq:queue'
+for k = 1, #meta, 2 do if meta[k] == 'queue' then qk = meta[k + 1] break end end
 local res = false
 local has_res = redis.call('EXISTS', RES .. id)
 if has_res == 1 and ARGV[2] == '1' then res = get('GET', RES .. id) end
