@@ -26,6 +26,7 @@ SCRIPTS: list[tuple[str, list[str]]] = [
     ("bulk_submit", []),
     ("submit_rate", []),
     ("submit_script", []),
+    ("submit_profile", []),
     ("startup", []),
     ("memory", []),
     ("fanout", []),
