@@ -115,11 +115,13 @@ def registered_spec(core: ClientCore, name: str) -> JobSpec | None:
 
         registered_spec(core, "score")   # JobSpec(name='score', ...) after @cluster.job def score
     """
-    from .registry import JobSpec as Spec
-
     cluster = _CLUSTERS.get(core)
     functions = getattr(cluster, "_functions", None)
     spec = functions.get(name) if isinstance(functions, dict) else None
+    if spec is None:  # no cluster, or not its function: the usual submit ends here, with no import
+        return None
+    from .registry import JobSpec as Spec
+
     return spec if isinstance(spec, Spec) else None
 
 

@@ -72,6 +72,7 @@ SUBMIT_OPTIONS = (
     "_job_id", "_defer_by", "_defer_until", "_expires", "_timeout", "_retries", "_queue", "_priority", "_durable",
     "_cache", "_limit_key",
 )  # fmt: skip
+_SUBMIT_OPTION_SET = frozenset(SUBMIT_OPTIONS)
 #: the highest ``_priority``: a job of priority p queues as if submitted p x TASKQ_PRIORITY_STEP earlier
 MAX_PRIORITY = 100
 REGISTRY_CACHE_SECONDS = 5.0
@@ -579,7 +580,7 @@ class ClientCore:
         and ``tenant``/``workspace``; it is consumed.
         """
         options = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("_")}
-        unknown = sorted(set(options) - set(SUBMIT_OPTIONS))
+        unknown = sorted(options.keys() - _SUBMIT_OPTION_SET) if options else None
         if unknown:
             raise ConfigurationError(
                 f"unknown submit option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: keyword arguments "

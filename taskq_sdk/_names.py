@@ -11,9 +11,10 @@ tenant (so jobs enqueued by plain arq belong to ``default``), ``acme:report-1`` 
 
 from __future__ import annotations
 
-import base64
+import binascii
 import os
 import re
+import threading
 
 from .errors import InvalidName
 
@@ -36,7 +37,31 @@ def new_job_id() -> str:
         >>> len(new_job_id()), new_job_id().isalnum()
         (20, True)
     """
-    return base64.b64encode(os.urandom(15), b"xz").decode()
+    with _RANDOM_LOCK:
+        if len(_random_pool) < 15:
+            _random_pool[:] = os.urandom(_POOL_BYTES)
+        raw = bytes(_random_pool[-15:])
+        del _random_pool[-15:]  # each byte is handed out once
+    return binascii.b2a_base64(raw, newline=False).translate(_ALNUM_B64).decode()
+
+
+# Random bytes for ids, read from the OS 4 KiB at a time: one getrandom() call per 273 ids instead
+# of one per id (a system call costs a submit ~2-3 us on a busy 2-core VM, the slice ~0.2 us).
+# A forked child starts with an empty pool, so parent and child never hand out the same bytes.
+_POOL_BYTES = 15 * 273
+_ALNUM_B64 = bytes.maketrans(b"+/", b"xz")  # base64's two signs -> letters (a table built once)
+_RANDOM_LOCK = threading.Lock()
+_random_pool = bytearray()
+
+
+def _forget_random_pool() -> None:
+    global _RANDOM_LOCK
+    _RANDOM_LOCK = threading.Lock()  # a thread of the parent may have held it at the fork
+    _random_pool.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_random_pool)
 
 
 def check_name(value: object, what: str) -> str:
@@ -45,13 +70,23 @@ def check_name(value: object, what: str) -> str:
     >>> check_name("acme", "tenant")
     'acme'
     """
+    if type(value) is str and value in _VALID_NAMES:  # a submit checks its queue (and more) every time
+        return value
     if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         shown = repr(value) if not isinstance(value, str) or len(value) <= 80 else repr(value[:80] + "…")
         raise InvalidName(
             f"{what} {shown} is not a valid name: use 1-63 characters from a-z, 0-9, '_' and '-', "
             "starting with a letter or digit (for example 'acme' or 'exp-1')."
         )
+    if type(value) is str:
+        if len(_VALID_NAMES) >= 1024:  # many tenants or workspaces: the set stays small
+            _VALID_NAMES.clear()
+        _VALID_NAMES.add(value)
     return value
+
+
+#: names check_name has passed (plain str only: a subclass could compare equal to a valid name)
+_VALID_NAMES: set[str] = set()
 
 
 def check_job_id(value: object) -> str:

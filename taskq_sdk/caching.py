@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._cache_options import cache_setting
+from ._callables import registered_spec
 from ._digests import code_version, inputs_digest, qualname
 from .errors import ConfigurationError
 
@@ -86,7 +87,6 @@ def _describe_spec(spec: JobSpec) -> Described:
 
 def describe_function(core: ClientCore, fn: Any, name: str) -> Described:
     """The identity, version and declared cache setting of the function behind a submit."""
-    from ._callables import registered_spec
     from .registry import JobSpec
 
     if callable(fn) and not isinstance(fn, str):
@@ -146,8 +146,6 @@ def function_digest(core: ClientCore, fn: str | Callable[..., Any]) -> str:
 
 def _declared_cache(core: ClientCore, fn: Any, name: str) -> bool | float:
     """What ``@job(cache=...)`` declared for the function behind a submit (False: nothing), without hashing it."""
-    from ._callables import registered_spec
-
     spec = getattr(fn, "__taskq_job__", None) if callable(fn) and not isinstance(fn, str) else None
     if spec is None and isinstance(fn, str):
         spec = registered_spec(core, name)

@@ -76,6 +76,8 @@ def detach_upstreams(
         load_job = client.submit("add", 1, 2)
         args, kwargs, parents = detach_upstreams(core, (load_job,), {})   # parents == [load_job.id]
     """
+    if not args and not kwargs:
+        return args, kwargs, []
     parents: dict[str, None] = {}
     new_args = tuple(_swap(a, parents) for a in args)
     new_kwargs = {k: v if k.startswith("_") else _swap(v, parents) for k, v in kwargs.items()}

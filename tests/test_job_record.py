@@ -8,6 +8,7 @@ nobody can read (corrupt, another codec) never breaks a status read or a claim.
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,7 @@ import redis
 from taskq_sdk import Client, JobCancelled, JobStatus
 from taskq_sdk._backend import cache_io, layout
 from taskq_sdk._backend.record_lua import RECORD_AFTER_MS
-from taskq_sdk._names import local_part
+from taskq_sdk._names import local_part, new_job_id
 from taskq_sdk.config import Settings
 
 from . import cachefns
@@ -180,6 +181,26 @@ def test_ids_are_twenty_letters_and_digits(settings: Settings) -> None:
     with Client(settings=settings) as client:
         ids = {client.submit("noop").id for _ in range(200)}
     assert len(ids) == 200 and all(len(i) == 20 and i.isalnum() for i in ids)
+
+
+def test_a_forked_child_never_makes_its_parents_next_ids() -> None:
+    """Ids come from a pool of random bytes read 4 KiB at a time: a forked child (a worker process, a
+    multiprocessing pool) starts with an empty pool, so it cannot hand out the bytes its parent will."""
+    drawn = [new_job_id() for _ in range(1000)]  # past several refills of the pool
+    assert len(set(drawn)) == 1000
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, then out without running anything of the parent's
+        try:
+            os.write(write_end, " ".join(new_job_id() for _ in range(50)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        child = pipe.read().split()
+    os.waitpid(pid, 0)
+    parent = [new_job_id() for _ in range(50)]
+    assert len(child) == 50 and not set(child) & set(parent), "the child handed out its parent's next ids"
 
 
 def test_a_batch_of_queued_items_is_one_key_each_and_counts_as_before(

@@ -234,12 +234,13 @@ class AutoPipeline:
             await self._connect()
         loop = self._loop
         assert loop is not None
-        futs: list[asyncio.Future[Any]] = [loop.create_future() for _ in commands]
+        n = len(commands)
+        futs: list[asyncio.Future[Any]] = [loop.create_future()] if n == 1 else [loop.create_future() for _ in commands]
         if not self._waiting:
             # nothing in flight: out at once (calls of the same tick that follow share the next write)
             self._waiting.extend(futs)
             self._progress = loop.time()
-            self._write(commands[0] if len(commands) == 1 else b"".join(commands), len(commands))
+            self._write(commands[0] if n == 1 else b"".join(commands), n)
             if self._timer is None and self._timeout:
                 self._timer = loop.call_later(self._timeout, self._check_timeout)
         else:

@@ -48,6 +48,8 @@ class Subscription:
         event = await sub.get(timeout=1.0)   # dict like {"e": "done", "s": "complete"}, or None
     """
 
+    __slots__ = ("_expiry", "_getters", "_items", "active", "adopted", "channel", "expired", "local")
+
     def __init__(self, channel: str) -> None:
         self.channel = channel
         #: events not yet taken, and the getters waiting for one (a future each: an event wakes its
