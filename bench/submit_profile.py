@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import resource
 import statistics
 import sys
@@ -161,7 +162,7 @@ def report(runs: dict[str, dict[str, list[float]]], n: int, rounds: int, version
         cpu = f"{statistics.median(figures['cpu']):.1f}" if "cpu" in figures else ""
         server_us = f"{statistics.median(figures['server']):.1f}" if "server" in figures else ""
         rows.append([name, f"{statistics.median(wall):.1f}", f"{min(wall):.0f}-{max(wall):.0f}", cpu, server_us])
-        slug = name.split(",")[0].replace(" ", "_").replace(".", "_").replace("'", "").lower()
+        slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")  # one FIGURE name per row
         print(f"FIGURE submit_profile_{slug}_us={statistics.median(wall):.1f}")
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     text = table(
