@@ -11,6 +11,8 @@ runs an in-process worker whose append call loses its first replies after the se
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -249,14 +251,15 @@ def _kill_clients(admin: redis.Redis) -> int:
     return int(admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"))
 
 
-@pytest.mark.parametrize("fault", ["busy", "readonly", "reset"])
+@pytest.mark.parametrize("fault", ["busy", "readonly", "reset", "frozen", "frozen_past_claim"])
 def test_a_server_fault_mid_stream_loses_and_repeats_nothing(
     fault: str, own_server: Any, start_worker_process: Any
 ) -> None:
     """BUSY (another client's 2 s script), READONLY (the server demoted to a replica of a host that is
-    down, then promoted) or every client connection killed (5 times) while a worker process streams:
-    the reader sees each item once, in order (or a StreamRestart and then the next attempt's, complete),
-    and the result is every item."""
+    down, then promoted), every client connection killed (5 times), or the server process frozen
+    (SIGSTOP) for 1.5 s, or for 4.5 s, longer than the job's claim (TASKQ_CLAIM_TTL=3 s here: the job is
+    claimed again), while a worker process streams: the reader sees each item once, in order (or a
+    StreamRestart and then the next attempt's, complete), and the result is every item."""
     url = own_server.url
     admin = redis.Redis.from_url(url)
     settings = Settings(redis_url=url, **FAST)  # type: ignore[arg-type]
@@ -284,6 +287,13 @@ def test_a_server_fault_mid_stream_loses_and_repeats_nothing(
                 elif fault == "reset" and count in (5, 10, 15, 20, 25):
                     assert _kill_clients(admin) >= 1
                     faulted.set()
+                elif fault.startswith("frozen") and count == 5:
+                    pid = own_server.pid
+                    os.kill(pid, signal.SIGSTOP)
+                    # the freeze's length is the fault itself: a timer ends it, the reader is blocked meanwhile
+                    side = threading.Timer(1.5 if fault == "frozen" else 4.5, os.kill, (pid, signal.SIGCONT))
+                    side.start()
+                    faulted.set()
             if side is not None:
                 side.join(timeout=30)
             assert faulted.is_set()
@@ -291,11 +301,20 @@ def test_a_server_fault_mid_stream_loses_and_repeats_nothing(
             lost, dup = _story(seen, n)
             figure(f"stream_{fault}_items_lost", lost)
             figure(f"stream_{fault}_duplicates_or_misplaced", dup)
+            attempts = job.info().attempts
+            figure(f"stream_{fault}_attempts", attempts)
+            figure(f"stream_{fault}_restarts", sum(isinstance(x, StreamRestart) for x in seen))
+            if fault == "frozen_past_claim":
+                # the freeze outlived the claim, and the job was claimed again: by this worker, whose running
+                # copy goes on under the new claim (no restart), or by a retry that restarts the stream
+                assert attempts >= 2, attempts
             assert (lost, dup) == (0, 0), seen
             assert [x["i"] for x in result] == list(range(n))
             assert [x["i"] for x in job.stream()] == list(range(n))  # a late reader: the last attempt, whole
             assert worker.is_alive(), worker.log_tail()
     finally:
+        if own_server.pid is not None:
+            os.kill(own_server.pid, signal.SIGCONT)  # a failed run must not leave the server frozen
         admin.execute_command("REPLICAOF", "NO", "ONE")
         admin.close()
 
