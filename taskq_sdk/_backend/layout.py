@@ -395,13 +395,13 @@ local function claim_one(id, score)
     local f = {}
     for k = 1, #m, 2 do f[m[k]] = m[k + 1] end
     meta = {f.timeout or '', f.max_tries or '', f.ws, f.batch or '', f.enq}
-    if try == 1 then pcall(batch_count, id, meta[4], 'started', now) end
-    redis.call('PUBLISH', chan(id), cjson.encode({e = 'started', a = try, w = wid}))
   elseif m then
     meta = redis.call('HMGET', mk, 'timeout', 'max_tries', 'ws', 'batch', 'enq')
     for k = 1, 5 do if not meta[k] then meta[k] = '' end end
-    if try == 1 then pcall(batch_count, id, meta[4], 'started', now) end
     redis.call('HSET', mk, 'state', 'in_progress', 'attempt', try, 'worker', wid, 'started', now)
+  end
+  if meta then  -- a job with taskq metadata (record or hash) starts: its batch counts it, its waiters hear it
+    if try == 1 then pcall(batch_count, id, meta[4], 'started', now) end
     redis.call('PUBLISH', chan(id), cjson.encode({e = 'started', a = try, w = wid}))
   end
   return {id, score, job, try, aborted, meta}
